@@ -1,0 +1,1 @@
+"""Edge inference pipeline for ROS 2."""

@@ -1,0 +1,1 @@
+"""Inference backends of the detector: ONNX Runtime (CPU) and TensorRT (GPU)."""

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Set up everything edge_infer_ros needs on a fresh Debian 12 / Python 3.11 machine, idempotently:
+#   1. a virtual environment .venv with the pinned ROS 2 Kilted wheels and numerics (requirements.txt)
+#   2. the include paths the wheels' CMake files expect (they carry their build machine's paths)
+#   3. colcon build of edge_infer_ros_msgs (msg/) and edge_infer_ros (.) into install/
+# A second run with nothing changed only compares two hashes and returns in about a second.
+# Afterwards `. scripts/env.sh` gives a shell in which `import rclpy` and the messages work.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+VENV="$ROOT/.venv"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+hash_files() {  # sha256 over the names and contents of the given files, in a stable order
+  sort | while IFS= read -r f; do printf '%s\n' "$f"; cat "$f"; done | sha256sum | cut -d' ' -f1
+}
+
+# --- 1. virtual environment with pinned packages -------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtual environment in .venv"
+  "$PYTHON" -m venv "$VENV"
+fi
+req_hash="$(sha256sum requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$req_hash" ]; then
+  log "installing pinned packages (requirements.txt); about a minute on a fresh machine"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -U pip
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$req_hash" > "$VENV/.requirements.sha256"
+  rm -f "$ROOT/build/.edge_infer_ros.sha256"   # new wheels: rebuild the packages
+fi
+# colcon must never crawl into the environment or the build outputs.
+mkdir -p build install log
+touch "$VENV/COLCON_IGNORE" build/COLCON_IGNORE install/COLCON_IGNORE log/COLCON_IGNORE
+
+# --- 2. include paths baked into the wheels' CMake configuration ---------------------------
+py_include="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+np_include="$("$VENV/bin/python" -c 'import numpy, os; print(os.path.join(os.path.dirname(numpy.__file__), "_core", "include"))')"
+ensure_link() {  # ensure_link TARGET LINK: LINK must resolve to TARGET's contents
+  local target="$1" link="$2"
+  if [ -e "$link" ]; then return 0; fi
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  log "linking $link -> $target (the wheels' CMake files name this path)"
+  $sudo mkdir -p "$(dirname "$link")"
+  $sudo ln -sfn "$target" "$link"
+}
+ensure_link "$py_include" /opt/python/cp311-cp311/include/python3.11
+ensure_link "$np_include" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
+
+# --- 3. colcon build of both packages ------------------------------------------------------
+src_hash="$( { find msg launch config models resource -type f 2>/dev/null; \
+  echo package.xml; echo setup.py; echo setup.cfg; } | hash_files)"
+if [ "$(cat build/.edge_infer_ros.sha256 2>/dev/null)" != "$src_hash" ] || [ ! -f install/setup.bash ]; then
+  log "colcon build (edge_infer_ros_msgs, edge_infer_ros)"
+  (
+    # shellcheck disable=SC1091
+    . "$VENV/bin/activate"
+    export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+    colcon --log-base log build --build-base build --install-base install \
+      --paths msg . --symlink-install \
+      --event-handlers console_direct- \
+      --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" >&2
+  )
+  echo "$src_hash" > build/.edge_infer_ros.sha256
+fi
+log "ready: . scripts/env.sh"
