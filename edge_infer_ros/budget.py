@@ -8,7 +8,7 @@ only converts: it calls ``BudgetTracker.observe`` for every ``FrameTrace``
 ``diagnostic_msgs/DiagnosticStatus`` at the diagnostics rate, and builds its
 parameters from ``BudgetConfig.to_mapping()``.
 
-Timing model (see ``edge_infer_ros.trace``), per frame and camera::
+Timing model (see ``edge_infer_ros.tracing``), per frame and camera::
 
     stamp --ingest--> [queue_wait | service] stage 1 --hop--> [queue_wait | service] stage 2 ...
 
@@ -32,9 +32,9 @@ import numbers
 import re
 from typing import Any, Iterable, Mapping
 
-from edge_infer_ros import trace as trace_module
+from edge_infer_ros import tracing
 from edge_infer_ros.stats import SlidingWindow, WindowSummary
-from edge_infer_ros.trace import FrameTrace
+from edge_infer_ros.tracing import FrameTrace
 
 #: Status names of the per-camera path items (the stages use their own names).
 INGEST = 'ingest'
@@ -461,7 +461,7 @@ class BudgetTracker:
 
     ``observe`` is called for every trace (cheap: a few ring-buffer writes per
     stage); ``statuses`` and ``summary`` compute percentiles and are meant for
-    the diagnostics rate.  Times default to ``edge_infer_ros.trace.now_ns()``.
+    the diagnostics rate.  Times default to ``edge_infer_ros.tracing.now_ns()``.
     Not thread-safe: call it from one thread (one callback group).
     """
 
@@ -518,7 +518,7 @@ class BudgetTracker:
         if not stages:
             return None
         if now_ns is None:
-            now_ns = trace_module.now_ns()
+            now_ns = tracing.now_ns()
         camera = self._cameras.get(trace.camera)
         if camera is None:
             camera = self._cameras[trace.camera] = _CameraState(
@@ -599,7 +599,7 @@ class BudgetTracker:
     def _judge(self, now_ns: int | None) -> list[tuple[StageStatus, dict[str, Any]]]:
         """Return (status, summary entry) for every item, in statuses() order."""
         if now_ns is None:
-            now_ns = trace_module.now_ns()
+            now_ns = tracing.now_ns()
         results = []
         for name, camera in self._cameras.items():
             for stage, state in camera.stages.items():
@@ -831,7 +831,7 @@ class BudgetTracker:
         statistics keys (their budget_ms; the deadline for end_to_end).
         """
         if now_ns is None:
-            now_ns = trace_module.now_ns()
+            now_ns = tracing.now_ns()
         judged = iter(self._judge(now_ns))
         cameras: dict[str, Any] = {}
         for name, camera in self._cameras.items():

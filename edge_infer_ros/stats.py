@@ -7,7 +7,7 @@ while the percentiles are needed only at the diagnostics rate (1 Hz) and can
 afford a numpy pass over the window.
 
 Samples are floats (milliseconds by convention) stamped with an int time in
-nanoseconds (the clock of ``edge_infer_ros.trace``).  Percentiles use numpy's
+nanoseconds (the clock of ``edge_infer_ros.tracing``).  Percentiles use numpy's
 ``'linear'`` method.  An empty window (or one whose samples have all aged out)
 summarises as ``count == 0`` with every statistic ``NaN``: "no data" must not
 read as a latency of zero.
