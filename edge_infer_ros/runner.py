@@ -1,0 +1,441 @@
+"""
+The main job: run the pipeline on its built-in input and print where the time went.
+
+``composed`` (the default) loads every stage into one process (zero-copy handoff);
+``split`` starts one process per stage (or per group, see ``--transport``) talking over DDS,
+with the budget monitor in this process, exactly as the launch files do on a robot. Both read
+the same parameter files (config/pipeline.yaml, config/budget.yaml).
+
+The report (printed, and with ``--report-json`` written as JSON for CI gates) comes from the
+budget monitor's own numbers: per stage p50/p95/p99/max and queue wait, end to end, frames
+captured / processed / dropped, the transport and the backend used.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Optional
+
+from edge_infer_ros import tracing
+from edge_infer_ros.budget import format_table
+from edge_infer_ros.container import ComponentSpec, Container
+from edge_infer_ros.graph import NodeSpec, PIPELINE
+from edge_infer_ros.profile_trace import write_chrome_trace
+from edge_infer_ros.resources import config_path
+import numpy as np
+import rclpy
+from rclpy.node import Node
+import yaml
+
+#: Split layouts: which stages share a process, and what crosses between processes.
+SPLIT_GROUPS = {
+    'raw': (('camera',), ('preprocess',), ('detector',), ('nms',), ('action',)),
+    'compressed': (('camera',), ('preprocess',), ('detector',), ('nms',), ('action',)),
+    'tensor': (('camera', 'preprocess'), ('detector', 'nms', 'action')),
+}
+TRANSPORT_TEXT = {
+    'raw': 'DDS, one process per stage, sensor_msgs/Image raw',
+    'compressed': 'DDS, one process per stage, sensor_msgs/CompressedImage (JPEG)',
+    'tensor': 'DDS, camera+preprocess | detector+nms+action, TensorFrame',
+}
+
+
+@dataclass
+class RunOptions:
+    """What to run and for how long."""
+
+    mode: str = 'composed'
+    transport: str = 'raw'
+    frames: int = 300
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+    seed: int = 0
+    backend: str = 'onnxruntime'
+    model_path: str = ''
+    config: str = ''
+    budget: str = ''
+    namespace: str = ''
+    report_json: str = ''
+    profile: str = ''
+    timeout_s: float = 0.0
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """Parameters the command line sets, per node name."""
+        result: dict[str, dict[str, Any]] = {
+            'camera': {'max_frames': self.frames, 'width': self.width, 'height': self.height,
+                       'fps': self.fps, 'seed': self.seed},
+            'detector': {'backend': self.backend},
+        }
+        if self.model_path:
+            for name in ('preprocess', 'detector'):
+                result.setdefault(name, {})['model_path'] = self.model_path
+        if self.mode == 'split' and self.transport == 'compressed':
+            result['camera']['publish_compressed'] = True
+            result.setdefault('preprocess', {})['input_transport'] = 'compressed'
+        for name, values in self.extra.items():
+            result.setdefault(name, {}).update(values)
+        return result
+
+
+def component_specs(options: RunOptions, names: Optional[set] = None) -> list[ComponentSpec]:
+    """Return the pipeline's components with the parameter files and overrides of a run."""
+    files = {'pipeline.yaml': options.config or config_path('pipeline.yaml'),
+             'budget.yaml': options.budget or config_path('budget.yaml')}
+    overrides = options.overrides()
+    specs = []
+    for node in PIPELINE:
+        if names is not None and node.name not in names:
+            continue
+        specs.append(_spec(node, options.namespace, files, overrides.get(node.name, {})))
+    return specs
+
+
+def _spec(node: NodeSpec, namespace: str, files: dict[str, str],
+          overrides: dict[str, Any]) -> ComponentSpec:
+    return ComponentSpec(node.plugin, node.name, namespace, node.remaps,
+                         tuple(files[f] for f in node.param_files),
+                         {**node.parameters, **overrides})
+
+
+class TraceCollector:
+    """Keeps every frame trace the monitor sees (for the overhead figure and the profile)."""
+
+    def __init__(self) -> None:
+        self.traces: list[tracing.FrameTrace] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, trace: tracing.FrameTrace) -> None:
+        with self._lock:
+            self.traces.append(trace)
+
+    def snapshot(self) -> list[tracing.FrameTrace]:
+        """Return a copy of the traces so far."""
+        with self._lock:
+            return list(self.traces)
+
+
+def overhead_stats(traces: list[tracing.FrameTrace]) -> dict[str, Any]:
+    """End to end minus inference, per frame: what the pipeline itself costs."""
+    values = []
+    for trace in traces:
+        inference = sum(t.service_ns for t in trace.stages if t.stage == 'detector')
+        values.append((trace.end_to_end_ns - inference) / 1e6)
+    if not values:
+        return {'count': 0}
+    array = np.asarray(values)
+    p50, p95, p99 = np.percentile(array, (50, 95, 99))
+    return {'count': len(values), 'p50_ms': float(p50), 'p95_ms': float(p95),
+            'p99_ms': float(p99), 'max_ms': float(array.max())}
+
+
+def _wait_settled(monitor: Any, inputs: list, timeout_s: float) -> None:
+    """Wait until no frame is in flight and the monitor has seen every trace."""
+    deadline = time.monotonic() + timeout_s
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        seen = monitor.traces_seen
+        busy = any(not i.idle() for i in inputs)
+        if seen != last or busy:
+            last, stable_since = seen, time.monotonic()
+        elif time.monotonic() - stable_since > 0.3:
+            return
+        time.sleep(0.02)
+
+
+def run_composed(options: RunOptions) -> dict[str, Any]:
+    """Every stage in this process: frames handed on by reference."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    container = Container(context)
+    collector = TraceCollector()
+    try:
+        nodes = {spec.name: container.load(spec) for spec in component_specs(options)}
+        monitor = nodes['budget_monitor']
+        monitor.trace_hooks.append(collector)
+        container.spin_in_background()
+        problems = container.start()
+        if problems:
+            raise RuntimeError('pipeline did not start: ' + '; '.join(problems))
+        started = time.monotonic()
+        camera = nodes['camera']
+        limit = options.timeout_s or max(30.0, 3.0 * options.frames / options.fps + 20.0)
+        camera.wait_until_done(limit)
+        if camera.active:
+            camera.trigger_deactivate()
+        inputs = [i for n in nodes.values() for i in getattr(n, 'inputs', [])]
+        _wait_settled(monitor, inputs, 10.0)
+        wall = time.monotonic() - started
+        stage_nodes = [nodes[n] for n in ('preprocess', 'detector', 'nms', 'action')]
+        counters = {
+            'captured': camera.captured,
+            'processed': nodes['action'].commands,
+            'dropped': sum(i.stats.dropped for n in stage_nodes for i in n.inputs),
+            'errors': sum(n.error_count() for n in stage_nodes),
+            'lost_in_transport': 0,
+        }
+        detector = nodes['detector']
+        backend = {'name': detector.backend.name if detector.backend else 'none',
+                   'description': detector.backend.description if detector.backend else '',
+                   'fallback_reason': detector.fallback_reason}
+        messages_built = sum(o.stats.messages_built for n in nodes.values()
+                             for o in getattr(n, 'outputs', []))
+        report = build_report(options, monitor.summary(), counters, backend, wall,
+                              collector.snapshot(), 'in-process, zero-copy')
+        report['messages_built'] = messages_built
+        return report
+    finally:
+        container.shutdown()
+        rclpy.shutdown(context=context)
+
+
+class _DiagnosticsListener:
+    """The latest status of each node, from /diagnostics (how split counters are read)."""
+
+    def __init__(self, node: Node) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        self.latest: dict[str, dict[str, str]] = {}
+        node.create_subscription(DiagnosticArray, '/diagnostics', self._on_array, 50)
+
+    def _on_array(self, msg: Any) -> None:
+        for status in msg.status:
+            self.latest[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def value(self, stage: str, key: str) -> int:
+        """Sum a counter over the nodes of a stage kind."""
+        total = 0
+        for name, values in self.latest.items():
+            if name.endswith(f': {stage}') and key in values:
+                total += int(float(values[key]))
+        return total
+
+
+def _change_state(node: Node, executor: Any, target: str, transition: int) -> bool:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    client = node.create_client(ChangeState, f'{target}/change_state')
+    if not client.wait_for_service(timeout_sec=30.0):
+        return False
+    future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+    executor.spin_until_future_complete(future, timeout_sec=30.0)
+    return bool(future.result() and future.result().success)
+
+
+def run_split(options: RunOptions) -> dict[str, Any]:
+    """One process per stage (or group), DDS between them; the monitor runs here."""
+    from lifecycle_msgs.msg import Transition
+    groups = SPLIT_GROUPS[options.transport]
+    options.extra.setdefault('camera', {})['autostart'] = False
+    workdir = tempfile.mkdtemp(prefix='eir_split_')
+    processes = []
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    container = Container(context)
+    collector = TraceCollector()
+    try:
+        for index, group in enumerate(groups):
+            composition = os.path.join(workdir, f'group{index}.yaml')
+            with open(composition, 'w', encoding='utf-8') as stream:
+                yaml.safe_dump([{'plugin': s.plugin, 'name': s.name, 'namespace': s.namespace,
+                                 'remaps': [list(r) for r in s.remaps],
+                                 'param_files': list(s.param_files),
+                                 'parameters': s.parameters}
+                                for s in component_specs(options, set(group))], stream)
+            processes.append(subprocess.Popen(
+                [sys.executable, '-m', 'edge_infer_ros.container', '--composition',
+                 composition], env=os.environ.copy()))
+        monitor = container.load(component_specs(options, {'budget_monitor'})[0])
+        monitor.trace_hooks.append(collector)
+        listener_node = Node('pipeline_runner', context=context)
+        listener = _DiagnosticsListener(listener_node)
+        problems = container.start()
+        if problems:
+            raise RuntimeError('budget monitor did not start: ' + '; '.join(problems))
+        executor = container.executor
+        executor.add_node(listener_node)
+        # Wait until every hop has a publisher and a subscriber, then start the camera.
+        ns = '/' + options.namespace.strip('/') if options.namespace else ''
+        hops = ['image_raw', 'tensor', 'candidates', 'detections', 'trace']
+        if options.transport == 'compressed':
+            hops[0] = 'image_raw/compressed'
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+            if all(listener_node.count_subscribers(f'{ns}/{t}') > 0 and
+                   listener_node.count_publishers(f'{ns}/{t}') > 0 for t in hops):
+                break
+            if any(p.poll() is not None for p in processes):
+                raise RuntimeError('a stage process exited during start-up')
+        else:
+            raise RuntimeError('the split pipeline did not connect within 60 s')
+        for _ in range(10):  # let the remaining discovery between the processes finish
+            executor.spin_once(timeout_sec=0.05)
+        camera = f'{ns}/camera'
+        if not (_change_state(listener_node, executor, camera, Transition.TRANSITION_CONFIGURE)
+                and _change_state(listener_node, executor, camera,
+                                  Transition.TRANSITION_ACTIVATE)):
+            raise RuntimeError('could not configure/activate the camera process')
+        container.spin_in_background()
+        started = time.monotonic()
+        limit = options.timeout_s or max(30.0, 3.0 * options.frames / options.fps + 20.0)
+        while time.monotonic() - started < limit:
+            if listener.value('camera', 'frames_captured') >= options.frames:
+                break
+            time.sleep(0.1)
+        last, stable = -1, time.monotonic()
+        while time.monotonic() - stable < 2.5 and time.monotonic() - started < limit + 10:
+            if monitor.traces_seen != last:
+                last, stable = monitor.traces_seen, time.monotonic()
+            time.sleep(0.05)
+        wall = time.monotonic() - started
+        captured = listener.value('camera', 'frames_captured')
+        received = listener.value('preprocess', 'frames_received')
+        counters = {
+            'captured': captured,
+            'processed': listener.value('action', 'commands'),
+            'dropped': sum(listener.value(s, 'frames_dropped')
+                           for s in ('preprocess', 'detector', 'nms', 'action')),
+            'errors': sum(listener.value(s, 'frame_errors')
+                          for s in ('preprocess', 'detector', 'nms', 'action')),
+            'lost_in_transport': max(0, captured - received),
+        }
+        backend_values = next((v for k, v in listener.latest.items() if k.endswith(': detector')),
+                              {})
+        backend = {'name': backend_values.get('backend', 'unknown'),
+                   'description': backend_values.get('backend_description', ''),
+                   'fallback_reason': backend_values.get('fallback_reason')}
+        return build_report(options, monitor.summary(), counters, backend, wall,
+                            collector.snapshot(), TRANSPORT_TEXT[options.transport])
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        container.shutdown()
+        rclpy.shutdown(context=context)
+
+
+def build_report(options: RunOptions, summary: dict[str, Any], counters: dict[str, int],
+                 backend: dict[str, Any], wall_s: float, traces: list[tracing.FrameTrace],
+                 transport: str) -> dict[str, Any]:
+    """Build the JSON report: the monitor's summary plus counters, transport, backend."""
+    cameras = summary.get('cameras', {})
+    first = next(iter(cameras.values()), {})
+    stages = {name: first['stages'][name] for name in first.get('stages', {})}
+    report = {
+        'mode': options.mode,
+        'transport': transport,
+        'backend': backend['name'],
+        'backend_description': backend['description'],
+        'backend_fallback_reason': backend['fallback_reason'],
+        'resolution': [options.width, options.height],
+        'fps_setting': options.fps,
+        'wall_s': wall_s,
+        'throughput_fps': counters['processed'] / wall_s if wall_s > 0 else 0.0,
+        'frames': counters,
+        'accounting_ok': (counters['captured'] == counters['processed'] + counters['dropped'] +
+                          counters['errors'] + counters['lost_in_transport']),
+        'stages': stages,
+        'ingest': first.get('ingest'),
+        'transport_hops': first.get('transport'),
+        'end_to_end': first.get('end_to_end'),
+        'overhead': overhead_stats(traces),
+        'deadline_misses': first.get('deadline_misses', 0),
+        'deadline_ms': summary.get('deadline_ms'),
+        'cameras': cameras,
+    }
+    if options.profile:
+        report['profile_events'] = write_chrome_trace(options.profile, traces)
+        report['profile'] = options.profile
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Lay out the printed latency report."""
+    frames = report['frames']
+    lines = [
+        f'edge_infer_ros pipeline: {report["mode"]} ({report["transport"]}), backend '
+        f'{report["backend"]}, {report["resolution"][0]}x{report["resolution"][1]} @ '
+        f'{report["fps_setting"]:g} fps',
+        format_table({'cameras': report['cameras'],
+                      'deadline_ms': report['deadline_ms']}).rstrip(),
+        f'frames: captured {frames["captured"]}, processed {frames["processed"]}, dropped '
+        f'{frames["dropped"]}, errors {frames["errors"]}, lost in transport '
+        f'{frames["lost_in_transport"]} ({"accounted" if report["accounting_ok"] else "MISMATCH"})'
+        f'; throughput {report["throughput_fps"]:.1f} fps; deadline misses '
+        f'{report["deadline_misses"]}',
+    ]
+    overhead = report['overhead']
+    if overhead.get('count'):
+        lines.append(f'pipeline overhead (end to end minus inference): p50 '
+                     f'{overhead["p50_ms"]:.3f} ms, p99 {overhead["p99_ms"]:.3f} ms')
+    if report.get('backend_fallback_reason'):
+        lines.append(f'WARNING backend fell back: {report["backend_fallback_reason"]}')
+    if report.get('profile'):
+        lines.append(f'profile: {report["profile"]} ({report["profile_events"]} events; open '
+                     'in ui.perfetto.dev)')
+    return '\n'.join(lines)
+
+
+def parse_args(argv: Optional[list[str]]) -> RunOptions:
+    """Command line to options."""
+    parser = argparse.ArgumentParser(prog='pipeline', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
+    parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw',
+                        help='split mode: what crosses between processes')
+    parser.add_argument('--frames', type=int, default=300, help='frames to capture')
+    parser.add_argument('--width', type=int, default=640)
+    parser.add_argument('--height', type=int, default=480)
+    parser.add_argument('--fps', type=float, default=30.0)
+    parser.add_argument('--seed', type=int, default=0, help='synthetic scene seed')
+    parser.add_argument('--backend', choices=('onnxruntime', 'tensorrt'), default='onnxruntime')
+    parser.add_argument('--model', default='', help='ONNX model (default: the shipped one)')
+    parser.add_argument('--config', default='', help='pipeline parameter file')
+    parser.add_argument('--budget', default='', help='budget parameter file')
+    parser.add_argument('--namespace', default='')
+    parser.add_argument('--report-json', default='', help='write the report as JSON here')
+    parser.add_argument('--profile', default='', help='write a Chrome/Perfetto trace here')
+    parser.add_argument('--timeout', type=float, default=0.0, help='give up after (s)')
+    args = parser.parse_args(argv)
+    if args.frames < 1:
+        parser.error('--frames must be >= 1')
+    if args.fps <= 0:
+        parser.error('--fps must be > 0')
+    return RunOptions(mode=args.mode, transport=args.transport, frames=args.frames,
+                      width=args.width, height=args.height, fps=args.fps, seed=args.seed,
+                      backend=args.backend, model_path=args.model, config=args.config,
+                      budget=args.budget, namespace=args.namespace,
+                      report_json=args.report_json, profile=args.profile,
+                      timeout_s=args.timeout)
+
+
+def run(options: RunOptions) -> dict[str, Any]:
+    """Run the pipeline as the options say and return the report."""
+    return run_split(options) if options.mode == 'split' else run_composed(options)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of the main job (``ros2 run edge_infer_ros pipeline``)."""
+    options = parse_args(argv)
+    report = run(options)
+    print(format_report(report))
+    if options.report_json:
+        with open(options.report_json, 'w', encoding='utf-8') as stream:
+            json.dump(report, stream, indent=2, default=str)
+    return 0 if report['frames']['processed'] > 0 else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
