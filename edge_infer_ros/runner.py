@@ -79,6 +79,10 @@ class RunOptions:
         if self.model_path:
             for name in ('preprocess', 'detector'):
                 result.setdefault(name, {})['model_path'] = self.model_path
+        if self.mode == 'split':
+            # Our own camera publishes reliable: take every frame, as a robot's own split
+            # pipeline should (best-effort loses fragmented large frames over UDP).
+            result.setdefault('preprocess', {})['qos.input.reliability'] = 'reliable'
         if self.mode == 'split' and self.transport == 'compressed':
             result['camera']['publish_compressed'] = True
             result.setdefault('preprocess', {})['input_transport'] = 'compressed'
@@ -219,6 +223,31 @@ class _DiagnosticsListener:
         return total
 
 
+def split_counters(listener: '_DiagnosticsListener') -> dict[str, int]:
+    """
+    Count frames across processes, with DDS losses attributed to the hop they happened on.
+
+    A frame published by one stage and never received by the next was lost in transport
+    (best-effort QoS, a full history); every other frame is processed, dropped (keep-latest)
+    or failed (error) inside a stage, so the counts must add up to the captured frames.
+    """
+    stages = ('preprocess', 'detector', 'nms', 'action')
+    captured = listener.value('camera', 'frames_captured')
+    sent = captured
+    lost = 0
+    for stage in stages:
+        received = listener.value(stage, 'frames_received')
+        lost += max(0, sent - received)
+        sent = listener.value(stage, 'frames_published')
+    return {
+        'captured': captured,
+        'processed': listener.value('action', 'commands'),
+        'dropped': sum(listener.value(s, 'frames_dropped') for s in stages),
+        'errors': sum(listener.value(s, 'frame_errors') for s in stages),
+        'lost_in_transport': lost,
+    }
+
+
 def _change_state(node: Node, executor: Any, target: str, transition: int) -> bool:
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
@@ -262,28 +291,36 @@ def run_split(options: RunOptions) -> dict[str, Any]:
             raise RuntimeError('budget monitor did not start: ' + '; '.join(problems))
         executor = container.executor
         executor.add_node(listener_node)
-        # Wait until every hop has a publisher and a subscriber, then start the camera.
+        # Wait until every hop has a publisher and a subscriber (the camera's publisher exists
+        # once it is configured), then start the camera: no frame is lost to discovery.
         ns = '/' + options.namespace.strip('/') if options.namespace else ''
-        hops = ['image_raw', 'tensor', 'candidates', 'detections', 'trace']
-        if options.transport == 'compressed':
-            hops[0] = 'image_raw/compressed'
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-            if all(listener_node.count_subscribers(f'{ns}/{t}') > 0 and
-                   listener_node.count_publishers(f'{ns}/{t}') > 0 for t in hops):
-                break
-            if any(p.poll() is not None for p in processes):
-                raise RuntimeError('a stage process exited during start-up')
-        else:
-            raise RuntimeError('the split pipeline did not connect within 60 s')
-        for _ in range(10):  # let the remaining discovery between the processes finish
-            executor.spin_once(timeout_sec=0.05)
+        first_hop = 'image_raw/compressed' if options.transport == 'compressed' else 'image_raw'
+        hops = ['tensor', 'candidates', 'detections', 'trace']
+
+        def connected(topics: list[str], need_publisher: bool = True) -> bool:
+            return all(listener_node.count_subscribers(f'{ns}/{t}') > 0 and
+                       (not need_publisher or listener_node.count_publishers(f'{ns}/{t}') > 0)
+                       for t in topics)
+
+        def wait_until(condition: Any, what: str) -> None:
+            deadline = time.monotonic() + 60.0
+            while not condition():
+                executor.spin_once(timeout_sec=0.1)
+                if any(p.poll() is not None for p in processes):
+                    raise RuntimeError(f'a stage process exited while waiting for {what}')
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f'the split pipeline did not connect within 60 s: {what}')
+
+        wait_until(lambda: connected(hops) and connected([first_hop], need_publisher=False),
+                   'the stages')
         camera = f'{ns}/camera'
-        if not (_change_state(listener_node, executor, camera, Transition.TRANSITION_CONFIGURE)
-                and _change_state(listener_node, executor, camera,
-                                  Transition.TRANSITION_ACTIVATE)):
-            raise RuntimeError('could not configure/activate the camera process')
+        if not _change_state(listener_node, executor, camera, Transition.TRANSITION_CONFIGURE):
+            raise RuntimeError('could not configure the camera process')
+        wait_until(lambda: connected([first_hop]), 'the camera')
+        for _ in range(10):  # let discovery between the stage processes settle
+            executor.spin_once(timeout_sec=0.05)
+        if not _change_state(listener_node, executor, camera, Transition.TRANSITION_ACTIVATE):
+            raise RuntimeError('could not activate the camera process')
         container.spin_in_background()
         started = time.monotonic()
         limit = options.timeout_s or max(30.0, 3.0 * options.frames / options.fps + 20.0)
@@ -297,17 +334,7 @@ def run_split(options: RunOptions) -> dict[str, Any]:
                 last, stable = monitor.traces_seen, time.monotonic()
             time.sleep(0.05)
         wall = time.monotonic() - started
-        captured = listener.value('camera', 'frames_captured')
-        received = listener.value('preprocess', 'frames_received')
-        counters = {
-            'captured': captured,
-            'processed': listener.value('action', 'commands'),
-            'dropped': sum(listener.value(s, 'frames_dropped')
-                           for s in ('preprocess', 'detector', 'nms', 'action')),
-            'errors': sum(listener.value(s, 'frame_errors')
-                          for s in ('preprocess', 'detector', 'nms', 'action')),
-            'lost_in_transport': max(0, captured - received),
-        }
+        counters = split_counters(listener)
         backend_values = next((v for k, v in listener.latest.items() if k.endswith(': detector')),
                               {})
         backend = {'name': backend_values.get('backend', 'unknown'),

@@ -41,8 +41,9 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               choices=INPUT_MODES),
     ParamSpec('queue_depth', 1, 'frames waiting at the input before the oldest is dropped '
               '(keep-latest; 1 = lowest latency)', low=1, high=1000),
-    ParamSpec('qos.input.reliability', 'best_effort', 'reliability of input subscriptions '
-              '(best_effort accepts reliable and best-effort publishers alike)',
+    ParamSpec('qos.input.reliability', 'reliable', 'reliability of input subscriptions '
+              '(image inputs default to best_effort, like camera drivers\' sensor-data QoS: '
+              'it accepts reliable and best-effort publishers alike)',
               choices=('best_effort', 'reliable'), runtime=False),
     ParamSpec('qos.input.durability', 'volatile', 'durability of input subscriptions',
               choices=('volatile', 'transient_local'), runtime=False),
@@ -104,6 +105,9 @@ class StageNode(LifecycleNode):
     PARAMS: tuple[ParamSpec, ...] = ()
     #: Default of input_mode for this stage (overridable by parameter).
     DEFAULT_INPUT_MODE = 'thread'
+    #: Default input reliability: best_effort for image inputs (sensor-data QoS of camera
+    #: drivers), reliable between the package's own stages.
+    DEFAULT_INPUT_RELIABILITY = 'reliable'
 
     def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
         # State first: destroy_node() must work even if construction fails half-way.
@@ -112,8 +116,10 @@ class StageNode(LifecycleNode):
         self._inputs: list[tuple[StageInput, Any, str]] = []
         self._outputs: list[StagePublisher] = []
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
-        common = tuple(replace(s, default=self.DEFAULT_INPUT_MODE) if s.name == 'input_mode'
-                       else s for s in COMMON_PARAMS)
+        defaults = {'input_mode': self.DEFAULT_INPUT_MODE,
+                    'qos.input.reliability': self.DEFAULT_INPUT_RELIABILITY}
+        common = tuple(replace(s, default=defaults[s.name]) if s.name in defaults else s
+                       for s in COMMON_PARAMS)
         self.param_specs = spec_map(common + self.PARAMS)
         for spec in self.param_specs.values():
             default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
@@ -387,6 +393,8 @@ class StageNode(LifecycleNode):
                    'inactive' if self._configured else 'unconfigured'),
                   ('frames_received', str(received)), ('frames_processed', str(processed)),
                   ('frames_dropped', str(dropped)), ('frame_errors', str(errors)),
+                  ('frames_published', str(max((o.stats.published for o in self._outputs),
+                                               default=0))),
                   ('messages_built', str(sum(o.stats.messages_built for o in self._outputs))),
                   ('local_deliveries',
                    str(sum(o.stats.local_deliveries for o in self._outputs)))]

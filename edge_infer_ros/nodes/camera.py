@@ -52,6 +52,7 @@ class CameraNode(StageNode):
         ParamSpec('jpeg_quality', 90, 'JPEG quality of image_raw/compressed', low=1, high=100),
     )
     DEFAULT_INPUT_MODE = 'inline'
+    DEFAULT_INPUT_RELIABILITY = 'best_effort'
 
     def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)

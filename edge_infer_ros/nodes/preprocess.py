@@ -38,6 +38,7 @@ class PreprocessNode(StageNode):
                   runtime=False),
     )
     DEFAULT_INPUT_MODE = 'inline'
+    DEFAULT_INPUT_RELIABILITY = 'best_effort'
 
     def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)

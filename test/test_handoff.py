@@ -1,0 +1,174 @@
+"""The in-process handoff: keep-latest queues, inline and threaded inputs, echo suppression."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from conftest import wait_for
+from edge_infer_ros.handoff import KeepLatestQueue, LocalBus, StageInput, StagePublisher
+from edge_infer_ros.tracing import Envelope
+import pytest
+
+
+def _envelope(seq: int, payload: object = None) -> Envelope:
+    return Envelope('cam', seq, 1_000 + seq, 'frame', (), payload)
+
+
+def test_keep_latest_queue_drops_oldest_and_counts() -> None:
+    queue = KeepLatestQueue(2)
+    assert not queue.put(1) and not queue.put(2)
+    assert queue.put(3)  # full: 1 is dropped
+    assert queue.dropped == 1
+    assert [queue.pop(), queue.pop()] == [2, 3]
+    queue.put(4)
+    queue.put(5)
+    queue.depth = 1  # shrinking drops the excess, counted
+    assert queue.dropped == 2 and len(queue) == 1 and queue.pop() == 5
+    with pytest.raises(ValueError):
+        KeepLatestQueue(0)
+
+
+def test_inline_input_runs_in_the_callers_thread() -> None:
+    seen = []
+    stage = StageInput('/t', lambda e, r: seen.append((e.seq, threading.get_ident(), r)),
+                       mode='inline')
+    stage.start()
+    stage.deliver(_envelope(7))
+    assert seen[0][0] == 7 and seen[0][1] == threading.get_ident()
+    assert seen[0][2] > 0
+    assert stage.stats.processed == 1 and stage.stats.received == 1
+
+
+def test_threaded_input_keeps_latest_under_overload() -> None:
+    release = threading.Event()
+    processed = []
+
+    def slow(envelope: Envelope, received_ns: int) -> None:
+        release.wait(5.0)
+        processed.append(envelope.seq)
+
+    stage = StageInput('/t', slow, mode='thread', depth=1)
+    stage.start()
+    stage.deliver(_envelope(0))           # taken by the worker, which blocks
+    assert wait_for(lambda: not stage.idle() and len(stage._queue) == 0)
+    for seq in range(1, 6):
+        stage.deliver(_envelope(seq))     # only the newest waits; 4 are dropped
+    release.set()
+    assert wait_for(stage.idle)
+    stage.stop()
+    assert processed == [0, 5]
+    assert stage.stats.dropped == 4
+    assert stage.stats.received == stage.stats.processed + stage.stats.dropped
+
+
+def test_a_failing_frame_is_counted_and_the_stage_goes_on() -> None:
+    errors = []
+
+    def sometimes_fails(envelope: Envelope, received_ns: int) -> None:
+        if envelope.seq == 1:
+            raise ValueError('bad frame')
+
+    stage = StageInput('/t', sometimes_fails, mode='inline',
+                       on_error=lambda error, envelope: errors.append((str(error), envelope.seq)))
+    stage.start()
+    for seq in range(3):
+        stage.deliver(_envelope(seq))
+    assert stage.stats.processed == 2 and stage.stats.errors == 1
+    assert errors == [('bad frame', 1)]
+
+
+def test_frames_delivered_while_stopped_are_dropped_and_counted() -> None:
+    stage = StageInput('/t', lambda e, r: None, mode='thread')
+    stage.deliver(_envelope(0))
+    assert stage.stats.dropped == 1 and stage.stats.processed == 0
+
+
+def test_dds_echo_of_a_locally_delivered_frame_is_ignored() -> None:
+    seen = []
+    stage = StageInput('/t', lambda e, r: seen.append(e.seq), mode='inline')
+    stage.start()
+    stage.remember(('key', 1))
+    stage.deliver(_envelope(1))
+    stage.deliver_from_ros(_envelope(1), ('key', 1))   # the echo: ignored
+    stage.deliver_from_ros(_envelope(2), ('key', 2))   # a frame from elsewhere: processed
+    assert seen == [1, 2]
+    assert stage.stats.duplicates_ignored == 1
+
+
+def test_mode_switch_at_run_time() -> None:
+    threads = []
+    stage = StageInput('/t', lambda e, r: threads.append(threading.get_ident()), mode='inline')
+    stage.start()
+    stage.deliver(_envelope(0))
+    stage.set_mode('thread')
+    stage.deliver(_envelope(1))
+    assert wait_for(lambda: len(threads) == 2)
+    stage.stop()
+    assert threads[0] == threading.get_ident() and threads[1] != threading.get_ident()
+
+
+class _CountingPublisher:
+    """Stands in for an rclpy publisher in a plain test: reports a subscription count."""
+
+    def __init__(self, subscriptions: int) -> None:
+        self.subscriptions = subscriptions
+        self.published = []
+
+    def get_subscription_count(self) -> int:
+        return self.subscriptions
+
+    def publish(self, msg: object) -> None:
+        self.published.append(msg)
+
+
+def test_publisher_builds_messages_only_for_outside_subscribers() -> None:
+    bus = LocalBus()
+    seen = []
+    local = StageInput('/topic', lambda e, r: seen.append(e), mode='inline')
+    local.start()
+    bus.attach('/topic', local, has_ros_subscription=True)
+    ros = _CountingPublisher(subscriptions=1)  # the one subscription is the local input's
+    built = []
+    publisher = StagePublisher(bus, '/topic', ros, lambda e: built.append(e) or ('msg', e.seq),
+                               lambda e: (e.stamp_ns, e.frame_id))
+    frame = _envelope(3, payload=object())
+    publisher.publish(frame)
+    assert seen == [frame] and seen[0] is frame  # by reference, the very same object
+    assert built == [] and ros.published == []
+    ros.subscriptions = 2  # someone outside the process subscribed
+    publisher.publish(_envelope(4))
+    assert ros.published == [('msg', 4)] and publisher.stats.messages_built == 1
+    # The local input now knows the frame's key, so the DDS echo will be ignored.
+    local.deliver_from_ros(_envelope(4), (1_004, 'frame'))
+    assert local.stats.duplicates_ignored == 1
+    bus.detach('/topic', local, has_ros_subscription=True)
+    assert bus.inputs('/topic') == () and bus.local_ros_subscriptions('/topic') == 0
+
+
+def test_threaded_hop_hands_over_quickly_enough_to_overlap_stages() -> None:
+    """Two threaded stages overlap: the second starts before the first's next frame ends."""
+    order = []
+
+    def first(envelope: Envelope, received_ns: int) -> None:
+        order.append(('first start', envelope.seq))
+        time.sleep(0.02)
+        order.append(('first end', envelope.seq))
+        second.deliver(envelope)
+
+    def second_work(envelope: Envelope, received_ns: int) -> None:
+        order.append(('second start', envelope.seq))
+        time.sleep(0.02)
+        order.append(('second end', envelope.seq))
+
+    second = StageInput('/b', second_work, mode='thread', depth=5)
+    head = StageInput('/a', first, mode='thread', depth=5)
+    second.start()
+    head.start()
+    head.deliver(_envelope(0))
+    head.deliver(_envelope(1))
+    assert wait_for(lambda: ('second end', 1) in order, 5.0)
+    head.stop()
+    second.stop()
+    # Frame 1's first stage ran while frame 0 was in the second stage.
+    assert order.index(('first start', 1)) < order.index(('second end', 0))

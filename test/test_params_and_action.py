@@ -1,0 +1,79 @@
+"""Parameter specs (validation, docs) and the steering policy of the action stage."""
+
+from __future__ import annotations
+
+from edge_infer_ros.action import ActionPolicy
+from edge_infer_ros.params import markdown_table, ParamSpec, spec_map, validate_updates
+from edge_infer_ros.payloads import DetectionPayload
+import numpy as np
+import pytest
+
+NAMES = ('ball', 'box', 'cone', 'person')
+
+
+def _detections(*rows: tuple) -> DetectionPayload:
+    boxes = np.array([r[0] for r in rows], np.float32).reshape(-1, 4)
+    scores = np.array([r[1] for r in rows], np.float32)
+    classes = np.array([NAMES.index(r[2]) for r in rows], np.int32)
+    return DetectionPayload(boxes, scores, classes, NAMES, 640, 480)
+
+
+def test_policy_steers_toward_the_most_confident_target() -> None:
+    policy = ActionPolicy()
+    right = _detections(((500, 200, 560, 260), 0.9, 'ball'), ((60, 200, 100, 240), 0.5, 'ball'))
+    command = policy.decide(right)
+    assert command.angular_z < 0 and command.linear_x > 0 and not command.stop
+    assert command.target_index == 0
+    left = _detections(((20, 200, 80, 260), 0.9, 'ball'))
+    assert policy.decide(left).angular_z > 0
+
+
+def test_policy_stops_for_a_near_obstacle_only() -> None:
+    policy = ActionPolicy()
+    far = _detections(((300, 100, 340, 160), 0.9, 'person'), ((400, 200, 440, 240), 0.9, 'ball'))
+    assert not policy.decide(far).stop
+    near = _detections(((300, 100, 420, 400), 0.9, 'person'), ((400, 200, 440, 240), 0.9, 'ball'))
+    command = policy.decide(near)
+    assert command.stop and command.linear_x == 0.0 and 'person' in command.reason
+    unsure = _detections(((300, 100, 420, 400), 0.2, 'person'))
+    assert not policy.decide(unsure).stop  # below min_score: ignored
+
+
+def test_policy_without_target_holds_still() -> None:
+    command = ActionPolicy().decide(_detections(((0, 0, 10, 10), 0.9, 'cone')))
+    assert (command.linear_x, command.angular_z, command.target_index) == (0.0, 0.0, -1)
+
+
+def test_param_spec_validation_reasons() -> None:
+    spec = ParamSpec('score', 0.5, 'x', low=0.0, high=1.0)
+    assert spec.validate(0.7) is None
+    assert 'must be <= 1' in spec.validate(1.5)
+    assert 'must be a number' in spec.validate('high')
+    assert 'finite' in spec.validate(float('nan'))
+    choice = ParamSpec('backend', 'onnxruntime', 'x', choices=('onnxruntime', 'tensorrt'))
+    assert 'one of' in choice.validate('cuda')
+    listed = ParamSpec('classes', ['ball'], 'x', list_of=str)
+    assert listed.validate(['a', 'b']) is None and 'strings' in listed.validate(['a', 3])
+    counted = ParamSpec('depth', 1, 'x', low=1)
+    assert 'integer' in counted.validate(1.5) and 'integer' in counted.validate(True)
+    with pytest.raises(ValueError):
+        ParamSpec('bad_list', [], 'x')  # a list must say its item type
+
+
+def test_runtime_only_parameters_refused_while_active() -> None:
+    specs = spec_map([ParamSpec('model_path', '', 'x', runtime=False),
+                      ParamSpec('score', 0.5, 'x', low=0.0, high=1.0)])
+    assert validate_updates(specs, {'model_path': '/m.onnx'}, active=False) is None
+    assert 'while the node is active' in validate_updates(specs, {'model_path': '/m.onnx'},
+                                                          active=True)
+    assert validate_updates(specs, {'score': 0.3, 'use_sim_time': True}, active=True) is None
+    with pytest.raises(ValueError):
+        spec_map([ParamSpec('a', 1, 'x'), ParamSpec('a', 2, 'x')])
+
+
+def test_markdown_table_lists_every_spec() -> None:
+    table = markdown_table('node', [ParamSpec('fps', 30.0, 'rate', low=0.1, high=1000.0),
+                                    ParamSpec('source', 'synthetic', 's', choices=('a', 'b'),
+                                              runtime=False)])
+    assert '| `fps` | double | `30` | [0.1, 1000] | yes | rate |' in table
+    assert "| `source` | string | `'synthetic'` | a \\| b | no | s |" in table
