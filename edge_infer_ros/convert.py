@@ -148,6 +148,9 @@ def tensor_from_msg(msg: eir.TensorFrame) -> Envelope:
         raise ValueError(f'tensor data has {data.size} bytes, shape {list(shape)} of {msg.dtype} '
                          f'needs {expected}')
     tensor = data.view(dtype).reshape(shape)
+    if dtype.kind == 'f' and not np.isfinite(tensor).all():
+        bad = int(tensor.size - np.count_nonzero(np.isfinite(tensor)))
+        raise ValueError(f'tensor holds {bad} NaN/inf values: refused before inference')
     payload = TensorPayload(read_only(tensor), Letterbox(msg.scale, msg.pad_x, msg.pad_y),
                             msg.image_width, msg.image_height)
     return _envelope(msg, payload, msg.camera, msg.seq, msg.stages)

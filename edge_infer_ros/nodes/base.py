@@ -141,7 +141,7 @@ class StageNode(LifecycleNode):
         self.bus = LocalBus.for_context(self.context)
         self.last_error = ''
         self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
-        self._errors_reported = 0
+        self._last_error_ns = 0
         self._qos_warnings: list[str] = []
         self._fqn = self.get_fully_qualified_name()
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -278,6 +278,7 @@ class StageNode(LifecycleNode):
         frame = f' (frame {envelope.camera}#{envelope.seq})' if envelope is not None else ''
         self.last_error = f'{what or self.STAGE + " failed"}{frame}: ' \
                           f'{type(error).__name__}: {error}'
+        self._last_error_ns = tracing.now_ns()
         self.get_logger().error(self.last_error, throttle_duration_sec=1.0)
 
     def error_count(self) -> int:
@@ -404,9 +405,9 @@ class StageNode(LifecycleNode):
             level, message = WARN, self._qos_warnings[-1]
         if self.fault:
             level, message = WARN, self.fault
-        if errors > self._errors_reported:
-            level, message = ERROR, self.last_error
-            self._errors_reported = errors
+        recent = max(2.0 * self.p['diagnostics_period_s'], 1.0) * 1e9
+        if self._last_error_ns and tracing.now_ns() - self._last_error_ns < recent:
+            level, message = ERROR, self.last_error  # failed frames within the last periods
         elif not self._configured and self.last_error:
             level, message = ERROR, self.last_error
         status = DiagnosticStatus(level=level, name=f'{self._fqn}: {self.STAGE}',

@@ -1,0 +1,285 @@
+"""
+Bad input, faults and lifecycle on the real nodes: a clear error and a diagnostic every time,
+never a crash, a hang or a silent drop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from conftest import wait_for
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from edge_infer_ros.backends.base import BackendError
+from edge_infer_ros_msgs.msg import TensorFrame
+import numpy as np
+import pytest
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+
+class Outside:
+    """Another 'process': publishes bad input and reads /diagnostics."""
+
+    def __init__(self, context) -> None:
+        self.node = Node('outside', context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.statuses: dict[str, DiagnosticStatus] = {}
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 50)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.statuses[status.name] = status
+
+    def spin_until(self, condition, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+        return bool(condition())
+
+    def status(self, suffix: str) -> DiagnosticStatus:
+        return next((s for n, s in self.statuses.items() if n.endswith(suffix)), None)
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self.executor.shutdown()
+
+
+@pytest.fixture
+def outside(second_context):
+    o = Outside(second_context)
+    yield o
+    o.close()
+
+
+def _image(encoding: str = 'bgr8', width: int = 64, height: int = 48, step: int = None,
+           data_len: int = None, stamp: bool = True) -> Image:
+    channels = {'bgr8': 3, 'rgb8': 3, 'mono8': 1}.get(encoding, 3)
+    msg = Image(height=height, width=width, encoding=encoding)
+    msg.step = step if step is not None else width * channels
+    size = data_len if data_len is not None else msg.step * height
+    msg.data = bytes(size)
+    if stamp:
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
+    msg.header.frame_id = 'robot_camera'
+    return msg
+
+
+@pytest.mark.parametrize('bad, reason', [
+    (dict(encoding='yuv422'), 'unsupported encoding'),
+    (dict(step=10), 'step 10 is smaller'),
+    (dict(data_len=100), 'data has 100 bytes'),
+    (dict(data_len=64 * 48 * 3 + 5), 'expected step*height'),
+    (dict(width=0, data_len=0, step=0), 'zero-sized'),
+    (dict(stamp=False), 'zero header stamp'),
+])
+def test_bad_images_give_an_error_and_a_diagnostic_and_the_node_goes_on(
+        composed, outside, bad, reason) -> None:
+    container, nodes = composed(frames=0, names={'preprocess', 'detector', 'nms', 'action',
+                                                 'budget_monitor'})
+    preprocess = nodes['preprocess']
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+    publisher = outside.node.create_publisher(Image, 'image_raw', qos)
+    assert outside.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
+    outside.spin_until(lambda: False, 0.3)
+    assert outside.spin_until(lambda: (publisher.publish(_image(**bad)) or
+                                       preprocess.error_count() > 0), 10.0)
+    assert reason in preprocess.last_error, preprocess.last_error
+    status_ok = outside.spin_until(
+        lambda: (outside.status(': preprocess') is not None and
+                 outside.status(': preprocess').level == DiagnosticStatus.ERROR), 5.0)
+    assert status_ok, outside.status(': preprocess')
+    assert reason in outside.status(': preprocess').message
+    # The node is alive: a good image right after is processed through to the action.
+    done = nodes['action'].commands
+    assert outside.spin_until(lambda: (publisher.publish(_image('rgb8')) or
+                                       nodes['action'].commands > done), 10.0)
+
+
+def test_nan_tensor_from_outside_is_refused_before_inference(composed, outside) -> None:
+    container, nodes = composed(frames=0, names={'detector', 'nms', 'action', 'budget_monitor'})
+    detector = nodes['detector']
+    publisher = outside.node.create_publisher(TensorFrame, 'tensor', 10)
+    assert outside.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
+    tensor = np.zeros((1, 3, 320, 320), np.float32)
+    tensor[0, 1, 5, 5] = np.nan
+    msg = TensorFrame(camera='c', seq=1, shape=[1, 3, 320, 320], dtype='float32',
+                      data=tensor.tobytes(), scale=1.0, image_width=320, image_height=320)
+    msg.header.stamp.sec = 5
+    assert outside.spin_until(lambda: publisher.publish(msg) or detector.error_count() > 0, 10.0)
+    assert 'NaN/inf' in detector.last_error
+    assert detector.inferences == 0
+
+
+class _FailingBackend:
+    """A GPU backend that breaks mid-run (what a lost CUDA context looks like)."""
+
+    name = 'tensorrt'
+    description = 'tensorrt (failing stand-in)'
+
+    def __init__(self) -> None:
+        self.released = False
+
+    def infer(self, tensor):
+        raise BackendError('CUDA error: an illegal memory access was encountered')
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_detector_falls_back_to_cpu_when_the_gpu_backend_fails_mid_run(composed) -> None:
+    container, nodes = composed(frames=0, overrides={'detector': {'backend': 'tensorrt'}})
+    detector = nodes['detector']
+    # No TensorRT here: it already fell back at configure, and says why.
+    assert detector.backend.name == 'onnxruntime'
+    assert detector.fallback_reason and 'TensorRT' in detector.fallback_reason
+    assert wait_for(lambda: nodes['action'].commands > 3, 10.0)
+    assert detector.stage_status().level == DiagnosticStatus.WARN
+    # Now pretend the GPU backend was running and fails during a frame.
+    failing = _FailingBackend()
+    with detector._backend_lock:
+        detector.backend = failing
+    before = nodes['action'].commands
+    assert wait_for(lambda: nodes['action'].commands > before + 3, 10.0)
+    assert failing.released and detector.backend.name == 'onnxruntime'
+    assert 'illegal memory access' in detector.fault
+    values = dict((kv.key, kv.value) for kv in detector.stage_status().values)
+    assert values['backend'] == 'onnxruntime' and 'illegal memory' in values['fallback_reason']
+
+
+def test_a_stage_that_raises_drops_the_frame_counts_it_and_goes_on(composed) -> None:
+    container, nodes = composed(frames=30, fps=30.0, start=False)
+    container.start()
+    nms_input = nodes['nms'].inputs[0]
+    original = nms_input._callback
+
+    def every_third_fails(envelope, received_ns):
+        if envelope.seq % 3 == 0:
+            raise RuntimeError(f'simulated NMS fault on {envelope.seq}')
+        original(envelope, received_ns)
+
+    nms_input._callback = every_third_fails
+    assert nodes['camera'].wait_until_done(20.0)
+    assert wait_for(lambda: all(n.inputs[0].idle() for n in
+                                (nodes['detector'], nodes['nms'], nodes['action'])), 5.0)
+    time.sleep(0.2)
+    errors = nodes['nms'].error_count()
+    assert errors >= 5 and 'simulated NMS fault' in nodes['nms'].last_error
+    assert nodes['nms'].stage_status().level == DiagnosticStatus.ERROR
+    dropped = sum(i.stats.dropped for n in ('preprocess', 'detector', 'nms', 'action')
+                  for i in nodes[n].inputs)
+    assert nodes['camera'].captured == nodes['action'].commands + dropped + errors
+
+
+def test_a_hung_stage_is_reported_by_the_watchdog(composed) -> None:
+    container, nodes = composed(frames=0, fps=30.0,
+                                overrides={'budget_monitor': {'stale_timeout_s': 0.5}})
+    monitor = nodes['budget_monitor']
+    assert wait_for(lambda: monitor.traces_seen > 5, 10.0)
+    release = threading.Event()
+    detector_input = nodes['detector'].inputs[0]
+    original = detector_input._callback
+    detector_input._callback = lambda e, r: (release.wait(10.0), original(e, r))
+    try:
+        def path_level() -> bytes:
+            statuses = {s.name: s for s in monitor.budget_statuses()}
+            return statuses['budget_monitor: camera_optical_frame/end_to_end'].level
+        assert wait_for(lambda: path_level() == DiagnosticStatus.ERROR, 3.0)
+    finally:
+        detector_input._callback = original
+        release.set()
+    # Frames flow again: no longer ERROR (WARN while the late frame is in the window).
+    assert wait_for(lambda: path_level() in (DiagnosticStatus.OK, DiagnosticStatus.WARN), 5.0)
+
+
+def test_missing_and_tampered_models_fail_configure_with_the_reason(composed, tmp_path,
+                                                                    planted_model) -> None:
+    missing = str(tmp_path / 'nowhere.onnx')
+    container, nodes = composed(frames=0, names={'detector'}, start=False,
+                                overrides={'detector': {'model_path': missing}})
+    problems = container.start()
+    assert problems and missing in problems[0] and 'not found' in problems[0]
+    assert nodes['detector'].stage_status().level == DiagnosticStatus.ERROR
+    tampered = tmp_path / 'tampered.onnx'
+    tampered.write_bytes(open(planted_model.path, 'rb').read()[:200])
+    container, nodes = composed(frames=0, names={'detector'}, start=False,
+                                overrides={'detector': {'model_path': str(tampered)}})
+    problems = container.start()
+    assert problems and str(tampered) in problems[0]
+    container, nodes = composed(frames=0, names={'detector'}, start=False, overrides={
+        'detector': {'model_path': planted_model.path, 'model_sha256': '0' * 64}})
+    problems = container.start()
+    assert problems and 'sha256' in problems[0]
+
+
+def test_lifecycle_loads_on_configure_and_releases_on_cleanup(composed) -> None:
+    container, nodes = composed(frames=0, start=False)
+    detector = nodes['detector']
+    assert detector.backend is None and not detector.inputs  # nothing before configure
+    container.start()
+    assert detector.backend is not None and detector.active
+    assert wait_for(lambda: nodes['action'].commands > 2, 10.0)
+    detector.trigger_deactivate()
+    assert not detector.active
+    before = nodes['action'].commands
+    time.sleep(0.3)
+    assert nodes['action'].commands <= before + 1  # nothing passes an inactive detector
+    assert sum(i.stats.dropped for i in detector.inputs) > 0  # and that is counted
+    detector.trigger_cleanup()
+    assert detector.backend is None and not detector.inputs
+    detector.trigger_configure()
+    detector.trigger_activate()
+    assert wait_for(lambda: nodes['action'].commands > before + 3, 10.0)
+
+
+def test_incompatible_qos_publisher_gets_a_clear_warning(composed, outside) -> None:
+    container, nodes = composed(frames=0, names={'detector', 'nms', 'action',
+                                                 'budget_monitor'})
+    best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    outside.node.create_publisher(TensorFrame, 'tensor', best_effort)  # detector wants reliable
+    detector = nodes['detector']
+    assert wait_for(lambda: detector.stage_status().level == DiagnosticStatus.WARN, 10.0)
+    message = detector.stage_status().message
+    assert 'incompatible QoS' in message and '/tensor' in message and 'RELIABILITY' in message
+
+
+def test_parameters_change_at_run_time_through_the_services(composed, outside) -> None:
+    container, nodes = composed(frames=0)
+    nms = nodes['nms']
+    client = AsyncParameterClient(outside.node, 'nms')
+    assert client.wait_for_services(timeout_sec=10.0)
+
+    def set_param(name, value):
+        future = client.set_parameters([Parameter(name, value=value)])
+        assert outside.spin_until(future.done, 5.0)
+        return future.result().results[0]
+
+    assert not set_param('iou_threshold', 1.5).successful
+    assert 'iou_threshold' in set_param('iou_threshold', 1.5).reason
+    assert not set_param('max_detections', 'many').successful
+    result = set_param('score_threshold', 0.85)  # the person (0.8) must disappear
+    assert result.successful
+    seen = []
+    nodes['budget_monitor'].trace_hooks.append(lambda t: seen.append(t.seq))
+    assert wait_for(lambda: len(seen) > 3, 10.0)
+    out = nms.outputs[0]
+    last = []
+    original = nodes['action'].inputs[0]._callback
+    nodes['action'].inputs[0]._callback = lambda e, r: (last.append(e.payload), original(e, r))
+    assert wait_for(lambda: len(last) > 2, 10.0)
+    assert set(last[-1].class_ids.tolist()) == {0}
+    assert out.stats.published > 0
+    # A start-only parameter is refused while active, with the way to change it.
+    detector_client = AsyncParameterClient(outside.node, 'detector')
+    assert detector_client.wait_for_services(timeout_sec=10.0)
+    future = detector_client.set_parameters([Parameter('model_path', value='/other.onnx')])
+    assert outside.spin_until(future.done, 5.0)
+    refused = future.result().results[0]
+    assert not refused.successful and 'deactivate' in refused.reason
