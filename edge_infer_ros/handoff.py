@@ -39,19 +39,23 @@ class KeepLatestQueue:
     Bounded FIFO that never blocks the producer: when full, the oldest item is dropped.
 
     Keeping the latest frame bounds latency under overload; every drop is counted so that
-    captured = processed + dropped can be checked exactly.
+    captured = processed + dropped can be checked exactly. With ``key`` (for example the
+    camera of a frame) the bound holds per key: a fast camera cannot push a slow one's frames
+    out of a detector shared by several cameras, and frames are still served in arrival order.
     """
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, key: Optional[Callable[[Any], Hashable]] = None) -> None:
         if depth < 1:
             raise ValueError(f'queue depth must be >= 1, got {depth}')
         self._items: deque = deque()
         self._depth = depth
+        self._key = key
+        self._per_key: dict[Hashable, int] = {}
         self.dropped = 0
 
     @property
     def depth(self) -> int:
-        """Maximum number of items held."""
+        """Maximum number of items held (per key when keyed)."""
         return self._depth
 
     @depth.setter
@@ -59,28 +63,40 @@ class KeepLatestQueue:
         if depth < 1:
             raise ValueError(f'queue depth must be >= 1, got {depth}')
         self._depth = depth
-        while len(self._items) > depth:
-            self._items.popleft()
-            self.dropped += 1
+        for key in list(self._per_key):
+            while self._per_key.get(key, 0) > depth:
+                self._drop_oldest(key)
+
+    def _drop_oldest(self, key: Hashable) -> None:
+        for index, (item_key, _) in enumerate(self._items):
+            if item_key == key:
+                del self._items[index]
+                break
+        self._per_key[key] -= 1
+        self.dropped += 1
 
     def put(self, item: Any) -> bool:
         """Add an item; return True if an older one had to be dropped for it."""
+        key = self._key(item) if self._key is not None else None
         dropped = False
-        if len(self._items) >= self._depth:
-            self._items.popleft()
-            self.dropped += 1
+        if self._per_key.get(key, 0) >= self._depth:
+            self._drop_oldest(key)
             dropped = True
-        self._items.append(item)
+        self._items.append((key, item))
+        self._per_key[key] = self._per_key.get(key, 0) + 1
         return dropped
 
     def pop(self) -> Any:
         """Remove and return the oldest item (IndexError when empty)."""
-        return self._items.popleft()
+        key, item = self._items.popleft()
+        self._per_key[key] -= 1
+        return item
 
     def clear(self) -> int:
         """Drop everything queued; return how many, counted as drops."""
         count = len(self._items)
         self._items.clear()
+        self._per_key.clear()
         self.dropped += count
         return count
 
@@ -119,7 +135,8 @@ class StageInput:
         self._callback = callback
         self._on_error = on_error
         self._mode = mode
-        self._queue = KeepLatestQueue(depth)
+        # Bounded per camera: one camera's burst never evicts another camera's frame.
+        self._queue = KeepLatestQueue(depth, key=lambda item: item[0].camera)
         self._cond = threading.Condition()
         self._inline_lock = threading.Lock()
         self._busy = False

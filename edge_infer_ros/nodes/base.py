@@ -42,7 +42,7 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('queue_depth', 1, 'frames waiting at the input before the oldest is dropped '
               '(keep-latest; 1 = lowest latency)', low=1, high=1000),
     ParamSpec('qos.input.reliability', 'reliable', 'reliability of input subscriptions '
-              '(image inputs default to best_effort, like camera drivers\' sensor-data QoS: '
+              "(image inputs default to best_effort, like camera drivers' sensor-data QoS: "
               'it accepts reliable and best-effort publishers alike)',
               choices=('best_effort', 'reliable'), runtime=False),
     ParamSpec('qos.input.durability', 'volatile', 'durability of input subscriptions',

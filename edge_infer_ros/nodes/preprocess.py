@@ -33,26 +33,37 @@ class PreprocessNode(StageNode):
     STAGE = 'preprocess'
     DEFAULT_NAME = 'preprocess'
     PARAMS = MODEL_PARAMS + (
-        ParamSpec('input_transport', 'raw', 'form of the input image topic: raw (image_raw) '
-                  'or compressed (image_raw/compressed)', choices=('raw', 'compressed'),
+        ParamSpec('input_transport', 'raw', 'form of the input image topics: raw or '
+                  'compressed (<topic>/compressed)', choices=('raw', 'compressed'),
                   runtime=False),
+        ParamSpec('image_topics', ['image_raw'], 'image topics to preprocess: several cameras '
+                  'share one detector (each keeps its own frame_id and trace)', list_of=str,
+                  runtime=False, check=lambda topics: None if topics else
+                  'image_topics needs at least one topic'),
     )
     DEFAULT_INPUT_MODE = 'inline'
     DEFAULT_INPUT_RELIABILITY = 'best_effort'
 
     def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._preprocessor: Optional[Preprocessor] = None
-        self._seq = 0
+        # One preprocessor (reused buffers) per image topic: cameras run in their own threads.
+        self._preprocessors: dict[str, Preprocessor] = {}
+        self._seq: dict[str, int] = {}
 
     def create_io(self) -> None:
-        """Input image_raw (or its compressed form), output tensor."""
-        if self.p['input_transport'] == 'compressed':
-            self.add_input('image_raw/compressed', CompressedImage, self._compressed_from_msg,
-                           self._on_image, convert.message_key)
-        else:
-            self.add_input('image_raw', Image, self._image_from_msg, self._on_image,
-                           convert.message_key)
+        """Create an input per image topic (or its compressed form) and the tensor output."""
+        for topic in self.p['image_topics']:
+            if self.p['input_transport'] == 'compressed':
+                self.add_input(f'{topic}/compressed', CompressedImage,
+                               lambda m, t=topic: self._from_msg(m, t,
+                                                                 convert.compressed_from_msg),
+                               lambda e, r, t=topic: self._on_image(e, r, t),
+                               convert.message_key)
+            else:
+                self.add_input(topic, Image,
+                               lambda m, t=topic: self._from_msg(m, t, convert.image_from_msg),
+                               lambda e, r, t=topic: self._on_image(e, r, t),
+                               convert.message_key)
         self.tensor_out = self.add_output('tensor', TensorFrame, convert.tensor_to_msg,
                                           convert.envelope_key)
 
@@ -61,35 +72,33 @@ class PreprocessNode(StageNode):
         model = load_model_info(resolve_model_path(self.p['model_path']),
                                 expected_sha256=self.p['model_sha256'])
         _, _, height, width = model.input_shape
-        self._preprocessor = Preprocessor(width, height, model.color_order,
-                                          model.letterbox_pad_value, model.input_dtype)
+        self._preprocessors = {
+            topic: Preprocessor(width, height, model.color_order, model.letterbox_pad_value,
+                                model.input_dtype) for topic in self.p['image_topics']}
 
     def cleanup_stage(self) -> None:
         """Free the buffers."""
-        self._preprocessor = None
+        self._preprocessors = {}
 
-    def _image_from_msg(self, msg: Image) -> tracing.Envelope:
-        self._seq += 1
-        return convert.image_from_msg(msg, self._seq - 1)
+    def _from_msg(self, msg: Any, topic: str, convert_msg: Any) -> tracing.Envelope:
+        seq = self._seq.get(topic, 0)
+        self._seq[topic] = seq + 1
+        return convert_msg(msg, seq)
 
-    def _compressed_from_msg(self, msg: CompressedImage) -> tracing.Envelope:
-        self._seq += 1
-        return convert.compressed_from_msg(msg, self._seq - 1)
-
-    def _on_image(self, envelope: tracing.Envelope, received_ns: int) -> None:
+    def _on_image(self, envelope: tracing.Envelope, received_ns: int, topic: str) -> None:
         start = tracing.now_ns()
         payload = envelope.payload
         if not isinstance(payload, ImagePayload):
             raise ImageError(f'expected an image, got {type(payload).__name__}')
-        tensor, letterbox = self._preprocessor(payload.image, payload.encoding)
+        tensor, letterbox = self._preprocessors[topic](payload.image, payload.encoding)
         height, width = payload.image.shape[:2]
         out = TensorPayload(tensor, letterbox, width, height, payload.image)
         self.tensor_out.publish(envelope.forward(out, self.timing(received_ns, start)))
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Buffer reuse counter (flat in steady state)."""
-        pre = self._preprocessor
-        return [('tensor_allocations', str(pre.tensor_allocations if pre else 0))]
+        allocations = sum(p.tensor_allocations for p in self._preprocessors.values())
+        return [('tensor_allocations', str(allocations))]
 
 
 def main(args: Optional[list[str]] = None) -> None:
