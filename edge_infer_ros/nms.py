@@ -1,0 +1,141 @@
+"""
+Greedy non-maximum suppression, plain numpy, class-aware in one pass.
+
+Why our own: OpenCV's ``cv2.dnn.NMSBoxes`` wants (x, y, w, h) boxes and handles one class per
+call. Here the candidates are sorted once, the IoUs are computed vectorised (one matrix for up
+to :data:`MATRIX_MAX` candidates, else one row per greedy step), and :func:`batched_nms`
+handles all classes together by shifting each class's boxes to its own region of the plane,
+so boxes of different classes never overlap. IoU is computed in float64 so results do not
+depend on the input dtype; a box is suppressed when its IoU is strictly above the threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _prepare(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    boxes = np.asarray(boxes, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if boxes.size == 0 and scores.size == 0:
+        return boxes.reshape(0, 4), scores.reshape(0)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f'boxes must be (K, 4) xyxy, got shape {list(boxes.shape)}')
+    if scores.shape != (boxes.shape[0],):
+        raise ValueError(f'scores must be ({boxes.shape[0]},), got {list(scores.shape)}')
+    return boxes, scores
+
+
+def _sorted_valid(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Return indices of candidates with finite score and box, best score first (stable)."""
+    valid = np.isfinite(scores) & np.isfinite(boxes).all(axis=1)
+    candidates = np.flatnonzero(valid)
+    return candidates[np.argsort(-scores[candidates], kind='stable')]
+
+
+#: Up to this many candidates the IoU matrix is computed at once (a few MB at most); above
+#: it, each greedy step computes IoU against the remaining candidates only.
+MATRIX_MAX = 512
+
+
+def _greedy(boxes: np.ndarray, order: np.ndarray, iou_threshold: float,
+            max_detections: int) -> np.ndarray:
+    """
+    Run greedy suppression over ``order`` (best first); return the kept indices.
+
+    Small candidate sets (the usual case) build the whole IoU matrix with a handful of numpy
+    calls and then only read it per step: measured ~5x faster than one IoU row per step for
+    30-300 candidates, where per-call numpy overhead dominates.
+    """
+    if order.size <= MATRIX_MAX:
+        return _greedy_matrix(boxes, order, iou_threshold, max_detections)
+    return _greedy_steps(boxes, order, iou_threshold, max_detections)
+
+
+def _greedy_matrix(boxes: np.ndarray, order: np.ndarray, iou_threshold: float,
+                   max_detections: int) -> np.ndarray:
+    b = boxes[order]
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    areas = np.maximum(x2 - x1, 0.0) * np.maximum(y2 - y1, 0.0)
+    inter = np.minimum.outer(x2, x2)
+    inter -= np.maximum.outer(x1, x1)
+    np.maximum(inter, 0.0, out=inter)
+    height = np.minimum.outer(y2, y2)
+    height -= np.maximum.outer(y1, y1)
+    np.maximum(height, 0.0, out=height)
+    inter *= height
+    union = np.add.outer(areas, areas)
+    union -= inter
+    # Where union is 0 both boxes have zero area, inter is 0 and stays 0: IoU 0.
+    iou = np.divide(inter, union, out=inter, where=union > 0.0)
+    over = iou > iou_threshold
+    suppressed = np.zeros(order.size, bool)
+    keep = []
+    for i in range(order.size):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        if len(keep) >= max_detections:
+            break
+        suppressed |= over[i]
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def _greedy_steps(boxes: np.ndarray, order: np.ndarray, iou_threshold: float,
+                  max_detections: int) -> np.ndarray:
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.maximum(x2 - x1, 0.0) * np.maximum(y2 - y1, 0.0)
+    keep = []
+    while order.size and len(keep) < max_detections:
+        best = order[0]
+        keep.append(best)
+        rest = order[1:]
+        if not rest.size:
+            break
+        w = np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])
+        h = np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])
+        inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
+        union = areas[best] + areas[rest] - inter
+        iou = np.divide(inter, union, out=inter, where=union > 0.0)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+        max_detections: int) -> np.ndarray:
+    """
+    Greedy NMS over (K, 4) xyxy boxes: indices of the kept boxes, best score first.
+
+    A box is suppressed when its IoU with a higher-scored kept box is > ``iou_threshold``.
+    Candidates with a NaN/inf score or coordinate are dropped; zero-area boxes overlap nothing
+    and are kept. At most ``max_detections`` indices are returned.
+    """
+    boxes, scores = _prepare(boxes, scores)
+    if max_detections <= 0 or scores.size == 0:
+        return np.empty(0, np.int64)
+    return _greedy(boxes, _sorted_valid(boxes, scores), iou_threshold, max_detections)
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
+                iou_threshold: float, max_detections: int,
+                class_agnostic: bool = False) -> np.ndarray:
+    """
+    Class-aware greedy NMS in one pass: boxes only suppress boxes of the same class.
+
+    Each class's boxes are offset by ``class_id * (coordinate span + 1)`` so different
+    classes never overlap, then one :func:`nms` runs. With ``class_agnostic`` every box
+    competes with every other. Returns indices into the inputs, best score first.
+    """
+    boxes, scores = _prepare(boxes, scores)
+    class_ids = np.asarray(class_ids)
+    if class_ids.shape != scores.shape:
+        raise ValueError(f'class_ids must be ({scores.size},), got {list(class_ids.shape)}')
+    if max_detections <= 0 or scores.size == 0:
+        return np.empty(0, np.int64)
+    order = _sorted_valid(boxes, scores)
+    if class_agnostic or order.size <= 1:
+        return _greedy(boxes, order, iou_threshold, max_detections)
+    valid_boxes = boxes[order]
+    span = float(valid_boxes.max() - valid_boxes.min()) + 1.0
+    shifted = boxes + (class_ids.astype(np.float64) * span)[:, None]
+    return _greedy(shifted, order, iou_threshold, max_detections)

@@ -1,0 +1,171 @@
+"""
+Tiny ONNX detector models with a known output, built with onnx.helper, for tests.
+
+Why: tests must not depend on the shipped (trained) model, yet should go through a real ONNX
+Runtime session. Each model here outputs a fixed tensor planted by the test, computed as
+``constant + 0 * ReduceMean(input)`` so that the graph still depends on its input (ONNX
+Runtime cannot fold it away and shape checks on the input stay real); the detections a decoder
+must find are therefore known exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from edge_infer_ros.model_info import file_sha256
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, TensorProto
+
+#: What ONNX Runtime 1.32 reads; newer onnx releases default to a newer IR.
+IR_VERSION = 9
+OPSET = 17
+
+PathLike = Union[str, os.PathLike]
+_ELEM = {'float32': TensorProto.FLOAT, 'float16': TensorProto.FLOAT16}
+
+
+def make_constant_output_model(path: PathLike, output: np.ndarray,
+                               input_hw: tuple[int, int] = (32, 32), *,
+                               dtype: str = 'float32', input_name: str = 'images',
+                               output_name: str = 'output0',
+                               input_dims: Optional[Sequence[Union[int, str]]] = None,
+                               output_dims: Optional[Sequence[Union[int, str]]] = None,
+                               extra_outputs: int = 0,
+                               metadata: Optional[dict[str, str]] = None) -> Path:
+    """
+    Write a model whose output is always ``output``; return the path.
+
+    ``input_dims`` / ``output_dims`` override the declared shapes (strings make dims
+    dynamic); by default they are [1, 3, H, W] and ``output.shape``. ``extra_outputs`` adds
+    more outputs (copies of the first) to test multi-output handling.
+    """
+    elem = _ELEM[dtype]
+    out = np.asarray(output, dtype=dtype)
+    in_dims = list(input_dims) if input_dims is not None else [1, 3, *input_hw]
+    out_dims = list(output_dims) if output_dims is not None else list(out.shape)
+    nodes = [
+        helper.make_node('ReduceMean', ['images_in'], ['mean'], keepdims=0),
+        helper.make_node('Mul', ['mean', 'zero'], ['nothing']),
+        helper.make_node('Add', ['planted', 'nothing'], [output_name]),
+    ]
+    inits = [numpy_helper.from_array(out, 'planted'),
+             numpy_helper.from_array(np.zeros((), dtype=dtype), 'zero')]
+    nodes.insert(0, helper.make_node('Identity', [input_name], ['images_in']))
+    outputs = [helper.make_tensor_value_info(output_name, elem, out_dims)]
+    for i in range(extra_outputs):
+        name = f'extra{i}'
+        nodes.append(helper.make_node('Identity', [output_name], [name]))
+        outputs.append(helper.make_tensor_value_info(name, elem, out_dims))
+    graph = helper.make_graph(nodes, 'planted_detector',
+                              [helper.make_tensor_value_info(input_name, elem, in_dims)],
+                              outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', OPSET)],
+                              producer_name='edge_infer_ros-tests')
+    model.ir_version = IR_VERSION
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    path = Path(path)
+    onnx.save(model, str(path))
+    return path
+
+
+def yolov8_output(boxes_cxcywh: np.ndarray, class_scores: np.ndarray) -> np.ndarray:
+    """Assemble a [1, 4+C, N] YOLOv8 output from (N, 4) cx,cy,w,h boxes and (N, C) scores."""
+    boxes = np.asarray(boxes_cxcywh, np.float32)
+    scores = np.asarray(class_scores, np.float32)
+    return np.ascontiguousarray(np.concatenate([boxes.T, scores.T], axis=0)[None])
+
+
+def yolov5_output(boxes_cxcywh: np.ndarray, objectness: np.ndarray,
+                  class_probs: np.ndarray) -> np.ndarray:
+    """Assemble a [1, N, 5+C] YOLOv5 output from boxes (N, 4), objectness (N,), probs (N, C)."""
+    boxes = np.asarray(boxes_cxcywh, np.float32)
+    obj = np.asarray(objectness, np.float32)[:, None]
+    return np.concatenate([boxes, obj, np.asarray(class_probs, np.float32)], axis=1)[None]
+
+
+def background(num_anchors: int, num_classes: int, input_hw: tuple[int, int],
+               seed: int = 0, max_score: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Random low-score candidates (boxes cxcywh (N, 4), scores (N, C)) that no test keeps."""
+    rng = np.random.default_rng(seed)
+    h, w = input_hw
+    boxes = np.stack([rng.uniform(0, w, num_anchors), rng.uniform(0, h, num_anchors),
+                      rng.uniform(1, w / 4, num_anchors), rng.uniform(1, h / 4, num_anchors)],
+                     axis=1)
+    scores = rng.uniform(0, max_score, (num_anchors, num_classes))
+    return boxes.astype(np.float32), scores.astype(np.float32)
+
+
+def make_yolov8_model(path: PathLike, num_classes: int = 4, num_anchors: int = 64,
+                      input_hw: tuple[int, int] = (32, 32),
+                      boxes: Optional[np.ndarray] = None, scores: Optional[np.ndarray] = None,
+                      **kwargs: Any) -> tuple[Path, np.ndarray]:
+    """
+    Write a YOLOv8-layout model [1, 4+C, N] with planted boxes and class scores.
+
+    ``boxes`` (N, 4) cx,cy,w,h and ``scores`` (N, C) default to low-score background.
+    Returns (path, the exact output tensor). Other keyword arguments go to
+    :func:`make_constant_output_model`.
+    """
+    bg_boxes, bg_scores = background(num_anchors, num_classes, input_hw)
+    boxes = bg_boxes if boxes is None else boxes
+    scores = bg_scores if scores is None else scores
+    output = yolov8_output(boxes, scores).astype(kwargs.get('dtype', 'float32'))
+    return make_constant_output_model(path, output, input_hw, **kwargs), output
+
+
+def make_yolov5_model(path: PathLike, num_classes: int = 4, num_anchors: int = 64,
+                      input_hw: tuple[int, int] = (32, 32),
+                      boxes: Optional[np.ndarray] = None,
+                      objectness: Optional[np.ndarray] = None,
+                      class_probs: Optional[np.ndarray] = None,
+                      **kwargs: Any) -> tuple[Path, np.ndarray]:
+    """
+    Write a YOLOv5-layout model [1, N, 5+C] with planted boxes, objectness and class probs.
+
+    Defaults are low-score background. Returns (path, the exact output tensor).
+    """
+    bg_boxes, bg_scores = background(num_anchors, num_classes, input_hw)
+    boxes = bg_boxes if boxes is None else boxes
+    class_probs = bg_scores if class_probs is None else class_probs
+    if objectness is None:
+        objectness = np.full(len(boxes), 0.5, np.float32)
+    output = yolov5_output(boxes, objectness, class_probs).astype(kwargs.get('dtype', 'float32'))
+    return make_constant_output_model(path, output, input_hw, **kwargs), output
+
+
+def write_ultralytics_metadata(path: PathLike, names: Sequence[str],
+                               imgsz: Optional[Sequence[int]] = None,
+                               extra: Optional[dict[str, str]] = None) -> None:
+    """Add Ultralytics-style ``metadata_props`` (names as a dict string, imgsz) to a model file."""
+    model = onnx.load(str(path))
+    props = {'names': str(dict(enumerate(names)))}
+    if imgsz is not None:
+        props['imgsz'] = str(list(imgsz))
+    props.update(extra or {})
+    kept = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def write_metadata_json(model_path: PathLike, json_path: Optional[PathLike] = None,
+                        **fields: Any) -> Path:
+    """
+    Write the metadata JSON beside a model (``<model>.json``), sha256 filled in by default.
+
+    Pass ``sha256=...`` to plant a wrong hash, or any other metadata key.
+    """
+    model_path = Path(model_path)
+    meta = {'sha256': file_sha256(model_path)}
+    meta.update(fields)
+    target = Path(json_path) if json_path is not None else model_path.with_suffix('.json')
+    target.write_text(json.dumps(meta, indent=2), encoding='utf-8')
+    return target

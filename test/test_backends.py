@@ -1,0 +1,162 @@
+"""Tests of the ONNX Runtime backend and of backend creation with fallback to the CPU."""
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+import sys
+
+from edge_infer_ros.backends.base import BackendError, DetectorBackend
+from edge_infer_ros.backends.factory import BACKENDS, create_backend, load_with_fallback
+from edge_infer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_infer_ros.model_info import load_model_info, ModelInfo
+import numpy as np
+from onnx_models import make_yolov8_model
+import pytest
+
+TRT_MODULE = 'edge_infer_ros.backends.tensorrt_backend'
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> tuple[ModelInfo, np.ndarray]:
+    path, output = make_yolov8_model(tmp_path / 'detector.onnx', 4, 50, (32, 48))
+    return load_model_info(path), output
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    """Make the TensorRT backend module fail to import, whatever this machine has."""
+    monkeypatch.setitem(sys.modules, TRT_MODULE, None)
+
+
+def test_infer_returns_the_model_output_in_a_reused_buffer(model) -> None:
+    info, planted = model
+    backend = OnnxRuntimeBackend(info, {'intra_op_threads': 1, 'graph_optimization': 'basic'})
+    assert isinstance(backend, DetectorBackend) and backend.name == 'onnxruntime'
+    backend.load()
+    assert backend.loaded
+    first = backend.infer(np.zeros(info.input_shape, np.float32))
+    np.testing.assert_array_equal(first, planted)
+    assert first.shape == info.output_shape and first.dtype == np.float32
+    second = backend.infer(np.ones(info.input_shape, np.float32))
+    assert second is first  # no per-frame output allocation
+    # A non-contiguous view of the right shape is accepted too.
+    wide = np.zeros((1, 3, 32, 96), np.float32)[:, :, :, ::2]
+    np.testing.assert_array_equal(backend.infer(wide), planted)
+    assert 'onnxruntime 1.' in backend.description
+    assert 'CPUExecutionProvider' in backend.description and '1 threads' in backend.description
+    backend.release()
+    assert not backend.loaded
+
+
+def test_infer_rejects_wrong_shape_or_dtype(model) -> None:
+    info, _ = model
+    backend = OnnxRuntimeBackend(info, {})
+    backend.load()
+    with pytest.raises(ValueError, match=r'expects a tensor of shape \[1, 3, 32, 48\] float32, '
+                                         r'got \[1, 3, 48, 32\] float32'):
+        backend.infer(np.zeros((1, 3, 48, 32), np.float32))
+    with pytest.raises(ValueError, match='got .* float64'):
+        backend.infer(np.zeros(info.input_shape, np.float64))
+    backend.release()
+
+
+def test_release_then_reload(model) -> None:
+    info, planted = model
+    backend = OnnxRuntimeBackend(info, {})
+    backend.load()
+    backend.release()
+    with pytest.raises(BackendError, match='not loaded'):
+        backend.infer(np.zeros(info.input_shape, np.float32))
+    backend.load()
+    np.testing.assert_array_equal(backend.infer(np.zeros(info.input_shape, np.float32)),
+                                  planted)
+
+
+def test_bad_options(model) -> None:
+    info, _ = model
+    with pytest.raises(BackendError, match='graph_optimization'):
+        OnnxRuntimeBackend(info, {'graph_optimization': 'max'})
+    with pytest.raises(BackendError, match='intra_op_threads'):
+        OnnxRuntimeBackend(info, {'intra_op_threads': -1})
+    backend = OnnxRuntimeBackend(info, {'providers': ['NoSuchExecutionProvider']})
+    with pytest.raises(BackendError, match='NoSuchExecutionProvider.* not available'):
+        backend.load()
+    # Options meant for other backends are ignored.
+    OnnxRuntimeBackend(info, {'workspace_mb': 256, 'fp16': True}).load()
+
+
+def test_load_errors_name_the_file(model, tmp_path: Path) -> None:
+    info, _ = model
+    corrupt = tmp_path / 'corrupt.onnx'
+    corrupt.write_bytes(b'\x08\x09garbage' * 10)
+    with pytest.raises(BackendError, match=f'cannot load model {corrupt}'):
+        OnnxRuntimeBackend(dataclasses.replace(info, path=str(corrupt)), {}).load()
+    with pytest.raises(BackendError, match='file not found'):
+        OnnxRuntimeBackend(dataclasses.replace(info, path=str(tmp_path / 'x.onnx')), {}).load()
+    wrong = dataclasses.replace(info, output_shape=(1, 8, 49))
+    with pytest.raises(BackendError, match=r'has shape \[1, 8, 50\]; model info expects'):
+        OnnxRuntimeBackend(wrong, {}).load()
+    renamed = dataclasses.replace(info, input_name='input')
+    with pytest.raises(BackendError, match="expects input 'input'"):
+        OnnxRuntimeBackend(renamed, {}).load()
+
+
+def test_create_backend(model, no_tensorrt) -> None:
+    info, _ = model
+    assert BACKENDS == ('onnxruntime', 'tensorrt')
+    assert isinstance(create_backend('onnxruntime', info, {}), OnnxRuntimeBackend)
+    with pytest.raises(BackendError, match='unknown backend .*openvino'):
+        create_backend('openvino', info, {})
+    with pytest.raises(BackendError, match='TensorRT backend cannot be imported'):
+        create_backend('tensorrt', info, {})
+
+
+def test_preferred_backend_that_works_has_no_reason(model) -> None:
+    info, _ = model
+    backend, reason = load_with_fallback('onnxruntime', info, {})
+    assert isinstance(backend, OnnxRuntimeBackend) and backend.loaded
+    assert reason is None
+
+
+def test_tensorrt_unavailable_falls_back_with_reason(model, no_tensorrt) -> None:
+    info, planted = model
+    backend, reason = load_with_fallback('tensorrt', info, {'intra_op_threads': 1})
+    assert isinstance(backend, OnnxRuntimeBackend) and backend.loaded
+    assert reason is not None and 'TensorRT' in reason
+    np.testing.assert_array_equal(backend.infer(np.zeros(info.input_shape, np.float32)),
+                                  planted)
+
+
+@pytest.mark.skipif(importlib.util.find_spec('tensorrt') is not None,
+                    reason='TensorRT is installed here; this checks a machine without it')
+def test_tensorrt_on_this_machine_falls_back(model) -> None:
+    info, _ = model
+    backend, reason = load_with_fallback('tensorrt', info, {})
+    assert backend.name == 'onnxruntime'
+    assert 'TensorRT' in reason
+
+
+def test_preferred_that_fails_at_load_is_released(model, monkeypatch) -> None:
+    info, _ = model
+    released = []
+
+    def broken_load(self) -> None:
+        raise RuntimeError('engine build failed')
+
+    monkeypatch.setattr(OnnxRuntimeBackend, 'load', broken_load)
+    monkeypatch.setattr(OnnxRuntimeBackend, 'release', lambda self: released.append(self))
+    with pytest.raises(BackendError, match='no fallback backend'):
+        load_with_fallback('onnxruntime', info, {})
+    assert len(released) == 1
+
+
+def test_both_failing_raises_with_both_reasons(model, no_tensorrt, tmp_path: Path) -> None:
+    info, _ = model
+    broken = tmp_path / 'broken.onnx'
+    broken.write_bytes(b'not a model')
+    broken_info = dataclasses.replace(info, path=str(broken))
+    with pytest.raises(BackendError) as caught:
+        load_with_fallback('tensorrt', broken_info, {})
+    message = str(caught.value)
+    assert 'TensorRT backend unavailable' in message
+    assert f'ONNX Runtime backend unavailable: onnxruntime cannot load model {broken}' in message

@@ -1,0 +1,149 @@
+"""Tests of greedy NMS: known cases, edge cases, and agreement with a plain Python reference."""
+
+from unittest import mock
+
+from edge_infer_ros import nms as nms_module
+from edge_infer_ros.nms import batched_nms, nms
+from hypothesis import given, settings, strategies as st
+import numpy as np
+import pytest
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
+    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
+def reference_nms(boxes, scores, classes, iou_threshold, max_detections, agnostic) -> list:
+    """Textbook greedy NMS, one box at a time, in plain Python floats."""
+    valid = [i for i in range(len(scores))
+             if np.isfinite(scores[i]) and all(np.isfinite(v) for v in boxes[i])]
+    order = sorted(valid, key=lambda i: -float(scores[i]))
+    keep = []
+    for i in order:
+        if len(keep) >= max_detections:
+            break
+        box = [float(v) for v in boxes[i]]
+        if all(not (agnostic or classes[i] == classes[k])
+               or _iou(box, [float(v) for v in boxes[k]]) <= iou_threshold for k in keep):
+            keep.append(i)
+    return keep
+
+
+def test_empty_and_single() -> None:
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.5, 10).tolist() == []
+    assert batched_nms(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), 0.5, 10).tolist() == []
+    assert nms(np.array([[0, 0, 10, 10]]), np.array([0.3]), 0.5, 10).tolist() == [0]
+    assert batched_nms(np.array([[0, 0, 10, 10]]), np.array([0.3]), np.array([2]),
+                       0.5, 10).tolist() == [0]
+    assert nms(np.array([[0, 0, 10, 10]]), np.array([0.3]), 0.5, 0).tolist() == []
+
+
+BOXES = np.array([[0, 0, 10, 10],      # 0: class 0, best
+                  [1, 1, 11, 11],      # 1: class 0, IoU 0.68 with 0 -> suppressed
+                  [0, 0, 10, 10],      # 2: class 1, same place, other class
+                  [50, 50, 60, 60],    # 3: class 0, far away
+                  [2, 0, 12, 10]],     # 4: class 1, IoU 0.67 with 2 -> suppressed
+                 np.float32)
+SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
+CLASSES = np.array([0, 0, 1, 0, 1], np.int32)
+
+
+def test_same_class_overlap_suppressed_other_class_kept() -> None:
+    keep = batched_nms(BOXES, SCORES, CLASSES, 0.5, 100)
+    assert keep.tolist() == [0, 2, 3]
+    assert keep.dtype == np.int64
+
+
+def test_agnostic_suppresses_across_classes() -> None:
+    keep = batched_nms(BOXES, SCORES, CLASSES, 0.5, 100, class_agnostic=True)
+    assert keep.tolist() == [0, 3]
+    assert nms(BOXES, SCORES, 0.5, 100).tolist() == [0, 3]
+
+
+def test_threshold_is_strict_and_max_detections_limits() -> None:
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], np.float64)  # IoU exactly 1/3
+    scores = np.array([0.5, 0.9])
+    assert nms(boxes, scores, 1 / 3, 10).tolist() == [1, 0]
+    assert nms(boxes, scores, 0.3, 10).tolist() == [1]
+    assert batched_nms(BOXES, SCORES, CLASSES, 0.5, 2).tolist() == [0, 2]
+
+
+def test_result_is_sorted_by_score_not_by_index() -> None:
+    boxes = np.array([[0, 0, 1, 1], [10, 10, 11, 11], [20, 20, 21, 21]], np.float32)
+    scores = np.array([0.2, 0.9, 0.5], np.float32)
+    assert batched_nms(boxes, scores, np.array([2, 0, 1]), 0.5, 10).tolist() == [1, 2, 0]
+
+
+def test_zero_area_and_nan_boxes() -> None:
+    boxes = np.array([[5, 5, 5, 5],          # zero area: overlaps nothing, kept
+                      [5, 5, 5, 5],          # identical zero-area box: IoU 0, kept
+                      [0, 0, np.nan, 10],    # NaN coordinate: dropped
+                      [0, 0, 10, 10],
+                      [0, 0, 10, 10]],       # NaN score: dropped
+                     np.float32)
+    scores = np.array([0.9, 0.8, 0.99, 0.7, np.nan], np.float32)
+    assert nms(boxes, scores, 0.5, 10).tolist() == [0, 1, 3]
+    classes = np.array([0, 0, 0, 0, 0])
+    assert batched_nms(boxes, scores, classes, 0.5, 10).tolist() == [0, 1, 3]
+    all_nan = np.full((2, 4), np.nan)
+    assert batched_nms(all_nan, np.ones(2), np.zeros(2, int), 0.5, 10).tolist() == []
+
+
+def test_bad_shapes_raise() -> None:
+    with pytest.raises(ValueError, match='boxes'):
+        nms(np.zeros((3, 5)), np.zeros(3), 0.5, 10)
+    with pytest.raises(ValueError, match='scores'):
+        nms(np.zeros((3, 4)), np.zeros(2), 0.5, 10)
+    with pytest.raises(ValueError, match='class_ids'):
+        batched_nms(np.zeros((3, 4)), np.zeros(3), np.zeros(2), 0.5, 10)
+
+
+@st.composite
+def detections(draw):
+    """Boxes on a 1/8-pixel grid (IoU arithmetic is then exact in float64), some clustered."""
+    count = draw(st.integers(0, 40))
+    coord = st.integers(0, 8 * 64).map(lambda v: v / 8)
+    size = st.integers(0, 8 * 32).map(lambda v: v / 8)
+    boxes, scores, classes = [], [], []
+    for _ in range(count):
+        x, y, w, h = draw(coord), draw(coord), draw(size), draw(size)
+        boxes.append([x, y, x + w, y + h])
+        scores.append(draw(st.sampled_from([0.1, 0.25, 0.5, 0.75, 0.9])
+                           | st.floats(0, 1, width=32)))
+        classes.append(draw(st.integers(0, 3)))
+    if count and draw(st.booleans()):
+        boxes[0][draw(st.integers(0, 3))] = float('nan')
+    return (np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+            np.array(classes, np.int32))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=detections(), iou=st.sampled_from([0.0, 0.3, 0.45, 0.5, 0.7, 1.0]),
+       max_det=st.integers(1, 50), agnostic=st.booleans(), matrix=st.booleans())
+def test_matches_reference(data, iou, max_det, agnostic, matrix) -> None:
+    boxes, scores, classes = data
+    want = reference_nms(boxes, scores, classes, iou, max_det, agnostic)
+    # Both IoU strategies (whole matrix, one row per step) must agree with the reference.
+    with mock.patch.object(nms_module, 'MATRIX_MAX', 10_000 if matrix else 0):
+        got = batched_nms(boxes, scores, classes, iou, max_det, class_agnostic=agnostic)
+        if agnostic:
+            assert nms(boxes, scores, iou, max_det).tolist() == want
+    assert got.tolist() == want
+
+
+def test_large_candidate_set_matches_reference() -> None:
+    rng = np.random.default_rng(7)
+    count = nms_module.MATRIX_MAX + 88
+    xy = rng.integers(0, 8 * 200, (count, 2)) / 8
+    wh = rng.integers(8, 8 * 40, (count, 2)) / 8
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    scores = rng.random(count).astype(np.float32)
+    classes = rng.integers(0, 4, count)
+    want = reference_nms(boxes, scores, classes, 0.45, 300, False)
+    assert batched_nms(boxes, scores, classes, 0.45, 300).tolist() == want
