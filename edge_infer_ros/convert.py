@@ -12,10 +12,11 @@ import array
 from typing import Hashable
 
 from builtin_interfaces.msg import Time
-from edge_infer_ros.imaging import ENCODINGS, image_view, ImageError, Letterbox, read_only
+from edge_infer_ros.imaging import ENCODINGS, image_view, ImageError, read_only
 from edge_infer_ros.payloads import (CandidatePayload, Command, DetectionPayload, ImagePayload,
                                      TensorPayload)
 from edge_infer_ros.tracing import Envelope, FrameTrace, StageTiming
+from edge_infer_ros.yolo import Letterbox
 from edge_infer_ros_msgs import msg as eir
 from geometry_msgs.msg import TwistStamped
 import numpy as np

@@ -7,11 +7,11 @@ robot's camera driver can send anything); neither needs ROS, so both are tested 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import sys
 from typing import Any, Callable, Optional
 
 import cv2
+from edge_infer_ros.yolo import Letterbox
 import numpy as np
 
 #: Encodings accepted on image inputs: name -> (channels, order of colour channels).
@@ -110,24 +110,13 @@ def frozen_view(buffer: np.ndarray) -> np.ndarray:
     return view
 
 
-@dataclass(frozen=True, slots=True)
-class Letterbox:
-    """How an image was fitted into the model input: original = (model - pad) / scale."""
-
-    scale: float
-    pad_x: float
-    pad_y: float
-
-
 def letterbox_geometry(width: int, height: int, in_w: int,
                        in_h: int) -> tuple[int, int, int, int, Letterbox]:
-    """Resized size and top-left offset of an image centred in the model input."""
-    scale = min(in_w / width, in_h / height)
-    new_w = max(1, int(round(width * scale)))
-    new_h = max(1, int(round(height * scale)))
-    left = (in_w - new_w) // 2
-    top = (in_h - new_h) // 2
-    return new_w, new_h, left, top, Letterbox(scale, float(left), float(top))
+    """Return the resized size and top-left offset of an image centred in the model input."""
+    letterbox = Letterbox.fit(width, height, in_w, in_h)
+    new_w = max(1, min(in_w, round(width * letterbox.scale)))
+    new_h = max(1, min(in_h, round(height * letterbox.scale)))
+    return new_w, new_h, int(letterbox.pad_x), int(letterbox.pad_y), letterbox
 
 
 class Preprocessor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from edge_infer_ros.imaging import Letterbox
+from edge_infer_ros.yolo import Letterbox
 import numpy as np
 
 

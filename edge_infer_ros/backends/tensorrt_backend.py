@@ -591,7 +591,7 @@ class TensorRTBackend(DetectorBackend):
         Only the raw frame crosses PCIe: one kernel does the bilinear letterbox resize, the
         colour order swap, /255 and HWC->CHW straight into the engine's input buffer.
         ``order`` is the frame's channel order ('bgr' or 'rgb'); ``lb`` is the
-        :class:`edge_infer_ros.imaging.Letterbox` used, as the CPU preprocessing returns it.
+        :class:`edge_infer_ros.yolo.Letterbox` used, as the CPU preprocessing returns it.
         Needs a float32 model input and nvcc (pycuda compiles the kernel on first use);
         raises BackendError otherwise, so the caller can keep preprocessing on the CPU.
         """

@@ -1,0 +1,133 @@
+"""
+Fuzzing of every message decoding path, and a short soak of the composed pipeline.
+
+Decoding must give a valid envelope or a ValueError with a reason, nothing else, whatever a
+publisher sends. The soak (its long form is bench/soak.py) checks that nothing is lost from
+the accounting and that memory and buffer pools stay flat.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+
+from conftest import wait_for
+from edge_infer_ros import convert
+from edge_infer_ros.imaging import Preprocessor
+from edge_infer_ros_msgs.msg import CandidateArray, Detection, DetectionArray, TensorFrame
+from hypothesis import given, HealthCheck, settings, strategies as st
+import numpy as np
+import psutil
+import pytest
+from sensor_msgs.msg import CompressedImage, Image
+
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+stamps = st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 999_999_999))
+
+
+def _stamp(msg, stamp) -> None:
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+
+
+@FUZZ
+@given(height=st.integers(0, 64), width=st.integers(0, 64), step=st.integers(0, 300),
+       encoding=st.sampled_from(['bgr8', 'rgb8', 'mono8', 'rgba8', 'bgra8', '16UC1', 'x', '']),
+       data=st.binary(max_size=5000), stamp=stamps)
+def test_image_decoding_never_fails_otherwise(height, width, step, encoding, data,
+                                              stamp) -> None:
+    msg = Image(height=height, width=width, step=step, encoding=encoding, data=data)
+    _stamp(msg, stamp)
+    try:
+        envelope = convert.image_from_msg(msg, 0)
+    except ValueError:
+        return
+    image = envelope.payload.image
+    assert image.shape[:2] == (height, width) and not image.flags.writeable
+    tensor, _ = Preprocessor(32, 32)(image, envelope.payload.encoding)
+    assert tensor.shape == (1, 3, 32, 32) and 0.0 <= tensor.min() <= tensor.max() <= 1.0
+
+
+@FUZZ
+@given(data=st.binary(max_size=3000), stamp=stamps)
+def test_compressed_decoding_never_fails_otherwise(data, stamp) -> None:
+    msg = CompressedImage(format='jpeg', data=data)
+    _stamp(msg, stamp)
+    try:
+        convert.compressed_from_msg(msg, 0)
+    except ValueError:
+        pass
+
+
+@FUZZ
+@given(shape=st.lists(st.integers(0, 8), max_size=5),
+       dtype=st.sampled_from(['float32', 'float16', 'uint8', 'int64', 'object', '']),
+       data=st.binary(max_size=2048), special=st.sampled_from([None, np.nan, np.inf]))
+def test_tensor_decoding_never_fails_otherwise(shape, dtype, data, special) -> None:
+    if special is not None and dtype == 'float32' and len(data) >= 4:
+        data = np.float32(special).tobytes() + data[4:]
+    msg = TensorFrame(shape=shape, dtype=dtype, data=data)
+    try:
+        envelope = convert.tensor_from_msg(msg)
+    except ValueError:
+        return
+    tensor = envelope.payload.tensor
+    assert list(tensor.shape) == shape and tensor.dtype.name == dtype
+    if tensor.dtype.kind == 'f':
+        assert np.isfinite(tensor).all()
+
+
+@FUZZ
+@given(boxes=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), max_size=20),
+       scores=st.lists(st.floats(0, 1, width=32), max_size=6),
+       class_ids=st.lists(st.integers(-5, 10), max_size=6))
+def test_candidate_decoding_never_fails_otherwise(boxes, scores, class_ids) -> None:
+    msg = CandidateArray(boxes=boxes, scores=scores, class_ids=class_ids,
+                         class_names=['a', 'b'])
+    try:
+        envelope = convert.candidates_from_msg(msg)
+    except ValueError:
+        return
+    assert envelope.payload.boxes.shape == (len(scores), 4)
+
+
+@FUZZ
+@given(rows=st.lists(st.tuples(st.floats(-1e6, 1e6, width=32), st.floats(0, 1, width=32),
+                               st.integers(-3, 2000)), max_size=8))
+def test_detection_array_decoding_never_fails_otherwise(rows) -> None:
+    msg = DetectionArray(detections=[Detection(x_min=x, y_min=x, x_max=x + 1, y_max=x + 1,
+                                               score=s, class_id=c, class_name=f'c{c}')
+                                     for x, s, c in rows])
+    envelope = convert.detections_from_msg(msg)
+    assert len(envelope.payload) == len(rows)
+
+
+@pytest.mark.slow
+def test_short_soak_keeps_accounting_exact_and_memory_flat(composed) -> None:
+    frames = 450  # 15 s at 30 fps; bench/soak.py runs the long form
+    container, nodes = composed(frames=frames, fps=30.0)
+    process = psutil.Process()
+    assert wait_for(lambda: nodes['camera'].captured >= 90, 20.0)
+    gc.collect()
+    rss_start = process.memory_info().rss
+    pools_start = (nodes['camera']._source.pool.allocations,
+                   sum(p.tensor_allocations for p in nodes['preprocess']._preprocessors.values()))
+    assert nodes['camera'].wait_until_done(60.0)
+    assert wait_for(lambda: all(i.idle() for n in nodes.values() for i in n.inputs), 10.0)
+    time.sleep(0.3)
+    gc.collect()
+    rss_end = process.memory_info().rss
+    pools_end = (nodes['camera']._source.pool.allocations,
+                 sum(p.tensor_allocations for p in nodes['preprocess']._preprocessors.values()))
+    captured = nodes['camera'].captured
+    processed = nodes['action'].commands
+    stages = ('preprocess', 'detector', 'nms', 'action')
+    dropped = sum(i.stats.dropped for n in stages for i in nodes[n].inputs)
+    errors = sum(nodes[n].error_count() for n in stages)
+    assert captured == frames
+    assert captured == processed + dropped + errors, (captured, processed, dropped, errors)
+    assert nodes['budget_monitor'].traces_seen == processed  # every processed frame traced
+    # No per-frame allocation of frames or tensors in steady state ...
+    assert pools_end == pools_start, (pools_start, pools_end)
+    # ... and no growth of the process beyond noise over 360 frames.
+    assert rss_end - rss_start < 25 * 2**20, (rss_start, rss_end)
