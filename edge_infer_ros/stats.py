@@ -41,6 +41,19 @@ def _check_percentile(q: float) -> float:
     return q
 
 
+def _sorted_percentiles(ordered: np.ndarray, qs: Iterable[float]) -> tuple[float, ...]:
+    """Percentiles of sorted samples, interpolated like numpy's 'linear' method."""
+    last = ordered.size - 1
+    result = []
+    for q in qs:
+        position = q / 100.0 * last
+        low = int(position)
+        high = min(low + 1, last)
+        fraction = position - low
+        result.append(float(ordered[low] + (ordered[high] - ordered[low]) * fraction))
+    return tuple(result)
+
+
 @dataclasses.dataclass(frozen=True)
 class WindowSummary:
     """
@@ -67,26 +80,26 @@ class WindowSummary:
         if count == 0:
             nan = math.nan
             return cls(0, nan, nan, nan, nan, nan, _EMPTY)
-        p50, p95, p99 = np.percentile(samples, (50.0, 95.0, 99.0),
-                                      method=PERCENTILE_METHOD)
-        samples.setflags(write=False)
-        return cls(count, float(p50), float(p95), float(p99),
-                   float(samples.max()), float(samples.mean()), samples)
+        # One sort serves every percentile (np.percentile sorts again for each call; this
+        # runs for every window at the diagnostics rate, holding the GIL).
+        ordered = np.sort(samples)
+        p50, p95, p99 = _sorted_percentiles(ordered, (50.0, 95.0, 99.0))
+        ordered.setflags(write=False)
+        return cls(count, p50, p95, p99, float(ordered[-1]), float(ordered.mean()), ordered)
 
     def percentile(self, q: float) -> float:
         """Return the q-th percentile of the samples (q in 0..100); NaN when empty."""
         q = _check_percentile(q)
         if self.count == 0:
             return math.nan
-        return float(np.percentile(self.samples, q, method=PERCENTILE_METHOD))
+        return _sorted_percentiles(self.samples, (q,))[0]
 
     def percentiles(self, qs: Iterable[float]) -> tuple[float, ...]:
         """Return several percentiles at once (one numpy pass)."""
         qs = tuple(_check_percentile(q) for q in qs)
         if self.count == 0:
             return tuple(math.nan for _ in qs)
-        values = np.percentile(self.samples, qs, method=PERCENTILE_METHOD)
-        return tuple(float(v) for v in values)
+        return _sorted_percentiles(self.samples, qs)
 
     def count_above(self, threshold: float) -> int:
         """Count samples strictly greater than ``threshold``."""

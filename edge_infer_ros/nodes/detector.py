@@ -45,6 +45,9 @@ class DetectorNode(StageNode):
                   high=100000),
         ParamSpec('intra_op_threads', 2, 'ONNX Runtime threads per inference (0: all cores)',
                   low=0, high=256, runtime=False),
+        ParamSpec('allow_spinning', False, 'let ONNX Runtime worker threads spin-wait between '
+                  'runs (faster inference, a core taken from the other stages)',
+                  runtime=False),
         ParamSpec('precision', 'fp16', 'TensorRT precision', choices=('fp32', 'fp16', 'int8'),
                   runtime=False),
         ParamSpec('workspace_mb', 1024, 'TensorRT builder workspace, MiB', low=16,
@@ -74,6 +77,7 @@ class DetectorNode(StageNode):
 
     def _backend_options(self) -> dict[str, Any]:
         return {'intra_op_threads': self.p['intra_op_threads'],
+                'allow_spinning': self.p['allow_spinning'],
                 'precision': self.p['precision'], 'workspace_mb': self.p['workspace_mb'],
                 'engine_cache_dir': self.p['engine_cache_dir'], 'device': self.p['device']}
 
