@@ -1,0 +1,76 @@
+"""
+This package's pipeline as a benchmark variant: ``runner.run``, composed or split.
+
+The runner's own report is kept (counters, backend, transport); the per-frame records are
+rebuilt from the Chrome/Perfetto profile the runner writes (``RunOptions.profile``), which holds
+every trace the budget monitor received, so the suite computes the same statistics for this
+variant as for the others.
+
+Run alone: ``python -m bench.pipeline_variant --mode composed --frames 60 --json out.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from typing import Any
+
+if __package__ in (None, ''):  # run as a file: make ``bench`` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import common  # noqa: E402
+from edge_infer_ros.runner import run as run_pipeline, RunOptions, SPLIT_GROUPS  # noqa: E402
+
+REPORT_KEYS = ('mode', 'transport', 'backend', 'backend_fallback_reason', 'throughput_fps',
+               'wall_s', 'accounting_ok', 'deadline_misses', 'messages_built', 'overhead')
+
+
+def run(model: str, mode: str, transport: str, frames: int, width: int, height: int,
+        fps: float) -> dict[str, Any]:
+    """Run the package's pipeline once; return the records, counters and the runner's report."""
+    with tempfile.TemporaryDirectory(prefix='eir_bench_') as workdir:
+        profile = os.path.join(workdir, 'profile.json')
+        report = run_pipeline(RunOptions(mode=mode, transport=transport, frames=frames,
+                                         width=width, height=height, fps=fps,
+                                         model_path=model, profile=profile))
+        records = common.records_from_chrome_trace(profile)
+    # The same frames for every variant: a camera that ran on past its max_frames (seen once
+    # with split/tensor at 1080p) must not add frames the other variants do not have.
+    kept = [r for r in records if r['seq'] < frames]
+    counters = dict(report['frames'])
+    counters['traces_beyond_request'] = len(records) - len(kept)
+    return {'records': kept, 'has_queue': True, 'frames': counters,
+            'description': report['transport'],
+            'report': {k: report.get(k) for k in REPORT_KEYS}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the pipeline and write its records as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', default='', help='ONNX model (default: the shipped one)')
+    parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
+    parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw')
+    parser.add_argument('--frames', type=int, default=300)
+    parser.add_argument('--width', type=int, default=640)
+    parser.add_argument('--height', type=int, default=480)
+    parser.add_argument('--fps', type=float, default=30.0)
+    parser.add_argument('--json', default='', help='write the records here')
+    args = parser.parse_args(argv)
+    model, _ = common.resolve_model(args.model, common.RESULTS / 'models')
+    result = run(model, args.mode, args.transport, args.frames, args.width, args.height,
+                 args.fps)
+    summary = common.summarize(result['records'], has_queue=True)
+    print(f'{args.mode} ({result["description"]}) {args.width}x{args.height}: '
+          f'{result["frames"]}, end to end p50 {summary["end_to_end"]["p50_ms"]:.2f} ms, '
+          f'p99 {summary["end_to_end"]["p99_ms"]:.2f} ms')
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as stream:
+            json.dump(result, stream)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,417 @@
+"""
+The benchmark suite: the seed loop, a plain rclpy pipeline and this package, on one machine.
+
+One command runs every variant on the same synthetic input, model, frame count and frame rate,
+each in a process of its own (sampled for CPU time and memory, children included):
+
+1. ``seed_loop``: capture, resize, inference, decode, NMS, command, serially in one thread
+   (:mod:`bench.seed_loop`);
+2. ``naive_rclpy``: one plain rclpy Node per stage, topics between them, the default
+   SingleThreadedExecutor, one process (:mod:`bench.naive_rclpy`);
+3. ``composed``: this package, every stage in one process, zero-copy handoff;
+4. ``split_raw`` / ``split_tensor`` / ``split_compressed``: this package split across
+   processes with DDS between them (raw images, tensors, JPEG).
+
+Then it writes ``summary.json``, ``summary.md`` and PNG pictures (per-stage p95 stacked against
+the budget, end-to-end CDFs) into ``bench/results/<timestamp>/`` (or ``--out``).
+
+``. scripts/env.sh && python -m bench.suite [--quick]`` (or ``python bench/suite.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+from typing import Any, Optional
+
+if __package__ in (None, ''):  # run as a file: make ``bench`` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import common  # noqa: E402
+import numpy as np  # noqa: E402
+
+#: name -> (label, module, extra arguments)
+VARIANTS: dict[str, tuple[str, str, list[str]]] = {
+    'seed_loop': ('(1) seed loop', 'bench.seed_loop', []),
+    'naive_rclpy': ('(2) rclpy nodes + topics', 'bench.naive_rclpy', []),
+    'composed': ('(3) package, composed', 'bench.pipeline_variant', ['--mode', 'composed']),
+    'split_raw': ('(4) package, split raw', 'bench.pipeline_variant',
+                  ['--mode', 'split', '--transport', 'raw']),
+    'split_tensor': ('(4) package, split tensor', 'bench.pipeline_variant',
+                     ['--mode', 'split', '--transport', 'tensor']),
+    'split_compressed': ('(4) package, split JPEG', 'bench.pipeline_variant',
+                         ['--mode', 'split', '--transport', 'compressed']),
+}
+QUICK_VARIANTS = ('seed_loop', 'naive_rclpy', 'composed', 'split_raw')
+SIZES = ((640, 480), (1920, 1080))
+#: Segments of the stacked bars, in pipeline order.
+SEGMENTS = ('ingest',) + common.STAGES + ('transport',)
+
+
+def run_variant(name: str, model: str, frames: int, width: int, height: int, fps: float,
+                workdir: Path) -> dict[str, Any]:
+    """Run one variant in a child process, sampling its CPU and memory; return its entry."""
+    label, module, extra = VARIANTS[name]
+    out = workdir / f'{name}_{width}x{height}.json'
+    command = [sys.executable, '-m', module, '--model', model, '--frames', str(frames),
+               '--width', str(width), '--height', str(height), '--fps', str(fps),
+               '--json', str(out)] + extra
+    log = workdir / f'{name}_{width}x{height}.log'
+    started = time.monotonic()
+    with open(log, 'w', encoding='utf-8') as stream:
+        child = subprocess.Popen(command, cwd=str(common.REPO), stdout=stream,
+                                 stderr=subprocess.STDOUT, env=os.environ.copy())
+        sampler = common.TreeSampler(child.pid).start()
+        try:
+            returncode = child.wait(timeout=3.0 * frames / fps + 180.0)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            returncode = child.wait()
+        finally:
+            sampler.stop()
+    wall = time.monotonic() - started
+    entry: dict[str, Any] = {'variant': name, 'label': label, 'resolution': [width, height],
+                             'returncode': returncode, 'process_wall_s': wall,
+                             'log': str(log)}
+    if returncode != 0 or not out.is_file():
+        tail = log.read_text(encoding='utf-8', errors='replace')[-2000:]
+        entry['error'] = f'exit status {returncode}: {tail}'
+        return entry
+    result = json.loads(out.read_text(encoding='utf-8'))
+    records = result['records']
+    if not any(r['stages'] for r in records):
+        entry['error'] = 'no frame completed'
+        return entry
+    entry.update(common.summarize(records, result['has_queue']))
+    begin, end = common.frame_window_ns(records)
+    window = (end - begin) / 1e9
+    cpu = sampler.cpu_between(begin, end)
+    done = len([r for r in records if r['stages']])
+    entry.update({
+        'description': result['description'],
+        'frames': result['frames'],
+        'frames_recorded': done,
+        'has_queue': result['has_queue'],
+        'throughput_fps': done / window if window > 0 else None,
+        'cpu': {'window_s': window, 'cpu_s': cpu,
+                'cpu_percent': 100.0 * cpu / window if window > 0 else None,
+                'cpu_ms_per_frame': 1e3 * cpu / done if done else None,
+                'total_cpu_s': sampler.total_cpu_s(), 'samples': len(sampler.samples)},
+        'peak_rss_mb': sampler.peak_rss_bytes() / 2**20,
+        'e2e_samples_ms': common.end_to_end_ms(records),
+    })
+    if 'report' in result:
+        entry['runner_report'] = result['report']
+    return entry
+
+
+def _get(entry: dict[str, Any], *path: str) -> Optional[float]:
+    value: Any = entry
+    for key in path:
+        if not isinstance(value, dict) or value.get(key) is None:
+            return None
+        value = value[key]
+    return float(value)
+
+
+def ratios(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Return other / composed for end-to-end and overhead p50 / p99 (> 1: composed is faster)."""
+    composed = entries.get('composed')
+    out: dict[str, Any] = {}
+    if composed is None:
+        return out
+    for other in ('seed_loop', 'naive_rclpy'):
+        if other not in entries:
+            continue
+        values = {}
+        for item in ('end_to_end', 'overhead'):
+            for q in ('p50', 'p99'):
+                numerator = _get(entries[other], item, f'{q}_ms')
+                denominator = _get(composed, item, f'{q}_ms')
+                values[f'{item}_{q}'] = (numerator / denominator
+                                         if numerator is not None and denominator else None)
+        out[f'composed_vs_{other}'] = values
+    return out
+
+
+# -- pictures ----------------------------------------------------------------------------------
+def _segment_p95(entry: dict[str, Any], segment: str) -> float:
+    if segment in ('ingest', 'transport'):
+        return _get(entry, segment, 'p95_ms') or 0.0
+    return _get(entry, 'stages', segment, 'total', 'p95_ms') or 0.0
+
+
+def plot_stacked(entries: dict[str, dict[str, Any]], budget: dict[str, float], size: str,
+                 path: Path) -> None:
+    """Stacked bar per variant of per-stage p95 (queue wait + service), beside the budget."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = [n for n, e in entries.items() if 'error' not in e]
+    labels = [entries[n]['label'] for n in names] + ['budget']
+    colors = plt.get_cmap('tab10').colors
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.4 * len(labels) + 2), 5.0))
+    bottoms = np.zeros(len(labels))
+    for index, segment in enumerate(SEGMENTS):
+        heights = [_segment_p95(entries[n], segment) for n in names]
+        heights.append(budget.get(segment, 0.0))
+        ax.bar(range(len(labels)), heights, bottom=bottoms, color=colors[index % 10],
+               label=segment, edgecolor='white', linewidth=0.5)
+        bottoms += np.asarray(heights)
+    ax.bar(len(labels) - 1, budget.get('slack', 0.0), bottom=bottoms[-1], color='lightgrey',
+           label='slack (budget only)', edgecolor='white', linewidth=0.5)
+    ax.axhline(budget['deadline'], color='red', linestyle='--', linewidth=1.2,
+               label=f'deadline {budget["deadline"]:g} ms')
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=20, ha='right', fontsize=8)
+    ax.set_ylabel('p95 per part, ms (stacked)')
+    ax.set_title(f'Per-stage p95 (queue wait + service) against the budget, {size}')
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_cdf(entries: dict[str, dict[str, Any]], deadline: float, size: str,
+             path: Path) -> None:
+    """End-to-end latency CDF per variant (log time axis)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8.0, 5.0))
+    for name, entry in entries.items():
+        samples = np.sort(np.asarray(entry.get('e2e_samples_ms') or [], dtype=np.float64))
+        if samples.size == 0:
+            continue
+        ax.step(samples, np.arange(1, samples.size + 1) / samples.size, where='post',
+                label=f'{entry["label"]} (p50 {np.median(samples):.1f} ms)')
+    ax.axvline(deadline, color='red', linestyle='--', linewidth=1.2,
+               label=f'deadline {deadline:g} ms')
+    ax.set_xscale('log')
+    ax.set_xlabel('end to end: capture stamp -> command published, ms (log)')
+    ax.set_ylabel('fraction of frames')
+    ax.set_ylim(0, 1.01)
+    ax.grid(True, which='both', alpha=0.3)
+    ax.set_title(f'End-to-end latency CDF, {size}')
+    ax.legend(fontsize=8, loc='lower right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- tables ------------------------------------------------------------------------------------
+def _ms(value: Optional[float]) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return '-'
+    return f'{value:.2f}' if value < 100 else f'{value:.0f}'
+
+
+def _x(value: Optional[float]) -> str:
+    return '-' if value is None else f'{value:.2f}x'
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """Lay out summary.md: machine, main table, per-stage table and ratios per size."""
+    machine = summary['machine_before']
+    lines = [
+        '# edge_infer_ros benchmark suite', '',
+        f'- started {machine["time"]}, {machine["cpus"]} CPUs, load average '
+        f'{machine["loadavg"][0]:.2f} (after: {summary["machine_after"]["loadavg"][0]:.2f}), '
+        f'CPU busy {machine["cpu_percent_1s"]:.0f}% in the second before the start',
+        f'- loaded by other processes at the start: {summary["loaded"]} '
+        + (', '.join(f'{p["name"]} ({p["cpu_percent"]:.0f}%)' for p in summary['busy_processes'])
+           or ''),
+        f'- model: {summary["model"]} ({summary["model_kind"]})',
+        f'- {summary["frames"]} frames at {summary["fps"]:g} fps per variant'
+        + (' (quick)' if summary['quick'] else ''), '',
+        'Times in ms. End to end: capture stamp -> command published. Overhead: end to end '
+        'minus the detector stage (inference + decode). CPU: process and children over the '
+        "frames' window. RSS: sum over the processes (peak).", '']
+    for size, block in summary['sizes'].items():
+        entries = block['variants']
+        lines += [f'## {size}', '',
+                  '| variant | e2e p50 | e2e p95 | e2e p99 | overhead p50 | overhead p99 | '
+                  'fps | CPU ms/frame | CPU % | peak RSS MB | frames done/captured |',
+                  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+        for entry in entries.values():
+            if 'error' in entry:
+                lines.append(f'| {entry["label"]} | failed: {entry["error"][:80]!r} |')
+                continue
+            cpu = entry['cpu']
+            lines.append(
+                f'| {entry["label"]} | {_ms(_get(entry, "end_to_end", "p50_ms"))} | '
+                f'{_ms(_get(entry, "end_to_end", "p95_ms"))} | '
+                f'{_ms(_get(entry, "end_to_end", "p99_ms"))} | '
+                f'{_ms(_get(entry, "overhead", "p50_ms"))} | '
+                f'{_ms(_get(entry, "overhead", "p99_ms"))} | {_ms(entry["throughput_fps"])} | '
+                f'{_ms(cpu["cpu_ms_per_frame"])} | {_ms(cpu["cpu_percent"])} | '
+                f'{entry["peak_rss_mb"]:.0f} | {entry["frames_recorded"]}/'
+                f'{entry["frames"].get("captured", "?")} |')
+        lines += ['', '| ratio (other / composed; > 1: composed faster) | e2e p50 | e2e p99 | '
+                  'overhead p50 | overhead p99 |', '|---|---:|---:|---:|---:|']
+        for name, values in block['ratios'].items():
+            lines.append(f'| {name} | {_x(values["end_to_end_p50"])} | '
+                         f'{_x(values["end_to_end_p99"])} | {_x(values["overhead_p50"])} | '
+                         f'{_x(values["overhead_p99"])} |')
+        lines += ['', '| variant | part | service p50 | p95 | p99 | queue wait p50 | p95 | p99 | '
+                  'wait+service p95 | budget |',
+                  '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+        for entry in entries.values():
+            if 'error' in entry:
+                continue
+            for stage, figures in entry['stages'].items():
+                wait = figures['queue_wait'] or {}
+                lines.append(
+                    f'| {entry["label"]} | {stage} | {_ms(figures["service"]["p50_ms"])} | '
+                    f'{_ms(figures["service"]["p95_ms"])} | {_ms(figures["service"]["p99_ms"])} '
+                    f'| {_ms(wait.get("p50_ms"))} | {_ms(wait.get("p95_ms"))} | '
+                    f'{_ms(wait.get("p99_ms"))} | {_ms(figures["total"]["p95_ms"])} | '
+                    f'{_ms(summary["budget"].get(stage))} |')
+            for part in ('ingest', 'transport'):
+                lines.append(f'| {entry["label"]} | {part} (hop) | {_ms(entry[part]["p50_ms"])} | '
+                             f'{_ms(entry[part]["p95_ms"])} | {_ms(entry[part]["p99_ms"])} | | | '
+                             f'| {_ms(entry[part]["p95_ms"])} | '
+                             f'{_ms(summary["budget"].get(part))} |')
+        lines += ['', f'![stacked p95]({block["pictures"]["stacked_p95"]})',
+                  f'![end-to-end CDF]({block["pictures"]["e2e_cdf"]})', '']
+    overhead = summary.get('monitor_overhead')
+    if overhead and 'error' not in overhead:
+        lines += ['## Monitoring overhead (trace + BudgetTracker.observe)', '',
+                  f'- bare stage calls p50 {overhead["baseline"]["p50_us"]:.1f} us per frame; '
+                  f'monitoring only p50 {overhead["monitoring_p50_us"]:.1f} us '
+                  f'({100 * overhead["ratio_monitoring_to_baseline"]:.2f}% of it), p99 '
+                  f'{overhead["monitoring_only"]["p99_us"]:.1f} us; target < 50 us: '
+                  f'{"met" if overhead["target_met"] else "NOT met"}', '']
+    hop = summary.get('hop')
+    if hop and 'table' in hop:
+        lines += ['## One hop (bench/hop.py)', '', hop['table'], '']
+    return '\n'.join(lines)
+
+
+def _run_json_tool(module: str, args: list[str], workdir: Path, name: str,
+                   timeout: float) -> dict[str, Any]:
+    out = workdir / f'{name}.json'
+    log = workdir / f'{name}.log'
+    with open(log, 'w', encoding='utf-8') as stream:
+        try:
+            returncode = subprocess.run([sys.executable, '-m', module, *args, '--json', str(out)],
+                                        cwd=str(common.REPO), stdout=stream,
+                                        stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            returncode = -1
+    if returncode != 0 or not out.is_file():
+        return {'error': f'{module} exit status {returncode}, see {log}'}
+    return json.loads(out.read_text(encoding='utf-8'))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every variant at every size; write and return the summary."""
+    out_dir = Path(args.out or common.RESULTS / time.strftime('%Y%m%d-%H%M%S'))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir = out_dir / 'raw'
+    raw_dir.mkdir(exist_ok=True)
+    busy = common.busy_processes()
+    machine = common.machine_state()
+    model, kind = common.resolve_model(args.model, common.RESULTS / 'models')
+    names = args.variant or list(QUICK_VARIANTS if args.quick else VARIANTS)
+    sizes = ([tuple(int(v) for v in s.lower().split('x')) for s in args.size] or
+             ([SIZES[0]] if args.quick else list(SIZES)))
+    frames = args.frames or (60 if args.quick else 300)
+    budget = common.budgets(args.budget)
+    summary: dict[str, Any] = {
+        'quick': args.quick, 'frames': frames, 'fps': args.fps, 'model': model,
+        'model_kind': kind, 'machine_before': machine, 'busy_processes': busy,
+        'loaded': bool(busy) or machine['loadavg'][0] > 0.5 * (machine['cpus'] or 1),
+        'budget': budget, 'variants_run': names, 'sizes': {},
+        'ratio_definition': 'other / composed for the same statistic: > 1 means composed is '
+                            'lower (faster)'}
+    for width, height in sizes:
+        size = f'{width}x{height}'
+        entries = {}
+        for name in names:
+            print(f'[suite] {size} {name} ...', flush=True)
+            entries[name] = run_variant(name, model, frames, width, height, args.fps, raw_dir)
+            entry = entries[name]
+            if 'error' in entry:
+                print(f'[suite]   FAILED: {entry["error"][-300:]}', flush=True)
+            else:
+                print(f'[suite]   e2e p50 {entry["end_to_end"]["p50_ms"]:.2f} ms, p99 '
+                      f'{entry["end_to_end"]["p99_ms"]:.2f} ms, {entry["frames_recorded"]} '
+                      f'frames, CPU {entry["cpu"]["cpu_percent"]:.0f}%', flush=True)
+        pictures = {'stacked_p95': f'stacked_p95_{size}.png', 'e2e_cdf': f'e2e_cdf_{size}.png'}
+        plot_stacked(entries, budget, size, out_dir / pictures['stacked_p95'])
+        plot_cdf(entries, budget['deadline'], size, out_dir / pictures['e2e_cdf'])
+        summary['sizes'][size] = {'variants': entries, 'ratios': ratios(entries),
+                                  'pictures': pictures}
+    if not args.no_monitor:
+        print('[suite] monitor overhead ...', flush=True)
+        summary['monitor_overhead'] = _run_json_tool(
+            'bench.monitor_overhead', ['--model', model] + (['--quick'] if args.quick else []),
+            raw_dir, 'monitor_overhead', 300.0)
+    if args.hop:
+        print('[suite] hop ...', flush=True)
+        hop = _run_json_tool('bench.hop', ['--quick'] if args.quick else [], raw_dir, 'hop',
+                             600.0)
+        if 'error' not in hop:
+            from bench.hop import format_table
+            hop['table'] = format_table(hop)
+        summary['hop'] = hop
+    summary['machine_after'] = common.machine_state()
+    with open(out_dir / 'summary.json', 'w', encoding='utf-8') as stream:
+        json.dump(summary, stream, indent=1)
+    (out_dir / 'summary.md').write_text(markdown(summary), encoding='utf-8')
+    summary['out_dir'] = str(out_dir)
+    return summary
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    """Return the command line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--quick', action='store_true',
+                        help='short form for CI: 60 frames, 640x480, variants '
+                             + ', '.join(QUICK_VARIANTS) + ', no hop')
+    parser.add_argument('--out', default='', help='result folder (default '
+                        'bench/results/<timestamp>)')
+    parser.add_argument('--model', default='', help='ONNX model (default: the shipped one, '
+                        'else a stand-in built with test/onnx_models.py)')
+    parser.add_argument('--frames', type=int, default=0, help='frames per variant '
+                        '(default 300, --quick 60)')
+    parser.add_argument('--fps', type=float, default=30.0)
+    parser.add_argument('--size', action='append', default=[],
+                        help='WxH (repeatable; default 640x480 and 1920x1080)')
+    parser.add_argument('--variant', action='append', default=[], choices=tuple(VARIANTS),
+                        help='run only these variants (repeatable)')
+    parser.add_argument('--budget', default='', help='budget file (default config/budget.yaml)')
+    parser.add_argument('--hop', dest='hop', action='store_true', default=None,
+                        help='also run bench/hop.py (default: yes, except with --quick)')
+    parser.add_argument('--no-hop', dest='hop', action='store_false')
+    parser.add_argument('--no-monitor', action='store_true',
+                        help='skip bench/monitor_overhead.py')
+    args = parser.parse_args(argv)
+    if args.hop is None:
+        args.hop = not args.quick
+    if args.frames < 0 or args.fps <= 0:
+        parser.error('--frames must be >= 0 and --fps > 0')
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Command line entry point."""
+    summary = run(parse_args(argv))
+    print(markdown(summary))
+    print(f'\n[suite] results in {summary["out_dir"]}')
+    failed = [f'{size} {name}' for size, block in summary['sizes'].items()
+              for name, entry in block['variants'].items() if 'error' in entry]
+    if failed:
+        print('[suite] FAILED variants: ' + ', '.join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""
+The benchmarks run and their results are well-formed (no timing is asserted).
+
+Runs ``python -m bench.suite --quick`` and ``python -m bench.hop --quick`` as a user would and
+checks the JSON keys, that the numbers are finite (and positive where they must be), that the
+ratios were computed and that the pictures are valid PNG files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+import struct
+import subprocess
+import sys
+from typing import Any
+import zlib
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+QUICK_VARIANTS = ('seed_loop', 'naive_rclpy', 'composed', 'split_raw')
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, '-m', *args], cwd=str(ROOT), env=os.environ.copy(),
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (f'{args} failed ({result.returncode}):\n'
+                                    f'{result.stdout[-3000:]}\n{result.stderr[-3000:]}')
+    return result
+
+
+def _positive(value: Any, what: str) -> None:
+    assert isinstance(value, (int, float)) and not isinstance(value, bool), (what, value)
+    assert math.isfinite(value) and value > 0, (what, value)
+
+
+def _non_negative(value: Any, what: str) -> None:
+    assert isinstance(value, (int, float)) and not isinstance(value, bool), (what, value)
+    assert math.isfinite(value) and value >= 0, (what, value)
+
+
+def _check_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f'{path} is not a PNG file'
+    length, kind = struct.unpack('>I4s', data[8:16])
+    assert kind == b'IHDR' and length == 13, f'{path}: no IHDR chunk first'
+    width, height = struct.unpack('>II', data[16:24])
+    assert width > 100 and height > 100, f'{path}: {width}x{height}'
+    assert zlib.crc32(data[12:29]) == struct.unpack('>I', data[29:33])[0], f'{path}: bad CRC'
+    assert data.rstrip(b'\0').endswith(b'IEND\xaeB`\x82'), f'{path}: truncated'
+
+
+def _check_stats(stats: dict, what: str, positive: bool = True) -> None:
+    assert stats['count'] > 0, what
+    check = _positive if positive else _non_negative
+    for key in ('p50_ms', 'p95_ms', 'p99_ms', 'max_ms'):
+        check(stats[key], f'{what}.{key}')
+    assert stats['p50_ms'] <= stats['p95_ms'] <= stats['p99_ms'] <= stats['max_ms'], what
+
+
+@pytest.mark.slow
+def test_quick_suite_results_are_well_formed(tmp_path: Path) -> None:
+    out = tmp_path / 'suite'
+    _run(['bench.suite', '--quick', '--out', str(out)], timeout=240)
+    summary = json.loads((out / 'summary.json').read_text(encoding='utf-8'))
+    for key in ('quick', 'frames', 'fps', 'model', 'model_kind', 'machine_before',
+                'machine_after', 'loaded', 'budget', 'sizes', 'monitor_overhead'):
+        assert key in summary, key
+    assert summary['quick'] is True
+    assert summary['model_kind'] in ('shipped', 'stand-in', 'given')
+    _positive(summary['budget']['deadline'], 'deadline')
+    assert list(summary['sizes']) == ['640x480']
+    block = summary['sizes']['640x480']
+    assert set(block['variants']) == set(QUICK_VARIANTS)
+    for name, entry in block['variants'].items():
+        assert 'error' not in entry, f'{name}: {entry.get("error")}'
+        assert entry['frames_recorded'] > 0, name
+        _check_stats(entry['end_to_end'], f'{name}.end_to_end')
+        _check_stats(entry['overhead'], f'{name}.overhead')
+        _check_stats(entry['ingest'], f'{name}.ingest', positive=False)
+        _check_stats(entry['transport'], f'{name}.transport', positive=False)
+        assert set(entry['stages']) == {'preprocess', 'detector', 'nms', 'action'}, name
+        for stage, figures in entry['stages'].items():
+            _check_stats(figures['service'], f'{name}.{stage}.service')
+            _check_stats(figures['total'], f'{name}.{stage}.total')
+            if entry['has_queue']:
+                _check_stats(figures['queue_wait'], f'{name}.{stage}.queue_wait',
+                             positive=False)
+            else:
+                assert figures['queue_wait'] is None
+        _positive(entry['throughput_fps'], f'{name}.throughput_fps')
+        for key in ('window_s', 'cpu_s', 'cpu_percent', 'cpu_ms_per_frame', 'total_cpu_s'):
+            _positive(entry['cpu'][key], f'{name}.cpu.{key}')
+        _positive(entry['peak_rss_mb'], f'{name}.peak_rss_mb')
+        assert len(entry['e2e_samples_ms']) == entry['frames_recorded']
+    assert set(block['ratios']) == {'composed_vs_seed_loop', 'composed_vs_naive_rclpy'}
+    for name, values in block['ratios'].items():
+        assert set(values) == {'end_to_end_p50', 'end_to_end_p99', 'overhead_p50',
+                               'overhead_p99'}, name
+        for key, value in values.items():
+            _positive(value, f'{name}.{key}')
+    for picture in block['pictures'].values():
+        _check_png(out / picture)
+    overhead = summary['monitor_overhead']
+    assert 'error' not in overhead, overhead
+    for key in ('monitoring_p50_us', 'ratio_monitoring_to_baseline',
+                'ratio_instrumented_to_baseline'):
+        _positive(overhead[key], key)
+    _positive(overhead['baseline']['p50_us'], 'baseline p50')
+    assert isinstance(overhead['target_met'], bool)
+    text = (out / 'summary.md').read_text(encoding='utf-8')
+    assert '| (3) package, composed |' in text and 'composed_vs_seed_loop' in text
+
+
+@pytest.mark.slow
+def test_quick_hop_results_are_well_formed(tmp_path: Path) -> None:
+    path = tmp_path / 'hop.json'
+    result = _run(['bench.hop', '--quick', '--json', str(path)], timeout=180)
+    assert '(b) / handoff inline, rclpy nodes' in result.stdout
+    hop = json.loads(path.read_text(encoding='utf-8'))
+    assert list(hop['sizes']) == ['640x480', '1920x1080']
+    for size, figures in hop['sizes'].items():
+        assert set(figures) == set(hop['labels'])
+        for name, stats in figures.items():
+            assert stats['count'] > 0, (size, name)
+            for key in ('p50_us', 'p99_us', 'mean_us', 'max_us'):
+                _positive(stats[key], f'{size}.{name}.{key}')
+        ratios = hop['ratios'][size]
+        assert set(ratios) == {'a_inline', 'a_thread', 'a_inline_node', 'a_thread_node'}
+        for a_name, values in ratios.items():
+            assert set(values) == {'b_over_a_p50', 'b_over_a_p99', 'c_over_a_p50',
+                                   'c_over_a_p99'}
+            for key, value in values.items():
+                _positive(value, f'{size}.{a_name}.{key}')
+    for name, value in hop['flatness'].items():
+        _positive(value, f'flatness.{name}')
+    assert hop['targets'] and all(isinstance(v, bool) for v in hop['targets'].values())
