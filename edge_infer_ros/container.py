@@ -130,8 +130,17 @@ class Container:
 
 
 def parse_component(text: str, namespace: str, param_files: Sequence[str]) -> ComponentSpec:
-    """``plugin[:name]`` from the command line."""
-    plugin, _, name = text.partition(':')
+    """
+    Parse ``plugin[:name]`` from the command line.
+
+    Plugin names contain ``::`` themselves (``edge_infer_ros::Camera``), so only a single
+    colon after the last ``::`` separates the node name.
+    """
+    head, separator, tail = text.rpartition(':')
+    if separator and '::' in head and not head.endswith(':'):
+        plugin, name = head, tail
+    else:
+        plugin, name = text, ''
     default = plugin.split('::')[-1].lower()
     return ComponentSpec(plugin, name or default, namespace, (), tuple(param_files))
 

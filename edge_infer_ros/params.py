@@ -64,7 +64,10 @@ class ParamSpec:
                                            not isinstance(item, (int, float))):
                     return f'{self.name} must hold numbers, got {item!r}'
         elif expected is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, int) and not isinstance(value, bool):
+                # rclpy refuses an integer for a double parameter: say so with the fix.
+                return f'{self.name} is a double: write {value}.0, not {value}'
+            if isinstance(value, bool) or not isinstance(value, float):
                 return f'{self.name} must be a number, got {type(value).__name__}'
             if not math.isfinite(value):
                 return f'{self.name} must be finite, got {value}'

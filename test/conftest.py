@@ -23,7 +23,7 @@ from rclpy.context import Context
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import onnx_models  # noqa: E402
+import onnx_models  # noqa: E402, I100
 
 #: Class names of the shipped model, used by the planted model too.
 CLASS_NAMES = ('ball', 'box', 'cone', 'person')
@@ -59,7 +59,7 @@ def planted_model(tmp_path_factory: pytest.TempPathFactory) -> PlantedModel:
 
 @pytest.fixture
 def ros_context() -> Iterator[Context]:
-    """A fresh rclpy context (like a process of its own)."""
+    """Give the test a fresh rclpy context (like a process of its own)."""
     context = Context()
     rclpy.init(context=context)
     yield context
@@ -122,7 +122,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0,
 
 def assert_detections_match(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
                             expected: tuple, tolerance: float = 1.0) -> None:
-    """Detections equal the expected ones (any order), boxes within a pixel tolerance."""
+    """Check detections equal the expected ones (any order), boxes within a tolerance."""
     assert len(scores) == len(expected), (boxes, scores, class_ids)
     order = np.argsort(-np.asarray(scores))
     for index, (box, score, class_id) in zip(order, sorted(expected, key=lambda e: -e[1])):

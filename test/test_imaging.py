@@ -62,7 +62,7 @@ def test_letterbox_geometry_centres_the_image() -> None:
 
 
 def _reference(image: np.ndarray, size: int, rgb: bool) -> np.ndarray:
-    """The straightforward preprocessing users write: several full-size copies."""
+    """Preprocess the straightforward way users write it: several full-size copies."""
     new_w, new_h, left, top, _ = letterbox_geometry(image.shape[1], image.shape[0], size, size)
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     canvas = np.full((size, size, 3), 114, np.uint8)

@@ -1,6 +1,8 @@
 """
-Bad input, faults and lifecycle on the real nodes: a clear error and a diagnostic every time,
-never a crash, a hang or a silent drop.
+Bad input, faults and lifecycle on the real nodes.
+
+Every bad input and fault gets a clear error and a diagnostic, never a crash, a hang or a
+silent drop.
 """
 
 from __future__ import annotations
@@ -73,12 +75,12 @@ def _image(encoding: str = 'bgr8', width: int = 64, height: int = 48, step: int 
 
 
 @pytest.mark.parametrize('bad, reason', [
-    (dict(encoding='yuv422'), 'unsupported encoding'),
-    (dict(step=10), 'step 10 is smaller'),
-    (dict(data_len=100), 'data has 100 bytes'),
-    (dict(data_len=64 * 48 * 3 + 5), 'expected step*height'),
-    (dict(width=0, data_len=0, step=0), 'zero-sized'),
-    (dict(stamp=False), 'zero header stamp'),
+    ({'encoding': 'yuv422'}, 'unsupported encoding'),
+    ({'step': 10}, 'step 10 is smaller'),
+    ({'data_len': 100}, 'data has 100 bytes'),
+    ({'data_len': 64 * 48 * 3 + 5}, 'expected step*height'),
+    ({'width': 0, 'data_len': 0, 'step': 0}, 'zero-sized'),
+    ({'stamp': False}, 'zero header stamp'),
 ])
 def test_bad_images_give_an_error_and_a_diagnostic_and_the_node_goes_on(
         composed, outside, bad, reason) -> None:
@@ -150,7 +152,7 @@ def test_detector_falls_back_to_cpu_when_the_gpu_backend_fails_mid_run(composed)
     assert wait_for(lambda: nodes['action'].commands > before + 3, 10.0)
     assert failing.released and detector.backend.name == 'onnxruntime'
     assert 'illegal memory access' in detector.fault
-    values = dict((kv.key, kv.value) for kv in detector.stage_status().values)
+    values = {kv.key: kv.value for kv in detector.stage_status().values}
     assert values['backend'] == 'onnxruntime' and 'illegal memory' in values['fallback_reason']
 
 

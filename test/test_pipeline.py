@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 
 def _outputs_built(nodes: dict) -> dict[str, int]:

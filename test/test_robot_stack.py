@@ -1,6 +1,8 @@
 """
-What robot stacks need: several cameras through one detector, vision_msgs, a debug view
-that costs nothing unless watched.
+What robot stacks need from the pipeline.
+
+Several cameras through one detector, vision_msgs, and a debug view that costs nothing
+unless someone watches it.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def test_two_cameras_share_one_detector_with_results_per_camera(ros_context, sec
                 assert f'budget_monitor: {camera}/{item}' in names
         # Fair sharing: neither camera starves the other at the shared detector.
         frames = monitor.summary()['cameras']
-        assert frames['front']['frames'] > 5 and frames['rear']['frames'] > 5
+        assert frames['front']['frames'] >= 5 and frames['rear']['frames'] >= 5
         assert nms.outputs  # detections, detections/front, detections/rear
     finally:
         outside.destroy_node()
