@@ -117,12 +117,19 @@ class Container:
         self._spin_thread.start()
 
     def shutdown(self) -> None:
-        """Stop the camera first, then everything else, and destroy the nodes."""
-        for node in self.nodes:
-            if getattr(node, 'STAGE', '') == 'camera' and getattr(node, 'active', False):
-                node.trigger_deactivate()
-        for node in reversed(self.nodes):
-            node.destroy_node()
+        """
+        Stop the cameras first, then everything else, and destroy the nodes.
+
+        No lifecycle transitions here: on Ctrl-C or SIGTERM the context may already be shut
+        down; destroy_node() of a stage stops its threads and frees its resources directly.
+        """
+        cameras = [n for n in self.nodes if getattr(n, 'STAGE', '') == 'camera']
+        others = [n for n in reversed(self.nodes) if n not in cameras]
+        for node in cameras + others:
+            try:
+                node.destroy_node()
+            except Exception as error:  # noqa: B902 - keep shutting the others down
+                print(f'[component_container] {node.get_name()}: {error}', file=sys.stderr)
         self.executor.shutdown(timeout_sec=1.0)
         if self._spin_thread is not None:
             self._spin_thread.join(timeout=2.0)

@@ -423,7 +423,10 @@ class StageNode(LifecycleNode):
         self._diag_pub.publish(array_msg)
 
     def destroy_node(self) -> None:
-        """Stop threads and free resources before the node goes."""
+        """Stop threads and free resources before the node goes (safe to call twice)."""
+        if getattr(self, '_destroyed', False):
+            return
+        self._destroyed = True
         if self._active:
             self._active = False
             self.deactivate_stage()

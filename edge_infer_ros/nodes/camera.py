@@ -152,7 +152,12 @@ class CameraNode(StageNode):
             envelope = tracing.Envelope(self.camera_name, index, stamp, self.p['frame_id'], (),
                                         ImagePayload(frozen_view(image), 'bgr8'))
             self.captured += 1
-            self._publish(envelope)
+            try:
+                self._publish(envelope)
+            except Exception as error:  # noqa: B902 - a failed publish must not kill capture
+                if not self.context.ok():
+                    break  # shutting down (Ctrl-C, SIGTERM): stop quietly
+                self._stage_error(error, envelope, 'publishing a frame failed')
             index += 1
             period = 1.0 / self.p['fps']
             next_time += period
