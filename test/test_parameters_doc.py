@@ -1,7 +1,7 @@
 """
-Keep docs/parameters.md and the nodes' declared parameters in agreement.
+Keep the README's parameter tables and the nodes' declared parameters in agreement.
 
-docs/parameters.md must be exactly what scripts/param_table.py generates from the ParamSpecs,
+The README's tables must be exactly what scripts/param_table.py generates from the ParamSpecs,
 and every node, created for real in an rclpy context, must declare exactly its PARAMS plus
 COMMON_PARAMS, with the types, ranges, descriptions and defaults of those specs.
 """
@@ -23,7 +23,7 @@ import rclpy
 from rclpy.lifecycle import LifecycleNode
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / 'docs' / 'parameters.md'
+README = ROOT / 'README.md'
 SCRIPT = ROOT / 'scripts' / 'param_table.py'
 TYPES = {'bool': ParameterType.PARAMETER_BOOL, 'integer': ParameterType.PARAMETER_INTEGER,
          'double': ParameterType.PARAMETER_DOUBLE, 'string': ParameterType.PARAMETER_STRING,
@@ -50,11 +50,11 @@ def expected_specs(node: Any) -> list[ParamSpec]:
     return common + list(type(node).PARAMS)
 
 
-def test_doc_is_generated() -> None:
-    expected = param_table().render()
-    assert DOC.is_file(), 'missing: python scripts/param_table.py --write docs/parameters.md'
-    assert DOC.read_text(encoding='utf-8') == expected, \
-        'docs/parameters.md is stale: python scripts/param_table.py --write docs/parameters.md'
+def test_readme_tables_are_generated() -> None:
+    module = param_table()
+    section = module.readme_section(README.read_text(encoding='utf-8'))
+    assert section == module.render().strip('\n'), \
+        'README parameter tables are stale: python scripts/param_table.py --readme'
 
 
 def test_doc_has_a_table_per_node_and_one_for_common_parameters() -> None:
@@ -68,11 +68,15 @@ def test_doc_has_a_table_per_node_and_one_for_common_parameters() -> None:
         assert text.count(f'| `{spec.name}` |') == 1, spec.name
 
 
-def test_script_writes_the_doc(tmp_path: Path) -> None:
+def test_script_writes_the_readme_section(tmp_path: Path) -> None:
     module = param_table()
-    target = tmp_path / 'docs' / 'parameters.md'
-    assert module.main(['--write', str(target)]) == 0
-    assert target.read_text(encoding='utf-8') == module.render()
+    target = tmp_path / 'README.md'
+    target.write_text(f'intro\n{module.BEGIN}\nSTALE-TABLES\n{module.END}\noutro\n',
+                      encoding='utf-8')
+    assert module.main(['--readme', str(target)]) == 0
+    text = target.read_text(encoding='utf-8')
+    assert text.startswith('intro\n') and text.endswith('outro\n') and 'STALE-TABLES' not in text
+    assert module.readme_section(text) == module.render().strip('\n')
 
 
 @pytest.fixture(scope='module')
