@@ -142,6 +142,30 @@ def overhead_stats(traces: list[tracing.FrameTrace]) -> dict[str, Any]:
             'p99_ms': float(p99), 'max_ms': float(array.max())}
 
 
+def overlap_stats(traces: list[tracing.FrameTrace]) -> dict[str, Any]:
+    """
+    How often preprocess of frame N+1 ran while frame N was still in the detector.
+
+    Stages on their own threads overlap: the camera and preprocess go on with the next frame
+    while the detector works, so throughput is set by the slowest stage, not by their sum.
+    """
+    by_camera: dict[str, list[tracing.FrameTrace]] = {}
+    for trace in traces:
+        by_camera.setdefault(trace.camera, []).append(trace)
+    pairs = overlapped = 0
+    for frames in by_camera.values():
+        frames.sort(key=lambda t: t.seq)
+        for current, following in zip(frames, frames[1:]):
+            detector = next((t for t in current.stages if t.stage == 'detector'), None)
+            preprocess = next((t for t in following.stages if t.stage == 'preprocess'), None)
+            if detector is None or preprocess is None:
+                continue
+            pairs += 1
+            overlapped += preprocess.start_ns < detector.end_ns
+    return {'pairs': pairs, 'overlapped': overlapped,
+            'fraction': overlapped / pairs if pairs else 0.0}
+
+
 def _wait_settled(monitor: Any, inputs: list, timeout_s: float) -> None:
     """Wait until no frame is in flight and the monitor has seen every trace."""
     deadline = time.monotonic() + timeout_s
@@ -379,6 +403,7 @@ def build_report(options: RunOptions, summary: dict[str, Any], counters: dict[st
         'transport_hops': first.get('transport'),
         'end_to_end': first.get('end_to_end'),
         'overhead': overhead_stats(traces),
+        'overlap': overlap_stats(traces),
         'deadline_misses': first.get('deadline_misses', 0),
         'deadline_ms': summary.get('deadline_ms'),
         'cameras': cameras,
@@ -408,6 +433,10 @@ def format_report(report: dict[str, Any]) -> str:
     if overhead.get('count'):
         lines.append(f'pipeline overhead (end to end minus inference): p50 '
                      f'{overhead["p50_ms"]:.3f} ms, p99 {overhead["p99_ms"]:.3f} ms')
+    overlap = report['overlap']
+    if overlap['pairs']:
+        lines.append(f'overlap: preprocess of frame N+1 ran during inference of frame N in '
+                     f'{overlap["overlapped"]} of {overlap["pairs"]} frame pairs')
     if report.get('backend_fallback_reason'):
         lines.append(f'WARNING backend fell back: {report["backend_fallback_reason"]}')
     if report.get('profile'):

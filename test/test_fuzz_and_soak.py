@@ -131,3 +131,17 @@ def test_short_soak_keeps_accounting_exact_and_memory_flat(composed) -> None:
     assert pools_end == pools_start, (pools_start, pools_end)
     # ... and no growth of the process beyond noise over 360 frames.
     assert rss_end - rss_start < 25 * 2**20, (rss_start, rss_end)
+
+
+def test_overlap_is_counted_from_the_traces() -> None:
+    from edge_infer_ros.runner import overlap_stats
+    from edge_infer_ros.tracing import FrameTrace, StageTiming
+
+    def trace(seq: int, pre: tuple[int, int], det: tuple[int, int]) -> FrameTrace:
+        return FrameTrace('cam', seq, 0, 'f', (StageTiming('preprocess', '/p', *pre[:1], *pre),
+                                                StageTiming('detector', '/d', *det[:1], *det)))
+    # Frame 1's preprocess starts (15) before frame 0's inference ends (30): overlap.
+    # Frame 2's preprocess starts (60) after frame 1's inference ended (50): none.
+    traces = [trace(0, (0, 10), (10, 30)), trace(1, (15, 25), (30, 50)),
+              trace(2, (60, 70), (70, 90))]
+    assert overlap_stats(traces) == {'pairs': 2, 'overlapped': 1, 'fraction': 0.5}

@@ -285,3 +285,72 @@ def test_parameters_change_at_run_time_through_the_services(composed, outside) -
     assert outside.spin_until(future.done, 5.0)
     refused = future.result().results[0]
     assert not refused.successful and 'deactivate' in refused.reason
+
+
+def test_stamps_going_back_are_counted_and_reported(composed, outside) -> None:
+    container, nodes = composed(frames=0, names={'preprocess', 'detector', 'nms', 'action',
+                                                 'budget_monitor'})
+    preprocess = nodes['preprocess']
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+    publisher = outside.node.create_publisher(Image, 'image_raw', qos)
+    assert outside.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
+    now = time.time_ns()
+    for offset_s in (0.0, 0.1, 0.05):  # the third frame's stamp goes back 50 ms
+        msg = _image()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now + int(offset_s * 1e9),
+                                                                1_000_000_000)
+        seen = preprocess.inputs[0].stats.received
+        assert outside.spin_until(lambda: (publisher.publish(msg) or
+                                           preprocess.inputs[0].stats.received > seen), 10.0)
+    assert preprocess.non_monotonic_stamps == 1
+    status = preprocess.stage_status()
+    assert status.level == DiagnosticStatus.WARN and 'stamp went back 50.000 ms' in status.message
+    assert wait_for(lambda: nodes['action'].commands >= 3, 5.0)  # still processed
+
+
+_SUBSCRIBER = """
+import rclpy
+from rclpy.node import Node
+from edge_infer_ros_msgs.msg import DetectionArray
+rclpy.init()
+node = Node('subscriber_process')
+node.create_subscription(DetectionArray, 'detections',
+                         lambda m: print('detections', m.seq, flush=True), 10)
+rclpy.spin(node)
+"""
+
+
+def test_a_subscriber_process_that_dies_and_comes_back(composed, tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    container, nodes = composed(frames=0, fps=30.0)
+    script = tmp_path / 'subscriber.py'
+    script.write_text(_SUBSCRIBER, encoding='utf-8')
+
+    def start() -> tuple[subprocess.Popen, list[str]]:
+        process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, text=True, env=os.environ.copy())
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, '')),
+                         daemon=True).start()
+        return process, lines
+
+    first, lines = start()
+    try:
+        assert wait_for(lambda: len(lines) >= 5, 30.0), 'the subscriber process got nothing'
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        commands = nodes['action'].commands
+        assert wait_for(lambda: nodes['action'].commands > commands + 10, 10.0)  # unaffected
+        second, lines = start()
+        try:
+            assert wait_for(lambda: len(lines) >= 5, 30.0), 'the restarted subscriber got nothing'
+        finally:
+            second.kill()
+            second.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert nodes['nms'].error_count() == 0 and nodes['action'].error_count() == 0

@@ -49,6 +49,8 @@ class PreprocessNode(StageNode):
         # One preprocessor (reused buffers) per image topic: cameras run in their own threads.
         self._preprocessors: dict[str, Preprocessor] = {}
         self._seq: dict[str, int] = {}
+        self._last_stamp: dict[str, int] = {}
+        self.non_monotonic_stamps = 0
 
     def create_io(self) -> None:
         """Create an input per image topic (or its compressed form) and the tensor output."""
@@ -90,6 +92,16 @@ class PreprocessNode(StageNode):
         payload = envelope.payload
         if not isinstance(payload, ImagePayload):
             raise ImageError(f'expected an image, got {type(payload).__name__}')
+        last = self._last_stamp.get(envelope.camera, 0)
+        if envelope.stamp_ns < last:
+            # A driver restart or a clock jump: latencies of this camera are suspect. The
+            # frame is still processed (it is a valid image), but it is counted and reported.
+            self.non_monotonic_stamps += 1
+            self.fault = (f'camera {envelope.camera}: stamp went back '
+                          f'{(last - envelope.stamp_ns) / 1e6:.3f} ms (frame {envelope.seq}); '
+                          'check the driver and the clock')
+            self.get_logger().warning(self.fault, throttle_duration_sec=1.0)
+        self._last_stamp[envelope.camera] = envelope.stamp_ns
         tensor, letterbox = self._preprocessors[topic](payload.image, payload.encoding)
         height, width = payload.image.shape[:2]
         out = TensorPayload(tensor, letterbox, width, height, payload.image)
@@ -98,7 +110,8 @@ class PreprocessNode(StageNode):
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Buffer reuse counter (flat in steady state)."""
         allocations = sum(p.tensor_allocations for p in self._preprocessors.values())
-        return [('tensor_allocations', str(allocations))]
+        return [('tensor_allocations', str(allocations)),
+                ('non_monotonic_stamps', str(self.non_monotonic_stamps))]
 
 
 def main(args: Optional[list[str]] = None) -> None:
