@@ -138,8 +138,9 @@ def test_overlap_is_counted_from_the_traces() -> None:
     from edge_infer_ros.tracing import FrameTrace, StageTiming
 
     def trace(seq: int, pre: tuple[int, int], det: tuple[int, int]) -> FrameTrace:
-        return FrameTrace('cam', seq, 0, 'f', (StageTiming('preprocess', '/p', *pre[:1], *pre),
-                                                StageTiming('detector', '/d', *det[:1], *det)))
+        stages = (StageTiming('preprocess', '/p', pre[0], *pre),
+                  StageTiming('detector', '/d', det[0], *det))
+        return FrameTrace('cam', seq, 0, 'f', stages)
     # Frame 1's preprocess starts (15) before frame 0's inference ends (30): overlap.
     # Frame 2's preprocess starts (60) after frame 1's inference ended (50): none.
     traces = [trace(0, (0, 10), (10, 30)), trace(1, (15, 25), (30, 50)),
