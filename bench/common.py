@@ -20,6 +20,7 @@ import time
 from typing import Any, Iterable, Optional
 
 from edge_infer_ros import tracing
+from edge_infer_ros.budget import BudgetConfig
 from edge_infer_ros.resources import config_path, default_model_path
 import numpy as np
 import psutil
@@ -98,9 +99,10 @@ def resolve_model(path: str, workdir: Path) -> tuple[str, str]:
 def budgets(path: str = '') -> dict[str, float]:
     """Return the stage budgets and the deadline (ms) of config/budget.yaml (or ``path``)."""
     with open(path or config_path('budget.yaml'), encoding='utf-8') as stream:
-        params = yaml.safe_load(stream)['budget_monitor']['ros__parameters']
-    result = {str(k): float(v) for k, v in params.get('budget_ms', {}).items()}
-    result['deadline'] = float(params['deadline_ms'])
+        config = BudgetConfig.from_mapping(yaml.safe_load(stream))  # the monitor's own reading
+    result = {str(k): float(v) for k, v in config.stage_budgets_ms.items()}
+    result.update({'ingest': float(config.ingest_ms), 'transport': float(config.transport_ms),
+                   'slack': float(config.slack_ms), 'deadline': float(config.deadline_ms)})
     return result
 
 

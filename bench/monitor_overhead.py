@@ -110,7 +110,7 @@ def run(model: str, frames: int, width: int = 640, height: int = 480) -> dict[st
     """Measure baseline, instrumented and monitoring-only costs per frame (same run)."""
     stages = Stages(model)
     with open(config_path('budget.yaml'), encoding='utf-8') as stream:
-        config = BudgetConfig.from_mapping(yaml.safe_load(stream))
+        config = BudgetConfig.from_mapping(yaml.safe_load(stream))  # handles /**/ sections
     scene = SyntheticScene(width=width, height=height, seed=0)
     images = [scene.render(i)[0] for i in range(min(frames, 50))]
     # Precomputed payloads: the monitoring-only pass hands these on instead of working.

@@ -63,6 +63,7 @@ def run_variant(name: str, model: str, frames: int, width: int, height: int, fps
                '--width', str(width), '--height', str(height), '--fps', str(fps),
                '--json', str(out)] + extra
     log = workdir / f'{name}_{width}x{height}.log'
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     with open(log, 'w', encoding='utf-8') as stream:
         child = subprocess.Popen(command, cwd=str(common.REPO), stdout=stream,
@@ -78,7 +79,7 @@ def run_variant(name: str, model: str, frames: int, width: int, height: int, fps
     wall = time.monotonic() - started
     entry: dict[str, Any] = {'variant': name, 'label': label, 'resolution': [width, height],
                              'returncode': returncode, 'process_wall_s': wall,
-                             'log': str(log)}
+                             'loadavg_1min': [load_before, os.getloadavg()[0]], 'log': str(log)}
     if returncode != 0 or not out.is_file():
         tail = log.read_text(encoding='utf-8', errors='replace')[-2000:]
         entry['error'] = f'exit status {returncode}: {tail}'
