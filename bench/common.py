@@ -242,6 +242,7 @@ class TreeSampler:
         self._procs: dict[int, psutil.Process] = {pid: self._root}
         self._cpu: dict[int, float] = {}
         self.samples: list[tuple[int, float, int]] = []  # (time_ns, cpu_s, rss_bytes)
+        self.system: list[float] = []  # busy CPU seconds of the whole machine, per sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name='bench:sampler', daemon=True)
 
@@ -271,6 +272,9 @@ class TreeSampler:
                 continue
             self._cpu[pid] = times.user + times.system
             rss += memory
+        machine = psutil.cpu_times()
+        self.system.append(machine.user + machine.nice + machine.system + machine.irq +
+                           machine.softirq + getattr(machine, 'steal', 0.0))
         self.samples.append((time.time_ns(), sum(self._cpu.values()), rss))
 
     def _run(self) -> None:
@@ -286,6 +290,15 @@ class TreeSampler:
         times = np.array([s[0] for s in self.samples], dtype=np.float64)
         cpu = np.array([s[1] for s in self.samples])
         return float(np.interp(end_ns, times, cpu) - np.interp(begin_ns, times, cpu))
+
+    def others_cpu_between(self, begin_ns: int, end_ns: int) -> float:
+        """Return the CPU seconds the rest of the machine spent between two instants."""
+        if len(self.samples) < 2:
+            return math.nan
+        times = np.array([s[0] for s in self.samples], dtype=np.float64)
+        system = np.asarray(self.system)
+        busy = float(np.interp(end_ns, times, system) - np.interp(begin_ns, times, system))
+        return max(0.0, busy - self.cpu_between(begin_ns, end_ns))
 
     def total_cpu_s(self) -> float:
         """Return the CPU seconds of the whole tree, start-up included."""

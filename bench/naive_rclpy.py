@@ -117,10 +117,10 @@ class PreprocessNode(Node):
 class DetectorNode(Node):
     """TensorFrame -> inference -> decoded candidates (CandidateArray)."""
 
-    def __init__(self, context: Any, recorder: Recorder, model: str) -> None:
+    def __init__(self, context: Any, recorder: Recorder, model: str, spin: bool) -> None:
         super().__init__('detector', context=context)
         self.recorder = recorder
-        self.session, self.input_name, _ = seed_loop.open_model(model)
+        self.session, self.input_name, _ = seed_loop.open_model(model, spin=spin)
         self.publisher = self.create_publisher(CandidateArray, 'candidates', 10)
         self.create_subscription(TensorFrame, 'tensor', self.on_tensor, 10)
 
@@ -196,7 +196,7 @@ class ActionNode(Node):
 
 
 def run(model: str, frames: int, width: int, height: int, fps: float,
-        timeout_s: float = 0.0) -> dict[str, Any]:
+        timeout_s: float = 0.0, spin: bool = False) -> dict[str, Any]:
     """Run the pipeline until every frame is processed (or nothing moves for 2 s)."""
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -205,7 +205,7 @@ def run(model: str, frames: int, width: int, height: int, fps: float,
     try:
         _, _, size = seed_loop.open_model(model)
         action = ActionNode(context, recorder)
-        nodes = [action, NmsNode(context, recorder), DetectorNode(context, recorder, model),
+        nodes = [action, NmsNode(context, recorder), DetectorNode(context, recorder, model, spin),
                  PreprocessNode(context, recorder, size)]
         executor = SingleThreadedExecutor(context=context)
         for node in nodes:
@@ -251,9 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--fps', type=float, default=30.0)
     parser.add_argument('--json', default='', help='write the records here')
+    parser.add_argument('--ort-spin', action='store_true',
+                        help="ONNX Runtime's default spin-waiting worker threads")
     args = parser.parse_args(argv)
     model, _ = common.resolve_model(args.model, common.RESULTS / 'models')
-    result = run(model, args.frames, args.width, args.height, args.fps)
+    result = run(model, args.frames, args.width, args.height, args.fps, spin=args.ort_spin)
     summary = common.summarize(result['records'], has_queue=False)
     print(f'naive rclpy {args.width}x{args.height}: {result["frames"]}, end to end p50 '
           f'{summary["end_to_end"]["p50_ms"]:.2f} ms, p99 '

@@ -33,10 +33,18 @@ IOU_THRESHOLD = 0.5
 MAX_DETECTIONS = 100
 
 
-def open_model(path: str, threads: int = 2) -> tuple[Any, str, int]:
-    """Open an ONNX Runtime session; return it, its input name and its (square) input size."""
+def open_model(path: str, threads: int = 2, spin: bool = False) -> tuple[Any, str, int]:
+    """
+    Open an ONNX Runtime session; return it, its input name and its (square) input size.
+
+    Configured like the package's detector (2 threads, worker threads do not spin-wait), so
+    that the variants differ in plumbing only; ``spin`` restores ONNX Runtime's default
+    (spinning: a little less inference latency for several times the CPU).
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.add_session_config_entry('session.intra_op.allow_spinning', '1' if spin else '0')
+    options.add_session_config_entry('session.inter_op.allow_spinning', '1' if spin else '0')
     session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     model_input = session.get_inputs()[0]
     return session, model_input.name, int(model_input.shape[2])
@@ -110,9 +118,9 @@ def decide(detections: list[tuple], width: int, height: int) -> tuple[float, flo
 
 
 def run(model: str, frames: int, width: int, height: int, fps: float,
-        seed: int = 0) -> dict[str, Any]:
+        seed: int = 0, spin: bool = False) -> dict[str, Any]:
     """Run the loop at ``fps`` for ``frames`` frames; return the records and counters."""
-    session, input_name, size = open_model(model)
+    session, input_name, size = open_model(model, spin=spin)
     scene = SyntheticScene(width=width, height=height, seed=seed)
     now = time.time_ns
     records = []
@@ -160,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--fps', type=float, default=30.0)
     parser.add_argument('--json', default='', help='write the records here')
+    parser.add_argument('--ort-spin', action='store_true',
+                        help="ONNX Runtime's default spin-waiting worker threads")
     args = parser.parse_args(argv)
     model, _ = common.resolve_model(args.model, common.RESULTS / 'models')
-    result = run(model, args.frames, args.width, args.height, args.fps)
+    result = run(model, args.frames, args.width, args.height, args.fps, spin=args.ort_spin)
     summary = common.summarize(result['records'], has_queue=False)
     print(f'seed loop {args.width}x{args.height}: end to end p50 '
           f'{summary["end_to_end"]["p50_ms"]:.2f} ms, p99 '

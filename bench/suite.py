@@ -50,18 +50,22 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
 }
 QUICK_VARIANTS = ('seed_loop', 'naive_rclpy', 'composed', 'split_raw')
 SIZES = ((640, 480), (1920, 1080))
+#: Other processes' CPU use (% of one core) above which a variant counts as run under load.
+LOADED_PERCENT = 20.0
 #: Segments of the stacked bars, in pipeline order.
 SEGMENTS = ('ingest',) + common.STAGES + ('transport',)
 
 
 def run_variant(name: str, model: str, frames: int, width: int, height: int, fps: float,
-                workdir: Path) -> dict[str, Any]:
+                workdir: Path, ort_spin: bool = False) -> dict[str, Any]:
     """Run one variant in a child process, sampling its CPU and memory; return its entry."""
     label, module, extra = VARIANTS[name]
     out = workdir / f'{name}_{width}x{height}.json'
     command = [sys.executable, '-m', module, '--model', model, '--frames', str(frames),
                '--width', str(width), '--height', str(height), '--fps', str(fps),
                '--json', str(out)] + extra
+    if ort_spin and module != 'bench.pipeline_variant':
+        command.append('--ort-spin')
     log = workdir / f'{name}_{width}x{height}.log'
     load_before = os.getloadavg()[0]
     started = time.monotonic()
@@ -93,6 +97,7 @@ def run_variant(name: str, model: str, frames: int, width: int, height: int, fps
     begin, end = common.frame_window_ns(records)
     window = (end - begin) / 1e9
     cpu = sampler.cpu_between(begin, end)
+    others = sampler.others_cpu_between(begin, end)
     done = len([r for r in records if r['stages']])
     entry.update({
         'description': result['description'],
@@ -103,7 +108,8 @@ def run_variant(name: str, model: str, frames: int, width: int, height: int, fps
         'cpu': {'window_s': window, 'cpu_s': cpu,
                 'cpu_percent': 100.0 * cpu / window if window > 0 else None,
                 'cpu_ms_per_frame': 1e3 * cpu / done if done else None,
-                'total_cpu_s': sampler.total_cpu_s(), 'samples': len(sampler.samples)},
+                'total_cpu_s': sampler.total_cpu_s(), 'samples': len(sampler.samples),
+                'others_percent': 100.0 * others / window if window > 0 else None},
         'peak_rss_mb': sampler.peak_rss_bytes() / 2**20,
         'e2e_samples_ms': common.end_to_end_ms(records),
     })
@@ -217,6 +223,15 @@ def _x(value: Optional[float]) -> str:
     return '-' if value is None else f'{value:.2f}x'
 
 
+def _load_verdict(summary: dict[str, Any]) -> str:
+    loaded = [f'{size} {name}' for size, block in summary['sizes'].items()
+              for name, entry in block['variants'].items()
+              if (entry.get('cpu') or {}).get('others_percent', 0.0) > LOADED_PERCENT]
+    if not loaded:
+        return f'no variant ran beside more than {LOADED_PERCENT:g}% of other CPU use'
+    return f'LOADED (other processes above {LOADED_PERCENT:g}%) during: ' + ', '.join(loaded)
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """Lay out summary.md: machine, main table, per-stage table and ratios per size."""
     machine = summary['machine_before']
@@ -225,9 +240,11 @@ def markdown(summary: dict[str, Any]) -> str:
         f'- started {machine["time"]}, {machine["cpus"]} CPUs, load average '
         f'{machine["loadavg"][0]:.2f} (after: {summary["machine_after"]["loadavg"][0]:.2f}), '
         f'CPU busy {machine["cpu_percent_1s"]:.0f}% in the second before the start',
-        f'- loaded by other processes at the start: {summary["loaded"]} '
+        '- other processes busy at the start: '
         + (', '.join(f'{p["name"]} ({p["cpu_percent"]:.0f}%)' for p in summary['busy_processes'])
-           or ''),
+           or 'none'),
+        '- CPU used by other processes while each variant ran: column "others CPU %" (100 = '
+        'one core); ' + _load_verdict(summary),
         f'- model: {summary["model"]} ({summary["model_kind"]})',
         f'- {summary["frames"]} frames at {summary["fps"]:g} fps per variant'
         + (' (quick)' if summary['quick'] else ''), '',
@@ -238,8 +255,9 @@ def markdown(summary: dict[str, Any]) -> str:
         entries = block['variants']
         lines += [f'## {size}', '',
                   '| variant | e2e p50 | e2e p95 | e2e p99 | overhead p50 | overhead p99 | '
-                  'fps | CPU ms/frame | CPU % | peak RSS MB | frames done/captured |',
-                  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+                  'fps | CPU ms/frame | CPU % | peak RSS MB | frames done/captured | '
+                  'others CPU % |',
+                  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
         for entry in entries.values():
             if 'error' in entry:
                 lines.append(f'| {entry["label"]} | failed: {entry["error"][:80]!r} |')
@@ -253,7 +271,7 @@ def markdown(summary: dict[str, Any]) -> str:
                 f'{_ms(_get(entry, "overhead", "p99_ms"))} | {_ms(entry["throughput_fps"])} | '
                 f'{_ms(cpu["cpu_ms_per_frame"])} | {_ms(cpu["cpu_percent"])} | '
                 f'{entry["peak_rss_mb"]:.0f} | {entry["frames_recorded"]}/'
-                f'{entry["frames"].get("captured", "?")} |')
+                f'{entry["frames"].get("captured", "?")} | {_ms(cpu.get("others_percent"))} |')
         lines += ['', '| ratio (other / composed; > 1: composed faster) | e2e p50 | e2e p99 | '
                   'overhead p50 | overhead p99 |', '|---|---:|---:|---:|---:|']
         for name, values in block['ratios'].items():
@@ -328,8 +346,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {
         'quick': args.quick, 'frames': frames, 'fps': args.fps, 'model': model,
         'model_kind': kind, 'machine_before': machine, 'busy_processes': busy,
-        'loaded': bool(busy) or machine['loadavg'][0] > 0.5 * (machine['cpus'] or 1),
+        'loaded': bool(busy) or machine['cpu_percent_1s'] > 25.0,
         'budget': budget, 'variants_run': names, 'sizes': {},
+        'baseline_ort_spin': args.baseline_ort_spin,
         'ratio_definition': 'other / composed for the same statistic: > 1 means composed is '
                             'lower (faster)'}
     for width, height in sizes:
@@ -337,7 +356,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         entries = {}
         for name in names:
             print(f'[suite] {size} {name} ...', flush=True)
-            entries[name] = run_variant(name, model, frames, width, height, args.fps, raw_dir)
+            entries[name] = run_variant(name, model, frames, width, height, args.fps, raw_dir,
+                                        args.baseline_ort_spin)
             entry = entries[name]
             if 'error' in entry:
                 print(f'[suite]   FAILED: {entry["error"][-300:]}', flush=True)
@@ -392,6 +412,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--hop', dest='hop', action='store_true', default=None,
                         help='also run bench/hop.py (default: yes, except with --quick)')
     parser.add_argument('--no-hop', dest='hop', action='store_false')
+    parser.add_argument('--baseline-ort-spin', action='store_true',
+                        help="run (1) and (2) with ONNX Runtime's default spin-waiting threads "
+                             "(default: configured like the package's detector)")
     parser.add_argument('--no-monitor', action='store_true',
                         help='skip bench/monitor_overhead.py')
     args = parser.parse_args(argv)
