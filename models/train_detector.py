@@ -511,13 +511,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, render data, train, export, evaluate and write the metadata."""
     ap = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     ap.add_argument('--out', type=Path, default=REPO / 'models')
-    ap.add_argument('--epochs', type=int, default=5)
+    ap.add_argument('--epochs', type=int, default=6)
     ap.add_argument('--imgsz', type=int, default=320)
     ap.add_argument('--train-seed-start', type=int, default=100,
                     help='first training seed (0, the camera default, stays unseen)')
-    ap.add_argument('--train-seeds', type=int, default=240, help='number of training seeds')
-    ap.add_argument('--frames-per-seed', type=int, default=27)
-    ap.add_argument('--frame-step', type=int, default=11, help='index step between frames')
+    ap.add_argument('--train-seeds', type=int, default=400, help='number of training seeds')
+    ap.add_argument('--frames-per-seed', type=int, default=18)
+    ap.add_argument('--frame-step', type=int, default=13, help='index step between frames')
     ap.add_argument('--val-seed', type=int, default=900)
     ap.add_argument('--val-frames', type=int, default=100)
     ap.add_argument('--eval-seed', type=int, default=1000)
