@@ -40,6 +40,7 @@ from edge_infer_ros import tracing  # noqa: E402
 from edge_infer_ros.handoff import LocalBus, StageInput, StagePublisher  # noqa: E402
 from edge_infer_ros.payloads import ImagePayload  # noqa: E402
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -74,6 +75,32 @@ class Budget:
             if time.monotonic() > deadline:
                 return
             yield index
+
+
+class OthersCpu:
+    """Measure the CPU the rest of the machine uses (% of one core): was it loaded."""
+
+    def __init__(self) -> None:
+        self._start = (time.monotonic(), self._machine(), self._own())
+
+    @staticmethod
+    def _machine() -> float:
+        times = psutil.cpu_times()
+        return (times.user + times.nice + times.system + times.irq + times.softirq +
+                getattr(times, 'steal', 0.0))
+
+    @staticmethod
+    def _own() -> float:
+        times = psutil.Process().cpu_times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    def percent(self) -> Optional[float]:
+        """Return the others' CPU use since creation in % of one core (None: too short)."""
+        wall = time.monotonic() - self._start[0]
+        if wall < 0.5:  # CPU times tick every 10 ms: a shorter window tells nothing
+            return None
+        others = (self._machine() - self._start[1]) - (self._own() - self._start[2])
+        return max(0.0, 100.0 * others / wall)
 
 
 def latency_stats(samples_ns: list[int]) -> dict[str, Any]:
@@ -348,7 +375,9 @@ def run(quick: bool = False, sizes: tuple = SIZES) -> dict[str, Any]:
         }
         result['sizes'][key] = {}
         for name, measure in variants.items():
+            load = OthersCpu()
             result['sizes'][key][name] = latency_stats(measure())
+            result['sizes'][key][name]['others_cpu_percent'] = load.percent()
             print(f'{key} {LABELS[name].strip()}: {result["sizes"][key][name]}', flush=True)
         result['ratios'][key] = ratios(result['sizes'][key])
     result['machine_after'] = common.machine_state()
@@ -414,13 +443,15 @@ def _x(value: Optional[float]) -> str:
 def format_table(result: dict[str, Any]) -> str:
     """Lay out the hop table (markdown), the ratios and the targets."""
     keys = list(result['sizes'])
-    head = '| variant | ' + ' | '.join(f'{k} p50 | {k} p99' for k in keys) + ' |'
-    lines = [head, '|---' * (1 + 2 * len(keys)) + '|']
+    head = '| variant | ' + ' | '.join(f'{k} p50 | {k} p99 | others CPU %' for k in keys) + ' |'
+    lines = [head, '|---' * (1 + 3 * len(keys)) + '|']
     for name, label in LABELS.items():
         cells = []
         for key in keys:
             figures = result['sizes'][key][name]
-            cells += [_us(figures['p50_us']), _us(figures['p99_us'])]
+            others = figures.get('others_cpu_percent')
+            cells += [_us(figures['p50_us']), _us(figures['p99_us']),
+                      '-' if others is None else f'{others:.0f}']
         lines.append(f'| {label.strip()} | ' + ' | '.join(cells) + ' |')
     lines += ['', '| ratio (p50 / p99) | ' + ' | '.join(keys) + ' |',
               '|---' * (1 + len(keys)) + '|']
@@ -438,7 +469,9 @@ def format_table(result: dict[str, Any]) -> str:
     lines += ['', 'targets ((a) through rclpy nodes, inline and thread):']
     lines += [f'- {name}: {"met" if ok else "NOT met"}' for name, ok in result['targets'].items()]
     before, after = result['machine_before'], result['machine_after']
-    lines += ['', f'machine: {before["cpus"]} CPUs, load average {before["loadavg"][0]:.2f} '
+    lines += ['', 'others CPU %: CPU used by other processes while the variant ran (100 = one '
+              'core; above ~20 the figures were taken under load)']
+    lines += [f'machine: {before["cpus"]} CPUs, load average {before["loadavg"][0]:.2f} '
               f'before / {after["loadavg"][0]:.2f} after, CPU busy {before["cpu_percent_1s"]:.0f}%'
               f' in the second before']
     return '\n'.join(lines)
