@@ -10,6 +10,7 @@ stamp to the end of the last stage (the command published).
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import math
@@ -17,7 +18,7 @@ import os
 from pathlib import Path
 import threading
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from edge_infer_ros import tracing
 from edge_infer_ros.budget import BudgetConfig
@@ -338,3 +339,36 @@ def busy_processes(exclude: Iterable[int] = ()) -> list[dict[str, Any]]:
         except psutil.Error:
             pass
     return busy
+
+
+def variant_main(argv: Optional[list[str]], doc: str, has_queue: bool,
+                 run_variant: Callable[[str, argparse.Namespace], dict[str, Any]],
+                 label: Callable[[argparse.Namespace, dict[str, Any]], str],
+                 add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None
+                 ) -> int:
+    """
+    Run one variant as its own process: the command line the suite calls for each.
+
+    Every variant takes the same options (model, frames, size, rate, where to write its
+    records) and prints the same one-line summary, so they are parsed and printed here once.
+    """
+    parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+    parser.add_argument('--model', default='', help='ONNX model (default: the shipped one)')
+    parser.add_argument('--frames', type=int, default=300)
+    parser.add_argument('--width', type=int, default=640)
+    parser.add_argument('--height', type=int, default=480)
+    parser.add_argument('--fps', type=float, default=30.0)
+    parser.add_argument('--json', default='', help='write the records here')
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    model, _ = resolve_model(args.model, RESULTS / 'models')
+    result = run_variant(model, args)
+    summary = summarize(result['records'], has_queue=has_queue)
+    print(f'{label(args, result)} {args.width}x{args.height}: {result["frames"]}, end to end '
+          f'p50 {summary["end_to_end"]["p50_ms"]:.2f} ms, p99 '
+          f'{summary["end_to_end"]["p99_ms"]:.2f} ms')
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as stream:
+            json.dump(result, stream)
+    return 0

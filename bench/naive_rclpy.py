@@ -16,9 +16,7 @@ There is no queue of our own: waiting in the executor and DDS counts as transpor
 
 from __future__ import annotations
 
-import argparse
 import array
-import json
 import os
 import sys
 import time
@@ -244,26 +242,13 @@ def run(model: str, frames: int, width: int, height: int, fps: float,
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the pipeline and write its records as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--model', default='', help='ONNX model (default: the shipped one)')
-    parser.add_argument('--frames', type=int, default=300)
-    parser.add_argument('--width', type=int, default=640)
-    parser.add_argument('--height', type=int, default=480)
-    parser.add_argument('--fps', type=float, default=30.0)
-    parser.add_argument('--json', default='', help='write the records here')
-    parser.add_argument('--ort-spin', action='store_true',
-                        help="ONNX Runtime's default spin-waiting worker threads")
-    args = parser.parse_args(argv)
-    model, _ = common.resolve_model(args.model, common.RESULTS / 'models')
-    result = run(model, args.frames, args.width, args.height, args.fps, spin=args.ort_spin)
-    summary = common.summarize(result['records'], has_queue=False)
-    print(f'naive rclpy {args.width}x{args.height}: {result["frames"]}, end to end p50 '
-          f'{summary["end_to_end"]["p50_ms"]:.2f} ms, p99 '
-          f'{summary["end_to_end"]["p99_ms"]:.2f} ms')
-    if args.json:
-        with open(args.json, 'w', encoding='utf-8') as stream:
-            json.dump(result, stream)
-    return 0
+    return common.variant_main(
+        argv, __doc__, False,
+        lambda model, a: run(model, a.frames, a.width, a.height, a.fps, spin=a.ort_spin),
+        lambda a, result: 'naive rclpy',
+        lambda parser: parser.add_argument(
+            '--ort-spin', action='store_true',
+            help="ONNX Runtime's default spin-waiting worker threads"))
 
 
 if __name__ == '__main__':

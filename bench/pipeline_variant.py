@@ -12,7 +12,6 @@ Run alone: ``python -m bench.pipeline_variant --mode composed --frames 60 --json
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -47,29 +46,17 @@ def run(model: str, mode: str, transport: str, frames: int, width: int, height: 
             'report': {k: report.get(k) for k in REPORT_KEYS}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: run the pipeline and write its records as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--model', default='', help='ONNX model (default: the shipped one)')
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
     parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw')
-    parser.add_argument('--frames', type=int, default=300)
-    parser.add_argument('--width', type=int, default=640)
-    parser.add_argument('--height', type=int, default=480)
-    parser.add_argument('--fps', type=float, default=30.0)
-    parser.add_argument('--json', default='', help='write the records here')
-    args = parser.parse_args(argv)
-    model, _ = common.resolve_model(args.model, common.RESULTS / 'models')
-    result = run(model, args.mode, args.transport, args.frames, args.width, args.height,
-                 args.fps)
-    summary = common.summarize(result['records'], has_queue=True)
-    print(f'{args.mode} ({result["description"]}) {args.width}x{args.height}: '
-          f'{result["frames"]}, end to end p50 {summary["end_to_end"]["p50_ms"]:.2f} ms, '
-          f'p99 {summary["end_to_end"]["p99_ms"]:.2f} ms')
-    if args.json:
-        with open(args.json, 'w', encoding='utf-8') as stream:
-            json.dump(result, stream)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the pipeline and write its records as JSON."""
+    return common.variant_main(
+        argv, __doc__, True,
+        lambda model, a: run(model, a.mode, a.transport, a.frames, a.width, a.height, a.fps),
+        lambda a, result: f'{a.mode} ({result["description"]})', _add_arguments)
 
 
 if __name__ == '__main__':
