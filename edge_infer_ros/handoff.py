@@ -232,8 +232,10 @@ class StageInput:
 
     def _accept(self, envelope: tracing.Envelope, received_ns: int) -> None:
         if not self._running:
-            self.stats.received += 1
-            self.stats.dropped += 1
+            with self._cond:  # the queue's counter is the one count of drops
+                self.stats.received += 1
+                self._queue.dropped += 1
+                self.stats.dropped = self._queue.dropped
             return
         if self._mode == 'inline':
             with self._inline_lock:

@@ -79,9 +79,21 @@ def test_a_failing_frame_is_counted_and_the_stage_goes_on() -> None:
 
 
 def test_frames_delivered_while_stopped_are_dropped_and_counted() -> None:
-    stage = StageInput('/t', lambda e, r: None, mode='thread')
-    stage.deliver(_envelope(0))
+    release = threading.Event()
+    stage = StageInput('/t', lambda e, r: release.wait(5.0), mode='thread', depth=1)
+    stage.deliver(_envelope(0))           # not started: dropped
     assert stage.stats.dropped == 1 and stage.stats.processed == 0
+    stage.start()
+    stage.deliver(_envelope(1))           # taken by the worker, which blocks
+    assert wait_for(lambda: not stage.idle() and len(stage._queue) == 0)
+    stage.deliver(_envelope(2))
+    stage.deliver(_envelope(3))           # 2 is pushed out of the queue
+    release.set()
+    assert wait_for(stage.idle)
+    stage.stop()
+    # Drops while stopped and drops from the queue add up; none is lost from the count.
+    assert stage.stats.dropped == 2
+    assert stage.stats.received == stage.stats.processed + stage.stats.dropped == 4
 
 
 def test_dds_echo_of_a_locally_delivered_frame_is_ignored() -> None:
