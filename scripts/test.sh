@@ -10,7 +10,7 @@ cd "$ROOT"
 # A domain of its own per run, so tests never meet another ROS graph on this host.
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 100) + 101 ))}"
 set +e
-python -m pytest -ra "$@"
+python -m pytest -ra --durations=15 "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then

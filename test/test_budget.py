@@ -558,7 +558,7 @@ def test_from_mapping_rejects_bad_values():
 def test_config_file_matches_the_defaults():
     """config/budget.yaml loads as ROS parameters of budget_monitor and equals the defaults."""
     document = yaml.safe_load(CONFIG_FILE.read_text())
-    parameters = document['budget_monitor']['ros__parameters']
+    parameters = document['/**/budget_monitor']['ros__parameters']
     config = BudgetConfig.from_mapping(parameters, strict=True)
     assert config == BudgetConfig()
     assert config.consistency_warnings() == []

@@ -127,8 +127,13 @@ def test_short_soak_keeps_accounting_exact_and_memory_flat(composed) -> None:
     assert captured == frames
     assert captured == processed + dropped + errors, (captured, processed, dropped, errors)
     assert nodes['budget_monitor'].traces_seen == processed  # every processed frame traced
-    # No per-frame allocation of frames or tensors in steady state ...
-    assert pools_end == pools_start, (pools_start, pools_end)
+    # No per-frame allocation of frames or tensors in steady state: a pool grows only while
+    # more buffers are in flight than ever before (a load spike fills every queue), so its
+    # growth is bounded by what the queues and the working stages can hold at once, not by
+    # the 360 frames that went through.
+    in_flight = sum(i.depth for n in stages for i in nodes[n].inputs) + len(stages) + 1
+    for start, end in zip(pools_start, pools_end):
+        assert end - start <= in_flight, (pools_start, pools_end, in_flight)
     # ... and no growth of the process beyond noise over 360 frames.
     assert rss_end - rss_start < 25 * 2**20, (rss_start, rss_end)
 
