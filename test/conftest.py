@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.context import Context
+from rclpy.executors import Executor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -110,13 +111,20 @@ def composed(ros_context: Context, planted_model: PlantedModel
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0,
-             interval: float = 0.02) -> bool:
-    """Poll until ``condition()`` is true or the timeout passes; return the last result."""
+             interval: float = 0.02, executor: Optional[Executor] = None) -> bool:
+    """
+    Poll until ``condition()`` is true or the timeout passes; return the last result.
+
+    With an ``executor``, its callbacks run while waiting (a test's own node spins there).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return True
-        time.sleep(interval)
+        if executor is None:
+            time.sleep(interval)
+        else:
+            executor.spin_once(timeout_sec=interval)
     return bool(condition())
 
 

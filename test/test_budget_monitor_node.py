@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
+from conftest import wait_for
+
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from edge_infer_ros.container import ComponentSpec, Container
 from edge_infer_ros.resources import config_path
@@ -59,12 +61,7 @@ class Harness:
             self.history.append((time.monotonic(), status))
 
     def spin_until(self, condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return bool(condition())
+        return wait_for(condition, timeout, executor=self.executor)
 
     def send(self, detector_service_ms: float, detector_wait_ms: float = 0.5,
              count: int = 1, gap_s: float = 0.01) -> list[int]:

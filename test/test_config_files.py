@@ -16,7 +16,6 @@ from typing import Any
 
 from edge_infer_ros.container import ComponentSpec, node_arguments
 from edge_infer_ros.graph import load_plugin, PIPELINE
-from edge_infer_ros.nodes.base import COMMON_PARAMS
 from edge_infer_ros.params import ParamSpec
 import pytest
 import rclpy
@@ -48,18 +47,6 @@ def flatten(mapping: dict[str, Any], prefix: str = '') -> dict[str, Any]:
         else:
             result[f'{prefix}{key}'] = value
     return result
-
-
-def declared_specs(node_class: type) -> dict[str, ParamSpec]:
-    """
-    Return the parameters a node class declares: its PARAMS plus COMMON_PARAMS.
-
-    A class may give a common parameter another default; names, types, ranges and choices,
-    all that is checked with these, are the same.
-    """
-    specs = {s.name: s for s in COMMON_PARAMS}
-    specs.update({s.name: s for s in node_class.PARAMS})
-    return specs
 
 
 def sections() -> list[tuple[str, str, dict[str, Any]]]:
@@ -95,7 +82,7 @@ def section_problems(file_name: str, key: str, values: dict[str, Any]) -> list[s
     if file_name not in spec.param_files:
         problems.append(f'{file_name}: {name} does not read this file (PIPELINE gives it '
                         f'{spec.param_files})')
-    specs = declared_specs(load_plugin(spec.plugin))
+    specs = load_plugin(spec.plugin).declared_specs()
     for param, value in values.items():
         if param not in specs:
             problems.append(f'{file_name}: {name} declares no parameter {param!r}')

@@ -31,8 +31,6 @@ from typing import Any, Optional
 
 from edge_infer_ros.container import ComponentSpec, Container, parse_component
 from edge_infer_ros.graph import COMPONENT_GROUP, load_plugin, PIPELINE
-from edge_infer_ros.nodes.base import COMMON_PARAMS
-from edge_infer_ros.params import ParamSpec
 from edge_infer_ros.resources import share_dir
 from edge_infer_ros.runner import component_specs, RunOptions, SPLIT_GROUPS
 import pytest
@@ -379,18 +377,6 @@ def yaml_sections(file_name: str) -> set[str]:
     return {spec.name for spec in PIPELINE} | names if '*' in names else names
 
 
-def declared_specs(node_class: type) -> dict[str, ParamSpec]:
-    """
-    Return the parameters a node class declares: its PARAMS plus COMMON_PARAMS.
-
-    A class may give a common parameter another default; names, types, ranges and choices,
-    all that is checked with these, are the same.
-    """
-    specs = {s.name: s for s in COMMON_PARAMS}
-    specs.update({s.name: s for s in node_class.PARAMS})
-    return specs
-
-
 def expected_node(spec: Any, composed: bool) -> Started:
     """Return how PIPELINE says a node is started, composed or as a process of its own."""
     return Started(spec.name, spec.plugin if composed else None,
@@ -537,8 +523,8 @@ def override_problems(launch: LaunchFile) -> list[str]:
             problems.append(f'{node.executable}: {error}')
             continue
         for name, value in node.overrides.items():
-            hits = [declared_specs(cls)[name] for _, cls in targets
-                    if name in declared_specs(cls)]
+            hits = [cls.declared_specs()[name] for _, cls in targets
+                    if name in cls.declared_specs()]
             if not hits:
                 problems.append(f'{node.executable}: parameter {name!r} is declared by none '
                                 f'of {[t for t, _ in targets]}')
@@ -666,7 +652,7 @@ def test_override_targets_agree_between_files_and_the_runner() -> None:
     # The container applies its overrides to every component; the ones that declare them
     # are the nodes the split file sets them on.
     composed_targets = {name: {s.name for s in PIPELINE
-                               if name in declared_specs(load_plugin(s.plugin))}
+                               if name in load_plugin(s.plugin).declared_specs()}
                         for name in composed_overrides}
     assert composed_targets == split_targets
     # The same launch argument sets the same parameter in both files.
@@ -703,7 +689,7 @@ def test_override_defaults_are_the_configured_values() -> None:
     # Launching with default arguments must run the shipped configuration unchanged.
     launch = read_launch_file(SPLIT)
     for node in launch.nodes:
-        specs = declared_specs(load_plugin(BY_NAME[node.name].plugin))
+        specs = load_plugin(BY_NAME[node.name].plugin).declared_specs()
         configured = {}
         for entry in node.param_files:
             with open(CONFIG_DIR / launch.config_file(entry), encoding='utf-8') as stream:

@@ -39,12 +39,7 @@ class Outside:
             self.statuses[status.name] = status
 
     def spin_until(self, condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return bool(condition())
+        return wait_for(condition, timeout, executor=self.executor)
 
     def status(self, suffix: str) -> DiagnosticStatus:
         return next((s for n, s in self.statuses.items() if n.endswith(suffix)), None)

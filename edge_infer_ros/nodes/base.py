@@ -109,6 +109,15 @@ class StageNode(LifecycleNode):
     #: drivers), reliable between the package's own stages.
     DEFAULT_INPUT_RELIABILITY = 'reliable'
 
+    @classmethod
+    def declared_specs(cls) -> dict[str, ParamSpec]:
+        """Return the parameters this class declares: COMMON_PARAMS (with its defaults), PARAMS."""
+        defaults = {'input_mode': cls.DEFAULT_INPUT_MODE,
+                    'qos.input.reliability': cls.DEFAULT_INPUT_RELIABILITY}
+        common = tuple(replace(s, default=defaults[s.name]) if s.name in defaults else s
+                       for s in COMMON_PARAMS)
+        return spec_map(common + cls.PARAMS)
+
     def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
         # State first: destroy_node() must work even if construction fails half-way.
         self._active = False
@@ -116,11 +125,7 @@ class StageNode(LifecycleNode):
         self._inputs: list[tuple[StageInput, Any, str]] = []
         self._outputs: list[StagePublisher] = []
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
-        defaults = {'input_mode': self.DEFAULT_INPUT_MODE,
-                    'qos.input.reliability': self.DEFAULT_INPUT_RELIABILITY}
-        common = tuple(replace(s, default=defaults[s.name]) if s.name in defaults else s
-                       for s in COMMON_PARAMS)
-        self.param_specs = spec_map(common + self.PARAMS)
+        self.param_specs = self.declared_specs()
         for spec in self.param_specs.values():
             default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
             if isinstance(default, list) and not default:
