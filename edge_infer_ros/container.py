@@ -118,11 +118,16 @@ class Container:
 
     def shutdown(self) -> None:
         """
-        Stop the cameras first, then everything else, and destroy the nodes.
+        Stop the executor, then the cameras, then everything else, and destroy the nodes.
 
+        The executor goes first: destroying a node while another thread still builds wait
+        sets from its subscriptions and events makes that thread fail on the destroyed handles.
         No lifecycle transitions here: on Ctrl-C or SIGTERM the context may already be shut
         down; destroy_node() of a stage stops its threads and frees its resources directly.
         """
+        self.executor.shutdown(timeout_sec=1.0)
+        if self._spin_thread is not None:
+            self._spin_thread.join(timeout=2.0)
         cameras = [n for n in self.nodes if getattr(n, 'STAGE', '') == 'camera']
         others = [n for n in reversed(self.nodes) if n not in cameras]
         for node in cameras + others:
@@ -130,9 +135,6 @@ class Container:
                 node.destroy_node()
             except Exception as error:  # noqa: B902 - keep shutting the others down
                 print(f'[component_container] {node.get_name()}: {error}', file=sys.stderr)
-        self.executor.shutdown(timeout_sec=1.0)
-        if self._spin_thread is not None:
-            self._spin_thread.join(timeout=2.0)
         self.nodes.clear()
 
 
