@@ -79,9 +79,13 @@ def test_two_cameras_share_one_detector_with_results_per_camera(ros_context, sec
         for camera in ('front', 'rear'):
             for item in ('preprocess', 'detector', 'nms', 'action', 'end_to_end'):
                 assert f'budget_monitor: {camera}/{item}' in names
-        # Fair sharing: neither camera starves the other at the shared detector.
-        frames = monitor.summary()['cameras']
-        assert frames['front']['frames'] >= 5 and frames['rear']['frames'] >= 5
+        # Fair sharing: neither camera starves the other at the shared detector. (The
+        # monitor counts a frame after the action stage, a little after nms published it.)
+
+        def frames_seen() -> dict[str, int]:
+            return {k: v['frames'] for k, v in monitor.summary()['cameras'].items()}
+        assert wait_for(lambda: min(frames_seen().get(c, 0) for c in got) >= 5, 5.0), \
+            frames_seen()
         assert nms.outputs  # detections, detections/front, detections/rear
     finally:
         outside.destroy_node()
