@@ -123,11 +123,19 @@ class Preprocessor:
     """
     Letterbox resize, colour order, normalisation and HWC->CHW into buffers allocated once.
 
-    Per frame: one resize into a reused buffer and one strided multiply per channel straight
-    into the region of an output tensor from a :class:`BufferPool`; a tensor's padding is
-    written only when the geometry it was last used with changes. The tensor returned is a
-    read-only view that stays valid for as long as the caller holds it.
+    Per frame: one resize and one split into planes, both into reused buffers, then one
+    contiguous multiply per channel straight into the region of an output tensor from a
+    :class:`BufferPool`; a tensor's padding is written only when the geometry it was last
+    used with changes. The tensor returned is a read-only view that stays valid for as long as
+    the caller holds it.
+
+    Splitting first (OpenCV, SIMD) and scaling by a float32 constant is what makes this cheap:
+    a multiply that reads every third byte, or one by a Python float (computed in float64),
+    costs two to three times as much at 640x480 -> 320x320.
     """
+
+    #: 1/255 as float32: a Python float would make numpy compute in float64, then cast.
+    _SCALE = np.float32(1.0 / 255.0)
 
     def __init__(self, in_w: int, in_h: int, color_order: str = 'rgb',
                  pad_value: int = 114, dtype: str = 'float32') -> None:
@@ -140,6 +148,7 @@ class Preprocessor:
         self._tensor_geometry: dict[int, tuple[int, int, int, int]] = {}
         self._geometry: Optional[tuple[int, int, int]] = None
         self._resized = np.empty((0, 0, 3), np.uint8)
+        self._planes: list[np.ndarray] = []
         self._box = (0, 0, 0, 0)
         self._letterbox = Letterbox(1.0, 0.0, 0.0)
         self.reallocations = 0
@@ -149,6 +158,7 @@ class Preprocessor:
             width, height, self.in_w, self.in_h)
         self._box = (left, top, new_w, new_h)
         self._resized = np.empty((new_h, new_w, channels), np.uint8)
+        self._planes = [np.empty((new_h, new_w), np.uint8) for _ in range(channels)]
         self._geometry = (width, height, channels)
         self.reallocations += 1
 
@@ -163,7 +173,12 @@ class Preprocessor:
             resized = image
         else:
             cv2.resize(image, (new_w, new_h), dst=self._resized, interpolation=cv2.INTER_LINEAR)
-            resized = self._resized.reshape(new_h, new_w, -1)
+            resized = self._resized
+        if channels == 1:
+            planes = (resized.reshape(new_h, new_w),)
+        else:
+            planes = self._planes
+            cv2.split(resized, planes)
         order = ENCODINGS[encoding][1]
         if order == 'mono':
             sources = (0, 0, 0)
@@ -177,8 +192,7 @@ class Preprocessor:
             self._tensor_geometry[id(tensor)] = self._box
         region = tensor[0, :, top:top + new_h, left:left + new_w]
         for channel, source in enumerate(sources):
-            np.multiply(resized[:, :, source], 1.0 / 255.0, out=region[channel],
-                        casting='unsafe')
+            np.multiply(planes[source], self._SCALE, out=region[channel], casting='unsafe')
         return frozen_view(tensor), self._letterbox
 
     @property
