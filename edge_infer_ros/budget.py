@@ -33,6 +33,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 from edge_infer_ros import tracing
+from edge_infer_ros.params import flatten_parameters
 from edge_infer_ros.stats import SlidingWindow, WindowSummary
 from edge_infer_ros.tracing import FrameTrace
 
@@ -245,7 +246,7 @@ class BudgetConfig:
         added to or replace base's.  Unknown keys are ignored, or with
         ``strict`` raise ValueError.  Raises ValueError on any invalid value.
         """
-        flat = _flatten(_unwrap(mapping))
+        flat = flatten_parameters(_unwrap(mapping))
         config = cls() if base is None else dataclasses.replace(
             base, stage_budgets_ms=dict(base.stage_budgets_ms))
         stages: dict[str, float] = {}
@@ -298,19 +299,6 @@ def _unwrap(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
         if isinstance(inner, Mapping) and 'ros__parameters' in inner:
             return inner['ros__parameters']
     return mapping
-
-
-def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
-    """Join nested mappings into dotted ROS parameter names."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f'{prefix}{key}'
-        items = _flatten(value, name + '.') if isinstance(value, Mapping) else {name: value}
-        for sub_name, sub_value in items.items():
-            if sub_name in flat:
-                raise ValueError(f'parameter {sub_name!r} is given twice (flat and nested)')
-            flat[sub_name] = sub_value
-    return flat
 
 
 def _number(key: str, value: Any) -> float:

@@ -143,3 +143,19 @@ def markdown_table(title: str, specs: Sequence[ParamSpec]) -> str:
                      f'{spec.range_text()} | {"yes" if spec.runtime else "no"} | '
                      f'{spec.description} |')
     return '\n'.join(lines) + '\n'
+
+
+def flatten_parameters(mapping: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    """Join nested mappings into dotted ROS parameter names (``budget_ms: {nms: 5}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, Mapping):
+            items = flatten_parameters(value, name + '.')
+        else:
+            items = {name: value}
+        for sub_name, sub_value in items.items():
+            if sub_name in flat:
+                raise ValueError(f'parameter {sub_name!r} is given twice (flat and nested)')
+            flat[sub_name] = sub_value
+    return flat

@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_infer_ros.container import ComponentSpec, node_arguments
 from edge_infer_ros.graph import load_plugin, PIPELINE
-from edge_infer_ros.params import ParamSpec
+from edge_infer_ros.params import flatten_parameters, ParamSpec
 import pytest
 import rclpy
 import yaml
@@ -38,17 +38,6 @@ def node_name(key: str) -> str:
     return key.rsplit('/', 1)[-1]
 
 
-def flatten(mapping: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-    """Flatten nested maps into dotted parameter names (``budget_ms: {nms: 5}``)."""
-    result: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            result.update(flatten(value, f'{prefix}{key}.'))
-        else:
-            result[f'{prefix}{key}'] = value
-    return result
-
-
 def sections() -> list[tuple[str, str, dict[str, Any]]]:
     """Return (file, section key, flattened parameters) of every section of the files."""
     result = []
@@ -56,7 +45,7 @@ def sections() -> list[tuple[str, str, dict[str, Any]]]:
         for key, section in load(file_name).items():
             assert isinstance(section, dict) and set(section) == {'ros__parameters'}, \
                 f'{file_name}: {key} must hold exactly ros__parameters'
-            result.append((file_name, key, flatten(section['ros__parameters'] or {})))
+            result.append((file_name, key, flatten_parameters(section['ros__parameters'] or {})))
     return result
 
 
@@ -149,7 +138,7 @@ def test_node_loads_its_files(spec: Any, context: Any) -> None:
             for key, section in load(file_name).items():
                 if node_name(key) != spec.name:
                     continue
-                for param, value in flatten(section['ros__parameters']).items():
+                for param, value in flatten_parameters(section['ros__parameters']).items():
                     assert node.p[param] == pytest.approx(value), (file_name, param)
     finally:
         node.destroy_node()

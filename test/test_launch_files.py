@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 from edge_infer_ros.container import ComponentSpec, Container, parse_component
 from edge_infer_ros.graph import COMPONENT_GROUP, load_plugin, PIPELINE
+from edge_infer_ros.params import flatten_parameters
 from edge_infer_ros.resources import share_dir
 from edge_infer_ros.runner import component_specs, RunOptions, SPLIT_GROUPS
 import pytest
@@ -795,20 +796,10 @@ def test_launched_nodes_get_files_and_overrides(name: str, tmp_path: Path) -> No
         with open(CONFIG_DIR / file_name, encoding='utf-8') as stream:
             content = yaml.safe_load(stream)
         for key, section in content.items():
-            for param, value in _flatten(section['ros__parameters']).items():
+            for param, value in flatten_parameters(section['ros__parameters']).items():
                 if param not in ('source', 'uri', 'model_path', 'backend'):
                     assert loaded[section_name(key)][param] == pytest.approx(value), \
                         (file_name, key, param)
-
-
-def _flatten(mapping: dict, prefix: str = '') -> dict[str, Any]:
-    result = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            result.update(_flatten(value, f'{prefix}{key}.'))
-        else:
-            result[f'{prefix}{key}'] = value
-    return result
 
 
 # -- the checks can fail ------------------------------------------------------------------------
