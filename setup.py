@@ -9,12 +9,12 @@ PACKAGE = 'edge_infer_ros'
 
 # Stage nodes the component container can load by name (like rclcpp_components).
 COMPONENTS = [
-    'edge_infer_ros::Camera = edge_infer_ros.nodes.camera:CameraNode',
-    'edge_infer_ros::Preprocess = edge_infer_ros.nodes.preprocess:PreprocessNode',
-    'edge_infer_ros::Detector = edge_infer_ros.nodes.detector:DetectorNode',
-    'edge_infer_ros::Nms = edge_infer_ros.nodes.nms:NmsNode',
-    'edge_infer_ros::Action = edge_infer_ros.nodes.action:ActionNode',
-    'edge_infer_ros::BudgetMonitor = edge_infer_ros.nodes.budget_monitor:BudgetMonitorNode',
+    'edge_infer_ros::Camera = edge_infer_ros.ros.nodes.camera:CameraNode',
+    'edge_infer_ros::Preprocess = edge_infer_ros.ros.nodes.preprocess:PreprocessNode',
+    'edge_infer_ros::Detector = edge_infer_ros.ros.nodes.detector:DetectorNode',
+    'edge_infer_ros::Nms = edge_infer_ros.ros.nodes.nms:NmsNode',
+    'edge_infer_ros::Action = edge_infer_ros.ros.nodes.action:ActionNode',
+    'edge_infer_ros::BudgetMonitor = edge_infer_ros.ros.nodes.budget_monitor:BudgetMonitorNode',
 ]
 
 setup(
@@ -37,13 +37,13 @@ setup(
     tests_require=['pytest'],
     entry_points={
         'console_scripts': [
-            'camera_node = edge_infer_ros.nodes.camera:main',
-            'preprocess_node = edge_infer_ros.nodes.preprocess:main',
-            'detector_node = edge_infer_ros.nodes.detector:main',
-            'nms_node = edge_infer_ros.nodes.nms:main',
-            'action_node = edge_infer_ros.nodes.action:main',
-            'budget_monitor = edge_infer_ros.nodes.budget_monitor:main',
-            'component_container = edge_infer_ros.container:main',
+            'camera_node = edge_infer_ros.ros.nodes.camera:main',
+            'preprocess_node = edge_infer_ros.ros.nodes.preprocess:main',
+            'detector_node = edge_infer_ros.ros.nodes.detector:main',
+            'nms_node = edge_infer_ros.ros.nodes.nms:main',
+            'action_node = edge_infer_ros.ros.nodes.action:main',
+            'budget_monitor = edge_infer_ros.ros.nodes.budget_monitor:main',
+            'component_container = edge_infer_ros.ros.container:main',
             'pipeline = edge_infer_ros.runner:main',
         ],
         'edge_infer_ros.components': COMPONENTS,

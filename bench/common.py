@@ -3,7 +3,7 @@ What the benchmarks share: the model to run, frame records, statistics, CPU and 
 
 Every variant of the suite, whatever its plumbing, ends up with the same per-frame record: the
 capture stamp and, per stage, when the stage received, started and ended the frame
-(``time.time_ns``, the clock of :mod:`edge_infer_ros.tracing`). All figures are computed from
+(``time.time_ns``, the clock of :mod:`edge_infer_ros.core.frame`). All figures are computed from
 these records by the same code, so end to end means the same thing for every variant: capture
 stamp to the end of the last stage (the command published).
 """
@@ -20,9 +20,9 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Optional
 
-from edge_infer_ros import tracing
-from edge_infer_ros.budget import BudgetConfig
-from edge_infer_ros.resources import config_path, default_model_path
+from edge_infer_ros.core.frame import FrameTrace
+from edge_infer_ros.core.resources import config_path, default_model_path
+from edge_infer_ros.monitor.budget import BudgetConfig
 import numpy as np
 import psutil
 import yaml
@@ -60,7 +60,7 @@ def make_standin_model(path: Path) -> str:
     free (one ReduceMean over the input), so figures taken with it show pipeline costs, not
     model costs.
     """
-    from edge_infer_ros.synthetic import CLASS_NAMES
+    from edge_infer_ros.stages.synthetic import CLASS_NAMES
     models = _load_test_models()
     size = STANDIN_SIZE
     anchors = (size // 8) ** 2 + (size // 16) ** 2
@@ -108,7 +108,7 @@ def budgets(path: str = '') -> dict[str, float]:
 
 
 # -- frame records -------------------------------------------------------------------------
-def record_of(trace: tracing.FrameTrace) -> dict[str, Any]:
+def record_of(trace: FrameTrace) -> dict[str, Any]:
     """Return the JSON form of one frame's trace."""
     return {'seq': trace.seq, 'stamp_ns': trace.stamp_ns,
             'stages': [[t.stage, t.received_ns, t.start_ns, t.end_ns] for t in trace.stages]}

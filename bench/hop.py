@@ -1,8 +1,8 @@
 """
 One hop between two stages, three ways, in one run: this package's handoff vs rclpy topics.
 
-(a) this package's in-process handoff: :class:`~edge_infer_ros.handoff.StagePublisher` ->
-    :class:`~edge_infer_ros.handoff.StageInput`, ``inline`` and ``thread`` modes, through the
+(a) this package's in-process handoff: :class:`~edge_infer_ros.core.handoff.StagePublisher` ->
+    :class:`~edge_infer_ros.core.handoff.StageInput`, ``inline`` and ``thread`` modes, through the
     plain objects and through real rclpy nodes (a ROS publisher and a ROS subscription on the
     topic, executor spinning, so the publisher asks rcl for the subscription count on every
     frame as it does in the pipeline);
@@ -36,9 +36,9 @@ if __package__ in (None, ''):  # run as a file: make ``bench`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
-from edge_infer_ros import tracing  # noqa: E402
-from edge_infer_ros.handoff import LocalBus, StageInput, StagePublisher  # noqa: E402
-from edge_infer_ros.payloads import ImagePayload  # noqa: E402
+from edge_infer_ros.core.frame import Envelope, now_ns  # noqa: E402
+from edge_infer_ros.core.handoff import LocalBus, StageInput, StagePublisher  # noqa: E402
+from edge_infer_ros.core.payloads import ImagePayload  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import rclpy  # noqa: E402
@@ -130,9 +130,9 @@ def image_msg(frame: np.ndarray) -> Image:
     return msg
 
 
-def _envelope(frame: np.ndarray, seq: int) -> tracing.Envelope:
-    return tracing.Envelope('bench', seq, tracing.now_ns(), 'camera', (),
-                            ImagePayload(frame, 'bgr8'))
+def _envelope(frame: np.ndarray, seq: int) -> Envelope:
+    return Envelope('bench', seq, now_ns(), 'camera', (),
+                    ImagePayload(frame, 'bgr8'))
 
 
 # -- (a) the package's handoff ---------------------------------------------------------------
@@ -152,7 +152,7 @@ def _handoff_loop(publisher: StagePublisher, frame: np.ndarray, budget: Budget,
 
 
 def _callback(box: dict, arrived: threading.Event) -> Callable[[Any, int], None]:
-    def on_frame(envelope: tracing.Envelope, received_ns: int) -> None:
+    def on_frame(envelope: Envelope, received_ns: int) -> None:
         box['t1'] = time.perf_counter_ns()
         arrived.set()
     return on_frame

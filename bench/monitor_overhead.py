@@ -2,9 +2,9 @@
 What the per-frame monitoring costs: the frame trace plus ``BudgetTracker.observe``.
 
 The stage nodes stamp three times per stage (received, start, end), add a
-:class:`~edge_infer_ros.tracing.StageTiming` to the frame's envelope (``Envelope.forward``),
+:class:`~edge_infer_ros.core.frame.StageTiming` to the frame's envelope (``Envelope.forward``),
 and the budget monitor turns the finished envelope into a
-:class:`~edge_infer_ros.tracing.FrameTrace` and calls ``BudgetTracker.observe`` on it. This
+:class:`~edge_infer_ros.core.frame.FrameTrace` and calls ``BudgetTracker.observe`` on it. This
 benchmark measures, in one run, on the same frames:
 
 * **baseline**: the bare stage calls of one frame (preprocess, inference, decode, NMS with
@@ -31,18 +31,18 @@ if __package__ in (None, ''):  # run as a file: make ``bench`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
-from edge_infer_ros import tracing  # noqa: E402
-from edge_infer_ros.action import ActionPolicy  # noqa: E402
-from edge_infer_ros.backends.factory import create_backend  # noqa: E402
-from edge_infer_ros.budget import BudgetConfig, BudgetTracker  # noqa: E402
-from edge_infer_ros.imaging import Preprocessor  # noqa: E402
-from edge_infer_ros.model_info import load_model_info  # noqa: E402
-from edge_infer_ros.nms import batched_nms  # noqa: E402
-from edge_infer_ros.payloads import (CandidatePayload, DetectionPayload,  # noqa: E402
-                                     ImagePayload, TensorPayload)
-from edge_infer_ros.resources import config_path  # noqa: E402
-from edge_infer_ros.synthetic import SyntheticScene  # noqa: E402
-from edge_infer_ros.yolo import unletterbox, YoloDecoder  # noqa: E402
+from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns, StageTiming  # noqa: E402
+from edge_infer_ros.core.image import Preprocessor  # noqa: E402
+from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload,  # noqa: E402
+                                          ImagePayload, TensorPayload)
+from edge_infer_ros.core.resources import config_path  # noqa: E402
+from edge_infer_ros.inference.backends.factory import create_backend  # noqa: E402
+from edge_infer_ros.inference.model_info import load_model_info  # noqa: E402
+from edge_infer_ros.inference.yolo import unletterbox, YoloDecoder  # noqa: E402
+from edge_infer_ros.monitor.budget import BudgetConfig, BudgetTracker  # noqa: E402
+from edge_infer_ros.stages.action import ActionPolicy  # noqa: E402
+from edge_infer_ros.stages.nms import batched_nms  # noqa: E402
+from edge_infer_ros.stages.synthetic import SyntheticScene  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
@@ -94,16 +94,16 @@ def bare_frame(stages: Stages, image: np.ndarray) -> None:
 def traced_frame(stages: Stages, image: np.ndarray, seq: int, tracker: BudgetTracker,
                  bodies: Optional[dict[str, Callable[[Any], Any]]] = None) -> None:
     """One frame wrapped as the stage nodes and the monitor wrap it."""
-    now = tracing.now_ns
-    envelope = tracing.Envelope('camera', seq, now(), 'camera', (), ImagePayload(image, 'bgr8'))
+    now = now_ns
+    envelope = Envelope('camera', seq, now(), 'camera', (), ImagePayload(image, 'bgr8'))
     payload: Any = image
     for name in common.STAGES:
         received = now()
         start = now()
         payload = (bodies or {}).get(name, getattr(stages, name))(payload)
-        envelope = envelope.forward(payload, tracing.StageTiming(name, NODES[name], received,
-                                                                 start, now()))
-    tracker.observe(tracing.FrameTrace.of(envelope))
+        envelope = envelope.forward(payload, StageTiming(name, NODES[name], received,
+                                                         start, now()))
+    tracker.observe(FrameTrace.of(envelope))
 
 
 def run(model: str, frames: int, width: int = 640, height: int = 480) -> dict[str, Any]:

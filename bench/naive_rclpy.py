@@ -26,7 +26,7 @@ if __package__ in (None, ''):  # run as a file: make ``bench`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common, seed_loop  # noqa: E402
-from edge_infer_ros.synthetic import CLASS_NAMES, SyntheticScene  # noqa: E402
+from edge_infer_ros.stages.synthetic import CLASS_NAMES, SyntheticScene  # noqa: E402
 from edge_infer_ros_msgs.msg import (CandidateArray, Detection, DetectionArray,  # noqa: E402
                                      TensorFrame)
 from geometry_msgs.msg import TwistStamped  # noqa: E402

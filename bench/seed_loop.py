@@ -22,7 +22,7 @@ if __package__ in (None, ''):  # run as a file: make ``bench`` importable
 
 from bench import common  # noqa: E402
 import cv2  # noqa: E402
-from edge_infer_ros.synthetic import CLASS_NAMES, SyntheticScene  # noqa: E402
+from edge_infer_ros.stages.synthetic import CLASS_NAMES, SyntheticScene  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 

@@ -22,7 +22,7 @@ import time
 from typing import Any, Optional
 
 from bench.common import make_standin_model, RESULTS, shipped_model
-from edge_infer_ros.container import Container
+from edge_infer_ros.ros.container import Container
 from edge_infer_ros.runner import component_specs, RunOptions
 import numpy as np
 import psutil

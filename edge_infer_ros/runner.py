@@ -24,12 +24,12 @@ import threading
 import time
 from typing import Any, Optional
 
-from edge_infer_ros import tracing
-from edge_infer_ros.budget import format_table
-from edge_infer_ros.container import ComponentSpec, Container
-from edge_infer_ros.graph import NodeSpec, PIPELINE
-from edge_infer_ros.profile_trace import write_chrome_trace
-from edge_infer_ros.resources import config_path
+from edge_infer_ros.core.frame import FrameTrace
+from edge_infer_ros.core.resources import config_path
+from edge_infer_ros.monitor.budget import format_table
+from edge_infer_ros.monitor.perfetto import write_chrome_trace
+from edge_infer_ros.ros.container import ComponentSpec, Container
+from edge_infer_ros.ros.graph import NodeSpec, PIPELINE
 import numpy as np
 import rclpy
 from rclpy.node import Node
@@ -115,20 +115,20 @@ class TraceCollector:
     """Keeps every frame trace the monitor sees (for the overhead figure and the profile)."""
 
     def __init__(self) -> None:
-        self.traces: list[tracing.FrameTrace] = []
+        self.traces: list[FrameTrace] = []
         self._lock = threading.Lock()
 
-    def __call__(self, trace: tracing.FrameTrace) -> None:
+    def __call__(self, trace: FrameTrace) -> None:
         with self._lock:
             self.traces.append(trace)
 
-    def snapshot(self) -> list[tracing.FrameTrace]:
+    def snapshot(self) -> list[FrameTrace]:
         """Return a copy of the traces so far."""
         with self._lock:
             return list(self.traces)
 
 
-def overhead_stats(traces: list[tracing.FrameTrace]) -> dict[str, Any]:
+def overhead_stats(traces: list[FrameTrace]) -> dict[str, Any]:
     """End to end minus inference, per frame: what the pipeline itself costs."""
     values = []
     for trace in traces:
@@ -142,14 +142,14 @@ def overhead_stats(traces: list[tracing.FrameTrace]) -> dict[str, Any]:
             'p99_ms': float(p99), 'max_ms': float(array.max())}
 
 
-def overlap_stats(traces: list[tracing.FrameTrace]) -> dict[str, Any]:
+def overlap_stats(traces: list[FrameTrace]) -> dict[str, Any]:
     """
     How often preprocess of frame N+1 ran while frame N was still in the detector.
 
     Stages on their own threads overlap: the camera and preprocess go on with the next frame
     while the detector works, so throughput is set by the slowest stage, not by their sum.
     """
-    by_camera: dict[str, list[tracing.FrameTrace]] = {}
+    by_camera: dict[str, list[FrameTrace]] = {}
     for trace in traces:
         by_camera.setdefault(trace.camera, []).append(trace)
     pairs = overlapped = 0
@@ -304,7 +304,7 @@ def run_split(options: RunOptions) -> dict[str, Any]:
                                  'parameters': s.parameters}
                                 for s in component_specs(options, set(group))], stream)
             processes.append(subprocess.Popen(
-                [sys.executable, '-m', 'edge_infer_ros.container', '--composition',
+                [sys.executable, '-m', 'edge_infer_ros.ros.container', '--composition',
                  composition], env=os.environ.copy()))
         monitor = container.load(component_specs(options, {'budget_monitor'})[0])
         monitor.trace_hooks.append(collector)
@@ -379,7 +379,7 @@ def run_split(options: RunOptions) -> dict[str, Any]:
 
 
 def build_report(options: RunOptions, summary: dict[str, Any], counters: dict[str, int],
-                 backend: dict[str, Any], wall_s: float, traces: list[tracing.FrameTrace],
+                 backend: dict[str, Any], wall_s: float, traces: list[FrameTrace],
                  transport: str) -> dict[str, Any]:
     """Build the JSON report: the monitor's summary plus counters, transport, backend."""
     cameras = summary.get('cameras', {})

@@ -2,8 +2,8 @@
 Launch the pipeline composed: every stage in one component container process.
 
 Frames go from stage to stage by reference (zero-copy), not through DDS. The container
-(``component_container``, see edge_infer_ros/container.py) loads each node by plugin name
-under the name the parameter files are keyed by; the list matches edge_infer_ros.graph.PIPELINE
+(``component_container``, see edge_infer_ros/ros/container.py) loads each node by plugin name
+under the name the parameter files are keyed by; the list matches edge_infer_ros.ros.graph.PIPELINE
 (test/test_launch_files.py checks it).
 
     ros2 launch edge_infer_ros pipeline.launch.py

@@ -4,7 +4,7 @@ Launch the pipeline split: one process per stage, DDS between them.
 For spreading the stages over processes or hosts, or for debugging one stage on its own.
 Frames cross every hop as ROS messages (sensor_msgs/Image, TensorFrame, ...), so this costs
 serialisation that the composed launch (pipeline.launch.py) avoids. The nodes, their names,
-parameter files and remaps match edge_infer_ros.graph.PIPELINE and the runner's split layout
+parameter files and remaps match edge_infer_ros.ros.graph.PIPELINE and the runner's split layout
 (test/test_launch_files.py checks it).
 
     ros2 launch edge_infer_ros pipeline_split.launch.py

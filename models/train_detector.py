@@ -4,11 +4,11 @@ Train the package's small detector on synthetic scenes (CPU) and export it to ON
 
 Why this script ships: ``models/detector.onnx`` is a build product, and anyone
 must be able to check how it was made and make it again.  It renders training
-frames with ``edge_infer_ros.synthetic`` (train seeds), trains a tiny
+frames with ``edge_infer_ros.stages.synthetic`` (train seeds), trains a tiny
 anchor-free two-scale YOLO-style detector in PyTorch on the CPU, exports it in
 the YOLOv8 output layout (``[1, 4 + C, N]``: cx, cy, w, h in input pixels, then
 sigmoid class scores; no objectness, no NMS), evaluates the ONNX file with
-onnxruntime on a held-out seed with ``edge_infer_ros.evaluation`` and writes
+onnxruntime on a held-out seed with ``edge_infer_ros.inference.evaluation`` and writes
 ``detector.onnx`` and ``detector.json``.
 
 Run from the repository root in the training venv (see models/README.md)::
@@ -40,8 +40,8 @@ import torch.nn.functional as F  # noqa: N812
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_infer_ros.evaluation import evaluate_detections  # noqa: E402, I100, I202
-from edge_infer_ros.synthetic import CLASS_NAMES, SyntheticScene  # noqa: E402
+from edge_infer_ros.inference.evaluation import evaluate_detections  # noqa: E402, I100, I202
+from edge_infer_ros.stages.synthetic import CLASS_NAMES, SyntheticScene  # noqa: E402
 
 NUM_CLASSES = len(CLASS_NAMES)
 STRIDES = (8, 16)

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without the package installed
     sys.path.insert(0, str(ROOT))
 
-from edge_infer_ros.graph import load_plugin, NodeSpec, PIPELINE  # noqa: E402
-from edge_infer_ros.nodes.base import COMMON_PARAMS  # noqa: E402
-from edge_infer_ros.params import markdown_table  # noqa: E402
+from edge_infer_ros.core.params import markdown_table  # noqa: E402
+from edge_infer_ros.ros.graph import load_plugin, NodeSpec, PIPELINE  # noqa: E402
+from edge_infer_ros.ros.nodes.base import COMMON_PARAMS  # noqa: E402
 import rclpy  # noqa: E402
 
 BEGIN = '<!-- parameters:begin -->'

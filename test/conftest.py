@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, Callable, Iterator, Optional
 
-from edge_infer_ros.container import Container
+from edge_infer_ros.ros.container import Container
 from edge_infer_ros.runner import component_specs, RunOptions
 import numpy as np
 import pytest

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from edge_infer_ros.model_info import file_sha256
+from edge_infer_ros.inference.model_info import file_sha256
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, TensorProto

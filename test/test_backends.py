@@ -5,15 +5,15 @@ import importlib.util
 from pathlib import Path
 import sys
 
-from edge_infer_ros.backends.base import BackendError, DetectorBackend
-from edge_infer_ros.backends.factory import BACKENDS, create_backend, load_with_fallback
-from edge_infer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edge_infer_ros.model_info import load_model_info, ModelInfo
+from edge_infer_ros.inference.backends.base import BackendError, DetectorBackend
+from edge_infer_ros.inference.backends.factory import BACKENDS, create_backend, load_with_fallback
+from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
 import numpy as np
 from onnx_models import make_yolov8_model
 import pytest
 
-TRT_MODULE = 'edge_infer_ros.backends.tensorrt_backend'
+TRT_MODULE = 'edge_infer_ros.inference.backends.tensorrt_backend'
 
 
 @pytest.fixture

@@ -5,10 +5,11 @@ import json
 import math
 from pathlib import Path
 
-from edge_infer_ros import budget
-from edge_infer_ros import tracing
-from edge_infer_ros.budget import BudgetConfig, BudgetTracker, DeadlineMiss, Level, StageStatus
-from edge_infer_ros.tracing import FrameTrace, StageTiming
+from edge_infer_ros.core import frame as frame_module
+from edge_infer_ros.core.frame import FrameTrace, StageTiming
+from edge_infer_ros.monitor import budget
+from edge_infer_ros.monitor.budget import (BudgetConfig, BudgetTracker, DeadlineMiss, Level,
+                                           StageStatus)
 
 import pytest
 
@@ -179,12 +180,12 @@ def test_empty_trace_is_ignored():
 
 
 def test_default_time_comes_from_the_trace_clock(monkeypatch):
-    """Without now_ns, the tracker uses the swappable clock of edge_infer_ros.tracing."""
-    monkeypatch.setattr(tracing, 'now_ns', lambda: 100 * SEC)
+    """Without now_ns, the tracker uses the swappable clock of edge_infer_ros.core.frame."""
+    monkeypatch.setattr(frame_module, 'now_ns', lambda: 100 * SEC)
     tracker = BudgetTracker()
     tracker.observe(make_trace(stamp_ns=100 * SEC))
     assert by_name(tracker.statuses(100 * SEC))['end_to_end'].level == Level.OK
-    monkeypatch.setattr(tracing, 'now_ns', lambda: 105 * SEC)
+    monkeypatch.setattr(frame_module, 'now_ns', lambda: 105 * SEC)
     assert by_name(tracker.statuses())['end_to_end'].level == Level.ERROR
 
 

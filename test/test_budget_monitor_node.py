@@ -14,8 +14,8 @@ from typing import Iterator
 from conftest import wait_for
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from edge_infer_ros.container import ComponentSpec, Container
-from edge_infer_ros.resources import config_path
+from edge_infer_ros.core.resources import config_path
+from edge_infer_ros.ros.container import ComponentSpec, Container
 from edge_infer_ros_msgs.msg import DeadlineMiss, FrameTrace, StageTiming
 import pytest
 from rclpy.executors import SingleThreadedExecutor

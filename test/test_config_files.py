@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge_infer_ros.container import ComponentSpec, node_arguments
-from edge_infer_ros.graph import load_plugin, PIPELINE
-from edge_infer_ros.params import flatten_parameters, ParamSpec
+from edge_infer_ros.core.params import flatten_parameters, ParamSpec
+from edge_infer_ros.ros.container import ComponentSpec, node_arguments
+from edge_infer_ros.ros.graph import load_plugin, PIPELINE
 import pytest
 import rclpy
 import yaml

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from edge_infer_ros.backends import engine_cache
-from edge_infer_ros.backends.engine_cache import (
+from edge_infer_ros.inference.backends import engine_cache
+from edge_infer_ros.inference.backends.engine_cache import (
     default_cache_dir, EngineCache, EngineKey, resolve_cache_dir)
 import pytest
 

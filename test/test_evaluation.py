@@ -5,8 +5,8 @@ Why: the shipped model's quality bar and the pipeline's accuracy test are only
 as trustworthy as this scorer.
 """
 
-from edge_infer_ros.evaluation import average_precision, box_iou, evaluate_detections
-from edge_infer_ros.synthetic import GroundTruth
+from edge_infer_ros.inference.evaluation import average_precision, box_iou, evaluate_detections
+from edge_infer_ros.stages.synthetic import GroundTruth
 import numpy as np
 import pytest
 

@@ -12,8 +12,8 @@ import gc
 import time
 
 from conftest import wait_for
-from edge_infer_ros import convert
-from edge_infer_ros.imaging import Preprocessor
+from edge_infer_ros.core.image import Preprocessor
+from edge_infer_ros.ros import convert
 from edge_infer_ros_msgs.msg import CandidateArray, Detection, DetectionArray, TensorFrame
 from hypothesis import given, HealthCheck, settings, strategies as st
 import numpy as np
@@ -139,8 +139,8 @@ def test_short_soak_keeps_accounting_exact_and_memory_flat(composed) -> None:
 
 
 def test_overlap_is_counted_from_the_traces() -> None:
+    from edge_infer_ros.core.frame import FrameTrace, StageTiming
     from edge_infer_ros.runner import overlap_stats
-    from edge_infer_ros.tracing import FrameTrace, StageTiming
 
     def trace(seq: int, pre: tuple[int, int], det: tuple[int, int]) -> FrameTrace:
         stages = (StageTiming('preprocess', '/p', pre[0], *pre),

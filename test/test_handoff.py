@@ -6,8 +6,8 @@ import threading
 import time
 
 from conftest import wait_for
-from edge_infer_ros.handoff import KeepLatestQueue, LocalBus, StageInput, StagePublisher
-from edge_infer_ros.tracing import Envelope
+from edge_infer_ros.core.frame import Envelope
+from edge_infer_ros.core.handoff import KeepLatestQueue, LocalBus, StageInput, StagePublisher
 import pytest
 
 

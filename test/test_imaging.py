@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import cv2
-from edge_infer_ros.imaging import (BufferPool, frozen_view, image_view, ImageError,
-                                    letterbox_geometry, Preprocessor)
+from edge_infer_ros.core.image import (BufferPool, frozen_view, image_view, ImageError,
+                                       letterbox_geometry, Preprocessor)
 from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ arithmetic) is refused: the launch files hold no logic of their own.
 From that come the nodes each file starts (executable, node name, plugins loaded by the
 component container, parameter files, parameter overrides, remaps) and its launch arguments.
 They are checked against setup.py, the installed package, config/ and the node classes' declared
-parameters, and compared with :data:`edge_infer_ros.graph.PIPELINE` and with what the runner
+parameters, and compared with :data:`edge_infer_ros.ros.graph.PIPELINE` and with what the runner
 starts (``component_specs(RunOptions())`` and ``SPLIT_GROUPS`` of :mod:`edge_infer_ros.runner`),
 so ``ros2 launch`` and ``ros2 run edge_infer_ros pipeline`` run the same graph.
 
@@ -29,10 +29,10 @@ from pathlib import Path
 import re
 from typing import Any, Optional
 
-from edge_infer_ros.container import ComponentSpec, Container, parse_component
-from edge_infer_ros.graph import COMPONENT_GROUP, load_plugin, PIPELINE
-from edge_infer_ros.params import flatten_parameters
-from edge_infer_ros.resources import share_dir
+from edge_infer_ros.core.params import flatten_parameters
+from edge_infer_ros.core.resources import share_dir
+from edge_infer_ros.ros.container import ComponentSpec, Container, parse_component
+from edge_infer_ros.ros.graph import COMPONENT_GROUP, load_plugin, PIPELINE
 from edge_infer_ros.runner import component_specs, RunOptions, SPLIT_GROUPS
 import pytest
 import rclpy
@@ -605,7 +605,7 @@ def test_container_reads_plugin_arguments_as_written() -> None:
             spec = parse_component(text, '', ())
             assert (spec.plugin, spec.name) == split_component(text), \
                 f'component_container reads {text!r} as plugin {spec.plugin!r}, name ' \
-                f'{spec.name!r} (edge_infer_ros.container.parse_component)'
+                f'{spec.name!r} (edge_infer_ros.ros.container.parse_component)'
 
 
 def test_split_is_one_process_per_stage() -> None:

@@ -4,7 +4,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from edge_infer_ros.model_info import load_model_info, ModelError, ModelInfo
+from edge_infer_ros.inference.model_info import load_model_info, ModelError, ModelInfo
 import numpy as np
 from onnx_models import (make_constant_output_model, make_yolov5_model, make_yolov8_model,
                          write_metadata_json, write_ultralytics_metadata)

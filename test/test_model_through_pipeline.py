@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import wait_for
-from edge_infer_ros.evaluation import evaluate_detections
-from edge_infer_ros.handoff import StageInput
-from edge_infer_ros.resources import default_model_path
-from edge_infer_ros.synthetic import CLASS_NAMES, SyntheticScene
+from edge_infer_ros.core.handoff import StageInput
+from edge_infer_ros.core.resources import default_model_path
+from edge_infer_ros.inference.evaluation import evaluate_detections
+from edge_infer_ros.stages.synthetic import CLASS_NAMES, SyntheticScene
 import pytest
 
 HELD_OUT_SEED = 1234

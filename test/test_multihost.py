@@ -35,7 +35,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from edge_infer_ros.container import ComponentSpec
+from edge_infer_ros.ros.container import ComponentSpec
 from edge_infer_ros.runner import component_specs, RunOptions
 import netns
 import onnx_models
@@ -84,10 +84,10 @@ DDS_ENV_CLEARED = ('ROS_LOCALHOST_ONLY', 'ROS_STATIC_PEERS', 'ROS_AUTOMATIC_DISC
 # -- the listener in host C (this file run as a script) -----------------------------------------
 def listen(report_period_s: float = 0.25) -> None:
     """Print what host C sees (diagnostics, actions, detections) as JSON lines until stopped."""
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from edge_infer_ros_msgs.msg import DetectionArray
     from geometry_msgs.msg import TwistStamped
+    import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -299,7 +299,7 @@ class Multihost:
 
 
 def _write_composition(path: Path, specs: list[ComponentSpec]) -> Path:
-    """Write specs as a composition file of edge_infer_ros.container."""
+    """Write specs as a composition file of edge_infer_ros.ros.container."""
     entries = [{'plugin': s.plugin, 'name': s.name, 'namespace': s.namespace,
                 'remaps': [list(r) for r in s.remaps], 'param_files': list(s.param_files),
                 'parameters': s.parameters} for s in specs]
@@ -387,7 +387,7 @@ def multihost(tmp_path_factory: pytest.TempPathFactory,
                                                   '--listen'], env, stdout=subprocess.PIPE)
     pipeline.feed = Feed(listener)
     for host, name in (('c', 'monitor_c'), ('b', 'inference_b'), ('a', 'camera_a')):
-        pipeline.start(name, host, [sys.executable, '-m', 'edge_infer_ros.container',
+        pipeline.start(name, host, [sys.executable, '-m', 'edge_infer_ros.ros.container',
                                     '--composition', str(compositions[host])], env)
     pipeline.wait_for(flowing, STARTUP_LIMIT_S, 'frames through A -> B -> C after start-up')
     return pipeline

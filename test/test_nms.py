@@ -2,8 +2,8 @@
 
 from unittest import mock
 
-from edge_infer_ros import nms as nms_module
-from edge_infer_ros.nms import batched_nms, nms
+from edge_infer_ros.stages import nms as nms_module
+from edge_infer_ros.stages.nms import batched_nms, nms
 from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest

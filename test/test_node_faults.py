@@ -12,7 +12,7 @@ import time
 
 from conftest import wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from edge_infer_ros.backends.base import BackendError
+from edge_infer_ros.inference.backends.base import BackendError
 from edge_infer_ros_msgs.msg import TensorFrame
 import numpy as np
 import pytest
@@ -304,9 +304,9 @@ def test_stamps_going_back_are_counted_and_reported(composed, outside) -> None:
 
 
 _SUBSCRIBER = """
+from edge_infer_ros_msgs.msg import DetectionArray
 import rclpy
 from rclpy.node import Node
-from edge_infer_ros_msgs.msg import DetectionArray
 rclpy.init()
 node = Node('subscriber_process')
 node.create_subscription(DetectionArray, 'detections',

@@ -14,9 +14,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator
 
-from edge_infer_ros.graph import load_plugin, PIPELINE
-from edge_infer_ros.nodes.base import COMMON_PARAMS
-from edge_infer_ros.params import ParamSpec
+from edge_infer_ros.core.params import ParamSpec
+from edge_infer_ros.ros.graph import load_plugin, PIPELINE
+from edge_infer_ros.ros.nodes.base import COMMON_PARAMS
 import pytest
 from rcl_interfaces.msg import ParameterType
 import rclpy

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from edge_infer_ros.action import ActionPolicy
-from edge_infer_ros.params import markdown_table, ParamSpec, spec_map, validate_updates
-from edge_infer_ros.payloads import DetectionPayload
+from edge_infer_ros.core.params import markdown_table, ParamSpec, spec_map, validate_updates
+from edge_infer_ros.core.payloads import DetectionPayload
+from edge_infer_ros.stages.action import ActionPolicy
 import numpy as np
 import pytest
 

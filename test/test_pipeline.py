@@ -11,8 +11,8 @@ import threading
 import time
 
 from conftest import assert_detections_match, wait_for
-from edge_infer_ros import convert
-from edge_infer_ros.handoff import StageInput
+from edge_infer_ros.core.handoff import StageInput
+from edge_infer_ros.ros import convert
 from edge_infer_ros.runner import run, RunOptions
 from edge_infer_ros_msgs.msg import DetectionArray
 from geometry_msgs.msg import TwistStamped

@@ -12,11 +12,11 @@ import time
 from types import SimpleNamespace
 
 from conftest import assert_detections_match, wait_for
-from edge_infer_ros.container import ComponentSpec, Container
-from edge_infer_ros.payloads import DetectionPayload
-from edge_infer_ros.resources import config_path
-from edge_infer_ros.tracing import Envelope
-from edge_infer_ros.vision import load_vision_msgs, to_detection2d_array
+from edge_infer_ros.core.frame import Envelope
+from edge_infer_ros.core.payloads import DetectionPayload
+from edge_infer_ros.core.resources import config_path
+from edge_infer_ros.ros.container import ComponentSpec, Container
+from edge_infer_ros.ros.vision import load_vision_msgs, to_detection2d_array
 from edge_infer_ros_msgs.msg import DetectionArray
 import numpy as np
 import pytest

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 import cv2
-from edge_infer_ros.evaluation import evaluate_detections
-from edge_infer_ros.synthetic import CLASS_NAMES, SyntheticScene
+from edge_infer_ros.inference.evaluation import evaluate_detections
+from edge_infer_ros.stages.synthetic import CLASS_NAMES, SyntheticScene
 import numpy as np
 import onnx
 import onnxruntime as ort

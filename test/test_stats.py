@@ -3,7 +3,7 @@
 import json
 import math
 
-from edge_infer_ros.stats import SlidingWindow, WindowSummary
+from edge_infer_ros.monitor.windows import SlidingWindow, WindowSummary
 
 from hypothesis import given, settings, strategies as st
 

@@ -8,7 +8,7 @@ matches what was drawn.
 
 import time
 
-from edge_infer_ros.synthetic import CLASS_NAMES, GroundTruth, SyntheticScene
+from edge_infer_ros.stages.synthetic import CLASS_NAMES, GroundTruth, SyntheticScene
 import numpy as np
 import pytest
 

@@ -22,13 +22,13 @@ import threading
 import types
 from typing import Any, Optional
 
-from edge_infer_ros.backends.base import BackendError
-from edge_infer_ros.backends.engine_cache import EngineCache
-from edge_infer_ros.backends.factory import load_with_fallback
-from edge_infer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edge_infer_ros.backends.tensorrt_backend import TensorRTBackend
-from edge_infer_ros.model_info import load_model_info, ModelInfo
-from edge_infer_ros.yolo import YoloDecoder
+from edge_infer_ros.inference.backends.base import BackendError
+from edge_infer_ros.inference.backends.engine_cache import EngineCache
+from edge_infer_ros.inference.backends.factory import load_with_fallback
+from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_infer_ros.inference.backends.tensorrt_backend import TensorRTBackend
+from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
+from edge_infer_ros.inference.yolo import YoloDecoder
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, TensorProto
@@ -931,8 +931,8 @@ def test_preprocess_kernel_matches_cpu_preprocessing(tmp_path: Path, image_hw: t
     import shutil
     import subprocess
 
-    from edge_infer_ros.backends.tensorrt_backend import _PREPROCESS_KERNEL
-    from edge_infer_ros.imaging import letterbox_geometry, Preprocessor
+    from edge_infer_ros.core.image import letterbox_geometry, Preprocessor
+    from edge_infer_ros.inference.backends.tensorrt_backend import _PREPROCESS_KERNEL
 
     compiler = shutil.which('c++') or shutil.which('g++')
     if compiler is None:
@@ -962,7 +962,7 @@ def test_preprocess_kernel_compiles_with_nvcc(tmp_path: Path) -> None:
     import shutil
     import subprocess
 
-    from edge_infer_ros.backends.tensorrt_backend import _PREPROCESS_KERNEL
+    from edge_infer_ros.inference.backends.tensorrt_backend import _PREPROCESS_KERNEL
 
     nvcc = shutil.which('nvcc')
     if nvcc is None:
@@ -1098,7 +1098,7 @@ def test_gpu_worker_thread_release_and_reload(tmp_path: Path) -> None:
 @pytest.mark.gpu
 @needs_gpu
 def test_gpu_preprocessing_matches_cpu(tmp_path: Path) -> None:
-    from edge_infer_ros.imaging import Preprocessor
+    from edge_infer_ros.core.image import Preprocessor
 
     model = load_model_info(make_conv_model(tmp_path / 'tiny.onnx'))
     rng = np.random.default_rng(5)

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from edge_infer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edge_infer_ros.model_info import load_model_info
-from edge_infer_ros.yolo import detect_layout, layout_num_classes, Letterbox, unletterbox
-from edge_infer_ros.yolo import YoloDecoder
+from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_infer_ros.inference.model_info import load_model_info
+from edge_infer_ros.inference.yolo import detect_layout, layout_num_classes, Letterbox, unletterbox
+from edge_infer_ros.inference.yolo import YoloDecoder
 from hypothesis import given, settings, strategies as st
 import numpy as np
 from onnx_models import background, make_yolov5_model, make_yolov8_model

@@ -1,0 +1,1 @@
+"""ROS-free blocks all stages share: frame envelope and trace, payloads, handoff, params."""

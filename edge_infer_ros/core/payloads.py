@@ -1,0 +1,76 @@
+"""
+What travels in an :class:`~edge_infer_ros.core.frame.Envelope` between the stages.
+
+Arrays are read-only and shared by reference inside one process. ``image`` fields keep a
+reference to the original frame so that a debug view can draw on it later without a copy;
+they are None when the frame came through DDS in a form that no longer holds the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from edge_infer_ros.inference.yolo import Letterbox
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePayload:
+    """A camera frame: (H, W, C) uint8, read-only, with its ROS encoding."""
+
+    image: np.ndarray
+    encoding: str
+
+
+@dataclass(frozen=True, slots=True)
+class TensorPayload:
+    """A preprocessed model input and how to map its pixels back to the image."""
+
+    tensor: np.ndarray
+    letterbox: Letterbox
+    image_width: int
+    image_height: int
+    image: Optional[np.ndarray] = None
+
+
+@dataclass(frozen=True, slots=True)
+class CandidatePayload:
+    """Decoded detector output before NMS, in model input pixels."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    class_names: tuple[str, ...]
+    letterbox: Letterbox
+    image_width: int
+    image_height: int
+    backend: str
+    image: Optional[np.ndarray] = None
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionPayload:
+    """Final detections of one frame, in original image pixels."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    class_names: tuple[str, ...]
+    image_width: int
+    image_height: int
+    image: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """The control command derived from one frame's detections."""
+
+    linear_x: float
+    angular_z: float
+    stop: bool
+    reason: str
+    target_index: int = -1

@@ -1,0 +1,1 @@
+"""ROS-free logic of the detector stage: model checks, YOLO decoding, backends."""

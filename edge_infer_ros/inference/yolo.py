@@ -1,0 +1,268 @@
+"""
+Decode raw YOLO detector outputs into candidate boxes, and map boxes back through the letterbox.
+
+Two output layouts exist in the wild:
+
+* Ultralytics YOLOv8 / YOLO11 exports ``[1, 4+C, N]``: rows cx, cy, w, h, then one probability
+  per class, with the N anchors along the last axis;
+* YOLOv5 exports ``[1, N, 5+C]``: per anchor cx, cy, w, h, objectness, then class probabilities.
+
+Decoding runs on every frame, so it is vectorised and reads the output in its native layout: for
+v8 the class maximum is taken down the class axis of the ``[C, N]`` view, without transposing a
+copy of the whole tensor, and only the few candidates above the score threshold are gathered.
+Boxes stay in model-input pixels; :func:`unletterbox` maps them to the original image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+#: Output layouts the decoder understands.
+LAYOUTS = ('yolov8', 'yolov5')
+
+# Below this many classes YOLOv5 class maxima are taken column by column (see decode()).
+_COLUMN_LOOP_MAX_CLASSES = 24
+
+_EXPECTED = 'expected [1, 4+C, N] (YOLOv8/YOLO11) or [1, N, 5+C] (YOLOv5)'
+
+
+def _shape_text(output_shape: Sequence[object]) -> str:
+    return '[' + ', '.join(str(d) for d in output_shape) + ']'
+
+
+def detect_layout(output_shape: Sequence[int], num_classes: Optional[int]) -> str:
+    """
+    Tell the YOLO output layout from the output shape (and the class count when known).
+
+    ``[1, 4+C, N]`` is 'yolov8', ``[1, N, 5+C]`` is 'yolov5'. Without a class count the
+    smaller of the two last dimensions is taken as the channel axis (a detector always has
+    many more anchors than channels). Raises ValueError saying why when no layout fits.
+    """
+    shape = [int(d) for d in output_shape]
+    known = f' with {num_classes} classes' if num_classes else ''
+    if len(shape) != 3 or shape[0] != 1:
+        raise ValueError(f'output shape {_shape_text(shape)} matches no known YOLO layout'
+                         f'{known}: {_EXPECTED} (3-D with batch 1)')
+    _, rows, cols = shape
+    if num_classes:
+        v8 = rows == 4 + num_classes
+        v5 = cols == 5 + num_classes
+        if v8 and v5:
+            return 'yolov8' if rows < cols else 'yolov5'
+        if v8:
+            return 'yolov8'
+        if v5:
+            return 'yolov5'
+        raise ValueError(f'output shape {_shape_text(shape)} matches no known YOLO layout'
+                         f'{known}: {_EXPECTED}')
+    if 4 < rows < cols:
+        return 'yolov8'
+    if 5 < cols < rows:
+        return 'yolov5'
+    raise ValueError(f'output shape {_shape_text(shape)} matches no known YOLO layout: '
+                     f'{_EXPECTED}, with fewer channels than anchors')
+
+
+def layout_num_classes(output_shape: Sequence[int], layout: str) -> int:
+    """
+    Return the class count implied by an output shape read as ``layout``.
+
+    Used to check a layout given by metadata or a parameter against the real model; raises
+    ValueError when the shape cannot be that layout.
+    """
+    shape = [int(d) for d in output_shape]
+    if layout not in LAYOUTS:
+        raise ValueError(f'unknown YOLO layout {layout!r}: expected one of {LAYOUTS}')
+    if len(shape) != 3 or shape[0] != 1:
+        raise ValueError(f'output shape {_shape_text(shape)} cannot be {layout}: {_EXPECTED}')
+    classes = shape[1] - 4 if layout == 'yolov8' else shape[2] - 5
+    if classes < 1:
+        want = '[1, 4+C, N]' if layout == 'yolov8' else '[1, N, 5+C]'
+        raise ValueError(f'output shape {_shape_text(shape)} cannot be {layout}: expected '
+                         f'{want} with at least one class')
+    return classes
+
+
+class YoloDecoder:
+    """
+    Turn one raw YOLO output into score-filtered candidate boxes (the detector hot path).
+
+    Built once per model: it keeps the per-anchor score and mask scratch buffers between
+    frames, so a decode allocates only the small candidate arrays. Non-finite values (an
+    overflowing float16 model, a broken engine) never reach the caller: non-finite scores
+    count as 0, candidates with non-finite boxes are dropped, and :attr:`last_non_finite`
+    tells how many anchors of the last frame held such values.
+    """
+
+    def __init__(self, layout: str, num_classes: int, max_candidates: int = 300) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f'unknown YOLO layout {layout!r}: expected one of {LAYOUTS}')
+        if num_classes < 1:
+            raise ValueError(f'num_classes must be >= 1, got {num_classes}')
+        if max_candidates < 1:
+            raise ValueError(f'max_candidates must be >= 1, got {max_candidates}')
+        self.layout = layout
+        self.num_classes = int(num_classes)
+        self.max_candidates = int(max_candidates)
+        self.channels = self.num_classes + (4 if layout == 'yolov8' else 5)
+        #: anchors of the last decoded frame that held NaN or inf in a score or a kept box
+        self.last_non_finite = 0
+        self._scores = np.empty(0, np.float32)
+        self._mask = np.empty(0, bool)
+
+    def _scratch(self, anchors: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        if self._scores.shape[0] != anchors or self._scores.dtype != dtype:
+            self._scores = np.empty(anchors, dtype)
+            self._mask = np.empty(anchors, bool)
+        return self._scores, self._mask
+
+    def _view(self, output: np.ndarray) -> np.ndarray:
+        out = output
+        if out.ndim == 3:
+            if out.shape[0] != 1:
+                raise ValueError(f'expected a batch of 1, got output shape {list(out.shape)}')
+            out = out[0]
+        if out.ndim != 2:
+            raise ValueError(f'expected a 3-D YOLO output, got shape {list(output.shape)}')
+        axis = 0 if self.layout == 'yolov8' else 1
+        if out.shape[axis] != self.channels:
+            want = (f'[1, {self.channels}, N]' if axis == 0 else f'[1, N, {self.channels}]')
+            raise ValueError(f'{self.layout} output with {self.num_classes} classes must be '
+                             f'{want}, got {list(output.shape)}')
+        return out
+
+    def decode(self, output: np.ndarray,
+               score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """
+        Decode one output into (boxes, scores, class_ids) of the candidates above threshold.
+
+        boxes are (K, 4) float32 x_min, y_min, x_max, y_max in model-input pixels, scores (K,)
+        float32 and class_ids (K,) int32, sorted by score descending (ties in anchor order);
+        at most ``max_candidates`` of the best are kept. The output array is only read.
+        """
+        out = self._view(np.asarray(output))
+        v8 = self.layout == 'yolov8'
+        anchors = out.shape[1] if v8 else out.shape[0]
+        scores, mask = self._scratch(anchors, out.dtype)
+        # Best class score per anchor, read in the native layout (no transposed copy).
+        if v8:
+            np.max(out[4:], axis=0, out=scores)
+        elif self.num_classes <= _COLUMN_LOOP_MAX_CLASSES and self.num_classes > 1:
+            # A reduction over a short inner axis costs per row; a few strided column
+            # maxima are ~15x faster for C=4 (N=6300: 0.02 vs 0.29 ms).
+            np.maximum(out[:, 5], out[:, 6], out=scores)
+            for column in range(7, 5 + self.num_classes):
+                np.maximum(scores, out[:, column], out=scores)
+        else:
+            np.max(out[:, 5:], axis=1, out=scores)
+        if not v8:
+            # obj * max(cls) == max(obj * cls) because obj is a probability (>= 0).
+            np.multiply(scores, out[:, 4], out=scores)
+        # NaN and +inf propagate through max and multiply, so one check over N finds them.
+        np.isfinite(scores, out=mask)
+        bad = None
+        if not mask.all():
+            bad = np.flatnonzero(~mask)
+            scores[bad] = self._clean_scores(out, bad)
+        np.greater_equal(scores, score_threshold, out=mask)
+        idx = np.flatnonzero(mask)
+        if idx.size > self.max_candidates:
+            top = np.argpartition(scores[idx], idx.size - self.max_candidates)
+            idx = np.sort(idx[top[idx.size - self.max_candidates:]])
+        order = np.argsort(-scores[idx], kind='stable')
+        idx = idx[order]
+        raw = (out[:4, idx] if v8 else out[idx, :4].T).astype(np.float32)  # (4, K)
+        finite = np.isfinite(raw).all(axis=0)
+        non_finite = 0 if bad is None else bad.size
+        if not finite.all():
+            dropped = idx[~finite]
+            non_finite += (dropped.size if bad is None
+                           else np.setdiff1d(dropped, bad, assume_unique=True).size)
+            idx = idx[finite]
+            raw = raw[:, finite]
+        self.last_non_finite = int(non_finite)
+        boxes = np.empty((idx.size, 4), np.float32)
+        half_w = raw[2] * np.float32(0.5)
+        half_h = raw[3] * np.float32(0.5)
+        np.subtract(raw[0], half_w, out=boxes[:, 0])
+        np.subtract(raw[1], half_h, out=boxes[:, 1])
+        np.add(raw[0], half_w, out=boxes[:, 2])
+        np.add(raw[1], half_h, out=boxes[:, 3])
+        cls = out[4:, idx] if v8 else out[idx, 5:].T  # (C, K), small
+        if bad is not None and not np.isfinite(cls).all():
+            cls = np.where(np.isfinite(cls), cls, 0)
+        class_ids = np.argmax(cls, axis=0).astype(np.int32)
+        return boxes, scores[idx].astype(np.float32), class_ids
+
+    def _clean_scores(self, out: np.ndarray, bad: np.ndarray) -> np.ndarray:
+        """Recompute the scores of the anchors in ``bad`` with non-finite values taken as 0."""
+        if self.layout == 'yolov8':
+            cls = out[4:, bad]
+            return np.where(np.isfinite(cls), cls, 0).max(axis=0)
+        obj = out[bad, 4]
+        cls = out[bad, 5:]
+        obj = np.where(np.isfinite(obj), obj, 0)
+        return obj * np.where(np.isfinite(cls), cls, 0).max(axis=1)
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """
+    How an image was fitted into the model input: ``model = original * scale + pad``.
+
+    Preprocessing produces it and the detections carry it, so boxes can be mapped back to
+    the original image exactly with :func:`unletterbox`.
+    """
+
+    scale: float
+    pad_x: float
+    pad_y: float
+
+    @classmethod
+    def fit(cls, image_w: int, image_h: int, input_w: int, input_h: int) -> Letterbox:
+        """
+        Letterbox that fits an image into the model input, keeping the aspect ratio.
+
+        The resized image is ``round(image * scale)`` pixels and sits at the integer offset
+        ``(input - resized) // 2``, so the image is centred and never resampled off-grid.
+        """
+        if min(image_w, image_h, input_w, input_h) <= 0:
+            raise ValueError('letterbox sizes must be positive, got image '
+                             f'{image_w}x{image_h}, input {input_w}x{input_h}')
+        scale = min(input_w / image_w, input_h / image_h)
+        new_w = min(input_w, round(image_w * scale))
+        new_h = min(input_h, round(image_h * scale))
+        return cls(scale, float((input_w - new_w) // 2), float((input_h - new_h) // 2))
+
+    def apply(self, boxes: np.ndarray) -> np.ndarray:
+        """Map (K, 4) xyxy boxes from original-image to model-input pixels."""
+        pad = np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y])
+        return np.asarray(boxes) * self.scale + pad
+
+
+def unletterbox(boxes: np.ndarray, lb: Letterbox, image_w: float, image_h: float,
+                out: Optional[np.ndarray] = None) -> np.ndarray:
+    """
+    Map (K, 4) xyxy boxes from model-input pixels back to the original image.
+
+    ``original = (model - pad) / scale``, clipped to [0, image_w] x [0, image_h]. ``lb`` may
+    be any object with scale, pad_x and pad_y (e.g. :class:`edge_infer_ros.core.image.Letterbox`).
+    Returns a new float32 array, or writes into ``out`` (which may be ``boxes`` itself).
+    """
+    boxes = np.asarray(boxes)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f'boxes must be (K, 4), got {list(boxes.shape)}')
+    if lb.scale <= 0:
+        raise ValueError(f'letterbox scale must be positive, got {lb.scale}')
+    if out is None:
+        out = np.empty(boxes.shape, np.float32)
+    elif out.shape != boxes.shape:
+        raise ValueError(f'out has shape {list(out.shape)}, boxes {list(boxes.shape)}')
+    np.subtract(boxes, np.array([lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y], out.dtype), out=out)
+    np.divide(out, out.dtype.type(lb.scale), out=out)
+    np.clip(out[:, 0::2], 0, image_w, out=out[:, 0::2])
+    np.clip(out[:, 1::2], 0, image_h, out=out[:, 1::2])
+    return out

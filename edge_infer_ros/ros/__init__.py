@@ -1,0 +1,1 @@
+"""Everything that imports rclpy or a *_msgs package: conversions, container, nodes."""

@@ -1,0 +1,254 @@
+"""
+Envelopes to ROS messages and back: done only when a frame crosses a process boundary.
+
+Each ``*_to_msg`` builds the message for outside subscribers; each ``*_from_msg`` makes the
+envelope a stage input receives from DDS, validating the message on the way (a bad message
+raises ValueError with the reason, which the input counts and reports).
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Hashable
+
+from builtin_interfaces.msg import Time
+from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
+from edge_infer_ros.core.image import ENCODINGS, image_view, ImageError, read_only
+from edge_infer_ros.core.payloads import (CandidatePayload, Command, DetectionPayload,
+                                          ImagePayload, TensorPayload)
+from edge_infer_ros.inference.yolo import Letterbox
+from edge_infer_ros_msgs import msg as eir
+from geometry_msgs.msg import TwistStamped
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+
+_NS = 1_000_000_000
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """builtin_interfaces/Time to integer nanoseconds."""
+    return stamp.sec * _NS + stamp.nanosec
+
+
+def ns_to_stamp(value_ns: int, out: Time | None = None) -> Time:
+    """Integer nanoseconds to builtin_interfaces/Time."""
+    stamp = out if out is not None else Time()
+    stamp.sec, stamp.nanosec = divmod(int(value_ns), _NS)
+    return stamp
+
+
+def envelope_key(envelope: Envelope) -> Hashable:
+    """Identity of a frame across processes: capture stamp and camera frame."""
+    return (envelope.stamp_ns, envelope.frame_id)
+
+
+def message_key(msg) -> Hashable:
+    """Identity of the frame a message with a header belongs to."""
+    return (stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+
+
+def _header(msg, envelope: Envelope):
+    ns_to_stamp(envelope.stamp_ns, msg.header.stamp)
+    msg.header.frame_id = envelope.frame_id
+    return msg
+
+
+def timings_to_msgs(trace: tuple[StageTiming, ...]) -> list:
+    """Stage timings as StageTiming messages."""
+    return [eir.StageTiming(stage=t.stage, node=t.node, received_ns=t.received_ns,
+                            start_ns=t.start_ns, end_ns=t.end_ns) for t in trace]
+
+
+def timings_from_msgs(msgs) -> tuple[StageTiming, ...]:
+    """Turn StageTiming messages back into plain records."""
+    return tuple(StageTiming(m.stage, m.node, m.received_ns, m.start_ns, m.end_ns) for m in msgs)
+
+
+def _envelope(msg, payload, camera: str = '', seq: int = 0, stages=()) -> Envelope:
+    return Envelope(camera or msg.header.frame_id, seq, stamp_to_ns(msg.header.stamp),
+                    msg.header.frame_id, timings_from_msgs(stages), payload)
+
+
+# -- images -----------------------------------------------------------------------------------
+def image_to_msg(envelope: Envelope) -> Image:
+    """Build sensor_msgs/Image of an image payload (one copy of the pixels: DDS needs it)."""
+    payload: ImagePayload = envelope.payload
+    image = payload.image
+    msg = _header(Image(), envelope)
+    msg.height, msg.width = image.shape[0], image.shape[1]
+    msg.encoding = payload.encoding
+    msg.is_bigendian = 0
+    msg.step = image.shape[1] * (image.shape[2] if image.ndim == 3 else 1)
+    msg.data = array.array('B', np.ascontiguousarray(image).tobytes())
+    return msg
+
+
+def image_from_msg(msg: Image, seq: int) -> Envelope:
+    """sensor_msgs/Image to an envelope holding a zero-copy read-only view of its pixels."""
+    if msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0:
+        raise ImageError('image has a zero header stamp: the capture time is unknown')
+    view = image_view(msg.height, msg.width, msg.encoding, msg.step, msg.data,
+                      msg.is_bigendian)
+    return _envelope(msg, ImagePayload(view, msg.encoding), seq=seq)
+
+
+def compressed_to_msg(envelope: Envelope, quality: int = 90) -> CompressedImage:
+    """JPEG-compress an image payload (cheaper to send between hosts, costlier in CPU)."""
+    import cv2
+    payload: ImagePayload = envelope.payload
+    image = payload.image
+    if ENCODINGS[payload.encoding][1] == 'rgb':
+        image = image[:, :, 2::-1]
+    ok, encoded = cv2.imencode('.jpg', image, (cv2.IMWRITE_JPEG_QUALITY, quality))
+    if not ok:
+        raise ImageError('JPEG encoding failed')
+    msg = _header(CompressedImage(), envelope)
+    msg.format = 'bgr8; jpeg compressed bgr8'
+    msg.data = array.array('B', encoded.tobytes())
+    return msg
+
+
+def compressed_from_msg(msg: CompressedImage, seq: int) -> Envelope:
+    """sensor_msgs/CompressedImage (jpeg/png) to an envelope with the decoded BGR image."""
+    import cv2
+    if msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0:
+        raise ImageError('image has a zero header stamp: the capture time is unknown')
+    buffer = np.frombuffer(msg.data, np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    if image is None:
+        raise ImageError(f'cannot decode compressed image (format {msg.format!r}, '
+                         f'{buffer.size} bytes)')
+    return _envelope(msg, ImagePayload(read_only(image), 'bgr8'), seq=seq)
+
+
+# -- tensors ------------------------------------------------------------------------------------
+def tensor_to_msg(envelope: Envelope) -> eir.TensorFrame:
+    """Build the TensorFrame of a preprocessed tensor."""
+    payload: TensorPayload = envelope.payload
+    msg = _header(eir.TensorFrame(), envelope)
+    msg.camera, msg.seq = envelope.camera, envelope.seq
+    msg.shape = list(payload.tensor.shape)
+    msg.dtype = payload.tensor.dtype.name
+    msg.data = array.array('B', payload.tensor.tobytes())
+    msg.scale = payload.letterbox.scale
+    msg.pad_x, msg.pad_y = payload.letterbox.pad_x, payload.letterbox.pad_y
+    msg.image_width, msg.image_height = payload.image_width, payload.image_height
+    msg.stages = timings_to_msgs(envelope.trace)
+    return msg
+
+
+def tensor_from_msg(msg: eir.TensorFrame) -> Envelope:
+    """Turn a TensorFrame into an envelope (read-only view of the tensor bytes)."""
+    if msg.dtype not in ('float32', 'float16', 'uint8'):
+        raise ValueError(f'tensor dtype {msg.dtype!r} not supported: float32, float16 or uint8')
+    dtype = np.dtype(msg.dtype)
+    shape = tuple(int(v) for v in msg.shape)
+    data = np.frombuffer(msg.data, np.uint8)
+    expected = int(np.prod(shape)) * dtype.itemsize if shape else 0
+    if not shape or data.size != expected:
+        raise ValueError(f'tensor data has {data.size} bytes, shape {list(shape)} of {msg.dtype} '
+                         f'needs {expected}')
+    tensor = data.view(dtype).reshape(shape)
+    if dtype.kind == 'f' and not np.isfinite(tensor).all():
+        bad = int(tensor.size - np.count_nonzero(np.isfinite(tensor)))
+        raise ValueError(f'tensor holds {bad} NaN/inf values: refused before inference')
+    payload = TensorPayload(read_only(tensor), Letterbox(msg.scale, msg.pad_x, msg.pad_y),
+                            msg.image_width, msg.image_height)
+    return _envelope(msg, payload, msg.camera, msg.seq, msg.stages)
+
+
+# -- candidates -------------------------------------------------------------------------------
+def candidates_to_msg(envelope: Envelope) -> eir.CandidateArray:
+    """Build the CandidateArray of decoded detector output."""
+    payload: CandidatePayload = envelope.payload
+    msg = _header(eir.CandidateArray(), envelope)
+    msg.camera, msg.seq = envelope.camera, envelope.seq
+    msg.boxes = array.array('f', payload.boxes.astype(np.float32, copy=False).ravel().tobytes())
+    msg.scores = array.array('f', payload.scores.astype(np.float32, copy=False).tobytes())
+    msg.class_ids = array.array('i', payload.class_ids.astype(np.int32, copy=False).tobytes())
+    msg.class_names = list(payload.class_names)
+    msg.scale = payload.letterbox.scale
+    msg.pad_x, msg.pad_y = payload.letterbox.pad_x, payload.letterbox.pad_y
+    msg.image_width, msg.image_height = payload.image_width, payload.image_height
+    msg.backend = payload.backend
+    msg.stages = timings_to_msgs(envelope.trace)
+    return msg
+
+
+def candidates_from_msg(msg: eir.CandidateArray) -> Envelope:
+    """Turn a CandidateArray into an envelope; inconsistent array lengths are refused."""
+    scores = np.frombuffer(msg.scores, np.float32)
+    class_ids = np.frombuffer(msg.class_ids, np.int32)
+    boxes = np.frombuffer(msg.boxes, np.float32)
+    if boxes.size != scores.size * 4 or class_ids.size != scores.size:
+        raise ValueError(f'candidate arrays disagree: {boxes.size} box values, {scores.size} '
+                         f'scores, {class_ids.size} class ids')
+    payload = CandidatePayload(boxes.reshape(-1, 4), scores, class_ids, tuple(msg.class_names),
+                               Letterbox(msg.scale, msg.pad_x, msg.pad_y), msg.image_width,
+                               msg.image_height, msg.backend)
+    return _envelope(msg, payload, msg.camera, msg.seq, msg.stages)
+
+
+# -- detections -------------------------------------------------------------------------------
+def detections_to_msg(envelope: Envelope) -> eir.DetectionArray:
+    """Build the DetectionArray of final detections."""
+    payload: DetectionPayload = envelope.payload
+    msg = _header(eir.DetectionArray(), envelope)
+    msg.camera, msg.seq = envelope.camera, envelope.seq
+    msg.image_width, msg.image_height = payload.image_width, payload.image_height
+    names = payload.class_names
+    detections = []
+    rows = zip(payload.boxes.tolist(), payload.scores.tolist(), payload.class_ids.tolist())
+    for (x0, y0, x1, y1), score, class_id in rows:
+        detections.append(eir.Detection(
+            x_min=x0, y_min=y0, x_max=x1, y_max=y1, score=score, class_id=class_id,
+            class_name=names[class_id] if 0 <= class_id < len(names) else ''))
+    msg.detections = detections
+    msg.stages = timings_to_msgs(envelope.trace)
+    return msg
+
+
+def detections_from_msg(msg: eir.DetectionArray) -> Envelope:
+    """Turn a DetectionArray into an envelope (class names taken from the message)."""
+    count = len(msg.detections)
+    boxes = np.empty((count, 4), np.float32)
+    scores = np.empty(count, np.float32)
+    class_ids = np.empty(count, np.int32)
+    names: dict[int, str] = {}
+    for index, det in enumerate(msg.detections):
+        boxes[index] = (det.x_min, det.y_min, det.x_max, det.y_max)
+        scores[index] = det.score
+        class_ids[index] = det.class_id
+        names[det.class_id] = det.class_name
+    size = max(names) + 1 if names and max(names) >= 0 else 0
+    class_names = tuple(names.get(i, '') for i in range(min(size, 1024)))
+    payload = DetectionPayload(read_only(boxes), read_only(scores), read_only(class_ids),
+                               class_names, msg.image_width, msg.image_height)
+    return _envelope(msg, payload, msg.camera, msg.seq, msg.stages)
+
+
+# -- outputs of the last stage --------------------------------------------------------------------
+def command_to_msg(envelope: Envelope) -> TwistStamped:
+    """Build the TwistStamped of a command, stamped with the frame's capture time."""
+    command: Command = envelope.payload
+    msg = _header(TwistStamped(), envelope)
+    msg.twist.linear.x = float(command.linear_x)
+    msg.twist.angular.z = float(command.angular_z)
+    return msg
+
+
+def trace_to_msg(envelope: Envelope) -> eir.FrameTrace:
+    """Build the FrameTrace message of a frame's trace."""
+    trace: FrameTrace = envelope.payload
+    msg = _header(eir.FrameTrace(), envelope)
+    msg.camera, msg.seq = trace.camera, trace.seq
+    msg.stages = timings_to_msgs(trace.stages)
+    return msg
+
+
+def trace_from_msg(msg: eir.FrameTrace) -> Envelope:
+    """Turn a FrameTrace message into an envelope holding the plain FrameTrace."""
+    stages = timings_from_msgs(msg.stages)
+    trace = FrameTrace(msg.camera or msg.header.frame_id, msg.seq,
+                       stamp_to_ns(msg.header.stamp), msg.header.frame_id, stages)
+    return Envelope(trace.camera, trace.seq, trace.stamp_ns, trace.frame_id, (), trace)

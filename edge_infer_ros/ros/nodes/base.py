@@ -1,0 +1,461 @@
+"""
+The base of every stage node: lifecycle, declared parameters, zero-copy inputs and outputs.
+
+A stage node is a managed (lifecycle) node: it allocates on *configure* (model, buffers,
+publishers, subscriptions), processes frames only while *active*, and frees everything on
+*cleanup*. With ``autostart`` (the default) the container, the runner and ``main()`` drive it
+to active at once, so it also behaves like a plain node.
+
+Frames reach a stage by reference from stages in the same process and as ROS messages from
+anywhere else; see :mod:`edge_infer_ros.core.handoff`. The executor is not on the hot path: it
+serves parameters, lifecycle services, diagnostics and messages from other processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Hashable, Optional, Sequence
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
+from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
+from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+import rclpy
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
+                          DiagnosticStatus.STALE)
+
+#: Parameters every stage node has.
+COMMON_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec('autostart', True, 'configure and activate at start (false: wait for lifecycle '
+              'transitions from a manager)', runtime=False),
+    ParamSpec('input_mode', 'thread', 'how frames from this process reach the stage: inline '
+              '(run in the upstream thread, ~1 us) or thread (own worker, stages overlap)',
+              choices=INPUT_MODES),
+    ParamSpec('queue_depth', 1, 'frames waiting at the input before the oldest is dropped '
+              '(keep-latest; 1 = lowest latency)', low=1, high=1000),
+    ParamSpec('qos.input.reliability', 'reliable', 'reliability of input subscriptions '
+              "(image inputs default to best_effort, like camera drivers' sensor-data QoS: "
+              'it accepts reliable and best-effort publishers alike)',
+              choices=('best_effort', 'reliable'), runtime=False),
+    ParamSpec('qos.input.durability', 'volatile', 'durability of input subscriptions',
+              choices=('volatile', 'transient_local'), runtime=False),
+    ParamSpec('qos.input.depth', 5, 'history depth of input subscriptions', low=1, high=1000,
+              runtime=False),
+    ParamSpec('qos.output.reliability', 'reliable', 'reliability of output publishers '
+              '(reliable serves reliable and best-effort subscribers alike)',
+              choices=('best_effort', 'reliable'), runtime=False),
+    ParamSpec('qos.output.durability', 'volatile', 'durability of output publishers',
+              choices=('volatile', 'transient_local'), runtime=False),
+    ParamSpec('qos.output.depth', 10, 'history depth of output publishers', low=1, high=1000,
+              runtime=False),
+    ParamSpec('diagnostics_period_s', 1.0, "period of this node's /diagnostics status",
+              low=0.05, high=60.0),
+    ParamSpec('hardware_id', 'edge_infer_ros', 'hardware_id of the diagnostics statuses'),
+)
+
+
+def descriptor_for(spec: ParamSpec) -> ParameterDescriptor:
+    """Build the ParameterDescriptor that `ros2 param describe` shows for a spec."""
+    descriptor = ParameterDescriptor(description=spec.description)
+    constraints = []
+    if spec.choices:
+        constraints.append('one of: ' + ', '.join(spec.choices))
+    if not spec.runtime:
+        constraints.append('changes only while the node is inactive')
+    descriptor.additional_constraints = '; '.join(constraints)
+    if isinstance(spec.default, bool) or isinstance(spec.default, (str, list, tuple)):
+        return descriptor
+    if isinstance(spec.default, int) and (spec.low is not None or spec.high is not None):
+        descriptor.integer_range = [IntegerRange(
+            from_value=int(spec.low if spec.low is not None else -2**63),
+            to_value=int(spec.high if spec.high is not None else 2**63 - 1), step=1)]
+    elif isinstance(spec.default, float) and (spec.low is not None or spec.high is not None):
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.low if spec.low is not None else -1e308),
+            to_value=float(spec.high if spec.high is not None else 1e308), step=0.0)]
+    return descriptor
+
+
+def qos_from(reliability: str, durability: str, depth: int) -> QoSProfile:
+    """Build a QoS profile from parameter values."""
+    return QoSProfile(
+        depth=depth,
+        reliability=(ReliabilityPolicy.RELIABLE if reliability == 'reliable'
+                     else ReliabilityPolicy.BEST_EFFORT),
+        durability=(DurabilityPolicy.TRANSIENT_LOCAL if durability == 'transient_local'
+                    else DurabilityPolicy.VOLATILE))
+
+
+class StageNode(LifecycleNode):
+    """A pipeline stage as a managed node; subclasses implement the stage hooks."""
+
+    #: Stage kind written into frame traces (preprocess, detector, nms, action, ...).
+    STAGE = 'stage'
+    #: Default node name.
+    DEFAULT_NAME = 'stage'
+    #: Parameters of the stage itself (COMMON_PARAMS are added).
+    PARAMS: tuple[ParamSpec, ...] = ()
+    #: Default of input_mode for this stage (overridable by parameter).
+    DEFAULT_INPUT_MODE = 'thread'
+    #: Default input reliability: best_effort for image inputs (sensor-data QoS of camera
+    #: drivers), reliable between the package's own stages.
+    DEFAULT_INPUT_RELIABILITY = 'reliable'
+
+    @classmethod
+    def declared_specs(cls) -> dict[str, ParamSpec]:
+        """Return the parameters this class declares: COMMON_PARAMS (with its defaults), PARAMS."""
+        defaults = {'input_mode': cls.DEFAULT_INPUT_MODE,
+                    'qos.input.reliability': cls.DEFAULT_INPUT_RELIABILITY}
+        common = tuple(replace(s, default=defaults[s.name]) if s.name in defaults else s
+                       for s in COMMON_PARAMS)
+        return spec_map(common + cls.PARAMS)
+
+    def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
+        # State first: destroy_node() must work even if construction fails half-way.
+        self._active = False
+        self._configured = False
+        self._inputs: list[tuple[StageInput, Any, str]] = []
+        self._outputs: list[StagePublisher] = []
+        super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
+        self.param_specs = self.declared_specs()
+        for spec in self.param_specs.values():
+            default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+            if isinstance(default, list) and not default:
+                # rclpy cannot infer the type of an empty list: declare the type, then set it.
+                kind = Parameter.Type.STRING_ARRAY if spec.list_of is str \
+                    else Parameter.Type.DOUBLE_ARRAY
+                self.declare_parameter(spec.name, kind, descriptor_for(spec))
+                if self.get_parameter_or(spec.name).type_ == Parameter.Type.NOT_SET:
+                    self.set_parameters([Parameter(spec.name, kind, [])])
+                continue
+            self.declare_parameter(spec.name, default, descriptor_for(spec))
+        self.p: dict[str, Any] = {name: self._param_value(name) for name in self.param_specs}
+        reason = validate_updates(self.param_specs, self.p, active=False)
+        if reason:
+            raise ValueError(f'{self.get_fully_qualified_name()}: bad parameter: {reason}')
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._parameters_set)
+        self.bus = LocalBus.for_context(self.context)
+        self.last_error = ''
+        self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
+        self._last_error_ns = 0
+        self._qos_warnings: list[str] = []
+        self._fqn = self.get_fully_qualified_name()
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
+                                             self.publish_diagnostics)
+
+    # -- parameters -------------------------------------------------------------------------
+    def _param_value(self, name: str) -> Any:
+        value = self.get_parameter(name).value
+        return list(value) if isinstance(value, (list, tuple)) or hasattr(value, 'tolist') \
+            else value
+
+    def _check_parameters(self, parameters: Sequence[Parameter]) -> SetParametersResult:
+        updates = {p.name: (list(p.value) if hasattr(p.value, '__iter__') and
+                            not isinstance(p.value, str) else p.value) for p in parameters}
+        reason = validate_updates(self.param_specs, updates, active=self._active)
+        if reason is None:
+            reason = self.check_parameters(updates)
+        if reason:
+            self.get_logger().warning(f'parameter change refused: {reason}')
+            return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _parameters_set(self, parameters: Sequence[Parameter]) -> None:
+        changed = {}
+        for parameter in parameters:
+            if parameter.name in self.param_specs:
+                self.p[parameter.name] = self._param_value(parameter.name)
+                changed[parameter.name] = self.p[parameter.name]
+        if 'queue_depth' in changed or 'input_mode' in changed:
+            for stage_input, _, _ in self._inputs:
+                stage_input.set_depth(self.p['queue_depth'])
+                stage_input.set_mode(self.p['input_mode'])
+        if 'diagnostics_period_s' in changed:
+            self._diag_timer.cancel()
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
+                                                 self.publish_diagnostics)
+        if changed:
+            self.parameters_changed(changed)
+
+    def check_parameters(self, updates: dict[str, Any]) -> Optional[str]:
+        """Stage-specific validation of a batch of changes (cross-parameter rules)."""
+        return None
+
+    def parameters_changed(self, changed: dict[str, Any]) -> None:
+        """Apply accepted changes; they take effect on the next frame."""
+
+    # -- inputs and outputs -----------------------------------------------------------------
+    def add_input(self, topic: str, msg_type: Any, from_msg: Callable[[Any], Envelope],
+                  callback: Callable[[Envelope, int], None],
+                  key_of: Callable[[Any], Hashable], mode: Optional[str] = None,
+                  depth: Optional[int] = None, qos: Optional[QoSProfile] = None) -> StageInput:
+        """Subscribe a stage callback to a topic, locally by reference and through DDS."""
+        resolved = self.resolve_topic_name(topic)
+        stage_input = StageInput(resolved, callback, mode=mode or self.p['input_mode'],
+                                 depth=depth or self.p['queue_depth'],
+                                 name=f'{self.get_name()}:{topic}', on_error=self._stage_error)
+
+        def on_message(msg: Any) -> None:
+            try:
+                envelope = from_msg(msg)
+            except Exception as error:  # noqa: B902 - any malformed message is counted
+                stage_input.stats.received += 1
+                stage_input.stats.errors += 1
+                self._stage_error(error, None, f'bad message on {resolved}')
+                return
+            stage_input.deliver_from_ros(envelope, key_of(msg))
+
+        if qos is None:
+            qos = qos_from(self.p['qos.input.reliability'], self.p['qos.input.durability'],
+                           self.p['qos.input.depth'])
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=lambda info, t=resolved: self._incompatible_qos(t, info, 'publisher'))
+        subscription = self.create_subscription(msg_type, resolved, on_message, qos,
+                                                event_callbacks=events)
+        self.bus.attach(resolved, stage_input, has_ros_subscription=True)
+        self._inputs.append((stage_input, subscription, resolved))
+        return stage_input
+
+    def add_output(self, topic: str, msg_type: Any, to_msg: Callable[[Envelope], Any],
+                   key_of: Callable[[Envelope], Hashable],
+                   qos: Optional[QoSProfile] = None) -> StagePublisher:
+        """Create a publisher that hands frames on by reference and builds messages on demand."""
+        resolved = self.resolve_topic_name(topic)
+        if qos is None:
+            qos = qos_from(self.p['qos.output.reliability'], self.p['qos.output.durability'],
+                           self.p['qos.output.depth'])
+        events = PublisherEventCallbacks(
+            incompatible_qos=lambda info, t=resolved: self._incompatible_qos(
+                t, info, 'subscription'))
+        publisher = self.create_publisher(msg_type, resolved, qos, event_callbacks=events)
+        output = StagePublisher(self.bus, resolved, publisher, to_msg, key_of)
+        self._outputs.append(output)
+        return output
+
+    def _incompatible_qos(self, topic: str, info: Any, other: str) -> None:
+        policy = getattr(info.last_policy_kind, 'name', str(info.last_policy_kind))
+        text = (f'incompatible QoS on {topic}: a {other} offers/requests an incompatible '
+                f'{policy} policy ({info.total_count} so far), so no data flows between them; '
+                "set this node's qos.* parameters to match (cameras usually publish "
+                'best_effort: use qos.input.reliability:=best_effort)')
+        self.get_logger().warning(text)
+        self._qos_warnings.append(text)
+
+    def _destroy_io(self) -> None:
+        for stage_input, subscription, resolved in self._inputs:
+            stage_input.stop()
+            self.bus.detach(resolved, stage_input, has_ros_subscription=True)
+            self.destroy_subscription(subscription)
+        for output in self._outputs:
+            self.destroy_publisher(output.ros_publisher)
+        self._inputs.clear()
+        self._outputs.clear()
+
+    @property
+    def inputs(self) -> list[StageInput]:
+        """List this stage's inputs, for counters and tests."""
+        return [i for i, _, _ in self._inputs]
+
+    @property
+    def outputs(self) -> list[StagePublisher]:
+        """List this stage's outputs, for counters and tests."""
+        return list(self._outputs)
+
+    def timing(self, received_ns: int, start_ns: int) -> StageTiming:
+        """Return this stage's timing record for a frame that ends now."""
+        return StageTiming(self.STAGE, self._fqn, received_ns, start_ns,
+                           now_ns())
+
+    # -- faults -----------------------------------------------------------------------------
+    def _stage_error(self, error: BaseException, envelope: Optional[Envelope],
+                     what: str = '') -> None:
+        frame = f' (frame {envelope.camera}#{envelope.seq})' if envelope is not None else ''
+        self.last_error = f'{what or self.STAGE + " failed"}{frame}: ' \
+                          f'{type(error).__name__}: {error}'
+        self._last_error_ns = now_ns()
+        self.get_logger().error(self.last_error, throttle_duration_sec=1.0)
+
+    def error_count(self) -> int:
+        """Frames this stage failed on (dropped and counted)."""
+        return sum(i.stats.errors for i in self.inputs)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        """Allocate: publishers, subscriptions, then the stage's own resources."""
+        try:
+            self.create_io()
+            self.configure_stage()
+        except Exception as error:  # noqa: B902 - reported, and the transition fails cleanly
+            self.last_error = f'configure failed: {type(error).__name__}: {error}'
+            self.get_logger().error(self.last_error)
+            self._destroy_io()
+            self.publish_diagnostics()
+            return TransitionCallbackReturn.FAILURE
+        self._configured = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        """Start processing frames."""
+        for stage_input in self.inputs:
+            stage_input.start()
+        try:
+            self.activate_stage()
+        except Exception as error:  # noqa: B902
+            self.last_error = f'activate failed: {type(error).__name__}: {error}'
+            self.get_logger().error(self.last_error)
+            for stage_input in self.inputs:
+                stage_input.stop()
+            return TransitionCallbackReturn.FAILURE
+        self._active = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        """Stop processing frames (queued ones are dropped and counted)."""
+        self._active = False
+        self.deactivate_stage()
+        for stage_input in self.inputs:
+            stage_input.stop()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        """Free everything configure allocated."""
+        self._destroy_io()
+        self.cleanup_stage()
+        self._configured = False
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        """Stop and free, whatever the state."""
+        if self._active:
+            self.on_deactivate(state)
+        if self._configured:
+            self.on_cleanup(state)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        """Free what we can and go back to unconfigured."""
+        self.on_shutdown(state)
+        return TransitionCallbackReturn.SUCCESS
+
+    @property
+    def active(self) -> bool:
+        """Tell whether the stage processes frames."""
+        return self._active
+
+    def start(self) -> bool:
+        """Configure and activate (what ``autostart`` does); True when active."""
+        if not self._configured:
+            self.trigger_configure()
+        if self._configured and not self._active:
+            self.trigger_activate()
+        return self._active
+
+    def stop(self) -> None:
+        """Deactivate and clean up (release everything)."""
+        if self._active:
+            self.trigger_deactivate()
+        if self._configured:
+            self.trigger_cleanup()
+
+    # -- stage hooks ------------------------------------------------------------------------
+    def create_io(self) -> None:
+        """Create inputs and outputs with add_input()/add_output()."""
+
+    def configure_stage(self) -> None:
+        """Allocate the stage's resources (model, buffers); raise to fail configure."""
+
+    def activate_stage(self) -> None:
+        """Start anything of the stage's own (e.g. a capture thread)."""
+
+    def deactivate_stage(self) -> None:
+        """Stop what activate_stage started."""
+
+    def cleanup_stage(self) -> None:
+        """Free what configure_stage allocated."""
+
+    def diagnostic_values(self) -> list[tuple[str, str]]:
+        """Extra key/value pairs for this node's diagnostics status."""
+        return []
+
+    # -- diagnostics ------------------------------------------------------------------------
+    def stage_status(self) -> DiagnosticStatus:
+        """Report this node's own health: state, counters, last error, QoS problems."""
+        received = sum(i.stats.received for i in self.inputs)
+        processed = sum(i.stats.processed for i in self.inputs)
+        dropped = sum(i.stats.dropped for i in self.inputs)
+        errors = self.error_count()
+        values = [('state', 'active' if self._active else
+                   'inactive' if self._configured else 'unconfigured'),
+                  ('frames_received', str(received)), ('frames_processed', str(processed)),
+                  ('frames_dropped', str(dropped)), ('frame_errors', str(errors)),
+                  ('frames_published', str(max((o.stats.published for o in self._outputs),
+                                               default=0))),
+                  ('messages_built', str(sum(o.stats.messages_built for o in self._outputs))),
+                  ('local_deliveries',
+                   str(sum(o.stats.local_deliveries for o in self._outputs)))]
+        values += self.diagnostic_values()
+        level, message = OK, 'running' if self._active else 'not active'
+        if self._qos_warnings:
+            level, message = WARN, self._qos_warnings[-1]
+        if self.fault:
+            level, message = WARN, self.fault
+        recent = max(2.0 * self.p['diagnostics_period_s'], 1.0) * 1e9
+        if self._last_error_ns and now_ns() - self._last_error_ns < recent:
+            level, message = ERROR, self.last_error  # failed frames within the last periods
+        elif not self._configured and self.last_error:
+            level, message = ERROR, self.last_error
+        status = DiagnosticStatus(level=level, name=f'{self._fqn}: {self.STAGE}',
+                                  message=message, hardware_id=self.p['hardware_id'])
+        status.values = [KeyValue(key=k, value=v) for k, v in values]
+        return status
+
+    def publish_diagnostics(self) -> None:
+        """Publish this node's status on /diagnostics."""
+        array_msg = DiagnosticArray()
+        array_msg.header.stamp = self.get_clock().now().to_msg()
+        array_msg.status = [self.stage_status()]
+        self._diag_pub.publish(array_msg)
+
+    def destroy_node(self) -> None:
+        """Stop threads and free resources before the node goes (safe to call twice)."""
+        if getattr(self, '_destroyed', False):
+            return
+        self._destroyed = True
+        if self._active:
+            self._active = False
+            self.deactivate_stage()
+            for stage_input in self.inputs:
+                stage_input.stop()
+        if self._configured:
+            self._destroy_io()
+            self.cleanup_stage()
+            self._configured = False
+        super().destroy_node()
+
+
+def run_single(node_class: type, args: Optional[list[str]] = None) -> None:
+    """Run one stage node on its own (``ros2 run``), driving it to active with autostart."""
+    rclpy.init(args=args)
+    node = node_class()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if node.p['autostart'] and not node.start():
+            node.get_logger().error(f'could not start: {node.last_error}')
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

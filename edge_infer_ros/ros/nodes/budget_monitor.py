@@ -1,0 +1,168 @@
+"""
+Budget monitor: per-stage latency budgets, /diagnostics, and a deadline-miss event per late frame.
+
+It follows the traces the last stage publishes (by reference in the same process, over DDS
+from anywhere else), keeps sliding windows per camera and stage (service time, queue wait,
+transport, end to end), and:
+
+* publishes ``edge_infer_ros_msgs/DeadlineMiss`` on ``deadline_miss`` at once for every frame
+  later than the deadline, naming the stage most over its budget (controllers react in the
+  same cycle, not at the diagnostics rate);
+* publishes ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` every period: one status
+  per stage and per camera path, OK / WARN / ERROR / STALE, values with units (the conventions
+  of diagnostic_updater), STALE/ERROR when frames stop arriving.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Optional
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
+from edge_infer_ros.core.params import ParamSpec
+from edge_infer_ros.monitor.budget import BudgetConfig, BudgetTracker, DeadlineMiss
+from edge_infer_ros.ros import convert
+from edge_infer_ros.ros.nodes.base import COMMON_PARAMS, run_single, StageNode
+from edge_infer_ros_msgs.msg import DeadlineMiss as DeadlineMissMsg, FrameTrace as FrameTraceMsg
+
+_DESCRIPTIONS = {
+    'deadline_ms': 'end-to-end deadline: capture stamp to the end of the last stage, ms',
+    'budget_ms.ingest': 'capture stamp to receipt by the first stage, ms',
+    'budget_ms.transport': 'sum of the hops between stages after ingest, ms',
+    'budget_ms.slack': 'reserve of the deadline given to no stage, ms',
+    'window_size': 'samples per window the percentiles are taken over',
+    'window_max_age_s': 'samples older than this leave the windows, s (0: no limit)',
+    'warn_percentile': "percentile of a stage's queue wait + service compared with its "
+                       'budget',
+    'miss_rate_error': 'fraction of frames over the deadline above which the path is ERROR',
+    'stale_timeout_s': 'no trace for this long: stages STALE, path ERROR, s',
+    'min_samples': 'fewer samples: no verdict from percentiles yet',
+}
+_COMMON_NAMES = {spec.name for spec in COMMON_PARAMS}
+
+
+def budget_param_specs() -> tuple[ParamSpec, ...]:
+    """ROS parameters of the monitor, from the defaults of BudgetConfig (one source of truth)."""
+    specs = []
+    for name, default in BudgetConfig().to_mapping().items():
+        if name in _COMMON_NAMES:
+            continue
+        description = _DESCRIPTIONS.get(
+            name, f'budget of the {name.split(".", 1)[-1]} stage: queue wait + service, ms')
+        if name == 'warn_percentile':
+            specs.append(ParamSpec(name, default, description, low=1.0, high=100.0))
+        elif name == 'miss_rate_error':
+            specs.append(ParamSpec(name, default, description, low=0.0, high=1.0))
+        elif isinstance(default, int):
+            specs.append(ParamSpec(name, default, description, low=1, high=1_000_000))
+        else:
+            specs.append(ParamSpec(name, float(default), description, low=0.0, high=1e6))
+    return tuple(specs)
+
+
+class BudgetMonitorNode(StageNode):
+    """Follows frame traces against the latency budget."""
+
+    STAGE = 'budget_monitor'
+    DEFAULT_NAME = 'budget_monitor'
+    PARAMS = budget_param_specs()
+
+    def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.tracker = BudgetTracker(self._config_from_params(self.p))
+        self._tracker_lock = threading.Lock()
+        self.trace_hooks: list[Callable[[FrameTrace], None]] = []
+        self.miss_hooks: list[Callable[[DeadlineMiss], None]] = []
+        self.traces_seen = 0
+        self.misses_published = 0
+
+    def _config_from_params(self, values: dict[str, Any]) -> BudgetConfig:
+        mapping = {k: v for k, v in values.items() if k in self.param_specs}
+        return BudgetConfig.from_mapping(mapping)
+
+    def check_parameters(self, updates: dict[str, Any]) -> Optional[str]:
+        """Budgets must stay a valid configuration as a whole."""
+        try:
+            self._config_from_params({**self.p, **updates})
+        except ValueError as error:
+            return str(error)
+        return None
+
+    def parameters_changed(self, changed: dict[str, Any]) -> None:
+        """Judge the very next frame by the new budgets and thresholds."""
+        with self._tracker_lock:
+            self.tracker.set_config(self._config_from_params(self.p))
+
+    def create_io(self) -> None:
+        """Input trace (every trace counts: a deep queue), output deadline_miss."""
+        self.add_input('trace', FrameTraceMsg, convert.trace_from_msg, self._on_trace,
+                       convert.message_key, mode='thread', depth=max(1000, self.p['queue_depth']))
+        self.miss_out = self.add_output('deadline_miss', DeadlineMissMsg, _miss_to_msg,
+                                        convert.envelope_key)
+
+    def _on_trace(self, envelope: Envelope, received_ns: int) -> None:
+        trace: FrameTrace = envelope.payload
+        with self._tracker_lock:
+            miss = self.tracker.observe(trace, received_ns)
+        self.traces_seen += 1
+        for hook in self.trace_hooks:
+            hook(trace)
+        if miss is not None:
+            self.misses_published += 1
+            self.miss_out.publish(Envelope(miss.camera, miss.seq, miss.stamp_ns,
+                                           miss.frame_id, (), miss))
+            for hook in self.miss_hooks:
+                hook(miss)
+
+    def budget_statuses(self, at_ns: Optional[int] = None) -> list[DiagnosticStatus]:
+        """Return the monitor's verdicts as DiagnosticStatus messages."""
+        with self._tracker_lock:
+            verdicts = self.tracker.statuses(at_ns if at_ns is not None else now_ns())
+        statuses = []
+        for verdict in verdicts:
+            status = DiagnosticStatus(level=int(verdict.level).to_bytes(1, 'little'),
+                                      name=f'{self.get_name()}: {verdict.camera}/{verdict.name}',
+                                      message=verdict.message, hardware_id=self.p['hardware_id'])
+            status.values = [KeyValue(key=k, value=v) for k, v in verdict.values]
+            statuses.append(status)
+        return statuses
+
+    def summary(self) -> dict[str, Any]:
+        """Return the latency report (the main job prints and writes it)."""
+        with self._tracker_lock:
+            return self.tracker.summary(now_ns())
+
+    def publish_diagnostics(self) -> None:
+        """Own status plus one status per stage and camera path."""
+        array_msg = DiagnosticArray()
+        array_msg.header.stamp = self.get_clock().now().to_msg()
+        array_msg.status = [self.stage_status()] + (self.budget_statuses() if self.active
+                                                    else [])
+        self._diag_pub.publish(array_msg)
+
+    def diagnostic_values(self) -> list[tuple[str, str]]:
+        """Counters of the monitor itself."""
+        return [('traces_seen', str(self.traces_seen)),
+                ('deadline_misses_published', str(self.misses_published))]
+
+
+def _miss_to_msg(envelope: Envelope) -> DeadlineMissMsg:
+    miss: DeadlineMiss = envelope.payload
+    msg = DeadlineMissMsg(camera=miss.camera, seq=miss.seq, deadline_ms=miss.deadline_ms,
+                          latency_ms=miss.latency_ms, overrun_ms=miss.overrun_ms,
+                          worst_stage=miss.worst_stage, worst_component=miss.worst_component,
+                          worst_stage_ms=miss.worst_stage_ms,
+                          worst_stage_budget_ms=miss.worst_stage_budget_ms)
+    convert.ns_to_stamp(miss.stamp_ns, msg.header.stamp)
+    msg.header.frame_id = miss.frame_id
+    return msg
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Run the budget monitor on its own (for example on another host)."""
+    run_single(BudgetMonitorNode, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,195 @@
+"""
+Camera stage: frames from a source (synthetic by default) or from a robot's Image topic.
+
+Each frame is stamped with its capture time (``header.stamp``), which every later stage and
+the budget monitor measure from. Capture runs on its own thread at ``fps``, not on an rclpy
+timer: an executor wake-up costs ~0.5 ms and jitters; a thread sleeping to the next period
+does neither.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Optional
+
+from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.image import frozen_view
+from edge_infer_ros.core.params import ParamSpec
+from edge_infer_ros.core.payloads import ImagePayload
+from edge_infer_ros.ros import convert
+from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.stages.camera import FrameSource, open_source, SOURCE_KINDS
+from sensor_msgs.msg import CompressedImage, Image
+
+
+class CameraNode(StageNode):
+    """Publishes camera frames on ``image_raw`` (by reference in-process)."""
+
+    STAGE = 'camera'
+    DEFAULT_NAME = 'camera'
+    PARAMS = (
+        ParamSpec('source', 'synthetic', 'where frames come from (topic: subscribe to '
+                  "image_in, e.g. remapped to the robot's camera driver)",
+                  choices=SOURCE_KINDS, runtime=False),
+        ParamSpec('uri', '', 'video file, V4L2 device (/dev/video0 or index) or image folder',
+                  runtime=False),
+        ParamSpec('width', 640, 'frame width of synthetic and V4L2 sources, pixels', low=16,
+                  high=7680, runtime=False),
+        ParamSpec('height', 480, 'frame height of synthetic and V4L2 sources, pixels', low=16,
+                  high=4320, runtime=False),
+        ParamSpec('fps', 30.0, 'capture rate, frames per second', low=0.1, high=1000.0),
+        ParamSpec('seed', 0, 'seed of the synthetic scene', low=0, high=2**31 - 1,
+                  runtime=False),
+        ParamSpec('loop', True, 'start a video file or image folder again at its end',
+                  runtime=False),
+        ParamSpec('max_frames', 0, 'stop after this many frames (0: never)', low=0,
+                  high=2**31 - 1),
+        ParamSpec('frame_id', 'camera_optical_frame', 'header.frame_id of the frames'),
+        ParamSpec('camera_name', '', 'name of this camera in traces and diagnostics '
+                  '(empty: the frame_id)'),
+        ParamSpec('publish_compressed', False, 'also publish image_raw/compressed (JPEG) when '
+                  'someone outside the process subscribes'),
+        ParamSpec('jpeg_quality', 90, 'JPEG quality of image_raw/compressed', low=1, high=100),
+    )
+    DEFAULT_INPUT_MODE = 'inline'
+    DEFAULT_INPUT_RELIABILITY = 'best_effort'
+
+    def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._source: Optional[FrameSource] = None
+        self._thread: Optional[threading.Thread] = None
+        self._running = threading.Event()
+        self.captured = 0
+        self.source_ended = False
+        self.read_errors = 0
+        self._topic_seq = 0
+
+    @property
+    def camera_name(self) -> str:
+        """Name used for this camera in traces."""
+        return self.p['camera_name'] or self.p['frame_id']
+
+    def create_io(self) -> None:
+        """Create outputs image_raw (+ compressed) and, relaying a topic, input image_in."""
+        self.image_out = self.add_output('image_raw', Image, convert.image_to_msg,
+                                         convert.envelope_key)
+        self.compressed_out = None
+        if self.p['publish_compressed']:
+            self.compressed_out = self.add_output(
+                'image_raw/compressed', CompressedImage,
+                lambda e: convert.compressed_to_msg(e, self.p['jpeg_quality']),
+                convert.envelope_key)
+        if self.p['source'] == 'topic':
+            self.add_input('image_in', Image, self._from_topic, self._relay,
+                           convert.message_key)
+
+    def configure_stage(self) -> None:
+        """Open the source (fails configure with the reason when it cannot be opened)."""
+        if self.p['source'] != 'topic':
+            self._source = open_source(self.p['source'], self.p['uri'], self.p['width'],
+                                       self.p['height'], self.p['fps'], self.p['seed'],
+                                       self.p['loop'])
+
+    def activate_stage(self) -> None:
+        """Start the capture thread."""
+        if self._source is None:
+            return
+        self._running.set()
+        self.source_ended = False
+        self._thread = threading.Thread(target=self._capture_loop, name='eir:camera',
+                                        daemon=True)
+        self._thread.start()
+
+    def deactivate_stage(self) -> None:
+        """Stop the capture thread."""
+        self._running.clear()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    def cleanup_stage(self) -> None:
+        """Close the source."""
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
+    def wait_until_done(self, timeout: float) -> bool:
+        """Wait for the capture thread to end (max_frames reached or source over)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _publish(self, envelope: Envelope) -> None:
+        self.image_out.publish(envelope)
+        if self.compressed_out is not None:
+            self.compressed_out.publish(envelope)
+
+    def _capture_loop(self) -> None:
+        index = 0
+        next_time = time.perf_counter()
+        source = self._source
+        while self._running.is_set():
+            limit = self.p['max_frames']
+            if limit and index >= limit:
+                break
+            try:
+                image = source.read(index)
+            except Exception as error:  # noqa: B902 - a bad file must not kill the camera
+                self.read_errors += 1
+                self._stage_error(error, None, f'cannot read frame {index}')
+                image = None
+                if self.read_errors > 100:
+                    break
+                index += 1
+                continue
+            if image is None:
+                self.source_ended = True
+                self.get_logger().info(f'source {self.p["source"]} ended after {index} frames')
+                break
+            stamp = now_ns()
+            envelope = Envelope(self.camera_name, index, stamp, self.p['frame_id'], (),
+                                ImagePayload(frozen_view(image), 'bgr8'))
+            self.captured += 1
+            try:
+                self._publish(envelope)
+            except Exception as error:  # noqa: B902 - a failed publish must not kill capture
+                if not self.context.ok():
+                    break  # shutting down (Ctrl-C, SIGTERM): stop quietly
+                self._stage_error(error, envelope, 'publishing a frame failed')
+            index += 1
+            period = 1.0 / self.p['fps']
+            next_time += period
+            delay = next_time - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -period:
+                next_time = time.perf_counter()  # fell behind: do not burst to catch up
+        self._running.clear()
+
+    def _from_topic(self, msg: Image) -> Envelope:
+        envelope = convert.image_from_msg(msg, self._topic_seq)
+        self._topic_seq += 1
+        return envelope
+
+    def _relay(self, envelope: Envelope, received_ns: int) -> None:
+        """Forward a robot camera's frame into the pipeline (by reference from here on)."""
+        self.captured += 1
+        self._publish(Envelope(self.camera_name, envelope.seq, envelope.stamp_ns,
+                               envelope.frame_id, (), envelope.payload))
+
+    def diagnostic_values(self) -> list[tuple[str, str]]:
+        """Capture counters."""
+        return [('source', self.p['source']), ('frames_captured', str(self.captured)),
+                ('fps_setting', f'{self.p["fps"]:.1f}'), ('read_errors', str(self.read_errors))]
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Run the camera node on its own."""
+    run_single(CameraNode, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,183 @@
+"""
+Detector stage: model inference (TensorRT or ONNX Runtime) and decoding of the YOLO output.
+
+The backend is loaded on *configure* (not when the node starts), so a robot can bring the
+node up and load the model when it is ready. When the preferred backend (TensorRT) cannot
+start, or fails while running, the node falls back to ONNX Runtime on the CPU, keeps going,
+and says so in its diagnostics (WARN with the reason) and in the frame's candidates.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.params import ParamSpec
+from edge_infer_ros.core.payloads import CandidatePayload, TensorPayload
+from edge_infer_ros.core.resources import resolve_model_path
+from edge_infer_ros.inference.backends.base import BackendError, DetectorBackend
+from edge_infer_ros.inference.backends.factory import BACKENDS, create_backend, load_with_fallback
+from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
+from edge_infer_ros.inference.yolo import YoloDecoder
+from edge_infer_ros.ros import convert
+from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
+from edge_infer_ros_msgs.msg import CandidateArray, TensorFrame
+import numpy as np
+
+
+class DetectorNode(StageNode):
+    """Runs the model on ``tensor`` frames and publishes decoded ``candidates``."""
+
+    STAGE = 'detector'
+    DEFAULT_NAME = 'detector'
+    PARAMS = MODEL_PARAMS + (
+        ParamSpec('backend', 'onnxruntime', 'inference backend', choices=BACKENDS,
+                  runtime=False),
+        ParamSpec('fallback_backend', 'onnxruntime', 'backend used when the preferred one '
+                  'cannot start or fails (none: fail instead)',
+                  choices=('onnxruntime', 'none'), runtime=False),
+        ParamSpec('layout', 'auto', 'YOLO output layout (auto: from metadata or shape)',
+                  choices=('auto', 'yolov8', 'yolov5'), runtime=False),
+        ParamSpec('score_threshold', 0.25, 'minimum class score of a candidate', low=0.0,
+                  high=1.0),
+        ParamSpec('max_candidates', 300, 'most candidates passed to NMS (best scores)', low=1,
+                  high=100000),
+        ParamSpec('intra_op_threads', 2, 'ONNX Runtime threads per inference (0: all cores)',
+                  low=0, high=256, runtime=False),
+        ParamSpec('allow_spinning', False, 'let ONNX Runtime worker threads spin-wait between '
+                  'runs (faster inference, a core taken from the other stages)',
+                  runtime=False),
+        ParamSpec('precision', 'fp16', 'TensorRT precision', choices=('fp32', 'fp16', 'int8'),
+                  runtime=False),
+        ParamSpec('workspace_mb', 1024, 'TensorRT builder workspace, MiB', low=16,
+                  high=65536, runtime=False),
+        ParamSpec('engine_cache_dir', '', 'where TensorRT engines are cached (empty: '
+                  '~/.cache/edge_infer_ros/engines)', runtime=False),
+        ParamSpec('device', 0, 'CUDA device index for TensorRT', low=0, high=64,
+                  runtime=False),
+    )
+
+    def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.model: Optional[ModelInfo] = None
+        self.backend: Optional[DetectorBackend] = None
+        self.fallback_reason: Optional[str] = None
+        self._decoder: Optional[YoloDecoder] = None
+        self._backend_lock = threading.Lock()
+        self.non_finite_outputs = 0
+        self.inferences = 0
+
+    def create_io(self) -> None:
+        """Input tensor, output candidates."""
+        self.add_input('tensor', TensorFrame, convert.tensor_from_msg, self._on_tensor,
+                       convert.message_key)
+        self.candidates_out = self.add_output('candidates', CandidateArray,
+                                              convert.candidates_to_msg, convert.envelope_key)
+
+    def _backend_options(self) -> dict[str, Any]:
+        return {'intra_op_threads': self.p['intra_op_threads'],
+                'allow_spinning': self.p['allow_spinning'],
+                'precision': self.p['precision'], 'workspace_mb': self.p['workspace_mb'],
+                'engine_cache_dir': self.p['engine_cache_dir'], 'device': self.p['device']}
+
+    def configure_stage(self) -> None:
+        """Check and load the model, then start the backend (with fallback)."""
+        self.model = load_model_info(resolve_model_path(self.p['model_path']),
+                                     expected_sha256=self.p['model_sha256'],
+                                     layout=self.p['layout'])
+        preferred = self.p['backend']
+        fallback = self.p['fallback_backend']
+        if fallback == 'none' or fallback == preferred:
+            self.backend = create_backend(preferred, self.model, self._backend_options())
+            self.backend.load()
+            self.fallback_reason = None
+        else:
+            self.backend, self.fallback_reason = load_with_fallback(
+                preferred, self.model, self._backend_options(), fallback)
+        if self.fallback_reason:
+            self.fault = (f'{preferred} backend unavailable, running on '
+                          f'{self.backend.name}: {self.fallback_reason}')
+            self.get_logger().warning(self.fault)
+        else:
+            self.fault = ''
+        self._decoder = YoloDecoder(self.model.layout, self.model.num_classes,
+                                    max_candidates=self.p['max_candidates'])
+        self.get_logger().info(f'model {self.model.path} ({self.model.layout}, '
+                               f'{self.model.num_classes} classes) on {self.backend.description}')
+
+    def cleanup_stage(self) -> None:
+        """Release the backend (GPU memory too)."""
+        with self._backend_lock:
+            if self.backend is not None:
+                self.backend.release()
+            self.backend = None
+            self._decoder = None
+
+    def parameters_changed(self, changed: dict[str, Any]) -> None:
+        """max_candidates takes effect on the next frame."""
+        if 'max_candidates' in changed and self.model is not None:
+            self._decoder = YoloDecoder(self.model.layout, self.model.num_classes,
+                                        max_candidates=self.p['max_candidates'])
+
+    def _infer(self, tensor: np.ndarray) -> np.ndarray:
+        try:
+            return self.backend.infer(tensor)
+        except BackendError as error:
+            fallback = self.p['fallback_backend']
+            if fallback == 'none' or self.backend.name == fallback:
+                raise
+            # The accelerator failed mid-run: switch to the CPU backend and keep seeing.
+            with self._backend_lock:
+                failed = self.backend
+                replacement = create_backend(fallback, self.model, self._backend_options())
+                replacement.load()
+                self.backend = replacement
+                failed.release()
+            self.fallback_reason = f'{failed.name} failed while running: {error}'
+            self.fault = f'{failed.name} backend failed, running on {fallback}: {error}'
+            self.get_logger().error(self.fault)
+            return self.backend.infer(tensor)
+
+    def _on_tensor(self, envelope: Envelope, received_ns: int) -> None:
+        start = now_ns()
+        payload: TensorPayload = envelope.payload
+        expected = self.model.input_shape
+        if tuple(payload.tensor.shape) != tuple(expected):
+            raise ValueError(f'tensor shape {list(payload.tensor.shape)} does not fit the model '
+                             f'input {list(expected)}')
+        output = self._infer(payload.tensor)
+        self.inferences += 1
+        boxes, scores, class_ids = self._decoder.decode(output, self.p['score_threshold'])
+        if self._decoder.last_non_finite:
+            self.non_finite_outputs += self._decoder.last_non_finite
+            self.last_error = (f'model output held {self._decoder.last_non_finite} non-finite '
+                               f'values (frame {envelope.camera}#{envelope.seq}); dropped')
+        out = CandidatePayload(boxes, scores, class_ids, self.model.class_names,
+                               payload.letterbox, payload.image_width, payload.image_height,
+                               self.backend.name, payload.image)
+        self.candidates_out.publish(envelope.forward(out, self.timing(received_ns, start)))
+
+    def diagnostic_values(self) -> list[tuple[str, str]]:
+        """Backend in use and why it may not be the preferred one."""
+        values = [('backend', self.backend.name if self.backend else 'none'),
+                  ('backend_preferred', self.p['backend']),
+                  ('inferences', str(self.inferences)),
+                  ('non_finite_outputs', str(self.non_finite_outputs))]
+        if self.backend is not None:
+            values.append(('backend_description', self.backend.description))
+        if self.fallback_reason:
+            values.append(('fallback_reason', self.fallback_reason))
+        if self.model is not None:
+            values += [('model', self.model.path), ('model_sha256', self.model.sha256)]
+        return values
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Run the detector node on its own."""
+    run_single(DetectorNode, args)
+
+
+if __name__ == '__main__':
+    main()

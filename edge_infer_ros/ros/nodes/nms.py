@@ -1,0 +1,106 @@
+"""NMS stage: class-aware non-maximum suppression, boxes mapped back to the original image."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.handoff import StagePublisher
+from edge_infer_ros.core.image import read_only
+from edge_infer_ros.core.params import ParamSpec
+from edge_infer_ros.core.payloads import CandidatePayload, DetectionPayload
+from edge_infer_ros.inference.yolo import unletterbox
+from edge_infer_ros.ros import convert
+from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.vision import load_vision_msgs, to_detection2d_array
+from edge_infer_ros.stages.nms import batched_nms
+from edge_infer_ros_msgs.msg import CandidateArray, DetectionArray
+import numpy as np
+
+
+class NmsNode(StageNode):
+    """Turns ``candidates`` into final ``detections`` (the package's DetectionArray)."""
+
+    STAGE = 'nms'
+    DEFAULT_NAME = 'nms'
+    DEFAULT_INPUT_MODE = 'inline'
+    PARAMS = (
+        ParamSpec('iou_threshold', 0.5, 'boxes of one class overlapping more than this are '
+                  'suppressed', low=0.0, high=1.0),
+        ParamSpec('score_threshold', 0.25, 'minimum score of a detection', low=0.0, high=1.0),
+        ParamSpec('max_detections', 100, 'most detections per frame', low=1, high=10000),
+        ParamSpec('class_agnostic', False, 'suppress across classes too'),
+        ParamSpec('classes', [], 'class names to keep (empty: all)', list_of=str),
+        ParamSpec('publish_vision_msgs', True, 'also publish vision_msgs/Detection2DArray on '
+                  'detections_2d when vision_msgs is installed', runtime=False),
+        ParamSpec('per_camera_topics', False, "also publish each camera's detections on "
+                  'detections/<camera name>', runtime=False),
+    )
+
+    def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._camera_outputs: dict[str, StagePublisher] = {}
+        self.vision_out: Optional[StagePublisher] = None
+
+    def create_io(self) -> None:
+        """Input candidates; outputs detections (+ Detection2DArray, per-camera topics)."""
+        self.add_input('candidates', CandidateArray, convert.candidates_from_msg,
+                       self._on_candidates, convert.message_key)
+        self.detections_out = self.add_output('detections', DetectionArray,
+                                              convert.detections_to_msg, convert.envelope_key)
+        self.vision_out = None
+        if self.p['publish_vision_msgs']:
+            msgs = load_vision_msgs()
+            if msgs is None:
+                self.get_logger().info('vision_msgs is not installed: Detection2DArray is not '
+                                       "published (the package's DetectionArray is)")
+            else:
+                self.vision_out = self.add_output(
+                    'detections_2d', msgs.Detection2DArray,
+                    lambda e: to_detection2d_array(e, msgs, convert.ns_to_stamp(e.stamp_ns)),
+                    convert.envelope_key)
+        self._camera_outputs = {}
+
+    def cleanup_stage(self) -> None:
+        """Forget the per-camera outputs (their publishers went with the others)."""
+        self._camera_outputs = {}
+
+    def _camera_output(self, camera: str) -> StagePublisher:
+        output = self._camera_outputs.get(camera)
+        if output is None:  # once per camera, not per frame
+            topic = 'detections/' + ''.join(c if c.isalnum() or c == '_' else '_'
+                                            for c in camera)
+            output = self.add_output(topic, DetectionArray, convert.detections_to_msg,
+                                     convert.envelope_key)
+            self._camera_outputs[camera] = output
+        return output
+
+    def _on_candidates(self, envelope: Envelope, received_ns: int) -> None:
+        start = now_ns()
+        c: CandidatePayload = envelope.payload
+        keep_mask = c.scores >= self.p['score_threshold']
+        if self.p['classes']:
+            wanted = [i for i, name in enumerate(c.class_names) if name in self.p['classes']]
+            keep_mask &= np.isin(c.class_ids, wanted)
+        boxes, scores, class_ids = c.boxes[keep_mask], c.scores[keep_mask], c.class_ids[keep_mask]
+        keep = batched_nms(boxes, scores, class_ids, self.p['iou_threshold'],
+                           self.p['max_detections'], class_agnostic=self.p['class_agnostic'])
+        mapped = unletterbox(boxes[keep], c.letterbox, c.image_width, c.image_height)
+        out = DetectionPayload(read_only(mapped), read_only(scores[keep]),
+                               read_only(class_ids[keep]), c.class_names, c.image_width,
+                               c.image_height, c.image)
+        done = envelope.forward(out, self.timing(received_ns, start))
+        self.detections_out.publish(done)
+        if self.vision_out is not None:
+            self.vision_out.publish(done)
+        if self.p['per_camera_topics']:
+            self._camera_output(envelope.camera).publish(done)
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Run the NMS node on its own."""
+    run_single(NmsNode, args)
+
+
+if __name__ == '__main__':
+    main()

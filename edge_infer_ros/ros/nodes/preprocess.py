@@ -1,0 +1,124 @@
+"""
+Preprocess stage: letterbox, colour order, normalisation and layout for the model.
+
+The model's input size, colour order and padding value are read from the model file (the
+same ``model_path`` as the detector's), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.image import ImageError, Preprocessor
+from edge_infer_ros.core.params import ParamSpec
+from edge_infer_ros.core.payloads import ImagePayload, TensorPayload
+from edge_infer_ros.core.resources import resolve_model_path
+from edge_infer_ros.inference.model_info import load_model_info
+from edge_infer_ros.ros import convert
+from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros_msgs.msg import TensorFrame
+from sensor_msgs.msg import CompressedImage, Image
+
+MODEL_PARAMS = (
+    ParamSpec('model_path', '', 'ONNX model file (empty: the model shipped with the package)',
+              runtime=False),
+    ParamSpec('model_sha256', '', 'expected sha256 of the model file (empty: the one in its '
+              'metadata, if any); a different file is refused', runtime=False),
+)
+
+
+class PreprocessNode(StageNode):
+    """Turns images from ``image_raw`` into model tensors on ``tensor``."""
+
+    STAGE = 'preprocess'
+    DEFAULT_NAME = 'preprocess'
+    PARAMS = MODEL_PARAMS + (
+        ParamSpec('input_transport', 'raw', 'form of the input image topics: raw or '
+                  'compressed (<topic>/compressed)', choices=('raw', 'compressed'),
+                  runtime=False),
+        ParamSpec('image_topics', ['image_raw'], 'image topics to preprocess: several cameras '
+                  'share one detector (each keeps its own frame_id and trace)', list_of=str,
+                  runtime=False, check=lambda topics: None if topics else
+                  'image_topics needs at least one topic'),
+    )
+    DEFAULT_INPUT_MODE = 'inline'
+    DEFAULT_INPUT_RELIABILITY = 'best_effort'
+
+    def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        # One preprocessor (reused buffers) per image topic: cameras run in their own threads.
+        self._preprocessors: dict[str, Preprocessor] = {}
+        self._seq: dict[str, int] = {}
+        self._last_stamp: dict[str, int] = {}
+        self.non_monotonic_stamps = 0
+
+    def create_io(self) -> None:
+        """Create an input per image topic (or its compressed form) and the tensor output."""
+        for topic in self.p['image_topics']:
+            if self.p['input_transport'] == 'compressed':
+                self.add_input(f'{topic}/compressed', CompressedImage,
+                               lambda m, t=topic: self._from_msg(m, t,
+                                                                 convert.compressed_from_msg),
+                               lambda e, r, t=topic: self._on_image(e, r, t),
+                               convert.message_key)
+            else:
+                self.add_input(topic, Image,
+                               lambda m, t=topic: self._from_msg(m, t, convert.image_from_msg),
+                               lambda e, r, t=topic: self._on_image(e, r, t),
+                               convert.message_key)
+        self.tensor_out = self.add_output('tensor', TensorFrame, convert.tensor_to_msg,
+                                          convert.envelope_key)
+
+    def configure_stage(self) -> None:
+        """Read the model's input format and allocate the buffers."""
+        model = load_model_info(resolve_model_path(self.p['model_path']),
+                                expected_sha256=self.p['model_sha256'])
+        _, _, height, width = model.input_shape
+        self._preprocessors = {
+            topic: Preprocessor(width, height, model.color_order, model.letterbox_pad_value,
+                                model.input_dtype) for topic in self.p['image_topics']}
+
+    def cleanup_stage(self) -> None:
+        """Free the buffers."""
+        self._preprocessors = {}
+
+    def _from_msg(self, msg: Any, topic: str, convert_msg: Any) -> Envelope:
+        seq = self._seq.get(topic, 0)
+        self._seq[topic] = seq + 1
+        return convert_msg(msg, seq)
+
+    def _on_image(self, envelope: Envelope, received_ns: int, topic: str) -> None:
+        start = now_ns()
+        payload = envelope.payload
+        if not isinstance(payload, ImagePayload):
+            raise ImageError(f'expected an image, got {type(payload).__name__}')
+        last = self._last_stamp.get(envelope.camera, 0)
+        if envelope.stamp_ns < last:
+            # A driver restart or a clock jump: latencies of this camera are suspect. The
+            # frame is still processed (it is a valid image), but it is counted and reported.
+            self.non_monotonic_stamps += 1
+            self.fault = (f'camera {envelope.camera}: stamp went back '
+                          f'{(last - envelope.stamp_ns) / 1e6:.3f} ms (frame {envelope.seq}); '
+                          'check the driver and the clock')
+            self.get_logger().warning(self.fault, throttle_duration_sec=1.0)
+        self._last_stamp[envelope.camera] = envelope.stamp_ns
+        tensor, letterbox = self._preprocessors[topic](payload.image, payload.encoding)
+        height, width = payload.image.shape[:2]
+        out = TensorPayload(tensor, letterbox, width, height, payload.image)
+        self.tensor_out.publish(envelope.forward(out, self.timing(received_ns, start)))
+
+    def diagnostic_values(self) -> list[tuple[str, str]]:
+        """Buffer reuse counter (flat in steady state)."""
+        allocations = sum(p.tensor_allocations for p in self._preprocessors.values())
+        return [('tensor_allocations', str(allocations)),
+                ('non_monotonic_stamps', str(self.non_monotonic_stamps))]
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Run the preprocess node on its own."""
+    run_single(PreprocessNode, args)
+
+
+if __name__ == '__main__':
+    main()

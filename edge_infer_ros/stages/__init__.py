@@ -1,0 +1,1 @@
+"""ROS-free logic per stage, named like the nodes: camera, preprocess, nms, action."""
