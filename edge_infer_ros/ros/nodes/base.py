@@ -14,15 +14,17 @@ serves parameters, lifecycle services, diagnostics and messages from other proce
 from __future__ import annotations
 
 from dataclasses import replace
+import os
+import sys
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
+from edge_infer_ros.ros import process
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-import rclpy
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
@@ -69,7 +71,8 @@ def descriptor_for(spec: ParamSpec) -> ParameterDescriptor:
     if spec.choices:
         constraints.append('one of: ' + ', '.join(spec.choices))
     if not spec.runtime:
-        constraints.append('changes only while the node is inactive')
+        constraints.append('start-only: set it while the node is not active; it applies at '
+                           'the next configure')
     descriptor.additional_constraints = '; '.join(constraints)
     if isinstance(spec.default, bool) or isinstance(spec.default, (str, list, tuple)):
         return descriptor
@@ -185,6 +188,11 @@ class StageNode(LifecycleNode):
             self.destroy_timer(self._diag_timer)
             self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
                                                  self.publish_diagnostics)
+        pending = [n for n in changed if not self.param_specs[n].runtime]
+        if pending and self._configured:
+            self.get_logger().info(
+                f'{", ".join(pending)} set; start-only, so it applies at the next configure '
+                '(ros2 lifecycle set <node> cleanup, then configure)')
         if changed:
             self.parameters_changed(changed)
 
@@ -446,16 +454,28 @@ class StageNode(LifecycleNode):
 
 def run_single(node_class: type, args: Optional[list[str]] = None) -> None:
     """Run one stage node on its own (``ros2 run``), driving it to active with autostart."""
-    rclpy.init(args=args)
-    node = node_class()
+    prog = os.path.basename(sys.argv[0] if args is None else
+                            (args[0] if args else node_class.DEFAULT_NAME))
+    argv = process.parse_node_command_line(
+        prog, (node_class.__doc__ or '').strip().split('\n')[0],
+        process.parameter_help(node_class.declared_specs().values()), args)
+    stop = process.init(argv)
     executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    nodes: list[StageNode] = []
+    spin_thread = None
+    failed = False
     try:
+        node = node_class()
+        nodes.append(node)
+        executor.add_node(node)
         if node.p['autostart'] and not node.start():
             node.get_logger().error(f'could not start: {node.last_error}')
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
+        spin_thread = process.spin_in_thread(executor, stop)
+        stop.wait()
+    except Exception as error:  # noqa: B902 - a clear message and exit code 1, no traceback
+        print(f'[{prog}] {type(error).__name__}: {error}', file=sys.stderr)
+        failed = True
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        process.finish(executor, spin_thread, nodes)
+    if failed or stop.failed:
+        sys.exit(1)
