@@ -46,9 +46,9 @@ class StopRequest:
             signal.signal(number, self._on_signal)
 
     def _on_signal(self, number: int, frame: Optional[FrameType]) -> None:
-        self.set(signal.Signals(number).name)
+        self.request(signal.Signals(number).name)
 
-    def set(self, reason: str, failed: bool = False) -> None:
+    def request(self, reason: str, failed: bool = False) -> None:
         """Ask the process to stop (the first reason is kept)."""
         if not self.event.is_set():
             self.reason = reason
@@ -75,13 +75,13 @@ def spin_in_thread(executor: Executor, stop: StopRequest) -> threading.Thread:
         try:
             executor.spin()
         except ExternalShutdownException:
-            stop.set('ROS context shut down')
+            stop.request('ROS context shut down')
         except Exception as error:  # noqa: B902 - reported, and the process ends with 1
             print(f'[edge_infer_ros] executor failed: {type(error).__name__}: {error}',
                   file=sys.stderr)
-            stop.set('executor failed', failed=True)
+            stop.request('executor failed', failed=True)
         else:
-            stop.set('executor ended')
+            stop.request('executor ended')
 
     thread = threading.Thread(target=spin, name='eir:executor', daemon=True)
     thread.start()
