@@ -1,11 +1,13 @@
 """
 Repeat the shutdown a terminal's Ctrl-C gives ``ros2 launch``, and report every exit.
 
-Ctrl-C sends SIGINT to the whole process group, and launch forwards one more to each child:
-the double SIGINT that used to leave tracebacks and exit codes -2. For each launch file, N
-times: launch, wait until the pipeline runs (all components loaded / a command arrived on
-``cmd_vel``), SIGINT the group, SIGINT launch, then read launch's exit code and each
-process's from its log. Run in an environment from scripts/env.sh, one at a time:
+Ctrl-C (and ``kill -INT -PGID``, ``timeout -s INT``) sends SIGINT to the whole process group,
+and launch forwards one more to each child: the double SIGINT that used to leave tracebacks and
+exit codes -2. For each launch file, N times: launch, wait until the pipeline runs (all
+components loaded / every process started and the model loaded), SIGINT the group (with
+``--twice``, a second SIGINT to launch 0.2 s later, as a user pressing Ctrl-C again), then read
+launch's exit code and each process's from its log. Run in an environment from
+scripts/env.sh, one at a time:
 
     python bench/shutdown_check.py --runs 10
 """
@@ -32,7 +34,7 @@ def ready(text: str, mode: str) -> bool:
     return text.count('process started') >= 6 and 'CPUExecutionProvider' in text
 
 
-def one_run(mode: str, log: Path, start_timeout: float) -> dict:
+def one_run(mode: str, log: Path, start_timeout: float, twice: bool) -> dict:
     """Launch, wait until ready, double SIGINT, and collect what happened."""
     name, processes = LAUNCHES[mode]
     with open(log, 'w', encoding='utf-8') as stream:
@@ -44,9 +46,10 @@ def one_run(mode: str, log: Path, start_timeout: float) -> dict:
         time.sleep(3.0)  # frames flowing for a while
         started = time.monotonic()
         os.killpg(launch.pid, signal.SIGINT)
-        time.sleep(0.2)
-        if launch.poll() is None:
-            launch.send_signal(signal.SIGINT)
+        if twice:
+            time.sleep(0.2)
+            if launch.poll() is None:
+                launch.send_signal(signal.SIGINT)
         try:
             rc = launch.wait(30)
         except subprocess.TimeoutExpired:
@@ -65,13 +68,16 @@ def main() -> int:
     parser.add_argument('--runs', type=int, default=10)
     parser.add_argument('--modes', nargs='+', default=list(LAUNCHES), choices=list(LAUNCHES))
     parser.add_argument('--start-timeout', type=float, default=90.0)
+    parser.add_argument('--twice', action='store_true',
+                        help='a second SIGINT to launch itself (Ctrl-C pressed twice)')
     options = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix='shutdown_check_'))
     failures = 0
     for mode in options.modes:
         good = 0
         for run in range(1, options.runs + 1):
-            result = one_run(mode, folder / f'{mode}_{run}.log', options.start_timeout)
+            result = one_run(mode, folder / f'{mode}_{run}.log', options.start_timeout,
+                             options.twice)
             ok = (result['rc'] == 0 and result['clean'] == result['expected'] and
                   not result['died'] and not result['tracebacks'] and not result['errors'])
             good += ok

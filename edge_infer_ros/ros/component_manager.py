@@ -124,6 +124,11 @@ class ComponentManager:
         if len(self.loaded) >= MAX_COMPONENTS:
             raise LoadRefused(f'this container holds {MAX_COMPONENTS} components already')
         spec, log_level = spec_from_request(request)
+        namespace = '/' + spec.namespace.strip('/') if spec.namespace.strip('/') else ''
+        if not any(source in ('__node', '__ns', '__name') for source, _ in spec.remaps) and \
+                any(n.get_fully_qualified_name() == f'{namespace}/{spec.name}'
+                    for n in self.loaded.values()):
+            raise LoadRefused(f'a node named {namespace}/{spec.name} is loaded already')
         loaded = self.container.load(spec)
         full_name = loaded.get_fully_qualified_name()
         problem = ''
