@@ -50,7 +50,7 @@ def launch_arguments(name: str) -> dict[str, Any]:
 
 
 def default_text(argument: Any) -> str:
-    """Return the default of a launch argument when it is plain text ('' when it is a substitution)."""
+    """Return a launch argument's default when it is plain text ('' for a substitution)."""
     parts = argument.default_value or []
     return ''.join(getattr(p, 'text', '\0') for p in parts) if parts else ''
 

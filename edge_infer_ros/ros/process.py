@@ -121,6 +121,12 @@ def finish(executor: Executor, spin_thread: Optional[threading.Thread],
         spin_thread.join(timeout=3.0)
     stop_nodes(nodes, report)
     rclpy.try_shutdown(context=context)
+    # Python's finalisation (after main returns; DDS and ONNX Runtime teardown take a while)
+    # puts SIG_DFL back for signals that have a Python handler: a late second SIGINT would
+    # then kill the process with -2. Ignored signals stay ignored, and nothing is left to stop.
+    if threading.current_thread() is threading.main_thread():
+        for number in STOP_SIGNALS:
+            signal.signal(number, signal.SIG_IGN)
 
 
 def parse_node_command_line(prog: str, description: str, epilog: str,
