@@ -42,6 +42,11 @@ _DESCRIPTIONS = {
 _COMMON_NAMES = {spec.name for spec in COMMON_PARAMS}
 
 
+#: Traces waiting for the monitor: every trace counts, so the queue is deep and pinned (the
+#: stage-wide queue_depth / input_mode parameters are for frame inputs).
+TRACE_QUEUE_DEPTH = 1000
+
+
 def budget_param_specs() -> tuple[ParamSpec, ...]:
     """ROS parameters of the monitor, from the defaults of BudgetConfig (one source of truth)."""
     specs = []
@@ -95,9 +100,9 @@ class BudgetMonitorNode(StageNode):
             self.tracker.set_config(self._config_from_params(self.p))
 
     def create_io(self) -> None:
-        """Input trace (every trace counts: a deep queue), output deadline_miss."""
+        """Input trace (every trace counts: a deep queue of its own), output deadline_miss."""
         self.add_input('trace', FrameTraceMsg, convert.trace_from_msg, self._on_trace,
-                       convert.message_key, mode='thread', depth=max(1000, self.p['queue_depth']))
+                       convert.message_key, mode='thread', depth=TRACE_QUEUE_DEPTH)
         self.miss_out = self.add_output('deadline_miss', DeadlineMissMsg, _miss_to_msg,
                                         convert.envelope_key)
 
