@@ -85,22 +85,3 @@ class FrameTrace:
     def end_to_end_ns(self) -> int:
         """Capture stamp to the end of the last stage."""
         return self.stages[-1].end_ns - self.stamp_ns if self.stages else 0
-
-    def transports_ns(self) -> dict[str, int]:
-        """
-        Time between one stage's end and the next stage's receipt, by receiver.
-
-        The first stage's transport is measured from the capture stamp; this is
-        the *ingest* time (driver, encoding and the hop to the first stage).
-        """
-        result: dict[str, int] = {}
-        previous_end = self.stamp_ns
-        for timing in self.stages:
-            result[timing.stage] = timing.received_ns - previous_end
-            previous_end = timing.end_ns
-        return result
-
-
-def ns_to_ms(value_ns: int | float) -> float:
-    """Nanoseconds to milliseconds, as float."""
-    return value_ns / 1e6

@@ -9,14 +9,14 @@ the previous stage (or from capture) is a "transport" slice, so waiting is as vi
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Any, Iterable
 
 from edge_infer_ros.core.frame import FrameTrace
 
 
-def chrome_trace(traces: Iterable[FrameTrace]) -> dict:
+def chrome_trace(traces: Iterable[FrameTrace]) -> dict[str, Any]:
     """Build the trace-event document (timestamps in microseconds of ROS time)."""
-    events: list[dict] = []
+    events: list[dict[str, Any]] = []
     tracks: dict[str, int] = {}
 
     def track(name: str) -> int:

@@ -15,6 +15,8 @@ def draw_debug_image(detections: DetectionPayload, trace: tuple[StageTiming, ...
                      stamp_ns: int) -> np.ndarray:
     """Return a BGR copy of the frame with detections and stage latencies drawn on it."""
     image = detections.image
+    if image is None:
+        raise ValueError('draw_debug_image needs detections that carry their image')
     if image.ndim == 2 or image.shape[2] == 1:
         canvas = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
     else:
