@@ -126,9 +126,9 @@ class StageInput:
     reach it (the budget monitor's deep trace queue must not shrink to a frame queue's depth).
     """
 
-    def __init__(self, topic: str, callback: Callable[[Envelope, int], None], *,
+    def __init__(self, topic: str, callback: Callable[[Envelope[Any], int], None], *,
                  mode: str = 'thread', depth: int = 1, name: str = '',
-                 on_error: Optional[Callable[[BaseException, Envelope], None]] = None,
+                 on_error: Optional[Callable[[BaseException, Envelope[Any]], None]] = None,
                  dedup_window: int = 64, pinned: bool = False) -> None:
         if mode not in INPUT_MODES:
             raise ValueError(f'input mode must be one of {INPUT_MODES}, got {mode!r}')
@@ -220,11 +220,11 @@ class StageInput:
             return not self._busy and len(self._queue) == 0
 
     # -- delivery ------------------------------------------------------------------------
-    def deliver(self, envelope: Envelope) -> None:
+    def deliver(self, envelope: Envelope[Any]) -> None:
         """Hand one frame to the stage (called by a local publisher: by reference)."""
         self._accept(envelope, now_ns())
 
-    def deliver_from_ros(self, envelope: Envelope, key: Hashable) -> None:
+    def deliver_from_ros(self, envelope: Envelope[Any], key: Hashable) -> None:
         """Hand a frame that came through DDS, unless it was already delivered locally."""
         received_ns = now_ns()
         if key in self._recent_set:
@@ -239,7 +239,7 @@ class StageInput:
         self._recent_keys.append(key)
         self._recent_set.add(key)
 
-    def _accept(self, envelope: Envelope, received_ns: int) -> None:
+    def _accept(self, envelope: Envelope[Any], received_ns: int) -> None:
         if not self._running:
             with self._cond:  # the queue's counter is the one count of drops
                 self.stats.received += 1
@@ -277,7 +277,7 @@ class StageInput:
                 with cond:
                     self._busy = False
 
-    def _run(self, envelope: Envelope, received_ns: int) -> None:
+    def _run(self, envelope: Envelope[Any], received_ns: int) -> None:
         try:
             self._callback(envelope, received_ns)
         except Exception as error:  # noqa: B902 - a stage must survive any bad frame
@@ -357,8 +357,8 @@ class StagePublisher:
     """
 
     def __init__(self, bus: LocalBus, topic: str, ros_publisher: Any,
-                 to_msg: Callable[[Envelope], Any],
-                 key_of: Callable[[Envelope], Hashable]) -> None:
+                 to_msg: Callable[[Envelope[Any]], Any],
+                 key_of: Callable[[Envelope[Any]], Hashable]) -> None:
         self.bus = bus
         self.topic = topic
         self.ros_publisher = ros_publisher
@@ -373,7 +373,7 @@ class StagePublisher:
         total = int(self.ros_publisher.get_subscription_count())
         return total - self.bus.local_ros_subscriptions(self.topic)
 
-    def publish(self, envelope: Envelope) -> None:
+    def publish(self, envelope: Envelope[Any]) -> None:
         """Deliver one envelope to every subscriber, local ones by reference."""
         self.stats.published += 1
         inputs = self.bus.inputs(self.topic)
