@@ -195,3 +195,21 @@ def test_stage_wide_input_settings_leave_the_pinned_trace_queue_alone(harness: H
     before = harness.monitor.traces_seen
     harness.send(detector_service_ms=3.0, count=5)
     assert harness.spin_until(lambda: harness.monitor.traces_seen >= before + 5, 5.0)
+
+
+def test_doubtful_budgets_are_reported_at_configure(ros_context) -> None:
+    """Budgets that do not add up to the deadline are valid but doubtful: say so at once."""
+    container = Container(ros_context)
+    monitor = container.load(ComponentSpec(
+        'edge_infer_ros::BudgetMonitor', 'budget_monitor',
+        param_files=(config_path('budget.yaml'),), parameters={'deadline_ms': 40.0}))
+    try:
+        assert not container.start()
+        values = {kv.key: kv.value for kv in monitor.stage_status().values}
+        assert 'the deadline can be missed with every stage within budget' in \
+            values['config_warning_0']
+        monitor.set_parameters([Parameter('deadline_ms', value=45.0)])  # adds up again
+        values = {kv.key: kv.value for kv in monitor.stage_status().values}
+        assert not any(key.startswith('config_warning') for key in values)
+    finally:
+        container.shutdown()

@@ -358,6 +358,11 @@ class StageNode(LifecycleNode):
         """Tell whether the stage processes frames."""
         return self._active
 
+    @property
+    def configured(self) -> bool:
+        """Tell whether the model is loaded and the buffers allocated (after configure)."""
+        return self._configured
+
     def start(self) -> bool:
         """Configure and activate (what ``autostart`` does); True when active."""
         if not self._configured:
