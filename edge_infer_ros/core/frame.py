@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import time
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 #: The clock every stage stamps with. A module attribute so tests can swap it.
 now_ns: Callable[[], int] = time.time_ns
@@ -39,6 +39,20 @@ class StageTiming:
     def service_ns(self) -> int:
         """Time the stage spent working on the frame."""
         return self.end_ns - self.start_ns
+
+
+def hops(stamp_ns: int, stages: Iterable[StageTiming]) -> Iterator[tuple[StageTiming, int]]:
+    """
+    Yield each stage with the hop that brought the frame to it (ns).
+
+    The first hop is *ingest* (capture stamp to the first stage's receipt: driver, encoding,
+    transport); the others are transports between one stage's end and the next one's
+    receipt. One walk, shared by the monitor, the debug view and the profile.
+    """
+    previous_end = stamp_ns
+    for timing in stages:
+        yield timing, timing.received_ns - previous_end
+        previous_end = timing.end_ns
 
 
 #: What an envelope carries: an image, a tensor, candidates, detections, a command, a trace.

@@ -33,7 +33,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 from edge_infer_ros.core import frame
-from edge_infer_ros.core.frame import FrameTrace
+from edge_infer_ros.core.frame import FrameTrace, hops
 from edge_infer_ros.core.params import flatten_parameters
 from edge_infer_ros.monitor.windows import SlidingWindow, WindowSummary
 
@@ -504,21 +504,16 @@ class BudgetTracker:
             camera = self._cameras[trace.camera] = _CameraState(
                 self._config.window_size, self._max_age_s(), now_ns)
         states = camera.stages
-        stamp = trace.stamp_ns
-        previous_end = stamp
         hops_ms = 0.0
         ingest_ms: float | None = None
-        for timing in stages:
+        for timing, hop_ns in hops(trace.stamp_ns, stages):
             state = states.get(timing.stage)
             if state is None:
                 state = states[timing.stage] = _StageState(
                     self._config.window_size, self._max_age_s(), now_ns)
-            received = timing.received_ns
-            start = timing.start_ns
-            end = timing.end_ns
-            hop_ms = (received - previous_end) / 1e6
-            wait_ms = (start - received) / 1e6
-            service_ms = (end - start) / 1e6
+            hop_ms = hop_ns / 1e6
+            wait_ms = timing.queue_wait_ns / 1e6
+            service_ms = timing.service_ns / 1e6
             state.service.add(service_ms, now_ns)
             state.queue_wait.add(wait_ms, now_ns)
             state.total.add(wait_ms + service_ms, now_ns)
@@ -528,8 +523,7 @@ class BudgetTracker:
                 ingest_ms = hop_ms
             else:
                 hops_ms += hop_ms
-            previous_end = end
-        latency_ms = (previous_end - stamp) / 1e6
+        latency_ms = (stages[-1].end_ns - trace.stamp_ns) / 1e6
         ingest_ms = ingest_ms if ingest_ms is not None else 0.0  # a trace has >= 1 stage
         camera.ingest.add(ingest_ms, now_ns)
         camera.transport.add(hops_ms, now_ns)
