@@ -12,8 +12,8 @@ import gc
 import time
 
 from conftest import wait_for
-from edge_infer_ros.core.image import Preprocessor
 from edge_infer_ros.ros import convert
+from edge_infer_ros.stages.preprocess import Preprocessor
 from edge_infer_ros_msgs.msg import CandidateArray, Detection, DetectionArray, TensorFrame
 from hypothesis import given, HealthCheck, settings, strategies as st
 import numpy as np

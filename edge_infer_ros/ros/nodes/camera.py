@@ -177,8 +177,7 @@ class CameraNode(StageNode):
     def _relay(self, envelope: Envelope, received_ns: int) -> None:
         """Forward a robot camera's frame into the pipeline (by reference from here on)."""
         self.captured += 1
-        self._publish(Envelope(self.camera_name, envelope.seq, envelope.stamp_ns,
-                               envelope.frame_id, (), envelope.payload))
+        self._publish(envelope.with_payload(envelope.payload, camera=self.camera_name))
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Capture counters."""
