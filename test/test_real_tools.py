@@ -284,18 +284,34 @@ def test_param_set_valid_out_of_range_and_wrong_type(composed: Launch) -> None:
     assert 'start-only' in described and 'Min value: 16' in described, described
 
 
+def lifecycle_set(node: str, transition: str, state: str) -> None:
+    """Run ``ros2 lifecycle set`` and check that the node reached the state."""
+    for _ in range(2):
+        try:
+            done = ros2('lifecycle', 'set', node, transition, timeout=40)
+            if 'Transitioning successful' in done.stdout:
+                return
+        except subprocess.TimeoutExpired:
+            # Seen once under a heavily loaded suite: the CLI waited for a service response
+            # that never came (a client/server discovery race of the middleware). The state
+            # tells whether the transition itself happened.
+            pass
+        if f'{state} [' in ros2('lifecycle', 'get', node).stdout:
+            return
+    pytest.fail(f'ros2 lifecycle set {node} {transition} did not reach {state}')
+
+
 def test_lifecycle_round_trip_applies_start_only_parameter_at_configure(
         composed: Launch, probe: Probe) -> None:
     assert 'active [3]' in ros2('lifecycle', 'get', '/camera').stdout
     refused = ros2('param', 'set', '/camera', 'width', '320')
     assert 'Setting parameter failed' in refused.stdout and 'start-only' in refused.stdout
-    assert 'Transitioning successful' in ros2('lifecycle', 'set', '/camera',
-                                              'deactivate').stdout
+    lifecycle_set('/camera', 'deactivate', 'inactive')
     assert 'inactive [2]' in ros2('lifecycle', 'get', '/camera').stdout
     assert 'Set parameter successful' in ros2('param', 'set', '/camera', 'width', '320').stdout
-    for transition in ('cleanup', 'configure', 'activate'):
-        done = ros2('lifecycle', 'set', '/camera', transition)
-        assert 'Transitioning successful' in done.stdout, (transition, done.stdout)
+    for transition, state in (('cleanup', 'unconfigured'), ('configure', 'inactive'),
+                              ('activate', 'active')):
+        lifecycle_set('/camera', transition, state)
     assert 'active [3]' in ros2('lifecycle', 'get', '/camera').stdout
     probe.clear('/image_raw')
     probe.clear('/cmd_vel')
