@@ -128,26 +128,6 @@ class StageNode(LifecycleNode):
         self._inputs: list[tuple[StageInput, Any, str]] = []
         self._outputs: list[StagePublisher] = []
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
-        try:
-            self._declare_parameters()
-        except BaseException:
-            super().destroy_node()  # a refused parameter must not leave a node in the graph
-            raise
-        self.add_on_set_parameters_callback(self._check_parameters)
-        self.add_post_set_parameters_callback(self._parameters_set)
-        self.bus = LocalBus.for_context(self.context)
-        self.last_error = ''
-        self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
-        self._last_error_ns = 0
-        self._qos_warnings: list[str] = []
-        self._fqn = self.get_fully_qualified_name()
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
-                                             self.publish_diagnostics)
-
-    # -- parameters -------------------------------------------------------------------------
-    def _declare_parameters(self) -> None:
-        """Declare every spec with its descriptor; raise on a value the spec refuses."""
         self.param_specs = self.declared_specs()
         for spec in self.param_specs.values():
             default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
@@ -164,7 +144,19 @@ class StageNode(LifecycleNode):
         reason = validate_updates(self.param_specs, self.p, active=False)
         if reason:
             raise ValueError(f'{self.get_fully_qualified_name()}: bad parameter: {reason}')
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._parameters_set)
+        self.bus = LocalBus.for_context(self.context)
+        self.last_error = ''
+        self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
+        self._last_error_ns = 0
+        self._qos_warnings: list[str] = []
+        self._fqn = self.get_fully_qualified_name()
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
+                                             self.publish_diagnostics)
 
+    # -- parameters -------------------------------------------------------------------------
     def _param_value(self, name: str) -> Any:
         value = self.get_parameter(name).value
         return list(value) if isinstance(value, (list, tuple)) or hasattr(value, 'tolist') \
