@@ -351,8 +351,10 @@ def test_split_launch_frames_flow_and_double_sigint_exits_zero(
     try:
         assert poll(lambda: probe.messages('/cmd_vel') or launch.process.poll() is not None,
                     START_TIMEOUT) and launch.process.poll() is None, launch.output()[-3000:]
-        nodes = poll(lambda: (out := ros2('node', 'list').stdout).count('/') >= 6 and out, 30)
-        assert nodes and all(f'/{name}\n' in nodes for name in STAGES), nodes
+        def every_stage() -> str:
+            out = ros2('node', 'list').stdout
+            return out if all(f'/{name}\n' in out for name in STAGES) else ''
+        assert poll(every_stage, 30), ros2('node', 'list').stdout
         launch.double_sigint()
         assert_clean_exit(launch, launch.wait(), processes=6)
         assert poll(lambda: not re.search(r'/(camera|preprocess|detector|nms|action)\b',
