@@ -305,7 +305,8 @@ def run_split(options: RunOptions) -> dict[str, Any]:
                                 for s in component_specs(options, set(group))], stream)
             processes.append(subprocess.Popen(
                 [sys.executable, '-m', 'edge_infer_ros.ros.container', '--composition',
-                 composition], env=os.environ.copy()))
+                 composition, '--ros-args', '-r', f'__node:=group{index}_container'],
+                env=os.environ.copy()))
         monitor = container.load(component_specs(options, {'budget_monitor'})[0])
         monitor.trace_hooks.append(collector)
         listener_node = Node('pipeline_runner', context=context)

@@ -7,6 +7,11 @@ _EIR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _eir_nounset=0; case $- in *u*) _eir_nounset=1; set +u;; esac
 # shellcheck disable=SC1091
 . "$_EIR_ROOT/install/setup.bash"
+# The ROS 2 tools scripts/setup.sh built where the environment has none (ros2, launch_ros).
+if [ -f "$_EIR_ROOT/build/ros2_tools/install/local_setup.bash" ]; then
+  # shellcheck disable=SC1091
+  . "$_EIR_ROOT/build/ros2_tools/install/local_setup.bash"
+fi
 [ "$_eir_nounset" = 1 ] && set -u
 export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$VIRTUAL_ENV"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"

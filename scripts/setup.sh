@@ -3,6 +3,8 @@
 #   1. a virtual environment .venv with the pinned ROS 2 Kilted wheels and numerics (requirements.txt)
 #   2. the include paths the wheels' CMake files expect (they carry their build machine's paths)
 #   3. colcon build of edge_infer_ros_msgs (msg/) and edge_infer_ros (.) into install/
+#   4. the ROS 2 tools (ros2, launch, composition_interfaces, vision_msgs) into build/ros2_tools,
+#      unless the environment has them (ROS2_TOOLS_DISTRO=rolling|jazzy picks the bundle)
 # A second run with nothing changed only compares two hashes and returns in about a second.
 # Afterwards `. scripts/env.sh` gives a shell in which `import rclpy` and the messages work.
 set -euo pipefail
@@ -65,5 +67,30 @@ if [ "$(cat build/.edge_infer_ros.sha256 2>/dev/null)" != "$src_hash" ] || [ ! -
       --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" >&2
   )
   echo "$src_hash" > build/.edge_infer_ros.sha256
+fi
+
+# --- 4. the ROS 2 launch and command-line tools (ros2, launch_ros, composition_interfaces) ----
+# A real ROS 2 install has them; a wheels-only environment builds them from ../shared/ros2_tools
+# (read-only in CI) into build/ros2_tools. build.sh keeps its own stamp: a second run returns at once.
+own_tools="$ROOT/build/ros2_tools"
+tools_src="${ROS2_TOOLS_SRC:-}"   # default: ../shared/ros2_tools beside the clone (or a worktree's)
+for candidate in "$ROOT/../shared/ros2_tools" "$ROOT/../../shared/ros2_tools"; do
+  if [ -z "$tools_src" ] && [ -x "$candidate/build.sh" ]; then tools_src="$candidate"; fi
+done
+found_tools="$("$VENV/bin/python" -c 'import composition_interfaces, launch_ros, ros2cli
+print(ros2cli.__file__)' 2>/dev/null || true)"
+if [ -n "$found_tools" ] && [ "${found_tools#"$own_tools"}" = "$found_tools" ] \
+    && command -v ros2 >/dev/null; then
+  log "ros2, launch_ros and composition_interfaces come from the environment"
+elif [ -n "$tools_src" ] && [ -x "$tools_src/build.sh" ]; then
+  log "ROS 2 tools (${ROS2_TOOLS_DISTRO:-rolling}) into build/ros2_tools"
+  (
+    # shellcheck disable=SC1091
+    . "$VENV/bin/activate"
+    export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+    "$tools_src/build.sh" "${ROS2_TOOLS_DISTRO:-rolling}" "$own_tools"
+  )
+else
+  log "no ROS 2 tools here and no ../shared/ros2_tools: tests of ros2 launch/param/component skip"
 fi
 log "ready: . scripts/env.sh"

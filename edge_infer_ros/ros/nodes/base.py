@@ -14,15 +14,17 @@ serves parameters, lifecycle services, diagnostics and messages from other proce
 from __future__ import annotations
 
 from dataclasses import replace
+import os
+import sys
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
+from edge_infer_ros.ros import process
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-import rclpy
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
@@ -69,7 +71,8 @@ def descriptor_for(spec: ParamSpec) -> ParameterDescriptor:
     if spec.choices:
         constraints.append('one of: ' + ', '.join(spec.choices))
     if not spec.runtime:
-        constraints.append('changes only while the node is inactive')
+        constraints.append('start-only: set it while the node is not active; it applies at '
+                           'the next configure')
     descriptor.additional_constraints = '; '.join(constraints)
     if isinstance(spec.default, bool) or isinstance(spec.default, (str, list, tuple)):
         return descriptor
@@ -125,6 +128,26 @@ class StageNode(LifecycleNode):
         self._inputs: list[tuple[StageInput, Any, str]] = []
         self._outputs: list[StagePublisher] = []
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
+        try:
+            self._declare_parameters()
+        except BaseException:
+            super().destroy_node()  # a refused parameter must not leave a node in the graph
+            raise
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._parameters_set)
+        self.bus = LocalBus.for_context(self.context)
+        self.last_error = ''
+        self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
+        self._last_error_ns = 0
+        self._qos_warnings: list[str] = []
+        self._fqn = self.get_fully_qualified_name()
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
+                                             self.publish_diagnostics)
+
+    # -- parameters -------------------------------------------------------------------------
+    def _declare_parameters(self) -> None:
+        """Declare every spec with its descriptor; raise on a value the spec refuses."""
         self.param_specs = self.declared_specs()
         for spec in self.param_specs.values():
             default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
@@ -141,19 +164,7 @@ class StageNode(LifecycleNode):
         reason = validate_updates(self.param_specs, self.p, active=False)
         if reason:
             raise ValueError(f'{self.get_fully_qualified_name()}: bad parameter: {reason}')
-        self.add_on_set_parameters_callback(self._check_parameters)
-        self.add_post_set_parameters_callback(self._parameters_set)
-        self.bus = LocalBus.for_context(self.context)
-        self.last_error = ''
-        self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
-        self._last_error_ns = 0
-        self._qos_warnings: list[str] = []
-        self._fqn = self.get_fully_qualified_name()
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
-                                             self.publish_diagnostics)
 
-    # -- parameters -------------------------------------------------------------------------
     def _param_value(self, name: str) -> Any:
         value = self.get_parameter(name).value
         return list(value) if isinstance(value, (list, tuple)) or hasattr(value, 'tolist') \
@@ -184,6 +195,11 @@ class StageNode(LifecycleNode):
             self.destroy_timer(self._diag_timer)
             self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
                                                  self.publish_diagnostics)
+        pending = [n for n in changed if not self.param_specs[n].runtime]
+        if pending and self._configured:
+            self.get_logger().info(
+                f'{", ".join(pending)} set; start-only, so it applies at the next configure '
+                '(ros2 lifecycle set <node> cleanup, then configure)')
         if changed:
             self.parameters_changed(changed)
 
@@ -456,16 +472,28 @@ class StageNode(LifecycleNode):
 
 def run_single(node_class: type, args: Optional[list[str]] = None) -> None:
     """Run one stage node on its own (``ros2 run``), driving it to active with autostart."""
-    rclpy.init(args=args)
-    node = node_class()
+    prog = os.path.basename(sys.argv[0] if args is None else
+                            (args[0] if args else node_class.DEFAULT_NAME))
+    argv = process.parse_node_command_line(
+        prog, (node_class.__doc__ or '').strip().split('\n')[0],
+        process.parameter_help(node_class.declared_specs().values()), args)
+    stop = process.init(argv)
     executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    nodes: list[StageNode] = []
+    spin_thread = None
+    failed = False
     try:
+        node = node_class()
+        nodes.append(node)
+        executor.add_node(node)
         if node.p['autostart'] and not node.start():
             node.get_logger().error(f'could not start: {node.last_error}')
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
+        spin_thread = process.spin_in_thread(executor, stop)
+        stop.wait()
+    except Exception as error:  # noqa: B902 - a clear message and exit code 1, no traceback
+        print(f'[{prog}] {type(error).__name__}: {error}', file=sys.stderr)
+        failed = True
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        process.finish(executor, spin_thread, nodes)
+    if failed or stop.failed:
+        sys.exit(1)
