@@ -79,11 +79,11 @@ class SequenceTracker:
         return self.totals.lost
 
     def series(self, publisher: Hashable) -> Optional[PublisherSeries]:
-        """Return one publisher's series (None if not tracked)."""
+        """Return what is known of one publisher (None if not tracked)."""
         return self._series.get(publisher)
 
     def publishers(self) -> int:
-        """Number of publishers tracked now."""
+        """Return how many publishers are tracked now."""
         return len(self._series)
 
     def observe_without_info(self) -> None:
@@ -100,6 +100,7 @@ class SequenceTracker:
         series = self._series.pop(publisher, None)
         if series is not None:
             self.totals.lost -= series.lost
+            self.totals.received -= series.received
         self._ignored[publisher] = None
         self._ignored.move_to_end(publisher)
         while len(self._ignored) > self.max_publishers:
@@ -154,3 +155,48 @@ class SequenceTracker:
         series.first_seq = series.last_seq = seq
         series.missing.clear()
         return 0
+
+
+#: Share of a topic's frames lost in transport (over RecentLoss's window) above which a stage
+#: reports WARN: a healthy same-host link with the shipped profile loses none.
+LOSS_WARN_RATE = 0.005
+#: What to do about it, named in the WARN.
+LOSS_FIX = ('give the publishing process (the camera driver too) the Fast DDS profile '
+            'config/fastdds_shm.xml (FASTDDS_DEFAULT_PROFILES_FILE=<share>/edge_infer_ros/'
+            'config/fastdds_shm.xml, or include launch/dds_profile.launch.py), or make both ends '
+            'reliable (qos.input.reliability:=reliable)')
+
+
+class RecentLoss:
+    """
+    Loss rate over the last ``window_s`` seconds, from snapshots of a tracker's totals.
+
+    A loss an hour ago should not keep a stage at WARN forever; a lifetime rate would.
+    Snapshots are taken at the diagnostics rate and kept for the window only (bounded).
+    """
+
+    def __init__(self, window_s: float = 10.0, max_snapshots: int = 1024) -> None:
+        self.window_s = window_s
+        self._snapshots: list[tuple[float, int, int]] = []
+        self._max = max_snapshots
+
+    def update(self, now_s: float, received: int, lost: int) -> tuple[int, int]:
+        """Record the totals now; return (lost, lost + received) within the window."""
+        self._snapshots.append((now_s, received, lost))
+        while len(self._snapshots) > self._max or (
+                len(self._snapshots) > 1 and now_s - self._snapshots[1][0] >= self.window_s):
+            self._snapshots.pop(0)
+        _, old_received, old_lost = self._snapshots[0]
+        if len(self._snapshots) == 1:
+            old_received = old_lost = 0
+        delta_lost = max(0, lost - old_lost)
+        return delta_lost, delta_lost + max(0, received - old_received)
+
+
+def loss_warning(topic: str, lost: int, total: int, window_s: float,
+                 warn_rate: float = LOSS_WARN_RATE) -> Optional[str]:
+    """Return the WARN text when ``lost`` of ``total`` frames exceeds the rate, else None."""
+    if lost <= 0 or total <= 0 or lost / total <= warn_rate:
+        return None
+    return (f'{lost} of {total} frames on {topic} lost in transport ({lost / total:.1%}) in the '
+            f"last {window_s:g} s (gaps in the publishers' sequence numbers); fix: {LOSS_FIX}")
