@@ -82,6 +82,10 @@ class SequenceTracker:
         """Return what is known of one publisher (None if not tracked)."""
         return self._series.get(publisher)
 
+    def all_series(self) -> list[PublisherSeries]:
+        """Return what is known of every publisher tracked now (oldest heard first)."""
+        return list(self._series.values())
+
     def publishers(self) -> int:
         """Return how many publishers are tracked now."""
         return len(self._series)
