@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 if __package__ in (None, ''):  # run as a file: make ``bench`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,12 +45,17 @@ VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
 TOPIC = '/image_in'
 
 
+def camera_command(args: argparse.Namespace, sent_path: str) -> list[str]:
+    """Return the command line of the stand-in driver for a case."""
+    return [sys.executable, '-m', 'bench.foreign_camera', '--topic', TOPIC, '--width',
+            str(args.width), '--height', str(args.height), '--fps', str(args.fps), '--frames',
+            str(args.frames), '--reliability', args.reliability, '--bracket', '--json',
+            sent_path]
+
+
 def _start_camera(args: argparse.Namespace, sent_path: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, '-m', 'bench.foreign_camera', '--topic', TOPIC, '--width',
-         str(args.width), '--height', str(args.height), '--fps', str(args.fps), '--frames',
-         str(args.frames), '--reliability', args.reliability, '--bracket', '--json', sent_path],
-        cwd=str(common.REPO), env=os.environ.copy())
+    return subprocess.Popen(camera_command(args, sent_path), cwd=str(common.REPO),
+                            env=os.environ.copy())
 
 
 def _finish_camera(camera: subprocess.Popen, timeout: float) -> None:
@@ -64,7 +69,7 @@ def _finish_camera(camera: subprocess.Popen, timeout: float) -> None:
 
 
 def measure_plain(args: argparse.Namespace, sent_path: str) -> dict[str, Any]:
-    """Plain rclpy subscriber: receipt stamps of every frame (the baseline hop)."""
+    """Run a plain rclpy subscriber; return receipt stamps of every frame (the baseline)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -96,8 +101,15 @@ def measure_plain(args: argparse.Namespace, sent_path: str) -> dict[str, Any]:
     return {'received': received, 'lost_counted': None}
 
 
-def measure_package(args: argparse.Namespace, sent_path: str, model: str) -> dict[str, Any]:
-    """This package, composed, camera.source topic: the monitor's traces and the counters."""
+def measure_package(args: argparse.Namespace, sent_path: str, model: str,
+                    start: Optional[Callable[[], subprocess.Popen]] = None,
+                    keep: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """
+    Run this package composed, camera.source topic; return the traces and the counters.
+
+    ``start`` starts the driver (default: the stand-in with this process's environment);
+    ``keep`` receives the camera's diagnostics status before the pipeline is shut down.
+    """
     import rclpy
     from edge_infer_ros.ros.container import Container
     from edge_infer_ros.runner import component_specs, RunOptions
@@ -116,7 +128,7 @@ def measure_package(args: argparse.Namespace, sent_path: str, model: str) -> dic
         problems = container.start()
         if problems:
             raise RuntimeError('pipeline did not start: ' + '; '.join(problems))
-        camera = _start_camera(args, sent_path)
+        camera = start() if start is not None else _start_camera(args, sent_path)
         _finish_camera(camera, 3.0 * args.frames / args.fps + 60.0)
         inputs = [i for n in nodes.values() for i in getattr(n, 'inputs', [])]
         deadline = time.monotonic() + 10.0
@@ -127,6 +139,8 @@ def measure_package(args: argparse.Namespace, sent_path: str, model: str) -> dic
         camera_input = camera_node.inputs[0]
         received = [(t.stamp_ns, t.stages[0].received_ns, t.end_to_end_ns) for t in traces
                     if t.stages]
+        if keep is not None:
+            keep['camera_status'] = camera_node.stage_status()
         tracker = camera_node.transport_loss[TOPIC]
         series = tracker.all_series()
         return {'received_count': camera_input.stats.received,
@@ -150,12 +164,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         else:
             got = measure_package(args, sent_path, model)
         sent = json.loads(Path(sent_path).read_text(encoding='utf-8'))
+    return case_result(args.subscriber, sent, got)
+
+
+def case_result(subscriber: str, sent: dict[str, Any], got: dict[str, Any]) -> dict[str, Any]:
+    """Compare what the driver sent with what a subscriber got."""
     stamps = sent['stamps_ns']
     large = set(stamps[1:-1])  # the first and last are the bracket frames
-    result: dict[str, Any] = {'subscriber': args.subscriber, 'sent': len(large),
+    result: dict[str, Any] = {'subscriber': subscriber, 'sent': len(large),
                               'sent_with_bracket': len(stamps),
                               'lost_counted': got['lost_counted']}
-    if args.subscriber == 'plain':
+    if subscriber == 'plain':
         hops = [(now - stamp) / 1e6 for stamp, now in got['received'] if stamp in large]
         result.update({'delivered': len(hops),
                        'delivered_with_bracket': len(got['received']),

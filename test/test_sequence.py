@@ -1,6 +1,6 @@
 """SequenceTracker: gaps in publishers' sequence numbers become an exact count of lost frames."""
 
-from edge_infer_ros.core.sequence import SequenceTracker
+from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 import pytest
 
 
@@ -104,3 +104,26 @@ def test_samples_without_info_are_counted():
 def test_bad_limits_are_refused():
     with pytest.raises(ValueError):
         SequenceTracker(max_publishers=0)
+
+
+def test_recent_loss_forgets_what_left_the_window():
+    recent = RecentLoss(window_s=10.0)
+    assert recent.update(0.0, 90, 10) == (10, 100)  # first: since the start
+    assert recent.update(5.0, 190, 10) == (0, 100)
+    assert recent.update(11.0, 290, 10) == (0, 200)  # the loss before 5 s is out
+    assert recent.update(30.0, 300, 12) == (2, 12)
+
+
+def test_recent_loss_is_bounded():
+    recent = RecentLoss(window_s=1e9, max_snapshots=8)
+    for second in range(100):
+        recent.update(float(second), second, 0)
+    assert len(recent._snapshots) == 8
+
+
+def test_loss_warning_names_the_fix_above_the_rate_only():
+    assert loss_warning('/image_in', 0, 1000, 10.0) is None
+    assert loss_warning('/image_in', 5, 1000, 10.0) is None  # 0.5 %: not above
+    text = loss_warning('/image_in', 6, 1000, 10.0)
+    assert '6 of 1000 frames on /image_in' in text
+    assert 'fastdds_shm.xml' in text and 'dds_profile.launch.py' in text and 'reliable' in text
