@@ -38,7 +38,7 @@ def generate_launch_description() -> LaunchDescription:
             default_value=EnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
                                               default_value=shipped),
             description='Fast DDS XML profile for the processes started after this (default: '
-                        '$FASTDDS_DEFAULT_PROFILES_FILE when set, else the package\'s 32 MiB '
+                        "$FASTDDS_DEFAULT_PROFILES_FILE when set, else the package's 32 MiB "
                         'shared-memory profile)'),
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', LaunchConfiguration('profile')),
     ])
