@@ -134,3 +134,44 @@ def test_split_runner_gives_its_processes_the_profile(monkeypatch: pytest.Monkey
     assert Path(split_environment()[VARIABLE]).is_file()
     monkeypatch.setenv(VARIABLE, '/my/own.xml')
     assert split_environment()[VARIABLE] == '/my/own.xml'  # the user's choice is kept
+
+
+@pytest.fixture
+def stage_node() -> Any:
+    import rclpy
+    from edge_infer_ros.ros.nodes.base import StageNode
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = StageNode('loss_probe', context=context)
+    yield node
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+def _with_tracker(node: Any, topic: str) -> Any:
+    from edge_infer_ros.core.sequence import RecentLoss, SequenceTracker
+    node.transport_loss[topic] = tracker = SequenceTracker()
+    node._recent_loss[topic] = RecentLoss()
+    return tracker
+
+
+def test_loss_above_the_rate_warns_with_the_fix(stage_node: Any) -> None:
+    tracker = _with_tracker(stage_node, '/image_in')
+    for seq in (1, 2, 3, 50):  # 46 frames lost between 3 and 50
+        tracker.observe(b'driver', seq)
+    status = stage_node.stage_status()
+    values = status_values(status)
+    assert values['frames_lost_in_transport'] == '46'
+    assert status.level == b'\x01'
+    assert '46 of 50 frames on /image_in lost in transport' in status.message
+    assert 'fastdds_shm.xml' in status.message
+
+
+def test_without_sequence_numbers_loss_is_unknown_not_zero(stage_node: Any) -> None:
+    tracker = _with_tracker(stage_node, '/image_in')
+    for _ in range(10):
+        tracker.observe_without_info()
+    values = status_values(stage_node.stage_status())
+    assert values['frames_lost_in_transport'] == 'unknown'
+    assert values['transport_loss_counting'].startswith('unavailable: ')
+    assert stage_node.frames_lost_in_transport() is None
