@@ -275,6 +275,20 @@ def split_counters(listener: '_DiagnosticsListener') -> dict[str, int]:
     }
 
 
+def hops_matched(listener: '_DiagnosticsListener', topics: list[str]) -> bool:
+    """Tell whether every topic's publisher and subscription report each other matched."""
+    def most(key: str) -> Optional[int]:
+        counts = [int(v[key]) for v in listener.latest.values() if key in v]
+        return max(counts) if counts else None
+
+    for topic in topics:
+        subscriptions = most(f'matched_subscriptions:{topic}')
+        publishers = most(f'matched_publishers:{topic}')
+        if not subscriptions or publishers == 0:  # None: an rclpy without the count
+            return False
+    return True
+
+
 def split_environment() -> dict[str, str]:
     """
     Return the environment of the stage processes: the package's Fast DDS profile.
@@ -384,6 +398,8 @@ def run_split(options: RunOptions) -> dict[str, Any]:
         if not _change_state(listener_node, executor, camera, Transition.TRANSITION_CONFIGURE):
             raise RuntimeError('could not configure the camera process')
         wait_until(lambda: connected([first_hop]), 'the camera')
+        wait_until(lambda: hops_matched(listener, [f'{ns}/{t}' for t in [first_hop] + hops]),
+                   'DDS matching of every hop')
         for _ in range(10):  # let discovery between the stage processes settle
             executor.spin_once(timeout_sec=0.05)
         if not _change_state(listener_node, executor, camera, Transition.TRANSITION_ACTIVATE):

@@ -437,6 +437,23 @@ class StageNode(LifecycleNode):
         return [('frames_lost_in_transport', str(lost)),
                 ('transport_loss_counting', 'publication sequence numbers')], warning
 
+    def matched_values(self) -> list[tuple[str, str]]:
+        """
+        Return the DDS peers each topic of this node has matched (not merely discovered).
+
+        A volatile sample published before the reader matched is gone without a trace, and
+        matching between processes lags discovery under load: the split runner starts the
+        camera only once every hop reports a match on both ends.
+        """
+        values = [(f'matched_subscriptions:{o.topic}',
+                   str(o.ros_publisher.get_subscription_count()))
+                  for o in self._outputs if o.ros_publisher is not None]
+        for _, subscription, topic in self._inputs:
+            count = getattr(subscription, 'get_publisher_count', None)  # rclpy >= Jazzy
+            if count is not None:
+                values.append((f'matched_publishers:{topic}', str(count())))
+        return values
+
     def stage_status(self) -> DiagnosticStatus:
         """Report this node's own health: state, counters, last error, QoS problems."""
         received = sum(i.stats.received for i in self.inputs)
@@ -454,7 +471,7 @@ class StageNode(LifecycleNode):
                    str(sum(o.stats.local_deliveries for o in self._outputs)))]
         values += self.diagnostic_values()
         loss_values, loss_text = self.transport_loss_status()
-        values += loss_values
+        values += loss_values + self.matched_values()
         level, message = OK, 'running' if self._active else 'not active'
         if loss_text:
             level, message = WARN, loss_text
