@@ -22,6 +22,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
+from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 from edge_infer_ros.ros import process
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -30,6 +31,12 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+import rclpy.subscription
+
+#: Why lost frames cannot be counted here, or '' when they can: rclpy before Iron (Humble)
+#: calls subscription callbacks without MessageInfo.
+MESSAGE_INFO_MISSING = '' if hasattr(rclpy.subscription, 'MessageInfo') else (
+    'this rclpy passes no MessageInfo to subscriptions (before Iron)')
 
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
                           DiagnosticStatus.STALE)
@@ -140,6 +147,9 @@ class StageNode(LifecycleNode):
         self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
         self._last_error_ns = 0
         self._qos_warnings: list[str] = []
+        #: Per input topic: gaps in the publishers' sequence numbers (frames DDS lost).
+        self.transport_loss: dict[str, SequenceTracker] = {}
+        self._recent_loss: dict[str, RecentLoss] = {}
         self._fqn = self.get_fully_qualified_name()
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
@@ -227,7 +237,16 @@ class StageNode(LifecycleNode):
                                  name=f'{self.get_name()}:{topic}', on_error=self._stage_error,
                                  pinned=mode is not None or depth is not None)
 
-        def on_message(msg: Any) -> None:
+        tracker = self.transport_loss.setdefault(resolved, SequenceTracker())
+        self._recent_loss.setdefault(resolved, RecentLoss())
+
+        def on_message(msg: Any, info: Optional[dict]) -> None:
+            sequence = info.get('publication_sequence_number') if info else None
+            gid = (info.get('publisher_gid') or {}).get('data') if info else None
+            if sequence is None or gid is None or sequence <= 0:
+                tracker.observe_without_info()
+            else:
+                tracker.observe(gid, sequence)
             try:
                 envelope = from_msg(msg)
             except Exception as error:  # noqa: B902 - any malformed message is counted
@@ -235,14 +254,18 @@ class StageNode(LifecycleNode):
                 stage_input.stats.errors += 1
                 self._stage_error(error, None, f'bad message on {resolved}')
                 return
+            echoes = stage_input.stats.duplicates_ignored
             stage_input.deliver_from_ros(envelope, key_of(msg))
+            if gid is not None and stage_input.stats.duplicates_ignored > echoes:
+                tracker.ignore(gid)  # a publisher of this process: its frames come by reference
 
+        callback = on_message if not MESSAGE_INFO_MISSING else (lambda msg: on_message(msg, None))
         if qos is None:
             qos = qos_from(self.p['qos.input.reliability'], self.p['qos.input.durability'],
                            self.p['qos.input.depth'])
         events = SubscriptionEventCallbacks(
             incompatible_qos=lambda info, t=resolved: self._incompatible_qos(t, info, 'publisher'))
-        subscription = self.create_subscription(msg_type, resolved, on_message, qos,
+        subscription = self.create_subscription(msg_type, resolved, callback, qos,
                                                 event_callbacks=events)
         self.bus.attach(resolved, stage_input, has_ros_subscription=True)
         self._inputs.append((stage_input, subscription, resolved))
@@ -415,6 +438,48 @@ class StageNode(LifecycleNode):
         return []
 
     # -- diagnostics ------------------------------------------------------------------------
+    def frames_lost_in_transport(self) -> Optional[int]:
+        """Frames DDS lost on the way to this stage's inputs; None when it cannot tell."""
+        trackers = self.transport_loss.values()
+        if MESSAGE_INFO_MISSING or any(t.totals.without_info and not t.totals.received
+                                       for t in trackers):
+            return None
+        return sum(t.lost for t in trackers)
+
+    def transport_loss_status(self) -> tuple[list[tuple[str, str]], Optional[str]]:
+        """Diagnostic values of frames lost in transport, and the WARN text if too many."""
+        lost = self.frames_lost_in_transport()
+        if lost is None:
+            why = MESSAGE_INFO_MISSING or 'the middleware gives no publication sequence numbers'
+            return [('frames_lost_in_transport', 'unknown'),
+                    ('transport_loss_counting', f'unavailable: {why}')], None
+        now_s = now_ns() / 1e9
+        warning = None
+        for topic, tracker in self.transport_loss.items():
+            recent = self._recent_loss[topic]
+            window_lost, window_total = recent.update(now_s, tracker.totals.received,
+                                                      tracker.lost)
+            warning = warning or loss_warning(topic, window_lost, window_total, recent.window_s)
+        return [('frames_lost_in_transport', str(lost)),
+                ('transport_loss_counting', 'publication sequence numbers')], warning
+
+    def matched_values(self) -> list[tuple[str, str]]:
+        """
+        Return the DDS peers each topic of this node has matched (not merely discovered).
+
+        A volatile sample published before the reader matched is gone without a trace, and
+        matching between processes lags discovery under load: the split runner starts the
+        camera only once every hop reports a match on both ends.
+        """
+        values = [(f'matched_subscriptions:{o.topic}',
+                   str(o.ros_publisher.get_subscription_count()))
+                  for o in self._outputs if o.ros_publisher is not None]
+        for _, subscription, topic in self._inputs:
+            count = getattr(subscription, 'get_publisher_count', None)  # rclpy >= Jazzy
+            if count is not None:
+                values.append((f'matched_publishers:{topic}', str(count())))
+        return values
+
     def stage_status(self) -> DiagnosticStatus:
         """Report this node's own health: state, counters, last error, QoS problems."""
         received = sum(i.stats.received for i in self.inputs)
@@ -431,7 +496,11 @@ class StageNode(LifecycleNode):
                   ('local_deliveries',
                    str(sum(o.stats.local_deliveries for o in self._outputs)))]
         values += self.diagnostic_values()
+        loss_values, loss_text = self.transport_loss_status()
+        values += loss_values + self.matched_values()
         level, message = OK, 'running' if self._active else 'not active'
+        if loss_text:
+            level, message = WARN, loss_text
         if self._qos_warnings:
             level, message = WARN, self._qos_warnings[-1]
         if self.fault:

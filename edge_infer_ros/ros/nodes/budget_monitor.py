@@ -80,6 +80,7 @@ class BudgetMonitorNode(StageNode):
         self.trace_hooks: list[Callable[[FrameTrace], None]] = []
         self.miss_hooks: list[Callable[[DeadlineMiss], None]] = []
         self.traces_seen = 0
+        self.last_trace_ns = 0  # receipt time of the newest trace (0: none yet)
         self.misses_published = 0
         self.config_warnings: list[str] = []
 
@@ -123,6 +124,7 @@ class BudgetMonitorNode(StageNode):
         with self._tracker_lock:
             miss = self.tracker.observe(trace, received_ns)
         self.traces_seen += 1
+        self.last_trace_ns = received_ns
         for hook in self.trace_hooks:
             hook(trace)
         if miss is not None:
@@ -145,10 +147,15 @@ class BudgetMonitorNode(StageNode):
             statuses.append(status)
         return statuses
 
-    def summary(self) -> dict[str, Any]:
-        """Return the latency report (the main job prints and writes it)."""
+    def summary(self, at_ns: Optional[int] = None) -> dict[str, Any]:
+        """
+        Return the latency report (the main job prints and writes it), judged at ``at_ns``.
+
+        A run that has ended judges at its last trace (``at_ns=last_trace_ns``): judged later,
+        every stage would be STALE only because the run is over.
+        """
         with self._tracker_lock:
-            return self.tracker.summary(now_ns())
+            return self.tracker.summary(at_ns if at_ns is not None else now_ns())
 
     def publish_diagnostics(self) -> None:
         """Own status plus one status per stage and camera path."""
