@@ -13,6 +13,7 @@ import time
 
 from conftest import wait_for
 from edge_infer_ros.core.image import Preprocessor
+from edge_infer_ros.core.validate import InputRefused, REASONS
 from edge_infer_ros.ros import convert
 from edge_infer_ros_msgs.msg import CandidateArray, Detection, DetectionArray, TensorFrame
 from hypothesis import given, HealthCheck, settings, strategies as st
@@ -92,14 +93,26 @@ def test_candidate_decoding_never_fails_otherwise(boxes, scores, class_ids) -> N
 
 
 @FUZZ
-@given(rows=st.lists(st.tuples(st.floats(-1e6, 1e6, width=32), st.floats(0, 1, width=32),
-                               st.integers(-3, 2000)), max_size=8))
-def test_detection_array_decoding_never_fails_otherwise(rows) -> None:
-    msg = DetectionArray(detections=[Detection(x_min=x, y_min=x, x_max=x + 1, y_max=x + 1,
+@given(rows=st.lists(st.tuples(st.floats(-1e6, 1e6, width=32), st.floats(-1, 2, width=32),
+                               st.integers(-3, 5000)), max_size=8),
+       size=st.tuples(st.integers(0, 2000), st.integers(0, 2000)))
+def test_detection_array_decoding_never_fails_otherwise(rows, size) -> None:
+    msg = DetectionArray(image_width=size[0], image_height=size[1],
+                         detections=[Detection(x_min=x, y_min=x, x_max=x + 1, y_max=x + 1,
                                                score=s, class_id=c, class_name=f'c{c}')
                                      for x, s, c in rows])
-    envelope = convert.detections_from_msg(msg)
-    assert len(envelope.payload) == len(rows)
+    msg.header.stamp.sec = 5
+    try:
+        envelope = convert.detections_from_msg(msg)
+    except InputRefused as refused:
+        assert refused.reason in REASONS
+        return
+    payload = envelope.payload
+    assert len(payload) == len(rows)
+    assert 1 <= payload.image_width and 1 <= payload.image_height
+    assert ((payload.scores >= 0) & (payload.scores <= 1)).all()
+    assert (payload.boxes[:, 2] <= payload.image_width + 1).all()
+    assert ((payload.class_ids >= 0) & (payload.class_ids < len(payload.class_names) + 1)).all()
 
 
 @pytest.mark.slow
