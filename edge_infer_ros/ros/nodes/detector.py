@@ -40,6 +40,9 @@ class DetectorNode(StageNode):
                   choices=('onnxruntime', 'none'), runtime=False),
         ParamSpec('layout', 'auto', 'YOLO output layout (auto: from metadata or shape)',
                   choices=('auto', 'yolov8', 'yolov5'), runtime=False),
+        ParamSpec('class_names', [], "the model's class names in class-id order (empty: from "
+                  "the metadata file or the model's own metadata); their count must match the "
+                  'model output', list_of=str, runtime=False),
         ParamSpec('score_threshold', 0.25, 'minimum class score of a candidate', low=0.0,
                   high=1.0),
         ParamSpec('max_candidates', 300, 'most candidates passed to NMS (best scores)', low=1,
@@ -84,28 +87,38 @@ class DetectorNode(StageNode):
 
     def configure_stage(self) -> None:
         """Check and load the model, then start the backend (with fallback)."""
-        self.model = load_model_info(resolve_model_path(self.p['model_path']),
-                                     expected_sha256=self.p['model_sha256'],
-                                     layout=self.p['layout'])
+        # Nothing of a previous configuration may show in diagnostics if this one fails.
+        self.model, self.backend, self.fallback_reason, self.fault = None, None, None, ''
+        model = load_model_info(resolve_model_path(self.p['model_path']),
+                                expected_sha256=self.p['model_sha256'],
+                                layout=self.p['layout'], class_names=self.p['class_names'])
+        for note in model.notes:
+            self.get_logger().info(f'model {model.path}: {note}')
         preferred = self.p['backend']
         fallback = self.p['fallback_backend']
         if fallback == 'none' or fallback == preferred:
-            self.backend = create_backend(preferred, self.model, self._backend_options())
-            self.backend.load()
-            self.fallback_reason = None
+            backend = create_backend(preferred, model, self._backend_options())
+            backend.load()
+            self.backend = backend
         else:
             self.backend, self.fallback_reason = load_with_fallback(
-                preferred, self.model, self._backend_options(), fallback)
+                preferred, model, self._backend_options(), fallback)
         if self.fallback_reason:
             self.fault = (f'{preferred} backend unavailable, running on '
                           f'{self.backend.name}: {self.fallback_reason}')
             self.get_logger().warning(self.fault)
+        elif not model.pinned:
+            # Loaded, but said: a swapped file would go unnoticed (see models/README.md).
+            self.fault = (f'model {model.path} is not pinned (no sha256 in its metadata, '
+                          f'model_sha256 empty): set model_sha256 to {model.sha256}')
+            self.get_logger().warning(self.fault)
         else:
             self.fault = ''
-        self._decoder = YoloDecoder(self.model.layout, self.model.num_classes,
+        self.model = model  # only now: a failed configure shows no model
+        self._decoder = YoloDecoder(model.layout, model.num_classes,
                                     max_candidates=self.p['max_candidates'])
-        self.get_logger().info(f'model {self.model.path} ({self.model.layout}, '
-                               f'{self.model.num_classes} classes) on {self.backend.description}')
+        self.get_logger().info(f'model {model.path} ({model.layout}, '
+                               f'{model.num_classes} classes) on {self.backend.description}')
 
     def cleanup_stage(self) -> None:
         """Release the backend (GPU memory too)."""
@@ -114,6 +127,7 @@ class DetectorNode(StageNode):
                 self.backend.release()
             self.backend = None
             self._decoder = None
+            self.model = None
 
     def parameters_changed(self, changed: dict[str, Any]) -> None:
         """max_candidates takes effect on the next frame."""
@@ -170,7 +184,9 @@ class DetectorNode(StageNode):
         if self.fallback_reason:
             values.append(('fallback_reason', self.fallback_reason))
         if self.model is not None:
-            values += [('model', self.model.path), ('model_sha256', self.model.sha256)]
+            values += [('model', self.model.path), ('model_sha256', self.model.sha256),
+                       ('model_pinned', str(self.model.pinned).lower()),
+                       ('classes', ','.join(self.model.class_names)[:512])]
         return values
 
 
