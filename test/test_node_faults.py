@@ -284,7 +284,8 @@ def test_parameters_change_at_run_time_through_the_services(composed, outside) -
 
 def test_stamps_going_back_are_counted_and_reported(composed, outside) -> None:
     container, nodes = composed(frames=0, names={'preprocess', 'detector', 'nms', 'action',
-                                                 'budget_monitor'})
+                                                 'budget_monitor'},
+                                overrides={'preprocess': {'stamp_fault_hold_s': 1.0}})
     preprocess = nodes['preprocess']
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
     publisher = outside.node.create_publisher(Image, 'image_raw', qos)
@@ -301,6 +302,9 @@ def test_stamps_going_back_are_counted_and_reported(composed, outside) -> None:
     status = preprocess.stage_status()
     assert status.level == DiagnosticStatus.WARN and 'stamp went back 50.000 ms' in status.message
     assert wait_for(lambda: nodes['action'].commands >= 3, 5.0)  # still processed
+    # One backwards stamp is no lasting fault: OK again stamp_fault_hold_s after it.
+    assert wait_for(lambda: preprocess.stage_status().level == DiagnosticStatus.OK, 5.0)
+    assert preprocess.non_monotonic_stamps == 1  # the count stays
 
 
 _SUBSCRIBER = """
