@@ -133,8 +133,8 @@ rows = st.lists(st.tuples(st.tuples(*[st.one_of(st.floats(-10, 700, width=32),
                           st.integers(-2**31, 2**31 - 1)), max_size=5)
 
 
-def test_any_detection_array_from_outside_gives_a_bounded_cmd_vel_or_a_stop(composed,
-                                                                             outside) -> None:
+def test_any_detection_array_from_outside_gives_a_bounded_cmd_vel_or_a_stop(
+        composed, outside) -> None:
     container, nodes = composed(frames=0, names={'action'},
                                 overrides={'action': {'command_timeout_s': 60.0}})
     action = nodes['action']
@@ -158,13 +158,13 @@ def test_any_detection_array_from_outside_gives_a_bounded_cmd_vel_or_a_stop(comp
     send()
     assert outside.spin_until(lambda: len(outside.commands) >= action.commands, 10.0)
     assert sent['accepted'] and sent['refused'] and action.error_count() == sent['refused']
-    assert all(_bounded(c) for c in outside.commands), [c.twist for c in outside.commands
-                                                       if not _bounded(c)]
+    unbounded = [c.twist for c in outside.commands if not _bounded(c)]
+    assert not unbounded, unbounded
     assert sum(action.refusals.values()) == sent['refused']
 
 
-def test_a_million_candidates_from_outside_are_refused_and_good_frames_go_on(composed,
-                                                                            outside) -> None:
+def test_a_million_candidates_from_outside_are_refused_and_good_frames_go_on(
+        composed, outside) -> None:
     container, nodes = composed(frames=0, names={'nms', 'action'})
     nms = nodes['nms']
     publisher = outside.node.create_publisher(CandidateArray, 'candidates', 10)
@@ -247,8 +247,8 @@ def test_a_huge_hardware_id_is_refused(composed) -> None:
     assert not result.successful and 'at most 128' in result.reason
 
 
-_FLOOD = textwrap.dedent('''
-    import json, time, tracemalloc
+_FLOOD = textwrap.dedent("""
+    import json, time
     import psutil, rclpy
     from rclpy.executors import SingleThreadedExecutor
     from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
@@ -293,7 +293,7 @@ _FLOOD = textwrap.dedent('''
                       'cameras': len(node.tracker.cameras())}))
     node.destroy_node()
     rclpy.shutdown()
-''')
+""")
 
 
 def test_the_monitor_stays_bounded_under_ten_thousand_new_names() -> None:

@@ -198,7 +198,7 @@ def test_a_valid_message_passes_every_check() -> None:
     assert not envelope.payload.class_names_complete
 
 
-# -- the command, whatever comes in ----------------------------------------------------------------
+# -- the command, whatever comes in -----------------------------------------------------------
 def test_bounded_command_clamps_and_stops_on_non_finite() -> None:
     clamped = bounded_command(Command(5.0, -7.0, False, 'x'), 0.5, 1.0)
     assert (clamped.linear_x, clamped.angular_z) == (0.5, -1.0)
@@ -220,8 +220,8 @@ PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
                      max_size=6),
        width=st.integers(-5, 5000), height=st.integers(-5, 5000),
        gain=st.floats(0, 100), near=st.floats(0.01, 1.0))
-def test_any_in_process_payload_gives_a_finite_command_within_limits(rows, width, height, gain,
-                                                                      near) -> None:
+def test_any_in_process_payload_gives_a_finite_command_within_limits(
+        rows, width, height, gain, near) -> None:
     policy = ActionPolicy(steering_gain=gain, near_field_fraction=near)
     payload = DetectionPayload(np.array([r[0] for r in rows], np.float32).reshape(-1, 4),
                                np.array([r[1] for r in rows], np.float32),

@@ -141,24 +141,19 @@ def check_boxes(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
                            f'{int(class_ids.max())})')
 
 
-def valid_rows(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
-               num_classes: int, width: int, height: int) -> np.ndarray:
+def valid_row(x_min: float, y_min: float, x_max: float, y_max: float, score: float,
+              class_id: int, num_classes: int, width: int, height: int) -> bool:
     """
-    Return the mask of detections the action policy may act on (the others are counted).
+    Tell whether the action policy may act on one detection (the others are counted).
 
-    The same rules as :func:`check_boxes`, per row: the policy defends itself against an
-    in-process payload nobody validated, rather than refusing the whole frame.
+    The rules of :func:`check_boxes`, for one row of plain floats: the policy defends itself
+    against an in-process payload nobody validated, rather than refusing the whole frame.
+    A frame holds few detections, so a scalar check is cheaper than numpy's per-call cost.
     """
-    if boxes.size == 0:
-        return np.zeros(len(scores), bool)
     tol = BOX_TOLERANCE
-    with np.errstate(invalid='ignore'):
-        return (np.isfinite(boxes).all(axis=1) & np.isfinite(scores) &
-                (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1]) &
-                (boxes[:, 0] >= -tol) & (boxes[:, 1] >= -tol) &
-                (boxes[:, 2] <= width + tol) & (boxes[:, 3] <= height + tol) &
-                (scores >= 0.0) & (scores <= 1.0) & (class_ids >= 0) &
-                (class_ids < num_classes))
+    return (math.isfinite(x_min + y_min + x_max + y_max + score) and
+            -tol <= x_min <= x_max <= width + tol and -tol <= y_min <= y_max <= height + tol and
+            0.0 <= score <= 1.0 and 0 <= class_id < num_classes)
 
 
 def check_trace(stamp_ns: int, stages: Sequence[Any], now_ns: int,

@@ -34,9 +34,9 @@ from typing import Any, Iterable, Mapping
 
 from edge_infer_ros.core import frame
 from edge_infer_ros.core.frame import FrameTrace
+from edge_infer_ros.core.params import flatten_parameters
 from edge_infer_ros.core.validate import (CAMERA_NAME_RE, check_name, InputRefused,
                                           MAX_HARDWARE_ID, STAGE_NAME_RE)
-from edge_infer_ros.core.params import flatten_parameters
 from edge_infer_ros.monitor.windows import SlidingWindow, WindowSummary
 
 #: Status names of the per-camera path items (the stages use their own names).

@@ -13,12 +13,10 @@ step (:func:`bounded_command`), so it is finite and within the limits whatever c
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 import math
 
 from edge_infer_ros.core import validate
 from edge_infer_ros.core.payloads import Command, DetectionPayload
-import numpy as np
 
 
 def _limit(value: float) -> float:
@@ -85,32 +83,33 @@ class ActionPolicy:
             return Command(0.0, 0.0, True, f'detections of a {width}x{height} image with '
                            f'{list(boxes.shape)} boxes cannot be trusted', -1, count)
         names = detections.class_names
-        valid = validate.valid_rows(boxes, scores, class_ids,
-                                    len(names) or validate.MAX_CLASSES, width, height)
-        ignored = int(count - np.count_nonzero(valid))
+        num_classes = len(names) or validate.MAX_CLASSES
+        ignored = 0
         best = -1
         best_score = -1.0
         near_obstacle = ''
-        for index in np.flatnonzero(valid).tolist():
-            score = float(scores[index])
+        rows = zip(boxes.tolist(), scores.tolist(), class_ids.tolist())
+        for index, ((x_min, y_min, x_max, y_max), score, class_id) in enumerate(rows):
+            if not validate.valid_row(x_min, y_min, x_max, y_max, score, class_id,
+                                      num_classes, width, height):
+                ignored += 1
+                continue
             if score < self.min_score:
                 continue
-            class_id = int(class_ids[index])
-            name = names[class_id] if 0 <= class_id < len(names) else str(class_id)
-            if name in self.obstacle_classes:
-                box_height = float(boxes[index, 3] - boxes[index, 1])
-                if box_height >= self.near_field_fraction * height:
-                    near_obstacle = name
+            name = names[class_id] if class_id < len(names) else str(class_id)
+            if name in self.obstacle_classes and \
+                    y_max - y_min >= self.near_field_fraction * height:
+                near_obstacle = name
             if name in self.target_classes and score > best_score:
                 best, best_score = index, score
         if near_obstacle:
             return Command(0.0, 0.0, True, f'{near_obstacle} in the near field', best, ignored)
         if best < 0:
             return Command(0.0, 0.0, False, 'no target in view', -1, ignored)
-        x_min, y_min, x_max, y_max = (float(v) for v in boxes[best])
+        x_min, y_min, x_max, y_max = boxes[best].tolist()
         offset = ((x_min + x_max) / 2.0 - width / 2.0) / (width / 2.0)  # -1 left .. +1 right
-        angular = float(np.clip(-self.steering_gain * offset, -self.max_angular_speed,
-                                self.max_angular_speed))
+        angular = min(max(-self.steering_gain * offset, -self.max_angular_speed),
+                      self.max_angular_speed)
         closeness = min(1.0, (y_max - y_min) / height / max(self.near_field_fraction, 1e-6))
         linear = self.max_linear_speed * (1.0 - closeness) * (1.0 - min(1.0, abs(offset)))
         name = names[int(class_ids[best])] if int(class_ids[best]) < len(names) else ''
