@@ -15,7 +15,9 @@ from conftest import wait_for
 from edge_infer_ros.core.image import Preprocessor
 from edge_infer_ros.core.validate import InputRefused, REASONS
 from edge_infer_ros.ros import convert
-from edge_infer_ros_msgs.msg import CandidateArray, Detection, DetectionArray, TensorFrame
+from edge_infer_ros_msgs.msg import (CandidateArray, Detection, DetectionArray,
+                                     FrameTrace as FrameTraceMsg,
+                                     StageTiming as StageTimingMsg, TensorFrame)
 from hypothesis import given, HealthCheck, settings, strategies as st
 import numpy as np
 import psutil
@@ -113,6 +115,28 @@ def test_detection_array_decoding_never_fails_otherwise(rows, size) -> None:
     assert ((payload.scores >= 0) & (payload.scores <= 1)).all()
     assert (payload.boxes[:, 2] <= payload.image_width + 1).all()
     assert ((payload.class_ids >= 0) & (payload.class_ids < len(payload.class_names) + 1)).all()
+
+
+@FUZZ
+@given(camera=st.text(max_size=80), stamp=st.tuples(st.integers(-2**31, 2**31 - 1),
+                                                    st.integers(0, 999_999_999)),
+       stages=st.lists(st.tuples(st.text(max_size=70), st.integers(-2**63, 2**63 - 1),
+                                 st.integers(0, 10**9), st.integers(0, 10**9)), max_size=6))
+def test_trace_decoding_never_fails_otherwise(camera, stamp, stages) -> None:
+    msg = FrameTraceMsg(camera=camera, stages=[
+        StageTimingMsg(stage=name, node='/n', received_ns=received, start_ns=received + wait,
+                       end_ns=received + wait + service)
+        for name, received, wait, service in stages if received + wait + service < 2**63])
+    _stamp(msg, stamp)
+    try:
+        trace = convert.trace_from_msg(msg).payload
+    except InputRefused as refused:
+        assert refused.reason in REASONS
+        return
+    assert 0 < trace.stamp_ns <= time.time_ns() + 10**9
+    for timing in trace.stages:
+        assert 0 < timing.received_ns <= timing.start_ns <= timing.end_ns
+        assert timing.received_ns >= trace.stamp_ns - 10**9
 
 
 @pytest.mark.slow
