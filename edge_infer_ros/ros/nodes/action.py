@@ -83,7 +83,8 @@ class ActionNode(StageNode):
         self._last_stop_ns = 0
         self._last_frame = ('', '')  # camera, frame_id of the latest command
         self._watchdog: Optional[threading.Thread] = None
-        self._watchdog_stop = threading.Event()
+        self._watchdog_wake = threading.Event()
+        self._watchdog_quit = False
 
     def _policy(self) -> ActionPolicy:
         return ActionPolicy(**{name: (tuple(self.p[name]) if isinstance(self.p[name], list)
@@ -94,6 +95,8 @@ class ActionNode(StageNode):
         if any(name in changed for name in POLICY_PARAMS):
             self.policy = self._policy()
             self._checked_names = None  # check the classes again
+        if 'command_timeout_s' in changed:
+            self._watchdog_wake.set()  # the new timeout applies at once
 
     def create_io(self) -> None:
         """Input detections; outputs cmd_vel, trace, debug_image."""
@@ -114,14 +117,15 @@ class ActionNode(StageNode):
         self._debug_input.start()
         self._last_fresh_ns = now_ns()
         self._last_stop_ns = 0
-        self._watchdog_stop.clear()
+        self._watchdog_quit = False
         self._watchdog = threading.Thread(target=self._watch_commands, name='eir:cmd_watchdog',
                                           daemon=True)
         self._watchdog.start()
 
     def deactivate_stage(self) -> None:
         """Stop the watchdog and the debug worker."""
-        self._watchdog_stop.set()
+        self._watchdog_quit = True
+        self._watchdog_wake.set()
         if self._watchdog is not None:
             self._watchdog.join(timeout=2.0)
             self._watchdog = None
@@ -129,8 +133,14 @@ class ActionNode(StageNode):
             self._debug_input.stop()
 
     def _watch_commands(self) -> None:
-        """Publish a stop whenever command_timeout_s passes without fresh detections."""
-        while True:
+        """
+        Publish a stop whenever command_timeout_s passes without fresh detections.
+
+        It sleeps until the deadline (a new frame moves it on), so it wakes about once per
+        timeout, not per frame: each wake-up of a Python thread can delay the frame threads
+        when the CPU is overloaded.
+        """
+        while not self._watchdog_quit:
             timeout_ns = int(self.p['command_timeout_s'] * 1e9)
             now = now_ns()
             with self._command_lock:
@@ -142,9 +152,8 @@ class ActionNode(StageNode):
                     self._publish_command(now, Command(
                         0.0, 0.0, True, f'no fresh detections for {silent_s:.3f} s'))
                     continue
-            # Wake at the deadline (at most 0.1 s later, so a new timeout applies soon).
-            if self._watchdog_stop.wait(min((due - now) / 1e9, 0.1)):
-                return
+            self._watchdog_wake.wait((due - now) / 1e9)
+            self._watchdog_wake.clear()
 
     def _publish_command(self, stamp_ns: int, command: Command, camera: str = '',
                          seq: int = 0, frame_id: str = '') -> None:

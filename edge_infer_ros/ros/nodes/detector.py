@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, now_ns
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import CandidatePayload, TensorPayload
@@ -21,7 +22,7 @@ from edge_infer_ros.inference.backends.factory import BACKENDS, create_backend, 
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
 from edge_infer_ros.inference.yolo import YoloDecoder
 from edge_infer_ros.ros import convert
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.base import OK, run_single, StageNode, WARN
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
 from edge_infer_ros_msgs.msg import CandidateArray, TensorFrame
 import numpy as np
@@ -107,14 +108,11 @@ class DetectorNode(StageNode):
             self.fault = (f'{preferred} backend unavailable, running on '
                           f'{self.backend.name}: {self.fallback_reason}')
             self.get_logger().warning(self.fault)
-        elif not model.pinned:
-            # Loaded, but said: a swapped file would go unnoticed (see models/README.md).
-            self.fault = (f'model {model.path} is not pinned (no sha256 in its metadata, '
-                          f'model_sha256 empty): set model_sha256 to {model.sha256}')
-            self.get_logger().warning(self.fault)
         else:
             self.fault = ''
         self.model = model  # only now: a failed configure shows no model
+        if not model.pinned:
+            self.get_logger().warning(self._unpinned_message())
         self._decoder = YoloDecoder(model.layout, model.num_classes,
                                     max_candidates=self.p['max_candidates'])
         self.get_logger().info(f'model {model.path} ({model.layout}, '
@@ -172,6 +170,18 @@ class DetectorNode(StageNode):
                                payload.letterbox, payload.image_width, payload.image_height,
                                self.backend.name, payload.image)
         self.candidates_out.publish(envelope.forward(out, self.timing(received_ns, start)))
+
+    def _unpinned_message(self) -> str:
+        return (f'model {self.model.path} is not pinned (no sha256 in its metadata, '
+                f'model_sha256 empty): set model_sha256 to {self.model.sha256}')
+
+    def stage_status(self) -> DiagnosticStatus:
+        """Report the base status; an unpinned model is WARN when nothing is more urgent."""
+        status = super().stage_status()
+        if status.level == OK and self.model is not None and not self.model.pinned:
+            # Loaded, but said: a swapped file would go unnoticed (see models/README.md).
+            status.level, status.message = WARN, self._unpinned_message()
+        return status
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Backend in use and why it may not be the preferred one."""
