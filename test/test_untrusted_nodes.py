@@ -307,3 +307,21 @@ def test_the_monitor_stays_bounded_under_ten_thousand_new_names() -> None:
     # Diagnostics stay the size of the bounds: 16 cameras x (2 stages + 3 path items) + own.
     assert report['statuses'][1] <= 16 * (16 + 3) + 1, report
     assert report['bytes'][1] <= 2 * report['bytes'][0] + 4096, report
+
+
+def test_every_budget_parameter_range_holds_only_values_the_monitor_accepts() -> None:
+    """The README's ranges are these specs: their ends must be valid (0 was not, for most)."""
+    from edge_infer_ros.monitor.budget import BudgetConfig
+    from edge_infer_ros.ros.nodes.budget_monitor import budget_param_specs
+    # Cross-parameter rules aside (min_samples <= window_size, entry >= stale timeout).
+    bases = ({'min_samples': 0, 'stale_timeout_s': 0.001},
+             {'min_samples': 0, 'entry_timeout_s': 1e6, 'window_size': 1_000_000})
+    for spec in budget_param_specs():
+        for end, base in zip((spec.low, spec.high), bases):
+            if end is None:
+                continue
+            value = type(spec.default)(end)
+            try:
+                BudgetConfig.from_mapping({**base, spec.name: value})
+            except ValueError as error:
+                pytest.fail(f'{spec.name} range {spec.range_text()} admits {value}: {error}')
