@@ -12,9 +12,9 @@ import gc
 import time
 
 from conftest import wait_for
-from edge_infer_ros.core.image import Preprocessor
 from edge_infer_ros.core.validate import InputRefused, REASONS
 from edge_infer_ros.ros import convert
+from edge_infer_ros.stages.preprocess import Preprocessor
 from edge_infer_ros_msgs.msg import (CandidateArray, Detection, DetectionArray,
                                      FrameTrace as FrameTraceMsg,
                                      StageTiming as StageTimingMsg, TensorFrame)

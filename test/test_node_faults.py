@@ -141,8 +141,8 @@ def test_detector_falls_back_to_cpu_when_the_gpu_backend_fails_mid_run(composed)
     assert detector.stage_status().level == DiagnosticStatus.WARN
     # Now pretend the GPU backend was running and fails during a frame.
     failing = _FailingBackend()
-    with detector._backend_lock:
-        detector.backend = failing
+    with detector.backend._lock:
+        detector.backend._active = failing
     before = nodes['action'].commands
     assert wait_for(lambda: nodes['action'].commands > before + 3, 10.0)
     assert failing.released and detector.backend.name == 'onnxruntime'

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from edge_infer_ros.inference.yolo import Letterbox
+from edge_infer_ros.core.geometry import Letterbox
 import numpy as np
 
 

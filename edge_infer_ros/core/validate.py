@@ -95,7 +95,7 @@ def check_count(count: int, limit: int, what: str) -> None:
         raise InputRefused('too_many', f'{count} {what} is more than the limit of {limit}')
 
 
-def check_name(name: str, what: str, pattern: re.Pattern = CAMERA_NAME_RE) -> None:
+def check_name(name: str, what: str, pattern: re.Pattern[str] = CAMERA_NAME_RE) -> None:
     """Refuse a name that is too long or has characters outside ``pattern``."""
     if len(name) > MAX_NAME_LENGTH or not pattern.match(name):
         shown = name[:40] + ('...' if len(name) > 40 else '')

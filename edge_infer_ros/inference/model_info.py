@@ -28,7 +28,7 @@ COLOR_ORDERS = ('rgb', 'bgr')
 NORMALIZATIONS = ('div255',)
 LAYOUT_CHOICES = ('auto',) + yolo.LAYOUTS
 
-_DTYPES = {onnx.TensorProto.FLOAT: 'float32', onnx.TensorProto.FLOAT16: 'float16'}
+_DTYPES: dict[int, str] = {onnx.TensorProto.FLOAT: 'float32', onnx.TensorProto.FLOAT16: 'float16'}
 # Ultralytics detection heads predict at strides 8, 16 and 32.
 _STRIDES = (8, 16, 32)
 _MAX_LITERAL = 1 << 20
@@ -82,7 +82,7 @@ class ModelInfo:
         return self.output_shape[2] if self.layout == 'yolov8' else self.output_shape[1]
 
 
-def file_sha256(path: Union[str, os.PathLike]) -> str:
+def file_sha256(path: Union[str, 'os.PathLike[str]']) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks so large files never sit in memory."""
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -205,7 +205,7 @@ def _output_shape(model: Path, name: str, dims: Optional[list[Optional[int]]],
     if dims and dims[0] is None:
         dims[0] = 1
     if all(d is not None for d in dims):
-        return tuple(int(d) for d in dims)
+        return tuple(int(d) for d in dims if d is not None)
     if len(dims) == 3:
         # e.g. Ultralytics dynamic export: ['batch', 84, 'anchors'].
         if layout == 'auto':
@@ -228,7 +228,7 @@ def _output_shape(model: Path, name: str, dims: Optional[list[Optional[int]]],
             if all(d is not None for d in dims):
                 notes.append(f'output {name!r} has dynamic dims; derived {dims} from the '
                              f'{hw[0]}x{hw[1]} input and strides {_STRIDES} (verified at load)')
-                return tuple(int(d) for d in dims)
+                return tuple(int(d) for d in dims if d is not None)
     raise ModelError(f'model {model} output {name!r} has dynamic shape {dims} that cannot be '
                      'derived: export with static shapes or give layout and class_names in '
                      'the metadata file')
@@ -241,8 +241,8 @@ def _choice(value: Any, choices: Sequence[str], what: str, source: str, model: P
     return str(value)
 
 
-def load_model_info(path: Union[str, os.PathLike],
-                    metadata_path: Optional[Union[str, os.PathLike]] = None,
+def load_model_info(path: Union[str, 'os.PathLike[str]'],
+                    metadata_path: Optional[Union[str, 'os.PathLike[str]']] = None,
                     expected_sha256: str = '', layout: str = 'auto',
                     class_names: Sequence[str] = ()) -> ModelInfo:
     """

@@ -33,7 +33,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 from edge_infer_ros.core import frame
-from edge_infer_ros.core.frame import FrameTrace
+from edge_infer_ros.core.frame import FrameTrace, hops
 from edge_infer_ros.core.params import flatten_parameters
 from edge_infer_ros.core.validate import (CAMERA_NAME_RE, check_name, InputRefused,
                                           MAX_HARDWARE_ID, STAGE_NAME_RE)
@@ -214,10 +214,6 @@ class BudgetConfig:
                             'deadline miss in the window is an ERROR')
         return warnings
 
-    def stage_budget_ms(self, stage: str) -> float | None:
-        """Return the budget of a stage, or None when it has none."""
-        return self.stage_budgets_ms.get(stage)
-
     def to_mapping(self) -> dict[str, Any]:
         """Return the flat mapping of ROS parameter names (the node declares these)."""
         mapping: dict[str, Any] = {
@@ -327,11 +323,11 @@ def _unwrap(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(mapping, Mapping):
         raise ValueError(f'expected a mapping of parameters, got {type(mapping).__name__}')
     if 'ros__parameters' in mapping:
-        return mapping['ros__parameters']
+        return dict(mapping['ros__parameters'])
     if len(mapping) == 1:
         (inner,) = mapping.values()
         if isinstance(inner, Mapping) and 'ros__parameters' in inner:
-            return inner['ros__parameters']
+            return dict(inner['ros__parameters'])
     return mapping
 
 
@@ -502,10 +498,6 @@ class BudgetTracker:
         """Return the cameras seen, in order of first trace."""
         return list(self._cameras)
 
-    def reset(self) -> None:
-        """Forget every camera, window and counter."""
-        self._cameras.clear()
-
     def _max_age_s(self) -> float | None:
         return self._config.window_max_age_s or None
 
@@ -543,21 +535,16 @@ class BudgetTracker:
             now_ns = frame.now_ns()
         camera = self._admit(trace, now_ns)
         states = camera.stages
-        stamp = trace.stamp_ns
-        previous_end = stamp
         hops_ms = 0.0
-        ingest_ms = None
-        for timing in stages:
+        ingest_ms: float | None = None
+        for timing, hop_ns in hops(trace.stamp_ns, stages):
             state = states.get(timing.stage)
             if state is None:
                 state = states[timing.stage] = _StageState(
                     self._config.window_size, self._max_age_s(), now_ns)
-            received = timing.received_ns
-            start = timing.start_ns
-            end = timing.end_ns
-            hop_ms = (received - previous_end) / 1e6
-            wait_ms = (start - received) / 1e6
-            service_ms = (end - start) / 1e6
+            hop_ms = hop_ns / 1e6
+            wait_ms = timing.queue_wait_ns / 1e6
+            service_ms = timing.service_ns / 1e6
             state.service.add(service_ms, now_ns)
             state.queue_wait.add(wait_ms, now_ns)
             state.total.add(wait_ms + service_ms, now_ns)
@@ -567,8 +554,8 @@ class BudgetTracker:
                 ingest_ms = hop_ms
             else:
                 hops_ms += hop_ms
-            previous_end = end
-        latency_ms = (previous_end - stamp) / 1e6
+        latency_ms = (stages[-1].end_ns - trace.stamp_ns) / 1e6
+        ingest_ms = ingest_ms if ingest_ms is not None else 0.0  # a trace has >= 1 stage
         camera.ingest.add(ingest_ms, now_ns)
         camera.transport.add(hops_ms, now_ns)
         camera.end_to_end.add(latency_ms, now_ns)

@@ -97,10 +97,10 @@ class Container:
         managed = [n for n in self.nodes if getattr(n, 'p', {}).get('autostart', False)]
         for node in managed:
             node.trigger_configure()
-            if not node._configured:
+            if not node.configured:
                 problems.append(f'{node.get_fully_qualified_name()}: {node.last_error}')
         for node in reversed(managed):
-            if node._configured:
+            if node.configured:
                 node.trigger_activate()
                 if not node.active:
                     problems.append(f'{node.get_fully_qualified_name()}: {node.last_error}')

@@ -16,10 +16,10 @@ from typing import Hashable
 from builtin_interfaces.msg import Time
 from edge_infer_ros.core import frame, validate
 from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
+from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.image import ENCODINGS, image_view, ImageError, read_only
 from edge_infer_ros.core.payloads import (CandidatePayload, Command, DetectionPayload,
                                           ImagePayload, TensorPayload)
-from edge_infer_ros.inference.yolo import Letterbox
 from edge_infer_ros_msgs import msg as eir
 from geometry_msgs.msg import TwistStamped
 import numpy as np

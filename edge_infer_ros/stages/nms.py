@@ -85,7 +85,7 @@ def _greedy_steps(boxes: np.ndarray, order: np.ndarray, iou_threshold: float,
                   max_detections: int) -> np.ndarray:
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     areas = np.maximum(x2 - x1, 0.0) * np.maximum(y2 - y1, 0.0)
-    keep = []
+    keep: list[int] = []
     while order.size and len(keep) < max_detections:
         best = order[0]
         keep.append(best)

@@ -192,8 +192,7 @@ class ActionNode(StageNode):
         done = envelope.forward(detections, self.timing(received_ns, timing_start))
         if self.p['publish_trace']:
             trace = FrameTrace.of(done)
-            self.trace_out.publish(Envelope(
-                envelope.camera, envelope.seq, envelope.stamp_ns, envelope.frame_id, (), trace))
+            self.trace_out.publish(envelope.with_payload(trace))
         if self.p['debug_image'] and detections.image is not None and \
                 self.debug_pub.get_subscription_count() > 0:
             self._debug_input.deliver(done)
@@ -231,9 +230,8 @@ class ActionNode(StageNode):
             raise ImageError('no image to draw on')
         canvas = draw_debug_image(detections, envelope.trace, envelope.stamp_ns)
         self.debug_images_drawn += 1
-        self.debug_pub.publish(convert.image_to_msg(Envelope(
-            envelope.camera, envelope.seq, envelope.stamp_ns, envelope.frame_id, (),
-            ImagePayload(canvas, 'bgr8'))))
+        self.debug_pub.publish(convert.image_to_msg(
+            envelope.with_payload(ImagePayload(canvas, 'bgr8'))))
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Command counters and the debug view's cost counter."""

@@ -184,8 +184,7 @@ class StageNode(LifecycleNode):
                 changed[parameter.name] = self.p[parameter.name]
         if 'queue_depth' in changed or 'input_mode' in changed:
             for stage_input, _, _ in self._inputs:
-                stage_input.set_depth(self.p['queue_depth'])
-                stage_input.set_mode(self.p['input_mode'])
+                stage_input.apply_settings(self.p['input_mode'], self.p['queue_depth'])
         if 'diagnostics_period_s' in changed:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
@@ -206,11 +205,17 @@ class StageNode(LifecycleNode):
                   callback: Callable[[Envelope, int], None],
                   key_of: Callable[[Any], Hashable], mode: Optional[str] = None,
                   depth: Optional[int] = None, qos: Optional[QoSProfile] = None) -> StageInput:
-        """Subscribe a stage callback to a topic, locally by reference and through DDS."""
+        """
+        Subscribe a stage callback to a topic, locally by reference and through DDS.
+
+        An explicit ``mode`` or ``depth`` pins the input: the stage-wide ``input_mode`` and
+        ``queue_depth`` parameters then leave it alone.
+        """
         resolved = self.resolve_topic_name(topic)
         stage_input = StageInput(resolved, callback, mode=mode or self.p['input_mode'],
                                  depth=depth or self.p['queue_depth'],
-                                 name=f'{self.get_name()}:{topic}', on_error=self._stage_error)
+                                 name=f'{self.get_name()}:{topic}', on_error=self._stage_error,
+                                 pinned=mode is not None or depth is not None)
 
         def on_message(msg: Any) -> None:
             try:
@@ -360,6 +365,11 @@ class StageNode(LifecycleNode):
     def active(self) -> bool:
         """Tell whether the stage processes frames."""
         return self._active
+
+    @property
+    def configured(self) -> bool:
+        """Tell whether the model is loaded and the buffers allocated (after configure)."""
+        return self._configured
 
     def start(self) -> bool:
         """Configure and activate (what ``autostart`` does); True when active."""

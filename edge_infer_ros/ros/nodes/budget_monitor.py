@@ -53,6 +53,11 @@ _POSITIVE_LOW = 0.001
 _COMMON_NAMES = {spec.name for spec in COMMON_PARAMS}
 
 
+#: Traces waiting for the monitor: every trace counts, so the queue is deep and pinned (the
+#: stage-wide queue_depth / input_mode parameters are for frame inputs).
+TRACE_QUEUE_DEPTH = 1000
+
+
 def budget_param_specs() -> tuple[ParamSpec, ...]:
     """ROS parameters of the monitor, from the defaults of BudgetConfig (one source of truth)."""
     specs = []
@@ -93,6 +98,7 @@ class BudgetMonitorNode(StageNode):
         self.miss_hooks: list[Callable[[DeadlineMiss], None]] = []
         self.traces_seen = 0
         self.misses_published = 0
+        self.config_warnings: list[str] = []
 
     def _config_from_params(self, values: dict[str, Any]) -> BudgetConfig:
         mapping = {k: v for k, v in values.items() if k in self.param_specs}
@@ -108,13 +114,24 @@ class BudgetMonitorNode(StageNode):
 
     def parameters_changed(self, changed: dict[str, Any]) -> None:
         """Judge the very next frame by the new budgets and thresholds."""
+        config = self._config_from_params(self.p)
         with self._tracker_lock:
-            self.tracker.set_config(self._config_from_params(self.p))
+            self.tracker.set_config(config)
+        self._warn_about(config)
+
+    def configure_stage(self) -> None:
+        """Say at once what is doubtful in the budgets (they are valid, or configure failed)."""
+        self._warn_about(self.tracker.config)
+
+    def _warn_about(self, config: BudgetConfig) -> None:
+        self.config_warnings = config.consistency_warnings()
+        for warning in self.config_warnings:
+            self.get_logger().warning(f'budget configuration: {warning}')
 
     def create_io(self) -> None:
-        """Input trace (every trace counts: a deep queue), output deadline_miss."""
+        """Input trace (every trace counts: a deep queue of its own), output deadline_miss."""
         self.add_input('trace', FrameTraceMsg, convert.trace_from_msg, self._on_trace,
-                       convert.message_key, mode='thread', depth=max(1000, self.p['queue_depth']))
+                       convert.message_key, mode='thread', depth=TRACE_QUEUE_DEPTH)
         self.miss_out = self.add_output('deadline_miss', DeadlineMissMsg, _miss_to_msg,
                                         convert.envelope_key)
 
@@ -163,8 +180,10 @@ class BudgetMonitorNode(StageNode):
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Counters of the monitor itself."""
-        return [('traces_seen', str(self.traces_seen)),
-                ('deadline_misses_published', str(self.misses_published))]
+        values = [('traces_seen', str(self.traces_seen)),
+                  ('deadline_misses_published', str(self.misses_published))]
+        values += [(f'config_warning_{i}', w) for i, w in enumerate(self.config_warnings)]
+        return values
 
 
 def _miss_to_msg(envelope: Envelope) -> DeadlineMissMsg:

@@ -178,8 +178,7 @@ class CameraNode(StageNode):
         """Forward a robot camera's frame into the pipeline (by reference from here on)."""
         self.captured += 1
         # Named by the frame's own frame_id, as the next stage names it when this hop is DDS.
-        self._publish(Envelope(envelope.frame_id, envelope.seq, envelope.stamp_ns,
-                               envelope.frame_id, (), envelope.payload))
+        self._publish(envelope.with_payload(envelope.payload, camera=envelope.frame_id))
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Capture counters."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.geometry import unletterbox
 from edge_infer_ros.core.handoff import StagePublisher
 from edge_infer_ros.core.image import read_only
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import CandidatePayload, DetectionPayload
-from edge_infer_ros.inference.yolo import unletterbox
 from edge_infer_ros.ros import convert
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.ros.vision import load_vision_msgs, to_detection2d_array

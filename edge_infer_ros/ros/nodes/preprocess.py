@@ -11,13 +11,14 @@ from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, now_ns
-from edge_infer_ros.core.image import ImageError, Preprocessor
+from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload, TensorPayload
 from edge_infer_ros.core.resources import resolve_model_path
 from edge_infer_ros.inference.model_info import load_model_info
 from edge_infer_ros.ros import convert
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.stages.preprocess import Preprocessor
 from edge_infer_ros_msgs.msg import TensorFrame
 from sensor_msgs.msg import CompressedImage, Image
 
