@@ -325,3 +325,15 @@ def test_every_budget_parameter_range_holds_only_values_the_monitor_accepts() ->
                 BudgetConfig.from_mapping({**base, spec.name: value})
             except ValueError as error:
                 pytest.fail(f'{spec.name} range {spec.range_text()} admits {value}: {error}')
+
+
+def test_in_process_candidates_above_max_candidates_keep_the_best_and_are_counted(
+        composed, outside) -> None:
+    # The detector passes up to 300 candidates; NMS takes 1: the planted ball (0.9) stays.
+    kept: list[DetectionArray] = []
+    outside.node.create_subscription(DetectionArray, 'detections', kept.append, 10)
+    container, nodes = composed(frames=0, fps=30.0, overrides={'nms': {'max_candidates': 1}})
+    assert outside.spin_until(lambda: len(kept) >= 3, 15.0)
+    assert nodes['nms'].candidates_truncated >= 3
+    classes = [[d.class_id for d in m.detections] for m in kept]
+    assert all(c == [0] for c in classes), classes
