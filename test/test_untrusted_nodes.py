@@ -99,7 +99,7 @@ def test_frames_stop_and_a_stop_command_comes_within_the_watchdog_time(composed,
                 last_fresh_ns)
     assert _is_stop(stop)
     delay_s = (convert.stamp_to_ns(stop.header.stamp) - last_fresh_ns) / SEC
-    assert timeout_s <= delay_s <= timeout_s + 0.25, delay_s  # thread wake-up under load
+    assert timeout_s <= delay_s <= timeout_s + 0.4, delay_s  # thread wake-up under load
     assert action.watchdog_stops >= 1
     status = action.stage_status()
     assert status.level == DiagnosticStatus.WARN and 'watchdog' in status.message
