@@ -42,7 +42,7 @@ class PublisherSeries:
     duplicates: int = 0
     restarts: int = 0
     #: Sequence numbers counted lost recently, which a late arrival may still fill.
-    missing: set = field(default_factory=set)
+    missing: set[int] = field(default_factory=set)
 
 
 @dataclass

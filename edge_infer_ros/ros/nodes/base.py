@@ -23,6 +23,7 @@ from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
+from edge_infer_ros.core.validate import InputRefused, MAX_HARDWARE_ID, REASONS
 from edge_infer_ros.ros import process
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -67,7 +68,10 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               runtime=False),
     ParamSpec('diagnostics_period_s', 1.0, "period of this node's /diagnostics status",
               low=0.05, high=60.0),
-    ParamSpec('hardware_id', 'edge_infer_ros', 'hardware_id of the diagnostics statuses'),
+    ParamSpec('hardware_id', 'edge_infer_ros', 'hardware_id of the diagnostics statuses '
+              f'(at most {MAX_HARDWARE_ID} characters)', check=lambda v: None if len(v) <=
+              MAX_HARDWARE_ID else f'hardware_id has {len(v)} characters, at most '
+              f'{MAX_HARDWARE_ID}'),
 )
 
 
@@ -146,6 +150,8 @@ class StageNode(LifecycleNode):
         self.last_error = ''
         self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
         self._last_error_ns = 0
+        #: refused inputs per reason of core.validate (a fixed set of keys: bounded)
+        self.refusals: dict[str, int] = dict.fromkeys(REASONS, 0)
         self._qos_warnings: list[str] = []
         #: Per input topic: gaps in the publishers' sequence numbers (frames DDS lost).
         self.transport_loss: dict[str, SequenceTracker] = {}
@@ -325,6 +331,8 @@ class StageNode(LifecycleNode):
     def _stage_error(self, error: BaseException, envelope: Optional[Envelope],
                      what: str = '') -> None:
         frame = f' (frame {envelope.camera}#{envelope.seq})' if envelope is not None else ''
+        if isinstance(error, InputRefused):
+            self.refusals[error.reason] += 1
         self.last_error = f'{what or self.STAGE + " failed"}{frame}: ' \
                           f'{type(error).__name__}: {error}'
         self._last_error_ns = now_ns()
@@ -495,6 +503,8 @@ class StageNode(LifecycleNode):
                   ('messages_built', str(sum(o.stats.messages_built for o in self._outputs))),
                   ('local_deliveries',
                    str(sum(o.stats.local_deliveries for o in self._outputs)))]
+        values += [(f'refused.{reason}', str(count))
+                   for reason, count in self.refusals.items() if count]
         values += self.diagnostic_values()
         loss_values, loss_text = self.transport_loss_status()
         values += loss_values + self.matched_values()
@@ -511,7 +521,8 @@ class StageNode(LifecycleNode):
         elif not self._configured and self.last_error:
             level, message = ERROR, self.last_error
         status = DiagnosticStatus(level=level, name=f'{self._fqn}: {self.STAGE}',
-                                  message=message, hardware_id=self.p['hardware_id'])
+                                  message=message[:1024],
+                                  hardware_id=self.p['hardware_id'])
         status.values = [KeyValue(key=k, value=v) for k, v in values]
         return status
 
