@@ -20,10 +20,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
+from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
+                                       SubscriptionEventCallbacks)
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -142,7 +143,7 @@ class StageNode(LifecycleNode):
         if reason:
             raise ValueError(f'{self.get_fully_qualified_name()}: bad parameter: {reason}')
         self.add_on_set_parameters_callback(self._check_parameters)
-        self.add_post_set_parameters_callback(self._parameters_set)
+        add_post_set_parameters_callback(self, self._parameters_set)
         self.bus = LocalBus.for_context(self.context)
         self.last_error = ''
         self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
