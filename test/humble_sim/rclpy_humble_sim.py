@@ -12,7 +12,8 @@ away, in a running Kilted/Jazzy rclpy, what Humble does not have, as recorded fr
 - public methods that ``Node``, ``LifecycleNode``, ``Subscription``, ``Client``,
   ``Service``, ``Executor`` and ``Future`` gained after Humble are removed
   (``add_post_set_parameters_callback``, ``list_parameters``, ``wait_for_node``,
-  ``get_publisher_count``, ...), and the newer keyword arguments of ``create_timer``, ``create_subscription`` and ``Client.call`` raise ``TypeError`` as Humble would;
+  ``get_publisher_count``, ...), and the newer keyword arguments of ``create_timer``,
+  ``create_subscription`` and ``Client.call`` raise ``TypeError`` as Humble would;
 - rclpy's own parameter service lists parameters as Humble's does (it called the removed
   ``Node.list_parameters``).
 
