@@ -12,6 +12,7 @@ away, such as enum members and functions rclpy uses inside itself. A use behind 
 from __future__ import annotations
 
 import ast
+import functools
 import os
 from pathlib import Path
 import subprocess
@@ -44,6 +45,9 @@ def surfaces() -> tuple[rclpy_surface.Surface, rclpy_surface.Surface]:
 def _guarded(parents: list[ast.AST]) -> bool:
     """Return whether a node sits behind a feature check (a fallback is allowed)."""
     for parent in parents:
+        if isinstance(parent, ast.FunctionDef) and any(
+                'HAS_' in ast.unparse(d) for d in parent.decorator_list):
+            return True  # a test skipped where the feature is missing
         if isinstance(parent, ast.If):
             test = ast.unparse(parent.test)
             if 'hasattr' in test or 'HAS_' in test:
@@ -64,10 +68,22 @@ def _walk(tree: ast.AST) -> Iterator[tuple[ast.AST, list[ast.AST]]]:
             stack.append((child, parents + [node]))
 
 
+@functools.lru_cache(maxsize=1)
+def _own_names() -> frozenset[str]:
+    """Return the function and method names the code defines itself (compat's, for one)."""
+    return frozenset(n.name for path in _files() for n in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+
 def _newer_members(humble: rclpy_surface.Surface,
                    installed: rclpy_surface.Surface) -> dict[str, str]:
-    """Member names only the newer rclpy has, on no class or module of Humble's at all."""
-    known = set()
+    """
+    Member names only the newer rclpy has, on no class or module of Humble's at all.
+
+    Names the code defines itself are left to the check of calls on nodes below: an
+    attribute of that name may well be the code's own (``ParameterServicesClient``'s).
+    """
+    known = set(_own_names())
     for module in humble.values():
         known.update(module['names'])
         for cls in module['classes'].values():
@@ -141,7 +157,6 @@ def test_code_uses_no_member_or_keyword_newer_than_humble(surfaces) -> None:
     humble, installed = surfaces
     members = _newer_members(humble, installed)
     keywords = _newer_keywords(humble, installed)
-    assert 'list_parameters' in members
     assert 'get_publisher_count' in members and 'autostart' in keywords['create_timer']
     problems = []
     for path in _files():
@@ -163,8 +178,8 @@ def test_code_uses_no_member_or_keyword_newer_than_humble(surfaces) -> None:
 
 
 def test_code_calls_no_node_method_newer_than_humble(surfaces) -> None:
-    # Node methods whose names Humble uses elsewhere (e.g. list_parameters on its parameter
-    # client-less service) are not caught above: check calls on nodes by name.
+    # Node methods whose names Humble or the code itself use elsewhere (list_parameters is
+    # also the fallback client's) are not caught above: check calls on nodes by name.
     humble, installed = surfaces
     old = set(humble['rclpy.node']['classes']['Node']['members'])
     new = set(installed['rclpy.node']['classes']['Node']['members']) - old
@@ -184,7 +199,7 @@ def test_code_calls_no_node_method_newer_than_humble(surfaces) -> None:
 
 SIMULATION_PROBE = textwrap.dedent("""
     import warnings
-    warnings.simplefilter('error')
+    warnings.filterwarnings('error', message='.*qos_event')  # Humble's module does not warn
     import rclpy_humble_sim
     assert rclpy_humble_sim._applied, 'the simulation did not start'
     for name in ('rclpy.event_handler', 'rclpy.parameter_client',
