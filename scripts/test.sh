@@ -3,7 +3,8 @@
 #   kilted      the whole suite on the ROS 2 Kilted wheels (.venv)
 #   jazzy       the whole suite on the ROS 2 Jazzy wheels (.venv-jazzy)
 #   humble-sim  the ROS tests that start the nodes, the container, the runner and a pipeline,
-#               with Humble's rclpy surface simulated on the Jazzy wheels (test/humble_sim/)
+#               then the main job (30 frames), with Humble's rclpy surface simulated on the
+#               Jazzy wheels (test/humble_sim/)
 #   oldest      the ROS-free tests on numpy 1.23.5 and OpenCV 4.5.5 (.venv-oldest)
 # Each step runs in a subshell of its own; a command failing in it ends that step.
 # It fails if any step fails, and prints each step's time. EIR_TEST_STEPS="kilted jazzy" runs
@@ -69,7 +70,17 @@ step_humble_sim() {
   export EIR_HUMBLE_SIM=1 PYTHONPATH="$ROOT/test/humble_sim${PYTHONPATH:+:$PYTHONPATH}"
   python -c 'import rclpy_humble_sim as s; assert s._applied; print("[test]", s.describe())' \
     >&2 || return
-  run_pytest 0 "${HUMBLE_SIM_TESTS[@]}" "$@"
+  run_pytest 0 "${HUMBLE_SIM_TESTS[@]}" "$@" || return
+  # And the main job itself, as a user starts it (scripts/run.sh): a short composed run.
+  local report
+  report="$(mktemp)"
+  python -m edge_infer_ros.runner --frames 30 --report-json "$report" >/dev/null || return
+  python - "$report" <<'PY' || return
+import json, sys
+frames = json.load(open(sys.argv[1]))['frames']
+assert frames['captured'] == 30 and frames['processed'] >= 25, frames
+print('[test] main job under simulated Humble:', frames, file=sys.stderr)
+PY
 }
 
 step_oldest() {
