@@ -13,13 +13,13 @@ import time
 from conftest import wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from edge_infer_ros.inference.backends.base import BackendError
+from edge_infer_ros.ros.compat import AsyncParameterClient
 from edge_infer_ros_msgs.msg import TensorFrame
 import numpy as np
 import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 

@@ -25,9 +25,10 @@ from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 from edge_infer_ros.core.validate import InputRefused, MAX_HARDWARE_ID, REASONS
 from edge_infer_ros.ros import process
+from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
+                                       SubscriptionEventCallbacks)
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -145,7 +146,7 @@ class StageNode(LifecycleNode):
             super().destroy_node()  # a refused parameter must not leave a node in the graph
             raise
         self.add_on_set_parameters_callback(self._check_parameters)
-        self.add_post_set_parameters_callback(self._parameters_set)
+        add_post_set_parameters_callback(self, self._parameters_set)
         self.bus = LocalBus.for_context(self.context)
         self.last_error = ''
         self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
