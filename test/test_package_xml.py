@@ -33,7 +33,7 @@ KEYS = {
     'catkin_pkg': 'python3-catkin-pkg', 'setuptools': 'python3-setuptools',
 }
 ROS_PACKAGES = {'rclpy', 'launch', 'launch_ros', 'ament_index_python', 'builtin_interfaces',
-                'rcl_interfaces', 'ament_flake8', 'ament_pep257'}
+                'rcl_interfaces', 'composition_interfaces', 'ament_flake8', 'ament_pep257'}
 #: Imports that need no key: optional extras, the project's own modules and test helpers.
 NO_KEY = {
     'tensorrt': 'optional GPU backend, from JetPack / NVIDIA (no rosdep key)',
@@ -41,7 +41,7 @@ NO_KEY = {
     'torch': 'models/train_detector.py only, a development script',
     'edge_infer_ros': 'this package', 'bench': 'the benchmarks, run from the source tree',
     'conftest': 'test helper', 'onnx_models': 'test helper', 'netns': 'test helper',
-    'rclpy_surface': 'test helper', 'rclpy_humble_sim': 'test helper',
+    'rclpy_surface': 'test helper', 'rclpy_humble_sim': 'test helper', 'ros2_tools': 'test helper',
 }
 
 
