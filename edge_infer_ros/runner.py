@@ -26,8 +26,8 @@ from typing import Any, Optional
 
 from edge_infer_ros.core.frame import FrameTrace
 from edge_infer_ros.core.resources import config_path
-from edge_infer_ros.monitor.budget import format_table
 from edge_infer_ros.monitor.perfetto import write_chrome_trace
+from edge_infer_ros.monitor.report import format_table
 from edge_infer_ros.ros.container import ComponentSpec, Container
 from edge_infer_ros.ros.graph import NodeSpec, PIPELINE
 import numpy as np
