@@ -277,7 +277,7 @@ class ShmPublisher:
         return self._service.name
 
     def subscribers(self) -> int:
-        """Subscribers of the topic on this host (a killed one counts until cleanup)."""
+        """Count the subscribers of the topic on this host (a killed one until cleanup)."""
         with self._lock:
             self._check()
             return self._service.subscribers()
@@ -399,7 +399,7 @@ class _SampleHolder:
 
 def _view(holder: _SampleHolder, address: int, nbytes: int, dtype: np.dtype,
           shape: tuple[int, ...]) -> np.ndarray:
-    """A read-only array over shared memory whose base chain owns the sample's holder."""
+    """Return a read-only array over shared memory whose base chain owns the holder."""
     buffer = (ctypes.c_uint8 * nbytes).from_address(address)
     buffer._eir_holder = holder  # the array -> buffer -> holder: no view outlives the sample
     array = np.frombuffer(buffer, dtype).reshape(shape)
@@ -457,11 +457,11 @@ class ShmSubscriber:
 
     @property
     def borrowed(self) -> int:
-        """Samples this subscriber holds right now (views still alive)."""
+        """Count the samples held right now (views still alive)."""
         return self._borrowed
 
     def publishers(self) -> int:
-        """Publishers of the topic on this host."""
+        """Count the publishers of the topic on this host."""
         with self._lock:
             if self._closed:
                 raise ShmClosed(f'the shared-memory subscriber of {self.topic} is closed')
