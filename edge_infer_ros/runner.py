@@ -67,6 +67,7 @@ class RunOptions:
     report_json: str = ''
     profile: str = ''
     timeout_s: float = 0.0
+    same_host: str = 'dds'
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def overrides(self) -> dict[str, dict[str, Any]]:
@@ -86,6 +87,9 @@ class RunOptions:
         if self.mode == 'split' and self.transport == 'compressed':
             result['camera']['publish_compressed'] = True
             result.setdefault('preprocess', {})['input_transport'] = 'compressed'
+        if self.mode == 'split' and self.same_host != 'dds':
+            for name in ('camera', 'preprocess', 'detector', 'nms', 'action'):
+                result.setdefault(name, {})['transport.same_host'] = self.same_host
         for name, values in self.extra.items():
             result.setdefault(name, {}).update(values)
         return result
@@ -364,8 +368,11 @@ def run_split(options: RunOptions) -> dict[str, Any]:
         backend = {'name': backend_values.get('backend', 'unknown'),
                    'description': backend_values.get('backend_description', ''),
                    'fallback_reason': backend_values.get('fallback_reason')}
+        transport = TRANSPORT_TEXT[options.transport]
+        if options.same_host != 'dds':
+            transport += f'; {options.same_host} shared memory between the processes'
         return build_report(options, monitor.summary(), counters, backend, wall,
-                            collector.snapshot(), TRANSPORT_TEXT[options.transport])
+                            collector.snapshot(), transport)
     finally:
         for process in processes:
             process.terminate()
@@ -451,6 +458,9 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
     parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
     parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw',
                         help='split mode: what crosses between processes')
+    parser.add_argument('--same-host', choices=('dds', 'iceoryx2'), default='dds',
+                        help='split mode: frames between the processes by DDS or iceoryx2 '
+                        'shared memory (zero-copy; DDS when iceoryx2 is missing)')
     parser.add_argument('--frames', type=int, default=300, help='frames to capture')
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
@@ -474,7 +484,7 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
                       backend=args.backend, model_path=args.model, config=args.config,
                       budget=args.budget, namespace=args.namespace,
                       report_json=args.report_json, profile=args.profile,
-                      timeout_s=args.timeout)
+                      timeout_s=args.timeout, same_host=args.same_host)
 
 
 def run(options: RunOptions) -> dict[str, Any]:

@@ -38,7 +38,9 @@ import threading
 from typing import Any, Callable, Optional
 
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
-from edge_infer_ros.core.payloads import ImagePayload, TensorPayload
+from edge_infer_ros.core.image import read_only
+from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload, ImagePayload,
+                                          TensorPayload)
 from edge_infer_ros.inference.yolo import Letterbox
 import numpy as np
 
@@ -76,6 +78,18 @@ def service_name(topic: str, domain: Optional[int] = None) -> str:
     if domain is None:
         domain = int(os.environ.get('ROS_DOMAIN_ID', '0') or 0)
     return f'edge_infer_ros/d{domain}{topic}'
+
+
+def choose_same_host(requested: str) -> tuple[str, str]:
+    """Return the transport a stage uses on this host and, on a fallback, why."""
+    if requested not in SAME_HOST_TRANSPORTS:
+        raise ValueError(f'transport.same_host must be one of {SAME_HOST_TRANSPORTS}, '
+                         f'got {requested!r}')
+    if requested == 'iceoryx2':
+        reason = unavailable_reason()
+        if reason:
+            return 'dds', f'transport.same_host is iceoryx2 but {reason}: using DDS'
+    return requested, ''
 
 
 class FrameHeader(ctypes.Structure):
@@ -126,9 +140,48 @@ def _join_tensor(array: np.ndarray, fields: dict) -> TensorPayload:
                          int(fields['image_height']))
 
 
+def _pack_boxes(payload: Any) -> tuple[np.ndarray, dict]:
+    """Boxes, scores and class ids as one (N, 6) float64 table (exact for their dtypes)."""
+    table = np.empty((len(payload.scores), 6), np.float64)
+    table[:, :4], table[:, 4], table[:, 5] = payload.boxes, payload.scores, payload.class_ids
+    fields = {'dtypes': [payload.boxes.dtype.str, payload.scores.dtype.str,
+                         payload.class_ids.dtype.str],
+              'class_names': list(payload.class_names), 'image_width': payload.image_width,
+              'image_height': payload.image_height}
+    return table, fields
+
+
+def _unpack_boxes(table: np.ndarray, fields: dict) -> tuple[np.ndarray, ...]:
+    """Copies (small), so the sample goes as soon as the payload is built."""
+    boxes_dtype, scores_dtype, ids_dtype = (np.dtype(d) for d in fields['dtypes'])
+    return (read_only(table[:, :4].astype(boxes_dtype)),
+            read_only(table[:, 4].astype(scores_dtype)), read_only(table[:, 5].astype(ids_dtype)))
+
+
+def _split_candidates(payload: CandidatePayload) -> tuple[np.ndarray, dict]:
+    table, fields = _pack_boxes(payload)
+    box = payload.letterbox
+    fields.update(letterbox=[box.scale, box.pad_x, box.pad_y], backend=payload.backend)
+    return table, fields
+
+
+def _join_candidates(table: np.ndarray, fields: dict) -> CandidatePayload:
+    scale, pad_x, pad_y = (float(v) for v in fields['letterbox'])
+    return CandidatePayload(*_unpack_boxes(table, fields), tuple(fields['class_names']),
+                            Letterbox(scale, pad_x, pad_y), int(fields['image_width']),
+                            int(fields['image_height']), str(fields['backend']))
+
+
+def _join_detections(table: np.ndarray, fields: dict) -> DetectionPayload:
+    return DetectionPayload(*_unpack_boxes(table, fields), tuple(fields['class_names']),
+                            int(fields['image_width']), int(fields['image_height']))
+
+
 CODECS: dict[str, Codec] = {
     'image': Codec('image', ImagePayload, _split_image, _join_image),
     'tensor': Codec('tensor', TensorPayload, _split_tensor, _join_tensor),
+    'candidates': Codec('candidates', CandidatePayload, _split_candidates, _join_candidates),
+    'detections': Codec('detections', DetectionPayload, _pack_boxes, _join_detections),
 }
 
 
@@ -281,6 +334,11 @@ class ShmPublisher:
         with self._lock:
             self._check()
             return self._service.subscribers()
+
+    @staticmethod
+    def accepts(payload: Any) -> bool:
+        """Tell whether a payload can travel through shared memory (see CODECS)."""
+        return any(isinstance(payload, codec.payload_type) for codec in CODECS.values())
 
     def cleanup_dead(self) -> None:
         """Forget subscribers of processes that died (their samples come back)."""

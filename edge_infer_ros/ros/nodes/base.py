@@ -20,6 +20,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
+from edge_infer_ros.core.shm import choose_same_host, SAME_HOST_TRANSPORTS
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
@@ -59,6 +60,10 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('diagnostics_period_s', 1.0, "period of this node's /diagnostics status",
               low=0.05, high=60.0),
     ParamSpec('hardware_id', 'edge_infer_ros', 'hardware_id of the diagnostics statuses'),
+    ParamSpec('transport.same_host', 'dds', "how frames travel between the package's own "
+              'processes on this host: dds, or iceoryx2 (shared memory, zero-copy; DDS is still '
+              'published for other subscribers, and used with a diagnostic when iceoryx2 is '
+              'missing)', choices=SAME_HOST_TRANSPORTS, runtime=False),
 )
 
 
@@ -124,6 +129,8 @@ class StageNode(LifecycleNode):
         self._configured = False
         self._inputs: list[tuple[StageInput, Any, str]] = []
         self._outputs: list[StagePublisher] = []
+        self._shm_inputs: list[tuple[Any, StageInput]] = []
+        self.shm_note = ''  # why iceoryx2 is not used although asked for (diagnostics)
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
         self.param_specs = self.declared_specs()
         for spec in self.param_specs.values():
@@ -214,8 +221,12 @@ class StageNode(LifecycleNode):
                 stage_input.stats.errors += 1
                 self._stage_error(error, None, f'bad message on {resolved}')
                 return
-            stage_input.deliver_from_ros(envelope, key_of(msg))
+            if shm_input is not None:
+                stage_input.deliver_once(envelope, key_of(msg))
+            else:
+                stage_input.deliver_from_ros(envelope, key_of(msg))
 
+        shm_input = self._shm_input(resolved, stage_input)
         if qos is None:
             qos = qos_from(self.p['qos.input.reliability'], self.p['qos.input.durability'],
                            self.p['qos.input.depth'])
@@ -240,8 +251,43 @@ class StageNode(LifecycleNode):
                 t, info, 'subscription'))
         publisher = self.create_publisher(msg_type, resolved, qos, event_callbacks=events)
         output = StagePublisher(self.bus, resolved, publisher, to_msg, key_of)
+        if self._same_host() == 'iceoryx2':
+            from edge_infer_ros.core.shm import ShmError, ShmPublisher
+            try:
+                output.shm = ShmPublisher(resolved)
+            except ShmError as error:
+                self._shm_fallback(f'{resolved}: {error}: using DDS')
         self._outputs.append(output)
         return output
+
+    def _same_host(self) -> str:
+        transport, reason = choose_same_host(self.p['transport.same_host'])
+        if reason:
+            self._shm_fallback(reason)
+        return transport
+
+    def _shm_fallback(self, reason: str) -> None:
+        if reason != self.shm_note:
+            self.get_logger().warning(reason)
+        self.shm_note = reason
+
+    def _shm_input(self, resolved: str, stage_input: StageInput) -> Any:
+        """Receive a topic through shared memory too (frames keyed like their DDS echo)."""
+        if self._same_host() != 'iceoryx2':
+            return None
+        from edge_infer_ros.core.shm import ShmError, ShmSubscriber
+
+        def on_frame(envelope: Envelope, received_ns: int) -> None:
+            stage_input.deliver_once(envelope, (envelope.stamp_ns, envelope.frame_id))
+        try:
+            subscriber = ShmSubscriber(resolved, on_frame, on_error=lambda text: self._stage_error(
+                RuntimeError(text), None, f'shared memory on {resolved}'))
+        except ShmError as error:
+            self._shm_fallback(f'{resolved}: {error}: using DDS')
+            return None
+        subscriber.start()
+        self._shm_inputs.append((subscriber, stage_input))
+        return subscriber
 
     def _incompatible_qos(self, topic: str, info: Any, other: str) -> None:
         policy = getattr(info.last_policy_kind, 'name', str(info.last_policy_kind))
@@ -253,12 +299,17 @@ class StageNode(LifecycleNode):
         self._qos_warnings.append(text)
 
     def _destroy_io(self) -> None:
+        for subscriber, _ in self._shm_inputs:
+            subscriber.close()
+        self._shm_inputs.clear()
         for stage_input, subscription, resolved in self._inputs:
             stage_input.stop()
             self.bus.detach(resolved, stage_input, has_ros_subscription=True)
             self.destroy_subscription(subscription)
         for output in self._outputs:
             self.destroy_publisher(output.ros_publisher)
+            if output.shm is not None:
+                output.shm.close()
         self._inputs.clear()
         self._outputs.clear()
 
@@ -394,6 +445,10 @@ class StageNode(LifecycleNode):
         received = sum(i.stats.received for i in self.inputs)
         processed = sum(i.stats.processed for i in self.inputs)
         dropped = sum(i.stats.dropped for i in self.inputs)
+        # Frames replaced in shared memory before this stage took them: received and dropped
+        # (keep-latest), exactly as a frame replaced in an in-process queue.
+        shm_dropped = sum(s.stats.dropped for s, _ in self._shm_inputs)
+        received, dropped = received + shm_dropped, dropped + shm_dropped
         errors = self.error_count()
         values = [('state', 'active' if self._active else
                    'inactive' if self._configured else 'unconfigured'),
@@ -404,8 +459,11 @@ class StageNode(LifecycleNode):
                   ('messages_built', str(sum(o.stats.messages_built for o in self._outputs))),
                   ('local_deliveries',
                    str(sum(o.stats.local_deliveries for o in self._outputs)))]
+        values += self.shm_values()
         values += self.diagnostic_values()
         level, message = OK, 'running' if self._active else 'not active'
+        if self.shm_note:
+            level, message = WARN, self.shm_note
         if self._qos_warnings:
             level, message = WARN, self._qos_warnings[-1]
         if self.fault:
@@ -419,6 +477,22 @@ class StageNode(LifecycleNode):
                                   message=message, hardware_id=self.p['hardware_id'])
         status.values = [KeyValue(key=k, value=v) for k, v in values]
         return status
+
+    def shm_values(self) -> list[tuple[str, str]]:
+        """Same-host transport in use, its counters; dead shm subscribers are cleaned up here."""
+        shm_out = [o.shm for o in self._outputs if o.shm is not None]
+        if not shm_out and not self._shm_inputs:
+            return [('transport_same_host', 'dds')]
+        for sender in shm_out:
+            try:
+                sender.cleanup_dead()
+            except Exception:  # noqa: B902 - closed during shutdown
+                pass
+        return [('transport_same_host', 'iceoryx2'),
+                ('shm_frames_sent', str(sum(o.stats.shm_sent for o in self._outputs))),
+                ('shm_send_failures', str(sum(o.stats.shm_failed for o in self._outputs))),
+                ('shm_frames_received', str(sum(s.stats.received for s, _ in self._shm_inputs))),
+                ('shm_frames_dropped', str(sum(s.stats.dropped for s, _ in self._shm_inputs)))]
 
     def publish_diagnostics(self) -> None:
         """Publish this node's status on /diagnostics."""
