@@ -129,7 +129,8 @@ def test_envelope_and_tensor_fields_survive_the_trip():
     subscriber.start()
     try:
         tensor = np.arange(3 * 8 * 8, dtype=np.float32).reshape(1, 3, 8, 8)
-        trace = (StageTiming('camera', '/cam', 1, 2, 3), StageTiming('preprocess', '/pre', 4, 5, 6))
+        trace = (StageTiming('camera', '/cam', 1, 2, 3),
+                 StageTiming('preprocess', '/pre', 4, 5, 6))
         envelope = Envelope('front', 7, 99, 'front_optical', trace,
                             TensorPayload(tensor, Letterbox(0.5, 1.0, 2.0), 640, 480))
         assert publisher.send(envelope)

@@ -152,7 +152,7 @@ def _pack_boxes(payload: Any) -> tuple[np.ndarray, dict]:
 
 
 def _unpack_boxes(table: np.ndarray, fields: dict) -> tuple[np.ndarray, ...]:
-    """Copies (small), so the sample goes as soon as the payload is built."""
+    """Return copies (small), so that the sample goes as soon as the payload is built."""
     boxes_dtype, scores_dtype, ids_dtype = (np.dtype(d) for d in fields['dtypes'])
     return (read_only(table[:, :4].astype(boxes_dtype)),
             read_only(table[:, 4].astype(scores_dtype)), read_only(table[:, 5].astype(ids_dtype)))
