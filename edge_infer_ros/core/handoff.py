@@ -303,6 +303,7 @@ class LocalBus:
     def __init__(self) -> None:
         self._inputs: dict[str, tuple[StageInput, ...]] = {}
         self._ros_subscribers: dict[str, int] = {}
+        self._shm_subscribers: dict[str, int] = {}
         self._lock_inputs = threading.Lock()
 
     @classmethod
@@ -343,6 +344,15 @@ class LocalBus:
     def local_ros_subscriptions(self, topic: str) -> int:
         """How many of the topic's ROS subscriptions belong to local inputs."""
         return self._ros_subscribers.get(topic, 0)
+
+    def count_shm(self, topic: str, change: int) -> None:
+        """Note a local input's shared-memory subscriber (+1) or its end (-1)."""
+        with self._lock_inputs:
+            self._shm_subscribers[topic] = max(0, self._shm_subscribers.get(topic, 0) + change)
+
+    def local_shm_subscriptions(self, topic: str) -> int:
+        """How many of the topic's shared-memory subscribers belong to local inputs."""
+        return self._shm_subscribers.get(topic, 0)
 
 
 @dataclass
@@ -392,18 +402,21 @@ class StagePublisher:
         processes on this host; only when no local input exists, it is gone after the send).
         """
         self.stats.published += 1
-        # Payloads shared memory cannot carry (detections) go to every subscriber by DDS.
-        shm_subscribers = (self.shm.subscribers() if self.shm is not None and
-                           self.shm.accepts(envelope.payload) else 0)
+        # Payloads shared memory cannot carry (traces) go to every subscriber by DDS.
+        # Local inputs get the frame by reference, not by shared memory.
+        shm_subscribers = (max(0, self.shm.subscribers() -
+                               self.bus.local_shm_subscriptions(self.topic))
+                           if self.shm is not None and self.shm.accepts(envelope.payload) else 0)
         inputs = self.bus.inputs(self.topic)
         # Publish to DDS before local delivery: an inline stage runs the rest of the pipeline
         # at once, and the outside subscriber should not wait for it. Local inputs learn the
         # frame's key first, so that its echo through their own ROS subscription is ignored.
-        if self.outside_subscribers(shm_subscribers) > 0:
-            if inputs:
-                key = self._key_of(envelope)
-                for stage_input in inputs:
-                    stage_input.remember(key)
+        dds = self.outside_subscribers(shm_subscribers) > 0
+        if inputs and (dds or shm_subscribers):
+            key = self._key_of(envelope)
+            for stage_input in inputs:
+                stage_input.remember(key)
+        if dds:
             self.stats.messages_built += 1
             self.ros_publisher.publish(self._to_msg(envelope))
         if shm_subscribers:

@@ -496,7 +496,7 @@ class ShmSubscriber:
         self._closed = False
         self._borrowed = 0
         self._service = _Service(topic, domain, buffer_size, max_borrows, max_subscribers)
-        self._last_pub_seq: Optional[int] = None
+        self._last_pub_seq: dict[Any, int] = {}  # per publisher: gaps are frames lost
         self.stats = ShmSubscriberStats()
         self.last_error = ''
         try:
@@ -602,9 +602,13 @@ class ShmSubscriber:
 
     def _envelope(self, holder: _SampleHolder, sample: Any) -> Envelope:
         header = sample.user_header().contents
-        if self._last_pub_seq is not None and header.pub_seq > self._last_pub_seq + 1:
-            self.stats.dropped += header.pub_seq - self._last_pub_seq - 1
-        self._last_pub_seq = header.pub_seq
+        publisher = sample.header.publisher_id.value
+        last = self._last_pub_seq.get(publisher)
+        if last is not None and header.pub_seq > last + 1:
+            self.stats.dropped += header.pub_seq - last - 1
+        if last is None and len(self._last_pub_seq) >= 64:  # bounded: forget the oldest
+            self._last_pub_seq.pop(next(iter(self._last_pub_seq)))
+        self._last_pub_seq[publisher] = header.pub_seq
         kind = header.kind.decode()
         codec = CODECS.get(kind)
         if codec is None:

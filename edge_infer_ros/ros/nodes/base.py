@@ -286,6 +286,7 @@ class StageNode(LifecycleNode):
             self._shm_fallback(f'{resolved}: {error}: using DDS')
             return None
         subscriber.start()
+        self.bus.count_shm(resolved, +1)
         self._shm_inputs.append((subscriber, stage_input))
         return subscriber
 
@@ -299,8 +300,9 @@ class StageNode(LifecycleNode):
         self._qos_warnings.append(text)
 
     def _destroy_io(self) -> None:
-        for subscriber, _ in self._shm_inputs:
+        for subscriber, stage_input in self._shm_inputs:
             subscriber.close()
+            self.bus.count_shm(subscriber.topic, -1)
         self._shm_inputs.clear()
         for stage_input, subscription, resolved in self._inputs:
             stage_input.stop()
