@@ -41,6 +41,7 @@ def generate_launch_description() -> LaunchDescription:
     uri = LaunchConfiguration('uri')
     namespace = LaunchConfiguration('namespace')
     backend = LaunchConfiguration('backend')
+    same_host = ParameterValue(LaunchConfiguration('same_host'), value_type=str)
 
     return LaunchDescription([
         DeclareLaunchArgument(
@@ -65,6 +66,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'backend', default_value='onnxruntime', choices=['onnxruntime', 'tensorrt'],
             description='inference backend of the detector (tensorrt falls back to onnxruntime)'),
+        DeclareLaunchArgument(
+            'same_host', default_value='dds', choices=['dds', 'iceoryx2'],
+            description="transport.same_host: frames to the package's processes on this host "
+                        'by DDS or iceoryx2 shared memory (zero-copy; DDS where it is missing)'),
 
         # No name=: a node name given to the container would rename every component in it.
         Node(
@@ -88,6 +93,7 @@ def generate_launch_description() -> LaunchDescription:
                     'source': ParameterValue(source, value_type=str),
                     'uri': ParameterValue(uri, value_type=str),
                     'backend': ParameterValue(backend, value_type=str),
+                    'transport.same_host': same_host,
                 },
             ],
         ),

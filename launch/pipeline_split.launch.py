@@ -9,6 +9,7 @@ parameter files and remaps match edge_infer_ros.ros.graph.PIPELINE and the runne
 
     ros2 launch edge_infer_ros pipeline_split.launch.py
     ros2 launch edge_infer_ros pipeline_split.launch.py source:=v4l2 uri:=/dev/video0
+    ros2 launch edge_infer_ros pipeline_split.launch.py same_host:=iceoryx2  # shared memory
 
 The arguments ``model``, ``source``, ``uri`` and ``backend`` override the same parameters of
 the files (they come after them); their defaults are the values of the shipped
@@ -35,6 +36,7 @@ def generate_launch_description() -> LaunchDescription:
     uri = LaunchConfiguration('uri')
     namespace = LaunchConfiguration('namespace')
     backend = LaunchConfiguration('backend')
+    same_host = ParameterValue(LaunchConfiguration('same_host'), value_type=str)
 
     return LaunchDescription([
         DeclareLaunchArgument(
@@ -59,6 +61,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'backend', default_value='onnxruntime', choices=['onnxruntime', 'tensorrt'],
             description='inference backend of the detector (tensorrt falls back to onnxruntime)'),
+        DeclareLaunchArgument(
+            'same_host', default_value='dds', choices=['dds', 'iceoryx2'],
+            description="transport.same_host: frames to the package's processes on this host "
+                        'by DDS or iceoryx2 shared memory (zero-copy; DDS where it is missing)'),
 
         Node(
             package='edge_infer_ros',
@@ -71,6 +77,7 @@ def generate_launch_description() -> LaunchDescription:
                 {
                     'source': ParameterValue(source, value_type=str),
                     'uri': ParameterValue(uri, value_type=str),
+                    'transport.same_host': same_host,
                 },
             ],
         ),
@@ -83,6 +90,7 @@ def generate_launch_description() -> LaunchDescription:
             parameters=[
                 config,
                 {'model_path': ParameterValue(model, value_type=str)},
+                {'transport.same_host': same_host},
             ],
         ),
         Node(
@@ -96,6 +104,7 @@ def generate_launch_description() -> LaunchDescription:
                 {
                     'model_path': ParameterValue(model, value_type=str),
                     'backend': ParameterValue(backend, value_type=str),
+                    'transport.same_host': same_host,
                 },
             ],
         ),
@@ -105,7 +114,7 @@ def generate_launch_description() -> LaunchDescription:
             name='nms',
             namespace=namespace,
             output='screen',
-            parameters=[config],
+            parameters=[config, {'transport.same_host': same_host}],
         ),
         Node(
             package='edge_infer_ros',
@@ -113,7 +122,7 @@ def generate_launch_description() -> LaunchDescription:
             name='action',
             namespace=namespace,
             output='screen',
-            parameters=[config],
+            parameters=[config, {'transport.same_host': same_host}],
         ),
         Node(
             package='edge_infer_ros',
@@ -121,6 +130,6 @@ def generate_launch_description() -> LaunchDescription:
             name='budget_monitor',
             namespace=namespace,
             output='screen',
-            parameters=[budget],
+            parameters=[budget, {'transport.same_host': same_host}],
         ),
     ])

@@ -671,7 +671,8 @@ def test_override_targets_agree_between_files_and_the_runner() -> None:
 def test_launch_arguments() -> None:
     files = {name: read_launch_file(name) for name in LAUNCH_FILES}
     composed, split = files[COMPOSED], files[SPLIT]
-    expected = {'config', 'budget', 'model', 'source', 'uri', 'namespace', 'backend'}
+    expected = {'config', 'budget', 'model', 'source', 'uri', 'namespace', 'backend',
+                'same_host'}
     assert set(composed.arguments) == expected
     assert composed.arguments == split.arguments
     for name, launch in files.items():
@@ -811,7 +812,7 @@ MUTATIONS = [
     (SPLIT, "[share, 'config', 'pipeline.yaml']", "[share, 'config', 'pipelines.yaml']",
      param_file_problems),
     (SPLIT, "'backend': ParameterValue", "'backends': ParameterValue", override_problems),
-    (SPLIT, 'parameters=[budget]', 'parameters=[config]', lambda f: pipeline_problems(f, True)),
+    (SPLIT, 'parameters=[budget, ', 'parameters=[config, ', lambda f: pipeline_problems(f, True)),
     (SPLIT, _FILE + _OVERRIDE, _OVERRIDE + _FILE, override_problems),
     (COMPOSED, "'edge_infer_ros::Nms:nms'", "'edge_infer_ros::NMS:nms'", plugin_problems),
     (COMPOSED, "'edge_infer_ros::Action:action',", '', lambda f: pipeline_problems(f, True)),
