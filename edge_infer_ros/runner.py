@@ -370,7 +370,10 @@ def run_split(options: RunOptions) -> dict[str, Any]:
                    'fallback_reason': backend_values.get('fallback_reason')}
         transport = TRANSPORT_TEXT[options.transport]
         if options.same_host != 'dds':
-            transport += f'; {options.same_host} shared memory between the processes'
+            from edge_infer_ros.core.shm import choose_same_host
+            used, reason = choose_same_host(options.same_host)
+            transport += (f'; {used} shared memory between the processes' if not reason
+                          else f'; {reason}')
         return build_report(options, monitor.summary(), counters, backend, wall,
                             collector.snapshot(), transport)
     finally:
