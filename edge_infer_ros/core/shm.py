@@ -263,7 +263,8 @@ class Loan:
     A sample loaned for one frame: a source writes its pixels straight into :attr:`array`.
 
     Valid until :meth:`ShmPublisher.send` takes it (or :meth:`discard`); the array must not be
-    kept: after the send the memory belongs to the subscribers.
+    kept: after the send the memory belongs to the subscribers (it stays mapped here, so a late
+    read shows other frames rather than crashing; the package never keeps it).
     """
 
     def __init__(self, publisher: 'ShmPublisher', sample: Any, array: np.ndarray,
@@ -598,7 +599,10 @@ class ShmSubscriber:
             del sample, holder  # from here on only the envelope's views hold the sample
             self.stats.received += 1
             count += 1
-            self._on_frame(envelope, received_ns)
+            try:
+                self._on_frame(envelope, received_ns)
+            except Exception as error:  # noqa: B902 - the receive thread must not die
+                self._error(f'handling a frame failed: {type(error).__name__}: {error}')
 
     def _envelope(self, holder: _SampleHolder, sample: Any) -> Envelope:
         header = sample.user_header().contents
