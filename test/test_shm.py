@@ -195,6 +195,30 @@ def test_closed_ports_raise_instead_of_aborting():
                               loan)
 
 
+def test_a_failing_handler_is_counted_and_the_next_frame_still_arrives():
+    topic = _topic('raises')
+    got: list[int] = []
+
+    def on_frame(envelope: Envelope, received_ns: int) -> None:
+        if envelope.seq == 0:
+            raise ValueError('bad frame')
+        got.append(envelope.seq)
+
+    subscriber = shm.ShmSubscriber(topic, on_frame, domain=DOMAIN)
+    publisher = shm.ShmPublisher(topic, domain=DOMAIN)
+    subscriber.start()
+    try:
+        assert publisher.send(image_envelope(0, 0))
+        assert wait_for(lambda: subscriber.stats.errors == 1)
+        assert 'bad frame' in subscriber.last_error
+        assert publisher.send(image_envelope(1, 1))
+        assert wait_for(lambda: got == [1])
+        assert subscriber.borrowed == 0  # the failed frame's sample was released too
+    finally:
+        subscriber.close()
+        publisher.close()
+
+
 def test_a_loan_is_sent_without_a_copy():
     topic = _topic('loan')
     got: list[Envelope] = []
