@@ -472,17 +472,18 @@ def build_cost(frame: np.ndarray, budget: Budget) -> list[int]:
 
 
 # -- the run -----------------------------------------------------------------------------------
-def run(quick: bool = False, sizes: tuple = SIZES) -> dict[str, Any]:
+def run(quick: bool = False, sizes: tuple = SIZES,
+        only: Optional[list[str]] = None) -> dict[str, Any]:
     """Measure every variant at every size; return the JSON-ready result."""
     if quick:
         fast, slow, cross = Budget(300, 5.0), Budget(150, 5.0), Budget(100, 6.0)
     else:
         fast, slow, cross = Budget(2000, 15.0), Budget(500, 20.0), Budget(300, 25.0)
-    labels = dict(LABELS)
+    labels = {k: v for k, v in LABELS.items() if not only or k in only}
     shm_missing = shm_unavailable()
     if shm_missing:
         for name in SHM_VARIANTS:
-            labels.pop(name)
+            labels.pop(name, None)
     result: dict[str, Any] = {'quick': quick, 'machine_before': common.machine_state(),
                               'sizes': {}, 'ratios': {}, 'labels': labels,
                               'shm_unavailable': shm_missing}
@@ -539,12 +540,17 @@ def cross_process(figures: dict[str, Any]) -> dict[str, Any]:
     if not d:
         return {}
     return {f'{other}_over_d_{q}': _ratio(figures[other][f'{q}_us'], d[f'{q}_us'])
-            for other in ('c_rclpy_2proc', 'c_rclpy_2proc_shm') for q in ('p50', 'p99')}
+            for other in ('c_rclpy_2proc', 'c_rclpy_2proc_shm') if other in figures
+            for q in ('p50', 'p99')}
 
 
 def ratios(figures: dict[str, Any]) -> dict[str, Any]:
     """Return (b)/(a) and (c)/(a) for p50 and p99, for every (a) variant."""
     out = {}
+    needed = ('a_inline', 'a_thread', 'a_inline_node', 'a_thread_node', 'b_rclpy_1proc',
+              'c_rclpy_2proc')
+    if any(name not in figures for name in needed):
+        return out  # a run of some variants only (--variant)
     for a_name in ('a_inline', 'a_thread', 'a_inline_node', 'a_thread_node'):
         a = figures[a_name]
         out[a_name] = {f'{other[0]}_over_a_{q}': _ratio(figures[other][f'{q}_us'], a[f'{q}_us'])
@@ -566,6 +572,8 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     checks = {}
     for a_name in ('a_inline_node', 'a_thread_node'):
         mode = a_name.split('_')[1]
+        if a_name not in result['labels'] or not result['ratios'].get(next(iter(result['sizes']))):
+            continue
         for key, figures in result['sizes'].items():
             a = figures[a_name]['p50_us']
             checks[f'{mode}, {key}: in-process p50 < 50 us'] = bool(a is not None and a < 50.0)
@@ -620,6 +628,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines += ['', '| ratio (p50 / p99) | ' + ' | '.join(keys) + ' |',
               '|---' * (1 + len(keys)) + '|']
     for a_name in ('a_inline', 'a_thread', 'a_inline_node', 'a_thread_node'):
+        if not result['ratios'].get(keys[0]):
+            break
         for other in ('b', 'c'):
             cells = []
             for key in keys:
@@ -640,7 +650,7 @@ def format_table(result: dict[str, Any]) -> str:
         lines += ['', f'iceoryx2 variants left out: {result["shm_unavailable"]}']
     if result.get('flatness'):
         flat = result['flatness']
-        lines += ['', 'p50 at 1920x1080 / p50 at 640x480: ' + ', '.join(
+        lines += ['', f'p50 at {keys[-1]} / p50 at {keys[0]}: ' + ', '.join(
             f'{name} {value:.2f}' for name, value in flat.items() if value is not None)]
     lines += ['', 'targets ((a) through rclpy nodes, inline and thread):']
     lines += [f'- {name}: {"met" if ok else "NOT met"}' for name, ok in result['targets'].items()]
@@ -664,6 +674,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         'the issue-19 table adds 3840x2160)')
     parser.add_argument('--echo', nargs=2, metavar=('TOPIC', 'ACK_TOPIC'),
                         help=argparse.SUPPRESS)
+    parser.add_argument('--variant', action='append', default=[], choices=tuple(LABELS),
+                        help='measure only these variants (repeatable; default: all)')
     parser.add_argument('--shm-echo', metavar='TOPIC', help=argparse.SUPPRESS)
     parser.add_argument('--dds-driver', nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -675,7 +687,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         size, samples, seconds, tag = args.dds_driver
         return dds_driver_main(size, int(samples), float(seconds), tag)
     sizes = tuple(tuple(int(v) for v in s.lower().split('x')) for s in args.size) or SIZES
-    result = run(quick=args.quick, sizes=sizes)
+    result = run(quick=args.quick, sizes=sizes, only=args.variant)
     print()
     print(format_table(result))
     if args.json:
