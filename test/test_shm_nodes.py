@@ -24,10 +24,13 @@ pytestmark = pytest.mark.skipif(shm.unavailable_reason() is not None,
                                 reason=str(shm.unavailable_reason()))
 
 
-def _nodes(ros_context: Any, second_context: Any, same_host: str, frames: int = 40):
+def _nodes(ros_context: Any, second_context: Any, same_host: str, frames: int = 40,
+           camera_same_host: str = ''):
     params = [Parameter('transport.same_host', value=same_host),
               Parameter('diagnostics_period_s', value=0.2)]
-    camera = CameraNode(context=ros_context, parameter_overrides=params + [
+    camera_params = [Parameter('transport.same_host', value=camera_same_host or same_host),
+                     Parameter('diagnostics_period_s', value=0.2)]
+    camera = CameraNode(context=ros_context, parameter_overrides=camera_params + [
         Parameter('max_frames', value=frames), Parameter('fps', value=20.0),
         Parameter('autostart', value=False)])
     preprocess = PreprocessNode(context=second_context, parameter_overrides=params + [
@@ -132,6 +135,22 @@ def test_in_one_process_frames_go_by_reference_not_shared_memory(ros_context):
         assert stats.processed + stats.dropped == camera.captured == 40  # each frame once
         assert camera.image_out.stats.local_deliveries == 40
         assert camera.image_out.stats.shm_sent == 0 and camera.zero_copy_frames == 0
+    finally:
+        camera.destroy_node()
+        preprocess.destroy_node()
+
+
+def test_frames_from_a_dds_publisher_are_received_and_noted(ros_context, second_context):
+    # The camera stands for a peer on another host (or one that uses dds).
+    camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2', 20,
+                                           camera_same_host='dds')
+    try:
+        _run(camera, preprocess, executors, 10)
+        values = {kv.key: kv.value for kv in preprocess.stage_status().values}
+        assert values['transport_same_host'] == 'iceoryx2'
+        assert int(values['shm_frames_received']) == 0
+        assert 'came by DDS' in values['transport_note']
+        assert values['transport_note'].startswith(str(preprocess.inputs[0].stats.received))
     finally:
         camera.destroy_node()
         preprocess.destroy_node()

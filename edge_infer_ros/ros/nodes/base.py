@@ -131,6 +131,7 @@ class StageNode(LifecycleNode):
         self._outputs: list[StagePublisher] = []
         self._shm_inputs: list[tuple[Any, StageInput]] = []
         self.shm_note = ''  # why iceoryx2 is not used although asked for (diagnostics)
+        self._frames_by_dds = 0  # frames an shm input got first by DDS (a peer elsewhere)
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
         self.param_specs = self.declared_specs()
         for spec in self.param_specs.values():
@@ -222,7 +223,9 @@ class StageNode(LifecycleNode):
                 self._stage_error(error, None, f'bad message on {resolved}')
                 return
             if shm_input is not None:
+                before = stage_input.stats.duplicates_ignored
                 stage_input.deliver_once(envelope, key_of(msg))
+                self._frames_by_dds += stage_input.stats.duplicates_ignored == before
             else:
                 stage_input.deliver_from_ros(envelope, key_of(msg))
 
@@ -490,11 +493,17 @@ class StageNode(LifecycleNode):
                 sender.cleanup_dead()
             except Exception:  # noqa: B902 - closed during shutdown
                 pass
-        return [('transport_same_host', 'iceoryx2'),
-                ('shm_frames_sent', str(sum(o.stats.shm_sent for o in self._outputs))),
-                ('shm_send_failures', str(sum(o.stats.shm_failed for o in self._outputs))),
-                ('shm_frames_received', str(sum(s.stats.received for s, _ in self._shm_inputs))),
-                ('shm_frames_dropped', str(sum(s.stats.dropped for s, _ in self._shm_inputs)))]
+        values = [('transport_same_host', 'iceoryx2'),
+                  ('shm_frames_sent', str(sum(o.stats.shm_sent for o in self._outputs))),
+                  ('shm_send_failures', str(sum(o.stats.shm_failed for o in self._outputs))),
+                  ('shm_frames_received',
+                   str(sum(s.stats.received for s, _ in self._shm_inputs))),
+                  ('shm_frames_dropped', str(sum(s.stats.dropped for s, _ in self._shm_inputs)))]
+        if self._frames_by_dds:
+            values.append(('transport_note', f'{self._frames_by_dds} frames came by DDS, not '
+                           'shared memory: their publisher is on another host or uses '
+                           'transport.same_host dds'))
+        return values
 
     def publish_diagnostics(self) -> None:
         """Publish this node's status on /diagnostics."""
