@@ -94,6 +94,21 @@ class _CaptureSource(FrameSource):
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         return frame
 
+    def read_into(self, index: int, out: np.ndarray) -> Optional[np.ndarray]:
+        """Decode the next frame straight into ``out`` when OpenCV can (same size, BGR)."""
+        ok, frame = self._capture.read(out)
+        if not ok and self._loop:
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._capture.read(out)
+        if not ok:
+            return None
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if frame is not out and frame.shape == out.shape:
+            np.copyto(out, frame)  # OpenCV allocated anyway: still one copy, as without a loan
+            return out
+        return frame
+
     def close(self) -> None:
         """Release the capture."""
         self._capture.release()
