@@ -20,8 +20,9 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-pytestmark = pytest.mark.skipif(shm.unavailable_reason() is not None,
-                                reason=str(shm.unavailable_reason()))
+#: Tests that need iceoryx2 itself (the fallback test runs everywhere).
+needs_iceoryx2 = pytest.mark.skipif(shm.unavailable_reason() is not None,
+                                    reason=str(shm.unavailable_reason()))
 
 
 def _nodes(ros_context: Any, second_context: Any, same_host: str, frames: int = 40,
@@ -66,6 +67,7 @@ def _run(camera: Any, preprocess: Any, executors: list, frames: int) -> None:
         (stats, camera.captured, camera.image_out.stats)
 
 
+@needs_iceoryx2
 def test_frames_cross_by_shared_memory_without_dds_messages(ros_context, second_context):
     camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2')
     try:
@@ -106,6 +108,7 @@ def test_without_iceoryx2_the_nodes_use_dds_and_say_why(ros_context, second_cont
         preprocess.destroy_node()
 
 
+@needs_iceoryx2
 def test_an_outside_subscriber_still_gets_dds_messages(ros_context, second_context):
     camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2')
     echo = Node('echo', context=ros_context)  # like `ros2 topic echo /image_raw`
@@ -127,6 +130,7 @@ def test_an_outside_subscriber_still_gets_dds_messages(ros_context, second_conte
         preprocess.destroy_node()
 
 
+@needs_iceoryx2
 def test_in_one_process_frames_go_by_reference_not_shared_memory(ros_context):
     camera, preprocess, executors = _nodes(ros_context, ros_context, 'iceoryx2')
     try:
@@ -140,6 +144,7 @@ def test_in_one_process_frames_go_by_reference_not_shared_memory(ros_context):
         preprocess.destroy_node()
 
 
+@needs_iceoryx2
 def test_frames_from_a_dds_publisher_are_received_and_noted(ros_context, second_context):
     # The camera stands for a peer on another host (or one that uses dds).
     camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2', 20,
