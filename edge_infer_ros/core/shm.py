@@ -218,7 +218,10 @@ class _Service:
         iox2.set_log_level(iox2.LogLevel.Error)
         self.name = service_name(topic, domain)
         try:
-            self.node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
+            # rclpy owns SIGINT/SIGTERM (shutdown, lifecycle): iceoryx2 must not take them.
+            self.node = (iox2.NodeBuilder.new()
+                         .signal_handling_mode(iox2.SignalHandlingMode.Disabled)
+                         .create(iox2.ServiceType.Ipc))
             name = iox2.ServiceName.new(self.name)
             self.pubsub = (self.node.service_builder(name)
                            .publish_subscribe(iox2.Slice[ctypes.c_uint8])
