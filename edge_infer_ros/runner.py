@@ -2,8 +2,9 @@
 The main job: run the pipeline on its built-in input and print where the time went.
 
 ``composed`` (the default) loads every stage into one process (zero-copy handoff);
-``split`` starts one process per stage (or per group, see ``--transport``) talking over DDS,
-with the budget monitor in this process, exactly as the launch files do on a robot. Both read
+``split`` starts one process per stage (or per group, see ``--transport``) talking over DDS
+(or iceoryx2 shared memory with ``--same-host iceoryx2``), with the budget monitor in this
+process, exactly as the launch files do on a robot. Both read
 the same parameter files (config/pipeline.yaml, config/budget.yaml).
 
 The report (printed, and with ``--report-json`` written as JSON for CI gates) comes from the
