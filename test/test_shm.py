@@ -17,8 +17,8 @@ import time
 from typing import Callable, Optional
 
 from edge_infer_ros.core.frame import Envelope, StageTiming
+from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.payloads import ImagePayload, TensorPayload
-from edge_infer_ros.inference.yolo import Letterbox
 import numpy as np
 import pytest
 

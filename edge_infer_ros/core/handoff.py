@@ -232,7 +232,7 @@ class StageInput:
             return
         self._accept(envelope, received_ns)
 
-    def deliver_once(self, envelope: Envelope, key: Hashable) -> None:
+    def deliver_once(self, envelope: Envelope[Any], key: Hashable) -> None:
         """Hand a frame that may come by two ways (shared memory and DDS): the first one wins."""
         received_ns = now_ns()
         if key in self._recent_set:

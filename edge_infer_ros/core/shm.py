@@ -38,10 +38,10 @@ import threading
 from typing import Any, Callable, Optional
 
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
+from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.image import read_only
 from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload, ImagePayload,
                                           TensorPayload)
-from edge_infer_ros.inference.yolo import Letterbox
 import numpy as np
 
 try:  # optional: without it every topic falls back to DDS, and says so
@@ -115,32 +115,32 @@ class Codec:
 
     kind: str
     payload_type: type
-    split: Callable[[Any], tuple[np.ndarray, dict]]
-    join: Callable[[np.ndarray, dict], Any]
+    split: Callable[[Any], tuple[np.ndarray, dict[str, Any]]]
+    join: Callable[[np.ndarray, dict[str, Any]], Any]
 
 
-def _split_image(payload: ImagePayload) -> tuple[np.ndarray, dict]:
+def _split_image(payload: ImagePayload) -> tuple[np.ndarray, dict[str, Any]]:
     return payload.image, {'encoding': payload.encoding}
 
 
-def _join_image(array: np.ndarray, fields: dict) -> ImagePayload:
+def _join_image(array: np.ndarray, fields: dict[str, Any]) -> ImagePayload:
     return ImagePayload(array, str(fields['encoding']))
 
 
-def _split_tensor(payload: TensorPayload) -> tuple[np.ndarray, dict]:
+def _split_tensor(payload: TensorPayload) -> tuple[np.ndarray, dict[str, Any]]:
     box = payload.letterbox
     return payload.tensor, {'letterbox': [box.scale, box.pad_x, box.pad_y],
                             'image_width': payload.image_width,
                             'image_height': payload.image_height}
 
 
-def _join_tensor(array: np.ndarray, fields: dict) -> TensorPayload:
+def _join_tensor(array: np.ndarray, fields: dict[str, Any]) -> TensorPayload:
     scale, pad_x, pad_y = (float(v) for v in fields['letterbox'])
     return TensorPayload(array, Letterbox(scale, pad_x, pad_y), int(fields['image_width']),
                          int(fields['image_height']))
 
 
-def _pack_boxes(payload: Any) -> tuple[np.ndarray, dict]:
+def _pack_boxes(payload: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """Boxes, scores and class ids as one (N, 6) float64 table (exact for their dtypes)."""
     table = np.empty((len(payload.scores), 6), np.float64)
     table[:, :4], table[:, 4], table[:, 5] = payload.boxes, payload.scores, payload.class_ids
@@ -151,28 +151,29 @@ def _pack_boxes(payload: Any) -> tuple[np.ndarray, dict]:
     return table, fields
 
 
-def _unpack_boxes(table: np.ndarray, fields: dict) -> tuple[np.ndarray, ...]:
+def _unpack_boxes(table: np.ndarray,
+                  fields: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return copies (small), so that the sample goes as soon as the payload is built."""
     boxes_dtype, scores_dtype, ids_dtype = (np.dtype(d) for d in fields['dtypes'])
     return (read_only(table[:, :4].astype(boxes_dtype)),
             read_only(table[:, 4].astype(scores_dtype)), read_only(table[:, 5].astype(ids_dtype)))
 
 
-def _split_candidates(payload: CandidatePayload) -> tuple[np.ndarray, dict]:
+def _split_candidates(payload: CandidatePayload) -> tuple[np.ndarray, dict[str, Any]]:
     table, fields = _pack_boxes(payload)
     box = payload.letterbox
     fields.update(letterbox=[box.scale, box.pad_x, box.pad_y], backend=payload.backend)
     return table, fields
 
 
-def _join_candidates(table: np.ndarray, fields: dict) -> CandidatePayload:
+def _join_candidates(table: np.ndarray, fields: dict[str, Any]) -> CandidatePayload:
     scale, pad_x, pad_y = (float(v) for v in fields['letterbox'])
     return CandidatePayload(*_unpack_boxes(table, fields), tuple(fields['class_names']),
                             Letterbox(scale, pad_x, pad_y), int(fields['image_width']),
                             int(fields['image_height']), str(fields['backend']))
 
 
-def _join_detections(table: np.ndarray, fields: dict) -> DetectionPayload:
+def _join_detections(table: np.ndarray, fields: dict[str, Any]) -> DetectionPayload:
     return DetectionPayload(*_unpack_boxes(table, fields), tuple(fields['class_names']),
                             int(fields['image_width']), int(fields['image_height']))
 
@@ -194,7 +195,7 @@ def codec_for(payload: Any) -> Codec:
                    f'(kinds: {", ".join(CODECS)})')
 
 
-def _meta_bytes(envelope: Envelope, fields: dict) -> bytes:
+def _meta_bytes(envelope: Envelope[Any], fields: dict[str, Any]) -> bytes:
     record = {'camera': envelope.camera, 'frame_id': envelope.frame_id, 'fields': fields,
               'trace': [[t.stage, t.node, t.received_ns, t.start_ns, t.end_ns]
                         for t in envelope.trace]}
@@ -376,7 +377,7 @@ class ShmPublisher:
             array = np.frombuffer(buffer, dtype).reshape(shape)
         return Loan(self, sample, array, self.meta_room)
 
-    def send(self, envelope: Envelope, loan: Optional[Loan] = None) -> bool:
+    def send(self, envelope: Envelope[Any], loan: Optional[Loan] = None) -> bool:
         """
         Send one envelope; False (counted, ``last_error`` says why) when it could not go.
 
@@ -462,9 +463,9 @@ class _SampleHolder:
 def _view(holder: _SampleHolder, address: int, nbytes: int, dtype: np.dtype,
           shape: tuple[int, ...]) -> np.ndarray:
     """Return a read-only array over shared memory whose base chain owns the holder."""
-    buffer = (ctypes.c_uint8 * nbytes).from_address(address)
+    buffer: Any = (ctypes.c_uint8 * nbytes).from_address(address)
     buffer._eir_holder = holder  # the array -> buffer -> holder: no view outlives the sample
-    array = np.frombuffer(buffer, dtype).reshape(shape)
+    array: np.ndarray = np.frombuffer(buffer, dtype).reshape(shape)
     array.flags.writeable = False  # the mapping is read-only: a write would be a SIGSEGV
     return array
 
@@ -489,7 +490,7 @@ class ShmSubscriber:
     falls behind loses the older frames, counted in ``stats.dropped``.
     """
 
-    def __init__(self, topic: str, on_frame: Callable[[Envelope, int], None], *,
+    def __init__(self, topic: str, on_frame: Callable[[Envelope[Any], int], None], *,
                  domain: Optional[int] = None, buffer_size: int = 1, max_borrows: int = 4,
                  max_subscribers: int = 8,
                  on_error: Optional[Callable[[str], None]] = None) -> None:
@@ -607,7 +608,7 @@ class ShmSubscriber:
             except Exception as error:  # noqa: B902 - the receive thread must not die
                 self._error(f'handling a frame failed: {type(error).__name__}: {error}')
 
-    def _envelope(self, holder: _SampleHolder, sample: Any) -> Envelope:
+    def _envelope(self, holder: _SampleHolder, sample: Any) -> Envelope[Any]:
         header = sample.user_header().contents
         publisher = sample.header.publisher_id.value
         last = self._last_pub_seq.get(publisher)
