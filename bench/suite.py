@@ -10,7 +10,11 @@ each in a process of its own (sampled for CPU time and memory, children included
    SingleThreadedExecutor, one process (:mod:`bench.naive_rclpy`);
 3. ``composed``: this package, every stage in one process, zero-copy handoff;
 4. ``split_raw`` / ``split_tensor`` / ``split_compressed``: this package split across
-   processes with DDS between them (raw images, tensors, JPEG).
+   processes with DDS between them (raw images, tensors, JPEG); ``split_iceoryx2``: the same
+   processes as ``split_raw`` with iceoryx2 shared memory between them (``transport.same_host``;
+   left out, with the reason, where iceoryx2 is missing);
+5. ``foreign``: a stand-in camera driver in another process into the package, against a plain
+   rclpy subscriber, with and without the Fast DDS profile (:mod:`bench.foreign_publisher`).
 
 Then it writes ``summary.json``, ``summary.md`` and PNG pictures (per-stage p95 stacked against
 the budget, end-to-end CDFs) into ``bench/results/<timestamp>/`` (or ``--out``).
@@ -47,6 +51,8 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
                      ['--mode', 'split', '--transport', 'tensor']),
     'split_compressed': ('(4) package, split JPEG', 'bench.pipeline_variant',
                          ['--mode', 'split', '--transport', 'compressed']),
+    'split_iceoryx2': ('(4) package, split iceoryx2 shm', 'bench.pipeline_variant',
+                       ['--mode', 'split', '--transport', 'raw', '--same-host', 'iceoryx2']),
 }
 QUICK_VARIANTS = ('seed_loop', 'naive_rclpy', 'composed', 'split_raw')
 SIZES = ((640, 480), (1920, 1080))
@@ -310,6 +316,10 @@ def markdown(summary: dict[str, Any]) -> str:
     hop = summary.get('hop')
     if hop and 'table' in hop:
         lines += ['## One hop (bench/hop.py)', '', hop['table'], '']
+    foreign = summary.get('foreign')
+    if foreign and 'table' in foreign:
+        lines += ['## Frames from another process (bench/foreign_publisher.py)', '',
+                  foreign['table'], '']
     return '\n'.join(lines)
 
 
@@ -339,6 +349,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     machine = common.machine_state()
     model, kind = common.resolve_model(args.model, common.RESULTS / 'models')
     names = args.variant or list(QUICK_VARIANTS if args.quick else VARIANTS)
+    from edge_infer_ros.core.shm import unavailable_reason
+    shm_missing = unavailable_reason()
+    if shm_missing and 'split_iceoryx2' in names:
+        print(f'[suite] split_iceoryx2 left out: {shm_missing}', flush=True)
+        names.remove('split_iceoryx2')
     sizes = ([tuple(int(v) for v in s.lower().split('x')) for s in args.size] or
              ([SIZES[0]] if args.quick else list(SIZES)))
     frames = args.frames or (60 if args.quick else 300)
@@ -347,7 +362,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         'quick': args.quick, 'frames': frames, 'fps': args.fps, 'model': model,
         'model_kind': kind, 'machine_before': machine, 'busy_processes': busy,
         'loaded': bool(busy) or machine['cpu_percent_1s'] > 25.0,
-        'budget': budget, 'variants_run': names, 'sizes': {},
+        'budget': budget, 'variants_run': names, 'sizes': {}, 'shm_unavailable': shm_missing,
         'baseline_ort_spin': args.baseline_ort_spin,
         'ratio_definition': 'other / composed for the same statistic: > 1 means composed is '
                             'lower (faster)'}
@@ -383,6 +398,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             from bench.hop import format_table
             hop['table'] = format_table(hop)
         summary['hop'] = hop
+    if args.foreign:
+        print('[suite] foreign publisher ...', flush=True)
+        summary['foreign'] = _run_json_tool(
+            'bench.foreign_publisher', ['--model', model] + (['--quick'] if args.quick else []),
+            raw_dir, 'foreign_publisher', 1800.0)
     summary['machine_after'] = common.machine_state()
     with open(out_dir / 'summary.json', 'w', encoding='utf-8') as stream:
         json.dump(summary, stream, indent=1)
@@ -412,6 +432,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--hop', dest='hop', action='store_true', default=None,
                         help='also run bench/hop.py (default: yes, except with --quick)')
     parser.add_argument('--no-hop', dest='hop', action='store_false')
+    parser.add_argument('--foreign', dest='foreign', action='store_true', default=None,
+                        help='also run bench/foreign_publisher.py (default: yes, except with '
+                             '--quick)')
+    parser.add_argument('--no-foreign', dest='foreign', action='store_false')
     parser.add_argument('--baseline-ort-spin', action='store_true',
                         help="run (1) and (2) with ONNX Runtime's default spin-waiting threads "
                              "(default: configured like the package's detector)")
@@ -420,6 +444,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.hop is None:
         args.hop = not args.quick
+    if args.foreign is None:
+        args.foreign = not args.quick
     if args.frames < 0 or args.fps <= 0:
         parser.error('--frames must be >= 0 and --fps > 0')
     return args

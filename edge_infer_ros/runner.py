@@ -2,8 +2,9 @@
 The main job: run the pipeline on its built-in input and print where the time went.
 
 ``composed`` (the default) loads every stage into one process (zero-copy handoff);
-``split`` starts one process per stage (or per group, see ``--transport``) talking over DDS,
-with the budget monitor in this process, exactly as the launch files do on a robot. Both read
+``split`` starts one process per stage (or per group, see ``--transport``) talking over DDS
+(or iceoryx2 shared memory with ``--same-host iceoryx2``), with the budget monitor in this
+process, exactly as the launch files do on a robot. Both read
 the same parameter files (config/pipeline.yaml, config/budget.yaml).
 
 The report (printed, and with ``--report-json`` written as JSON for CI gates) comes from the
@@ -26,8 +27,8 @@ from typing import Any, Optional
 
 from edge_infer_ros.core.frame import FrameTrace
 from edge_infer_ros.core.resources import config_path
-from edge_infer_ros.monitor.budget import format_table
 from edge_infer_ros.monitor.perfetto import write_chrome_trace
+from edge_infer_ros.monitor.report import format_table
 from edge_infer_ros.ros.container import ComponentSpec, Container
 from edge_infer_ros.ros.graph import NodeSpec, PIPELINE
 import numpy as np
@@ -41,6 +42,8 @@ SPLIT_GROUPS = {
     'compressed': (('camera',), ('preprocess',), ('detector',), ('nms',), ('action',)),
     'tensor': (('camera', 'preprocess'), ('detector', 'nms', 'action')),
 }
+#: Fast DDS reads its XML profile from this variable in every process it starts in.
+DDS_PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
 TRANSPORT_TEXT = {
     'raw': 'DDS, one process per stage, sensor_msgs/Image raw',
     'compressed': 'DDS, one process per stage, sensor_msgs/CompressedImage (JPEG)',
@@ -67,6 +70,7 @@ class RunOptions:
     report_json: str = ''
     profile: str = ''
     timeout_s: float = 0.0
+    same_host: str = 'dds'
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def overrides(self) -> dict[str, dict[str, Any]]:
@@ -86,6 +90,9 @@ class RunOptions:
         if self.mode == 'split' and self.transport == 'compressed':
             result['camera']['publish_compressed'] = True
             result.setdefault('preprocess', {})['input_transport'] = 'compressed'
+        if self.mode == 'split' and self.same_host != 'dds':
+            for name in ('camera', 'preprocess', 'detector', 'nms', 'action'):
+                result.setdefault(name, {})['transport.same_host'] = self.same_host
         for name, values in self.extra.items():
             result.setdefault(name, {}).update(values)
         return result
@@ -220,6 +227,7 @@ def run_composed(options: RunOptions) -> dict[str, Any]:
         report = build_report(options, monitor.summary(), counters, backend, wall,
                               collector.snapshot(), 'in-process, zero-copy')
         report['messages_built'] = messages_built
+        report['transport_loss'] = composed_transport_loss(nodes)
         return report
     finally:
         container.shutdown()
@@ -272,6 +280,60 @@ def split_counters(listener: '_DiagnosticsListener') -> dict[str, int]:
     }
 
 
+def hops_matched(listener: '_DiagnosticsListener', topics: list[str]) -> bool:
+    """Tell whether every topic's publisher and subscription report each other matched."""
+    def most(key: str) -> Optional[int]:
+        counts = [int(v[key]) for v in listener.latest.values() if key in v]
+        return max(counts) if counts else None
+
+    for topic in topics:
+        subscriptions = most(f'matched_subscriptions:{topic}')
+        publishers = most(f'matched_publishers:{topic}')
+        if not subscriptions or publishers == 0:  # None: an rclpy without the count
+            return False
+    return True
+
+
+def split_environment() -> dict[str, str]:
+    """
+    Return the environment of the stage processes: the package's Fast DDS profile.
+
+    Frames larger than Fast DDS's default shared-memory segment go over fragmented UDP, where
+    best-effort readers lose them; the profile must be set in the publishing processes. A
+    profile the user chose (the variable set, even empty) is kept.
+    """
+    env = os.environ.copy()
+    env.setdefault(DDS_PROFILE_VARIABLE, config_path('fastdds_shm.xml'))
+    return env
+
+
+def _transport_loss(per_node: dict[str, str]) -> dict[str, Any]:
+    """Sum the nodes' frames_lost_in_transport; None (not 0) when any cannot tell."""
+    known = [int(v) for v in per_node.values() if v.isdigit()]
+    counted = sum(known) if len(known) == len(per_node) else None
+    return {'counted': counted, 'per_node': per_node,
+            'counting': 'publication sequence numbers' if counted is not None else
+            'unavailable on this middleware for ' + ', '.join(
+                n for n, v in per_node.items() if not v.isdigit())}
+
+
+def split_transport_loss(listener: '_DiagnosticsListener') -> dict[str, Any]:
+    """Frames DDS lost on the way into each stage process, as its diagnostics count them."""
+    return _transport_loss({name: values['frames_lost_in_transport']
+                            for name, values in listener.latest.items()
+                            if 'frames_lost_in_transport' in values})
+
+
+def composed_transport_loss(nodes: dict[str, Any]) -> dict[str, Any]:
+    """Frames DDS lost on the way into the composed pipeline (a camera driver's topic)."""
+    per_node = {}
+    for name, node in nodes.items():
+        lost = node.frames_lost_in_transport() if hasattr(node, 'frames_lost_in_transport') \
+            else None
+        per_node[name] = 'unknown' if lost is None else str(lost)
+    return _transport_loss(per_node)
+
+
 def _change_state(node: Node, executor: Any, target: str, transition: int) -> bool:
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
@@ -306,7 +368,7 @@ def run_split(options: RunOptions) -> dict[str, Any]:
             processes.append(subprocess.Popen(
                 [sys.executable, '-m', 'edge_infer_ros.ros.container', '--composition',
                  composition, '--ros-args', '-r', f'__node:=group{index}_container'],
-                env=os.environ.copy()))
+                env=split_environment()))
         monitor = container.load(component_specs(options, {'budget_monitor'})[0])
         monitor.trace_hooks.append(collector)
         listener_node = Node('pipeline_runner', context=context)
@@ -342,6 +404,8 @@ def run_split(options: RunOptions) -> dict[str, Any]:
         if not _change_state(listener_node, executor, camera, Transition.TRANSITION_CONFIGURE):
             raise RuntimeError('could not configure the camera process')
         wait_until(lambda: connected([first_hop]), 'the camera')
+        wait_until(lambda: hops_matched(listener, [f'{ns}/{t}' for t in [first_hop] + hops]),
+                   'DDS matching of every hop')
         for _ in range(10):  # let discovery between the stage processes settle
             executor.spin_once(timeout_sec=0.05)
         if not _change_state(listener_node, executor, camera, Transition.TRANSITION_ACTIVATE):
@@ -360,13 +424,24 @@ def run_split(options: RunOptions) -> dict[str, Any]:
             time.sleep(0.05)
         wall = time.monotonic() - started
         counters = split_counters(listener)
+        loss = split_transport_loss(listener)
         backend_values = next((v for k, v in listener.latest.items() if k.endswith(': detector')),
                               {})
         backend = {'name': backend_values.get('backend', 'unknown'),
                    'description': backend_values.get('backend_description', ''),
                    'fallback_reason': backend_values.get('fallback_reason')}
-        return build_report(options, monitor.summary(), counters, backend, wall,
-                            collector.snapshot(), TRANSPORT_TEXT[options.transport])
+        transport = TRANSPORT_TEXT[options.transport]
+        if options.same_host != 'dds':
+            from edge_infer_ros.core.shm import choose_same_host
+            used, reason = choose_same_host(options.same_host)
+            transport += (f'; {used} shared memory between the processes' if not reason
+                          else f'; {reason}')
+        # Judged at the last trace: the quiet wait above is longer than the stale timeout.
+        report = build_report(options, monitor.summary(at_ns=monitor.last_trace_ns or None),
+                              counters, backend, wall, collector.snapshot(), transport)
+        report['transport_loss'] = loss
+        report['dds_profile'] = split_environment().get(DDS_PROFILE_VARIABLE, '')
+        return report
     finally:
         for process in processes:
             process.terminate()
@@ -430,6 +505,10 @@ def format_report(report: dict[str, Any]) -> str:
         f'; throughput {report["throughput_fps"]:.1f} fps; deadline misses '
         f'{report["deadline_misses"]}',
     ]
+    loss = report.get('transport_loss')
+    if loss:
+        lines.append('frames lost in transport, counted from sequence numbers: ' + (
+            str(loss['counted']) if loss['counted'] is not None else loss['counting']))
     overhead = report['overhead']
     if overhead.get('count'):
         lines.append(f'pipeline overhead (end to end minus inference): p50 '
@@ -452,6 +531,9 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
     parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
     parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw',
                         help='split mode: what crosses between processes')
+    parser.add_argument('--same-host', choices=('dds', 'iceoryx2'), default='dds',
+                        help='split mode: frames between the processes by DDS or iceoryx2 '
+                        'shared memory (zero-copy; DDS when iceoryx2 is missing)')
     parser.add_argument('--frames', type=int, default=300, help='frames to capture')
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
@@ -475,7 +557,7 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
                       backend=args.backend, model_path=args.model, config=args.config,
                       budget=args.budget, namespace=args.namespace,
                       report_json=args.report_json, profile=args.profile,
-                      timeout_s=args.timeout)
+                      timeout_s=args.timeout, same_host=args.same_host)
 
 
 def run(options: RunOptions) -> dict[str, Any]:

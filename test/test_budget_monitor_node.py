@@ -15,13 +15,13 @@ from conftest import wait_for
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from edge_infer_ros.core.resources import config_path
+from edge_infer_ros.ros.compat import AsyncParameterClient
 from edge_infer_ros.ros.container import ComponentSpec, Container
 from edge_infer_ros_msgs.msg import DeadlineMiss, FrameTrace, StageTiming
 import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 MS = 1_000_000

@@ -55,8 +55,9 @@ def unletterbox(boxes: np.ndarray, lb: Letterbox, image_w: float, image_h: float
     boxes = np.asarray(boxes)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f'boxes must be (K, 4), got {list(boxes.shape)}')
-    if lb.scale <= 0:
-        raise ValueError(f'letterbox scale must be positive, got {lb.scale}')
+    if not (lb.scale > 0 and np.isfinite([lb.scale, lb.pad_x, lb.pad_y]).all()):
+        raise ValueError(f'letterbox scale must be positive and scale/pads finite, got '
+                         f'{lb.scale}, ({lb.pad_x}, {lb.pad_y})')
     if out is None:
         out = np.empty(boxes.shape, np.float32)
     elif out.shape != boxes.shape:

@@ -63,6 +63,8 @@ class ModelInfo:
     metadata_path: str = ''
     #: things worth logging once at start-up (extra outputs ignored, derived sizes, ...)
     notes: tuple[str, ...] = ()
+    #: False when neither the metadata nor the caller gave a sha256 to check the file against
+    pinned: bool = True
 
     @property
     def num_classes(self) -> int:
@@ -283,8 +285,12 @@ def load_model_info(path: Union[str, 'os.PathLike[str]'],
                              f'expects {meta_sha}: refusing a tampered or different file')
     source = f'metadata {meta_file}'
     notes: list[str] = []
-    if meta_file is not None and not meta.get('sha256'):
-        notes.append(f'metadata {meta_file} has no sha256: the model file is not pinned')
+    pinned = bool(expected) or bool(meta.get('sha256'))
+    if not pinned:
+        where = f'metadata {meta_file} has no sha256' if meta_file is not None else \
+            f'no metadata file {json_hint.name}'
+        notes.append(f'{where} and model_sha256 is empty: the model file is not pinned '
+                     f'(its sha256 is {sha256})')
 
     try:
         proto = onnx.load(str(model), load_external_data=False)
@@ -390,4 +396,5 @@ def load_model_info(path: Union[str, 'os.PathLike[str]'],
         input_dtype=_DTYPES[elem], output_name=output.name, output_shape=output_shape,
         layout=chosen, class_names=tuple(names), color_order=color_order,
         letterbox_pad_value=pad, normalize=normalize, output_dtype=_DTYPES[out_elem],
-        metadata_path=str(meta_file) if meta_file is not None else '', notes=tuple(notes))
+        metadata_path=str(meta_file) if meta_file is not None else '', notes=tuple(notes),
+        pinned=pinned)

@@ -22,14 +22,24 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
+from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
+from edge_infer_ros.core.shm import choose_same_host, SAME_HOST_TRANSPORTS
+from edge_infer_ros.core.validate import InputRefused, MAX_HARDWARE_ID, REASONS
 from edge_infer_ros.ros import process
+from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
+                                       SubscriptionEventCallbacks)
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+import rclpy.subscription
+
+#: Why lost frames cannot be counted here, or '' when they can: rclpy before Iron (Humble)
+#: calls subscription callbacks without MessageInfo.
+MESSAGE_INFO_MISSING = '' if hasattr(rclpy.subscription, 'MessageInfo') else (
+    'this rclpy passes no MessageInfo to subscriptions (before Iron)')
 
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
                           DiagnosticStatus.STALE)
@@ -60,7 +70,14 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               runtime=False),
     ParamSpec('diagnostics_period_s', 1.0, "period of this node's /diagnostics status",
               low=0.05, high=60.0),
-    ParamSpec('hardware_id', 'edge_infer_ros', 'hardware_id of the diagnostics statuses'),
+    ParamSpec('hardware_id', 'edge_infer_ros', 'hardware_id of the diagnostics statuses '
+              f'(at most {MAX_HARDWARE_ID} characters)', check=lambda v: None if len(v) <=
+              MAX_HARDWARE_ID else f'hardware_id has {len(v)} characters, at most '
+              f'{MAX_HARDWARE_ID}'),
+    ParamSpec('transport.same_host', 'dds', "how frames travel between the package's own "
+              'processes on this host: dds, or iceoryx2 (shared memory, zero-copy; DDS is still '
+              'published for other subscribers, and used with a diagnostic when iceoryx2 is '
+              'missing)', choices=SAME_HOST_TRANSPORTS, runtime=False),
 )
 
 
@@ -127,7 +144,35 @@ class StageNode(LifecycleNode):
         self._configured = False
         self._inputs: list[tuple[StageInput, Any, str]] = []
         self._outputs: list[StagePublisher] = []
+        self._shm_inputs: list[tuple[Any, StageInput]] = []
+        self.shm_note = ''  # why iceoryx2 is not used although asked for (diagnostics)
+        self._frames_by_dds = 0  # frames an shm input got first by DDS (a peer elsewhere)
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
+        try:
+            self._declare_parameters()
+        except BaseException:
+            super().destroy_node()  # a refused parameter must not leave a node in the graph
+            raise
+        self.add_on_set_parameters_callback(self._check_parameters)
+        add_post_set_parameters_callback(self, self._parameters_set)
+        self.bus = LocalBus.for_context(self.context)
+        self.last_error = ''
+        self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
+        self._last_error_ns = 0
+        #: refused inputs per reason of core.validate (a fixed set of keys: bounded)
+        self.refusals: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self._qos_warnings: list[str] = []
+        #: Per input topic: gaps in the publishers' sequence numbers (frames DDS lost).
+        self.transport_loss: dict[str, SequenceTracker] = {}
+        self._recent_loss: dict[str, RecentLoss] = {}
+        self._fqn = self.get_fully_qualified_name()
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
+                                             self.publish_diagnostics)
+
+    # -- parameters -------------------------------------------------------------------------
+    def _declare_parameters(self) -> None:
+        """Declare every spec with its descriptor; raise on a value the spec refuses."""
         self.param_specs = self.declared_specs()
         for spec in self.param_specs.values():
             default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
@@ -144,19 +189,7 @@ class StageNode(LifecycleNode):
         reason = validate_updates(self.param_specs, self.p, active=False)
         if reason:
             raise ValueError(f'{self.get_fully_qualified_name()}: bad parameter: {reason}')
-        self.add_on_set_parameters_callback(self._check_parameters)
-        self.add_post_set_parameters_callback(self._parameters_set)
-        self.bus = LocalBus.for_context(self.context)
-        self.last_error = ''
-        self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
-        self._last_error_ns = 0
-        self._qos_warnings: list[str] = []
-        self._fqn = self.get_fully_qualified_name()
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
-                                             self.publish_diagnostics)
 
-    # -- parameters -------------------------------------------------------------------------
     def _param_value(self, name: str) -> Any:
         value = self.get_parameter(name).value
         return list(value) if isinstance(value, (list, tuple)) or hasattr(value, 'tolist') \
@@ -219,7 +252,16 @@ class StageNode(LifecycleNode):
                                  name=f'{self.get_name()}:{topic}', on_error=self._stage_error,
                                  pinned=mode is not None or depth is not None)
 
-        def on_message(msg: Any) -> None:
+        tracker = self.transport_loss.setdefault(resolved, SequenceTracker())
+        self._recent_loss.setdefault(resolved, RecentLoss())
+
+        def on_message(msg: Any, info: Optional[dict]) -> None:
+            sequence = info.get('publication_sequence_number') if info else None
+            gid = (info.get('publisher_gid') or {}).get('data') if info else None
+            if sequence is None or gid is None or sequence <= 0:
+                tracker.observe_without_info()
+            else:
+                tracker.observe(gid, sequence)
             try:
                 envelope = from_msg(msg)
             except Exception as error:  # noqa: B902 - any malformed message is counted
@@ -227,14 +269,23 @@ class StageNode(LifecycleNode):
                 stage_input.stats.errors += 1
                 self._stage_error(error, None, f'bad message on {resolved}')
                 return
-            stage_input.deliver_from_ros(envelope, key_of(msg))
+            echoes = stage_input.stats.duplicates_ignored
+            if shm_input is not None:
+                stage_input.deliver_once(envelope, key_of(msg))
+                self._frames_by_dds += stage_input.stats.duplicates_ignored == echoes
+            else:
+                stage_input.deliver_from_ros(envelope, key_of(msg))
+                if gid is not None and stage_input.stats.duplicates_ignored > echoes:
+                    tracker.ignore(gid)  # a publisher of this process: frames come by reference
 
+        shm_input = self._shm_input(resolved, stage_input)
+        callback = on_message if not MESSAGE_INFO_MISSING else (lambda msg: on_message(msg, None))
         if qos is None:
             qos = qos_from(self.p['qos.input.reliability'], self.p['qos.input.durability'],
                            self.p['qos.input.depth'])
         events = SubscriptionEventCallbacks(
             incompatible_qos=lambda info, t=resolved: self._incompatible_qos(t, info, 'publisher'))
-        subscription = self.create_subscription(msg_type, resolved, on_message, qos,
+        subscription = self.create_subscription(msg_type, resolved, callback, qos,
                                                 event_callbacks=events)
         self.bus.attach(resolved, stage_input, has_ros_subscription=True)
         self._inputs.append((stage_input, subscription, resolved))
@@ -253,8 +304,44 @@ class StageNode(LifecycleNode):
                 t, info, 'subscription'))
         publisher = self.create_publisher(msg_type, resolved, qos, event_callbacks=events)
         output = StagePublisher(self.bus, resolved, publisher, to_msg, key_of)
+        if self._same_host() == 'iceoryx2':
+            from edge_infer_ros.core.shm import ShmError, ShmPublisher
+            try:
+                output.shm = ShmPublisher(resolved)
+            except ShmError as error:
+                self._shm_fallback(f'{resolved}: {error}: using DDS')
         self._outputs.append(output)
         return output
+
+    def _same_host(self) -> str:
+        transport, reason = choose_same_host(self.p['transport.same_host'])
+        if reason:
+            self._shm_fallback(reason)
+        return transport
+
+    def _shm_fallback(self, reason: str) -> None:
+        if reason != self.shm_note:
+            self.get_logger().warning(reason)
+        self.shm_note = reason
+
+    def _shm_input(self, resolved: str, stage_input: StageInput) -> Any:
+        """Receive a topic through shared memory too (frames keyed like their DDS echo)."""
+        if self._same_host() != 'iceoryx2':
+            return None
+        from edge_infer_ros.core.shm import ShmError, ShmSubscriber
+
+        def on_frame(envelope: Envelope, received_ns: int) -> None:
+            stage_input.deliver_once(envelope, (envelope.stamp_ns, envelope.frame_id))
+        try:
+            subscriber = ShmSubscriber(resolved, on_frame, on_error=lambda text: self._stage_error(
+                RuntimeError(text), None, f'shared memory on {resolved}'))
+        except ShmError as error:
+            self._shm_fallback(f'{resolved}: {error}: using DDS')
+            return None
+        subscriber.start()
+        self.bus.count_shm(resolved, +1)
+        self._shm_inputs.append((subscriber, stage_input))
+        return subscriber
 
     def _incompatible_qos(self, topic: str, info: Any, other: str) -> None:
         policy = getattr(info.last_policy_kind, 'name', str(info.last_policy_kind))
@@ -266,12 +353,18 @@ class StageNode(LifecycleNode):
         self._qos_warnings.append(text)
 
     def _destroy_io(self) -> None:
+        for subscriber, stage_input in self._shm_inputs:
+            subscriber.close()
+            self.bus.count_shm(subscriber.topic, -1)
+        self._shm_inputs.clear()
         for stage_input, subscription, resolved in self._inputs:
             stage_input.stop()
             self.bus.detach(resolved, stage_input, has_ros_subscription=True)
             self.destroy_subscription(subscription)
         for output in self._outputs:
             self.destroy_publisher(output.ros_publisher)
+            if output.shm is not None:
+                output.shm.close()
         self._inputs.clear()
         self._outputs.clear()
 
@@ -294,6 +387,8 @@ class StageNode(LifecycleNode):
     def _stage_error(self, error: BaseException, envelope: Optional[Envelope],
                      what: str = '') -> None:
         frame = f' (frame {envelope.camera}#{envelope.seq})' if envelope is not None else ''
+        if isinstance(error, InputRefused):
+            self.refusals[error.reason] += 1
         self.last_error = f'{what or self.STAGE + " failed"}{frame}: ' \
                           f'{type(error).__name__}: {error}'
         self._last_error_ns = now_ns()
@@ -407,11 +502,57 @@ class StageNode(LifecycleNode):
         return []
 
     # -- diagnostics ------------------------------------------------------------------------
+    def frames_lost_in_transport(self) -> Optional[int]:
+        """Frames DDS lost on the way to this stage's inputs; None when it cannot tell."""
+        trackers = self.transport_loss.values()
+        if MESSAGE_INFO_MISSING or any(t.totals.without_info and not t.totals.received
+                                       for t in trackers):
+            return None
+        return sum(t.lost for t in trackers)
+
+    def transport_loss_status(self) -> tuple[list[tuple[str, str]], Optional[str]]:
+        """Diagnostic values of frames lost in transport, and the WARN text if too many."""
+        lost = self.frames_lost_in_transport()
+        if lost is None:
+            why = MESSAGE_INFO_MISSING or 'the middleware gives no publication sequence numbers'
+            return [('frames_lost_in_transport', 'unknown'),
+                    ('transport_loss_counting', f'unavailable: {why}')], None
+        now_s = now_ns() / 1e9
+        warning = None
+        for topic, tracker in self.transport_loss.items():
+            recent = self._recent_loss[topic]
+            window_lost, window_total = recent.update(now_s, tracker.totals.received,
+                                                      tracker.lost)
+            warning = warning or loss_warning(topic, window_lost, window_total, recent.window_s)
+        return [('frames_lost_in_transport', str(lost)),
+                ('transport_loss_counting', 'publication sequence numbers')], warning
+
+    def matched_values(self) -> list[tuple[str, str]]:
+        """
+        Return the DDS peers each topic of this node has matched (not merely discovered).
+
+        A volatile sample published before the reader matched is gone without a trace, and
+        matching between processes lags discovery under load: the split runner starts the
+        camera only once every hop reports a match on both ends.
+        """
+        values = [(f'matched_subscriptions:{o.topic}',
+                   str(o.ros_publisher.get_subscription_count()))
+                  for o in self._outputs if o.ros_publisher is not None]
+        for _, subscription, topic in self._inputs:
+            count = getattr(subscription, 'get_publisher_count', None)  # rclpy >= Jazzy
+            if count is not None:
+                values.append((f'matched_publishers:{topic}', str(count())))
+        return values
+
     def stage_status(self) -> DiagnosticStatus:
         """Report this node's own health: state, counters, last error, QoS problems."""
         received = sum(i.stats.received for i in self.inputs)
         processed = sum(i.stats.processed for i in self.inputs)
         dropped = sum(i.stats.dropped for i in self.inputs)
+        # Frames replaced in shared memory before this stage took them: received and dropped
+        # (keep-latest), exactly as a frame replaced in an in-process queue.
+        shm_dropped = sum(s.stats.dropped for s, _ in self._shm_inputs)
+        received, dropped = received + shm_dropped, dropped + shm_dropped
         errors = self.error_count()
         values = [('state', 'active' if self._active else
                    'inactive' if self._configured else 'unconfigured'),
@@ -422,8 +563,17 @@ class StageNode(LifecycleNode):
                   ('messages_built', str(sum(o.stats.messages_built for o in self._outputs))),
                   ('local_deliveries',
                    str(sum(o.stats.local_deliveries for o in self._outputs)))]
+        values += [(f'refused.{reason}', str(count))
+                   for reason, count in self.refusals.items() if count]
+        values += self.shm_values()
         values += self.diagnostic_values()
+        loss_values, loss_text = self.transport_loss_status()
+        values += loss_values + self.matched_values()
         level, message = OK, 'running' if self._active else 'not active'
+        if loss_text:
+            level, message = WARN, loss_text
+        if self.shm_note:
+            level, message = WARN, self.shm_note
         if self._qos_warnings:
             level, message = WARN, self._qos_warnings[-1]
         if self.fault:
@@ -434,9 +584,32 @@ class StageNode(LifecycleNode):
         elif not self._configured and self.last_error:
             level, message = ERROR, self.last_error
         status = DiagnosticStatus(level=level, name=f'{self._fqn}: {self.STAGE}',
-                                  message=message, hardware_id=self.p['hardware_id'])
+                                  message=message[:1024],
+                                  hardware_id=self.p['hardware_id'])
         status.values = [KeyValue(key=k, value=v) for k, v in values]
         return status
+
+    def shm_values(self) -> list[tuple[str, str]]:
+        """Same-host transport in use, its counters; dead shm subscribers are cleaned up here."""
+        shm_out = [o.shm for o in self._outputs if o.shm is not None]
+        if not shm_out and not self._shm_inputs:
+            return [('transport_same_host', 'dds')]
+        for sender in shm_out:
+            try:
+                sender.cleanup_dead()
+            except Exception:  # noqa: B902 - closed during shutdown
+                pass
+        values = [('transport_same_host', 'iceoryx2'),
+                  ('shm_frames_sent', str(sum(o.stats.shm_sent for o in self._outputs))),
+                  ('shm_send_failures', str(sum(o.stats.shm_failed for o in self._outputs))),
+                  ('shm_frames_received',
+                   str(sum(s.stats.received for s, _ in self._shm_inputs))),
+                  ('shm_frames_dropped', str(sum(s.stats.dropped for s, _ in self._shm_inputs)))]
+        if self._frames_by_dds:
+            values.append(('transport_note', f'{self._frames_by_dds} frames came by DDS, not '
+                           'shared memory: their publisher is on another host or uses '
+                           'transport.same_host dds'))
+        return values
 
     def publish_diagnostics(self) -> None:
         """Publish this node's status on /diagnostics."""

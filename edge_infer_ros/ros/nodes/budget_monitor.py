@@ -21,7 +21,10 @@ from typing import Any, Callable, Optional
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
 from edge_infer_ros.core.params import ParamSpec
-from edge_infer_ros.monitor.budget import BudgetConfig, BudgetTracker, DeadlineMiss
+from edge_infer_ros.core.validate import check_stamp, check_trace
+from edge_infer_ros.monitor.config import BudgetConfig, MAX_CAMERAS_RANGE, MAX_STAGES_RANGE
+from edge_infer_ros.monitor.tracker import BudgetTracker
+from edge_infer_ros.monitor.verdicts import DeadlineMiss
 from edge_infer_ros.ros import convert
 from edge_infer_ros.ros.nodes.base import COMMON_PARAMS, run_single, StageNode
 from edge_infer_ros_msgs.msg import DeadlineMiss as DeadlineMissMsg, FrameTrace as FrameTraceMsg
@@ -38,7 +41,16 @@ _DESCRIPTIONS = {
     'miss_rate_error': 'fraction of frames over the deadline above which the path is ERROR',
     'stale_timeout_s': 'no trace for this long: stages STALE, path ERROR, s',
     'min_samples': 'fewer samples: no verdict from percentiles yet',
+    'max_cameras': 'most cameras followed; a trace of one more is refused (counted) unless '
+                   'a camera silent for stale_timeout_s makes room',
+    'max_stages': 'most stages followed per camera; traces needing more are refused (counted)',
+    'entry_timeout_s': 'cameras and stages missing from the traces this long are forgotten, '
+                       's (>= stale_timeout_s)',
 }
+#: Parameters that accept 0 (the other floats must be > 0: their range starts above it).
+_ZERO_ALLOWED = frozenset({'budget_ms.slack', 'window_max_age_s', 'miss_rate_error'})
+#: Smallest value of a parameter that must be > 0.
+_POSITIVE_LOW = 0.001
 _COMMON_NAMES = {spec.name for spec in COMMON_PARAMS}
 
 
@@ -59,10 +71,16 @@ def budget_param_specs() -> tuple[ParamSpec, ...]:
             specs.append(ParamSpec(name, default, description, low=1.0, high=100.0))
         elif name == 'miss_rate_error':
             specs.append(ParamSpec(name, default, description, low=0.0, high=1.0))
+        elif name in ('max_cameras', 'max_stages'):
+            low, high = MAX_CAMERAS_RANGE if name == 'max_cameras' else MAX_STAGES_RANGE
+            specs.append(ParamSpec(name, default, description, low=low, high=high))
+        elif name == 'min_samples':
+            specs.append(ParamSpec(name, default, description, low=0, high=1_000_000))
         elif isinstance(default, int):
             specs.append(ParamSpec(name, default, description, low=1, high=1_000_000))
         else:
-            specs.append(ParamSpec(name, float(default), description, low=0.0, high=1e6))
+            low = 0.0 if name in _ZERO_ALLOWED else _POSITIVE_LOW
+            specs.append(ParamSpec(name, float(default), description, low=low, high=1e6))
     return tuple(specs)
 
 
@@ -80,6 +98,7 @@ class BudgetMonitorNode(StageNode):
         self.trace_hooks: list[Callable[[FrameTrace], None]] = []
         self.miss_hooks: list[Callable[[DeadlineMiss], None]] = []
         self.traces_seen = 0
+        self.last_trace_ns = 0  # receipt time of the newest trace (0: none yet)
         self.misses_published = 0
         self.config_warnings: list[str] = []
 
@@ -120,9 +139,13 @@ class BudgetMonitorNode(StageNode):
 
     def _on_trace(self, envelope: Envelope, received_ns: int) -> None:
         trace: FrameTrace = envelope.payload
+        # In-process traces too: no zero, future or out-of-order time enters the windows.
+        check_stamp(trace.stamp_ns, received_ns, 'trace stamp')
+        check_trace(trace.stamp_ns, trace.stages, received_ns)
         with self._tracker_lock:
             miss = self.tracker.observe(trace, received_ns)
         self.traces_seen += 1
+        self.last_trace_ns = received_ns
         for hook in self.trace_hooks:
             hook(trace)
         if miss is not None:
@@ -145,10 +168,15 @@ class BudgetMonitorNode(StageNode):
             statuses.append(status)
         return statuses
 
-    def summary(self) -> dict[str, Any]:
-        """Return the latency report (the main job prints and writes it)."""
+    def summary(self, at_ns: Optional[int] = None) -> dict[str, Any]:
+        """
+        Return the latency report (the main job prints and writes it), judged at ``at_ns``.
+
+        A run that has ended judges at its last trace (``at_ns=last_trace_ns``): judged later,
+        every stage would be STALE only because the run is over.
+        """
         with self._tracker_lock:
-            return self.tracker.summary(now_ns())
+            return self.tracker.summary(at_ns if at_ns is not None else now_ns())
 
     def publish_diagnostics(self) -> None:
         """Own status plus one status per stage and camera path."""

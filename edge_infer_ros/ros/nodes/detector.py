@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, now_ns
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import CandidatePayload, TensorPayload
@@ -19,7 +20,7 @@ from edge_infer_ros.inference.backends.factory import BACKENDS, FallbackBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
 from edge_infer_ros.inference.yolo import YoloDecoder
 from edge_infer_ros.ros import convert
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.base import OK, run_single, StageNode, WARN
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
 from edge_infer_ros_msgs.msg import CandidateArray, TensorFrame
 
@@ -37,6 +38,9 @@ class DetectorNode(StageNode):
                   choices=('onnxruntime', 'none'), runtime=False),
         ParamSpec('layout', 'auto', 'YOLO output layout (auto: from metadata or shape)',
                   choices=('auto', 'yolov8', 'yolov5'), runtime=False),
+        ParamSpec('class_names', [], "the model's class names in class-id order (empty: from "
+                  "the metadata file or the model's own metadata); their count must match the "
+                  'model output', list_of=str, runtime=False),
         ParamSpec('score_threshold', 0.25, 'minimum class score of a candidate', low=0.0,
                   high=1.0),
         ParamSpec('max_candidates', 300, 'most candidates passed to NMS (best scores)', low=1,
@@ -79,17 +83,23 @@ class DetectorNode(StageNode):
 
     def configure_stage(self) -> None:
         """Check and load the model, then start the backend (with fallback)."""
-        self.model = load_model_info(resolve_model_path(self.p['model_path']),
-                                     expected_sha256=self.p['model_sha256'],
-                                     layout=self.p['layout'])
-        self.fault = ''
-        self.backend = FallbackBackend(self.p['backend'], self.model, self._backend_options(),
-                                       self.p['fallback_backend'], self._on_fallback)
-        self.backend.load()
-        self._decoder = YoloDecoder(self.model.layout, self.model.num_classes,
+        # Nothing of a previous configuration may show in diagnostics if this one fails.
+        self.model, self.backend, self.fault = None, None, ''
+        model = load_model_info(resolve_model_path(self.p['model_path']),
+                                expected_sha256=self.p['model_sha256'],
+                                layout=self.p['layout'], class_names=self.p['class_names'])
+        for note in model.notes:
+            self.get_logger().info(f'model {model.path}: {note}')
+        backend = FallbackBackend(self.p['backend'], model, self._backend_options(),
+                                  self.p['fallback_backend'], self._on_fallback)
+        backend.load()
+        self.model, self.backend = model, backend  # only now: a failed configure shows none
+        if not model.pinned:
+            self.get_logger().warning(self._unpinned_message())
+        self._decoder = YoloDecoder(model.layout, model.num_classes,
                                     max_candidates=self.p['max_candidates'])
-        self.get_logger().info(f'model {self.model.path} ({self.model.layout}, '
-                               f'{self.model.num_classes} classes) on {self.backend.description}')
+        self.get_logger().info(f'model {model.path} ({model.layout}, '
+                               f'{model.num_classes} classes) on {self.backend.description}')
 
     @property
     def fallback_reason(self) -> Optional[str]:
@@ -107,6 +117,7 @@ class DetectorNode(StageNode):
             self.backend.release()
         self.backend = None
         self._decoder = None
+        self.model = None
 
     def parameters_changed(self, changed: dict[str, Any]) -> None:
         """max_candidates takes effect on the next frame."""
@@ -133,6 +144,18 @@ class DetectorNode(StageNode):
                                self.backend.name, payload.image)
         self.candidates_out.publish(envelope.forward(out, self.timing(received_ns, start)))
 
+    def _unpinned_message(self) -> str:
+        return (f'model {self.model.path} is not pinned (no sha256 in its metadata, '
+                f'model_sha256 empty): set model_sha256 to {self.model.sha256}')
+
+    def stage_status(self) -> DiagnosticStatus:
+        """Report the base status; an unpinned model is WARN when nothing is more urgent."""
+        status = super().stage_status()
+        if status.level == OK and self.model is not None and not self.model.pinned:
+            # Loaded, but said: a swapped file would go unnoticed (see models/README.md).
+            status.level, status.message = WARN, self._unpinned_message()
+        return status
+
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Backend in use and why it may not be the preferred one."""
         values = [('backend', self.backend.name if self.backend else 'none'),
@@ -144,7 +167,9 @@ class DetectorNode(StageNode):
         if self.fallback_reason:
             values.append(('fallback_reason', self.fallback_reason))
         if self.model is not None:
-            values += [('model', self.model.path), ('model_sha256', self.model.sha256)]
+            values += [('model', self.model.path), ('model_sha256', self.model.sha256),
+                       ('model_pinned', str(self.model.pinned).lower()),
+                       ('classes', ','.join(self.model.class_names)[:512])]
         return values
 
 
