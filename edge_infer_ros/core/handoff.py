@@ -7,8 +7,11 @@ one process hand each other immutable :class:`~edge_infer_ros.core.frame.Envelop
 reference through a process-wide :class:`LocalBus`:
 
 * a :class:`StageInput` receives by direct call (``inline``: the stage runs in the upstream
-  stage's thread, ~1 us) or through a bounded keep-latest queue served by its own worker thread
-  (``thread``: stages overlap, ~50 us), and counts every frame it drops;
+  stage's thread, ~1 us), through a bounded keep-latest queue served by its own worker thread
+  (``thread``: stages overlap, ~50 us and a thread wake-up per frame), or by choosing one of
+  the two per frame (``auto``, see :meth:`StageInput.inline_pays`): inline while the stage is
+  idle and the upstream thread has time to spare, queued while the stage is busy or frames come
+  fast enough for overlap to pay; it counts every frame it drops;
 * a :class:`StagePublisher` gives each envelope to the local inputs of its topic and builds and
   publishes the ROS message only while a subscription outside the process exists, i.e. while
   the topic's subscription count is larger than the number of local inputs on it.
@@ -25,13 +28,45 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 import threading
+import time
 from typing import Any, Callable, Hashable, Optional
 import weakref
 
 from edge_infer_ros.core.frame import Envelope, now_ns
 
 #: How a stage input runs its callback.
-INPUT_MODES = ('inline', 'thread')
+INPUT_MODES = ('inline', 'thread', 'auto')
+
+#: Weight of the newest run in an ``auto`` input's running mean of its service time.
+SERVICE_EWMA_WEIGHT = 0.1
+
+# Per thread: what a paced source (a camera loop) said about its idle time, and when the stages
+# that queued its frames expect to be free again (see report_idle() and take_ready_at_ns()).
+_pace = threading.local()
+
+
+def report_idle(idle_ns: Optional[int]) -> None:
+    """
+    Say how long the calling thread idled (slept) before the frame it is about to publish.
+
+    A paced source (a camera waiting for its next period) calls this before each publish, so
+    that ``auto`` inputs downstream know whether running inline would make it miss its next
+    period. ``None`` forgets it (the thread is not paced: the gap between frames is used).
+    """
+    _pace.idle_ns = idle_ns
+
+
+def take_ready_at_ns() -> int:
+    """
+    Return (and reset) when the stages that queued this thread's frames expect to be free.
+
+    ``time.perf_counter_ns()`` time; 0 when every frame this thread published since the last
+    call ran at once. A source that can choose when to capture (a file, a synthetic scene)
+    uses it to capture just in time instead of filling a queue (camera ``pace_to_pipeline``).
+    """
+    ready = getattr(_pace, 'ready_ns', 0)
+    _pace.ready_ns = 0
+    return ready
 
 
 class KeepLatestQueue:
@@ -113,6 +148,9 @@ class InputStats:
     dropped: int = 0
     errors: int = 0
     duplicates_ignored: int = 0
+    #: ``auto`` inputs: frames run in the upstream thread / handed to the worker.
+    ran_inline: int = 0
+    ran_on_worker: int = 0
 
 
 class StageInput:
@@ -145,11 +183,17 @@ class StageInput:
         self._recent_keys: deque = deque(maxlen=dedup_window)
         self._recent_set: set = set()
         self.stats = InputStats()
+        # auto mode: running mean of the service time, start of the current run, when the
+        # previous delivery returned to its caller and whether that one ran inline.
+        self._service_ns = 0.0
+        self._run_started_ns = 0
+        self._last_return_ns = 0
+        self._last_inline = True
 
     # -- configuration -------------------------------------------------------------------
     @property
     def mode(self) -> str:
-        """'inline' or 'thread'."""
+        """'inline', 'thread' or 'auto'."""
         return self._mode
 
     @property
@@ -182,7 +226,7 @@ class StageInput:
             if self._running:
                 return
             self._running = True
-        if self._mode == 'thread':
+        if self._mode != 'inline':
             self._worker = threading.Thread(target=self._work, name=f'eir:{self.name}',
                                             daemon=True)
             self._worker.start()
@@ -246,22 +290,77 @@ class StageInput:
                 finally:
                     self._busy = False
             return
+        auto = self._mode == 'auto'
         with self._cond:
             self.stats.received += 1
-            self._queue.put((envelope, received_ns))
-            self.stats.dropped = self._queue.dropped
-            self._cond.notify()
+            if auto and not self._busy and not self._queue and self.inline_pays():
+                self._busy = True
+                self.stats.ran_inline += 1
+                inline = True
+            else:
+                self._queue.put((envelope, received_ns))
+                self.stats.dropped = self._queue.dropped
+                self._note_ready()
+                self._cond.notify()
+                inline = False
+        if inline:
+            try:
+                self._run(envelope, received_ns)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    if self._queue:
+                        self._cond.notify()  # a frame from another thread came meanwhile
+        if auto:
+            self._last_inline = inline
+            self._last_return_ns = time.perf_counter_ns()
+
+    def inline_pays(self) -> bool:
+        """
+        Tell whether an ``auto`` input should run the next frame in the caller's thread.
+
+        Inline costs no thread wake-up and no second thread contending for the GIL and the
+        cores, but holds the upstream thread for one service time. That is free while the
+        upstream would idle at least that long anyway; otherwise the worker overlaps the two.
+        A paced source reports its idle time (:func:`report_idle`): inline while what would be
+        left of it after this stage's run is at least a quarter of the run. Other threads are
+        judged by the gap since their previous frame, of which inline must leave one service
+        time idle (they may have worked through the gap rather than slept).
+        """
+        service = self._service_ns
+        if service <= 0.0:
+            return True
+        idle = getattr(_pace, 'idle_ns', None)
+        if idle is not None:
+            left = idle if self._last_inline else idle - service
+            return left >= 0.25 * service
+        if not self._last_return_ns:
+            return True
+        gap = time.perf_counter_ns() - self._last_return_ns
+        left = gap if self._last_inline else gap - service
+        return left >= service
+
+    def _note_ready(self) -> None:
+        """Tell the calling thread when this input expects to be free (cond held)."""
+        service = self._service_ns
+        begin = self._run_started_ns if self._busy else time.perf_counter_ns()
+        ready = int(begin + service * (len(self._queue) + (1 if self._busy else 0)))
+        if ready > getattr(_pace, 'ready_ns', 0):
+            _pace.ready_ns = ready
 
     def _work(self) -> None:
         cond = self._cond
         while True:
             with cond:
-                while self._running and not self._queue:
+                # busy: an auto input runs a frame in the upstream thread; one run at a time.
+                while self._running and (not self._queue or self._busy):
                     cond.wait()
                 if not self._running:
                     return
                 envelope, received_ns = self._queue.pop()
                 self._busy = True
+                if self._mode == 'auto':
+                    self.stats.ran_on_worker += 1
             try:
                 self._run(envelope, received_ns)
             finally:
@@ -269,6 +368,7 @@ class StageInput:
                     self._busy = False
 
     def _run(self, envelope: Envelope, received_ns: int) -> None:
+        started = self._run_started_ns = time.perf_counter_ns()
         try:
             self._callback(envelope, received_ns)
         except Exception as error:  # noqa: B902 - a stage must survive any bad frame
@@ -277,6 +377,9 @@ class StageInput:
                 self._on_error(error, envelope)
         else:
             self.stats.processed += 1
+        took = time.perf_counter_ns() - started
+        self._service_ns = (took if self._service_ns <= 0.0 else
+                            self._service_ns + SERVICE_EWMA_WEIGHT * (took - self._service_ns))
 
 
 class LocalBus:
