@@ -161,7 +161,7 @@ def _random_frame(rng: np.random.Generator, count: int, classes: int) -> tuple:
 
 def test_opencv_and_numpy_loops_keep_the_same_boxes_on_many_random_frames() -> None:
     if nms_module._OPENCV_NMS is None:
-        pytest.skip("this OpenCV has no cv2.dnn.NMSBoxes: only the numpy loop exists")
+        pytest.skip('this OpenCV has no cv2.dnn.NMSBoxes: only the numpy loop exists')
     rng = np.random.default_rng(18)
     calls = []
     real = nms_module._OPENCV_NMS

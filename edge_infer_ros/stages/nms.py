@@ -107,7 +107,7 @@ def _greedy_matrix(boxes: np.ndarray, order: np.ndarray, iou_threshold: float,
 
 def _greedy_opencv(boxes: np.ndarray, order: np.ndarray, iou_threshold: float,
                    max_detections: int) -> Optional[np.ndarray]:
-    """OpenCV's greedy loop over ``order``; None where it would not match the numpy path."""
+    """Run OpenCV's greedy loop over ``order``; None where it would not match numpy's."""
     b = boxes[order]
     xywh = np.empty_like(b)
     xywh[:, :2] = b[:, :2]
