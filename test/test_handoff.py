@@ -275,3 +275,19 @@ def test_auto_input_judges_an_unpaced_caller_by_the_gap_between_frames() -> None
         assert threads[0] == threads[2] == threading.get_ident() != threads[1]
     finally:
         stage.stop()
+
+
+def test_auto_input_never_runs_a_frame_from_dds_in_the_executors_thread() -> None:
+    threads = []
+    stage = StageInput('/t', lambda e, r: threads.append(threading.get_ident()), mode='auto')
+    stage.start()
+    try:
+        report_idle(10**9)
+        stage.deliver_from_ros(_envelope(0), ('key', 0))  # the executor's thread: queued
+        assert wait_for(lambda: len(threads) == 1 and stage.idle())
+        stage.deliver(_envelope(1))                        # a local publisher: inline
+        assert threads[0] != threading.get_ident() == threads[1]
+        assert stage.stats.ran_on_worker == 1 and stage.stats.ran_inline == 1
+    finally:
+        report_idle(None)
+        stage.stop()

@@ -265,7 +265,9 @@ class StageInput:
         if key in self._recent_set:
             self.stats.duplicates_ignored += 1
             return
-        self._accept(envelope, received_ns)
+        # Never inline here: this is the executor's thread, which serves parameters,
+        # services and diagnostics and must not run a stage.
+        self._accept(envelope, received_ns, may_inline=False)
 
     def remember(self, key: Hashable) -> None:
         """Note a frame delivered locally, so that its DDS echo is ignored."""
@@ -274,7 +276,7 @@ class StageInput:
         self._recent_keys.append(key)
         self._recent_set.add(key)
 
-    def _accept(self, envelope: Envelope, received_ns: int) -> None:
+    def _accept(self, envelope: Envelope, received_ns: int, may_inline: bool = True) -> None:
         if not self._running:
             with self._cond:  # the queue's counter is the one count of drops
                 self.stats.received += 1
@@ -293,7 +295,8 @@ class StageInput:
         auto = self._mode == 'auto'
         with self._cond:
             self.stats.received += 1
-            if auto and not self._busy and not self._queue and self.inline_pays():
+            if auto and may_inline and not self._busy and not self._queue and \
+                    self.inline_pays():
                 self._busy = True
                 self.stats.ran_inline += 1
                 inline = True
@@ -311,7 +314,7 @@ class StageInput:
                     self._busy = False
                     if self._queue:
                         self._cond.notify()  # a frame from another thread came meanwhile
-        if auto:
+        if auto and may_inline:
             self._last_inline = inline
             self._last_return_ns = time.perf_counter_ns()
 
@@ -325,7 +328,8 @@ class StageInput:
         A paced source reports its idle time (:func:`report_idle`): inline while what would be
         left of it after this stage's run is at least a quarter of the run. Other threads are
         judged by the gap since their previous frame, of which inline must leave one service
-        time idle (they may have worked through the gap rather than slept).
+        time idle (they may have worked through the gap rather than slept). Frames from DDS
+        always go to the worker: the executor's thread never runs a stage.
         """
         service = self._service_ns
         if service <= 0.0:
