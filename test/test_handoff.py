@@ -291,3 +291,18 @@ def test_auto_input_never_runs_a_frame_from_dds_in_the_executors_thread() -> Non
     finally:
         report_idle(None)
         stage.stop()
+
+
+def test_auto_input_queues_frames_an_inline_chain_from_dds_hands_on() -> None:
+    threads = []
+    detector = StageInput('/d', lambda e, r: threads.append(threading.get_ident()), mode='auto')
+    relay = StageInput('/r', lambda e, r: detector.deliver(e), mode='inline')
+    detector.start()
+    relay.start()
+    try:
+        relay.deliver_from_ros(_envelope(0), ('key', 0))  # executor -> inline relay -> auto
+        assert wait_for(lambda: len(threads) == 1 and detector.idle())
+        assert threads[0] != threading.get_ident() and detector.stats.ran_on_worker == 1
+    finally:
+        relay.stop()
+        detector.stop()

@@ -265,9 +265,14 @@ class StageInput:
         if key in self._recent_set:
             self.stats.duplicates_ignored += 1
             return
-        # Never inline here: this is the executor's thread, which serves parameters,
-        # services and diagnostics and must not run a stage.
-        self._accept(envelope, received_ns, may_inline=False)
+        # This is the executor's thread, which serves parameters, services and diagnostics:
+        # no auto input runs a stage here, nor further down an inline chain started here.
+        outer = getattr(_pace, 'from_dds', False)
+        _pace.from_dds = True
+        try:
+            self._accept(envelope, received_ns, may_inline=False)
+        finally:
+            _pace.from_dds = outer
 
     def remember(self, key: Hashable) -> None:
         """Note a frame delivered locally, so that its DDS echo is ignored."""
@@ -293,6 +298,7 @@ class StageInput:
                     self._busy = False
             return
         auto = self._mode == 'auto'
+        may_inline = may_inline and not getattr(_pace, 'from_dds', False)
         with self._cond:
             self.stats.received += 1
             if auto and may_inline and not self._busy and not self._queue and \
