@@ -6,6 +6,8 @@ next; alternating short runs of the two settings in one process and comparing th
 round (same load, same warm caches) is what still tells them apart. ``off`` reproduces the
 previous behaviour: the detector's input on its worker thread (``input_mode: thread``), the
 numpy NMS loop, and the budget monitor's verdicts sent from the executor's timer.
+``--compare threads`` alternates ONNX Runtime on 1 and 2 intra-op threads instead (``off`` is 1);
+``--saturate`` runs the camera at 1000 fps paced to the pipeline (throughput is then printed).
 
 ``. scripts/env.sh && python -m bench.ab_composed --rounds 6 --frames 200 [--json out.json]``
 """
@@ -31,11 +33,18 @@ import numpy as np  # noqa: E402
 
 
 def run_once(setting: str, frames: int, width: int, height: int, fps: float,
-             model: str) -> dict[str, Any]:
+             model: str, compare: str = 'changes', saturate: bool = False) -> dict[str, Any]:
     """Run the composed pipeline once with the changes ``on`` or ``off``; return its figures."""
-    extra = {'detector': {'input_mode': 'thread'}} if setting == 'off' else {}
+    extra: dict[str, dict[str, Any]] = {}
+    if compare == 'threads':
+        extra['detector'] = {'intra_op_threads': 1 if setting == 'off' else 2}
+    elif setting == 'off':
+        extra['detector'] = {'input_mode': 'thread'}
+    if saturate:
+        extra['camera'] = {'pace_to_pipeline': True}
+        fps = 1000.0
     patches = []
-    if setting == 'off':
+    if setting == 'off' and compare == 'changes':
         patches = [mock.patch.object(nms_module, '_OPENCV_NMS', None),
                    mock.patch.object(BudgetMonitorNode, 'publish_diagnostics',
                                      BudgetMonitorNode._publish_diagnostics_now)]
@@ -62,7 +71,15 @@ def run_once(setting: str, frames: int, width: int, height: int, fps: float,
             'detector_wait_p99': stages['detector']['queue_wait']['p99_ms'],
             'detector_service_p50': stages['detector']['service']['p50_ms'],
             'nms_service_p50': stages['nms']['service']['p50_ms'],
-            'processed': report['frames']['processed'], 'dropped': report['frames']['dropped']}
+            'processed': report['frames']['processed'], 'dropped': report['frames']['dropped'],
+            'throughput_fps': _throughput(records)}
+
+
+def _throughput(records: list[dict[str, Any]]) -> float:
+    """Frames done per second over the frames' window (as the suite counts it)."""
+    begin, end = common.frame_window_ns(records)
+    done = len([r for r in records if r['stages']])
+    return done / ((end - begin) / 1e9) if end > begin else 0.0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -75,15 +92,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument('--fps', type=float, default=30.0)
     parser.add_argument('--model', default='')
     parser.add_argument('--json', default='')
+    parser.add_argument('--compare', choices=('changes', 'threads'), default='changes')
+    parser.add_argument('--saturate', action='store_true')
     args = parser.parse_args(argv)
     model, _ = common.resolve_model(args.model, common.RESULTS / 'models')
     runs = []
     keys = ('e2e_p50', 'e2e_p99', 'overhead_p50', 'overhead_p99', 'detector_wait_p50',
-            'detector_wait_p99', 'detector_service_p50', 'nms_service_p50')
+            'detector_wait_p99', 'detector_service_p50', 'nms_service_p50', 'throughput_fps')
     for index in range(args.rounds):
         order = ('off', 'on') if index % 2 == 0 else ('on', 'off')
         for setting in order:
-            result = run_once(setting, args.frames, args.width, args.height, args.fps, model)
+            result = run_once(setting, args.frames, args.width, args.height, args.fps, model,
+                              args.compare, args.saturate)
             runs.append(result)
             print(f'round {index} {setting:3s} load {result["load_1min"]:5.2f} '
                   + ' '.join(f'{k} {result[k]:.3f}' for k in keys), flush=True)
