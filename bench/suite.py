@@ -474,7 +474,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--quick', action='store_true',
                         help='short form for CI: 60 frames, 640x480, variants '
-                             + ', '.join(QUICK_VARIANTS) + ', saturation of seed_loop and composed, no hop')
+                             + ', '.join(QUICK_VARIANTS)
+                             + ', saturation of seed_loop and composed, no hop')
     parser.add_argument('--out', default='', help='result folder (default '
                         'bench/results/<timestamp>)')
     parser.add_argument('--model', default='', help='ONNX model (default: the shipped one, '
