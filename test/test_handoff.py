@@ -306,3 +306,28 @@ def test_auto_input_queues_frames_an_inline_chain_from_dds_hands_on() -> None:
     finally:
         relay.stop()
         detector.stop()
+
+
+def test_a_paced_source_that_waits_for_its_frame_to_be_taken_loses_none() -> None:
+    durations = iter([0.002] + [0.001, 0.02] * 10)  # runs that overrun any prediction
+
+    def work(envelope: Envelope, received_ns: int) -> None:
+        time.sleep(next(durations, 0.001))
+
+    stage = StageInput('/t', work, mode='auto', depth=1)
+    stage.start()
+    try:
+        take_ready_at_ns()
+        for seq in range(20):
+            report_idle(0)  # a camera with no time to spare: every frame goes to the worker
+            stage.deliver(_envelope(seq))
+            ready = take_ready_at_ns(wait_s=2.0)
+            assert len(stage._queue) == 0  # taken before the next capture
+            delay = ready / 1e9 - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        assert wait_for(stage.idle)
+        assert stage.stats.dropped == 0 and stage.stats.processed == 20
+    finally:
+        report_idle(None)
+        stage.stop()

@@ -37,8 +37,12 @@ from edge_infer_ros.core.frame import Envelope, now_ns
 #: How a stage input runs its callback.
 INPUT_MODES = ('inline', 'thread', 'auto')
 
-#: Weight of the newest run in an ``auto`` input's running mean of its service time.
+#: Weight of the newest run in an ``auto`` input's running mean of its service time, and the
+#: largest multiple of the mean one run may count as: a run stalled by the scheduler (a loaded
+#: machine) must not make the input predict long runs, and a paced camera wait, for many
+#: frames after it.
 SERVICE_EWMA_WEIGHT = 0.1
+SERVICE_CLIP = 2.0
 
 # Per thread: what a paced source (a camera loop) said about its idle time, and when the stages
 # that queued its frames expect to be free again (see report_idle() and take_ready_at_ns()).
@@ -56,16 +60,24 @@ def report_idle(idle_ns: Optional[int]) -> None:
     _pace.idle_ns = idle_ns
 
 
-def take_ready_at_ns() -> int:
+def take_ready_at_ns(wait_s: float = 0.0) -> int:
     """
     Return (and reset) when the stages that queued this thread's frames expect to be free.
 
     ``time.perf_counter_ns()`` time; 0 when every frame this thread published since the last
     call ran at once. A source that can choose when to capture (a file, a synthetic scene)
     uses it to capture just in time instead of filling a queue (camera ``pace_to_pipeline``).
+    With ``wait_s``, it first waits (at most that long) until the busiest such stage has taken
+    the frame from its queue, and answers from then: a prediction made while the stage was
+    still busy with an earlier frame would let a slow run make the next frame push this one
+    out of the queue.
     """
     ready = getattr(_pace, 'ready_ns', 0)
+    stage_input = getattr(_pace, 'ready_input', None)
     _pace.ready_ns = 0
+    _pace.ready_input = None
+    if ready and wait_s > 0.0 and stage_input is not None:
+        ready = stage_input._wait_taken(wait_s)
     return ready
 
 
@@ -175,7 +187,9 @@ class StageInput:
         self._mode = mode
         # Bounded per camera: one camera's burst never evicts another camera's frame.
         self._queue = KeepLatestQueue(depth, key=lambda item: item[0].camera)
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the worker waits for frames on it
+        self._taken = threading.Condition(lock)  # paced sources wait for the queue to empty
         self._inline_lock = threading.Lock()
         self._busy = False
         self._running = False
@@ -240,6 +254,7 @@ class StageInput:
             self._queue.clear()
             self.stats.dropped = self._queue.dropped
             self._cond.notify_all()
+            self._taken.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
             self._worker = None
@@ -357,6 +372,14 @@ class StageInput:
         ready = int(begin + service * (len(self._queue) + (1 if self._busy else 0)))
         if ready > getattr(_pace, 'ready_ns', 0):
             _pace.ready_ns = ready
+            _pace.ready_input = self
+
+    def _wait_taken(self, timeout_s: float) -> int:
+        """Wait until the queue is empty; return when the input expects to be free."""
+        with self._cond:
+            self._taken.wait_for(lambda: not self._queue or not self._running, timeout_s)
+            begin = self._run_started_ns if self._busy else time.perf_counter_ns()
+            return int(begin + (self._service_ns if self._busy else 0.0))
 
     def _work(self) -> None:
         cond = self._cond
@@ -369,8 +392,11 @@ class StageInput:
                     return
                 envelope, received_ns = self._queue.pop()
                 self._busy = True
+                self._run_started_ns = time.perf_counter_ns()
                 if self._mode == 'auto':
                     self.stats.ran_on_worker += 1
+                if not self._queue:
+                    self._taken.notify_all()
             try:
                 self._run(envelope, received_ns)
             finally:
@@ -388,8 +414,9 @@ class StageInput:
         else:
             self.stats.processed += 1
         took = time.perf_counter_ns() - started
-        self._service_ns = (took if self._service_ns <= 0.0 else
-                            self._service_ns + SERVICE_EWMA_WEIGHT * (took - self._service_ns))
+        mean = self._service_ns
+        self._service_ns = (float(took) if mean <= 0.0 else
+                            mean + SERVICE_EWMA_WEIGHT * (min(took, SERVICE_CLIP * mean) - mean))
 
 
 class LocalBus:

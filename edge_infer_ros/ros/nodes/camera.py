@@ -171,11 +171,14 @@ class CameraNode(StageNode):
             index += 1
             period = 1.0 / self.p['fps']
             next_time += period
-            ready_ns = take_ready_at_ns()
+            pace = self.p['pace_to_pipeline']
+            published = time.perf_counter()
+            # Paced: wait (bounded) until the stage that queued this frame has taken it.
+            ready_ns = take_ready_at_ns(wait_s=0.5 if pace else 0.0)
             now = time.perf_counter()
-            if ready_ns and self.p['pace_to_pipeline']:
-                took = now - began  # capture + the stages before the queue that took the frame
-                work_s = took if not work_s else work_s + 0.1 * (took - work_s)
+            if ready_ns and pace:
+                took = published - began  # capture + the stages before the frame was queued
+                work_s = took if not work_s else work_s + 0.1 * (min(took, 2 * work_s) - work_s)
                 # Capture the next frame so that it is ready when the busiest stage is free:
                 # no frame waits in (or is dropped from) its queue, latency stays that of
                 # one pass, and capture still overlaps the stage's work.
