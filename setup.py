@@ -20,7 +20,7 @@ COMPONENTS = [
 setup(
     name=PACKAGE,
     version='0.1.0',
-    packages=find_packages(exclude=['test']),
+    packages=find_packages(include=['edge_infer_ros', 'edge_infer_ros.*']),
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

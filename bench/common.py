@@ -35,6 +35,32 @@ STAGES = ('preprocess', 'detector', 'nms', 'action')
 STANDIN_SIZE = 320
 
 
+def opencv_batched_nms(xywh: Any, scores: Any, class_ids: Any, score_threshold: float,
+                       iou_threshold: float, batched: Optional[bool] = None) -> np.ndarray:
+    """
+    Class-aware NMS with OpenCV: ``cv2.dnn.NMSBoxesBatched`` where it exists (OpenCV 4.7+).
+
+    OpenCV 4.5 and 4.6 (Ubuntu 22.04's and 24.04's) lack it: there, ``cv2.dnn.NMSBoxes`` runs
+    per class and the kept indices are merged, best score first. ``batched`` forces one way
+    (tests compare both). Returns indices into the inputs.
+    """
+    import cv2
+    if batched is None:
+        batched = hasattr(cv2.dnn, 'NMSBoxesBatched')
+    xywh, scores = [list(map(float, b)) for b in xywh], [float(s) for s in scores]
+    class_ids = [int(c) for c in class_ids]
+    if batched:
+        keep = cv2.dnn.NMSBoxesBatched(xywh, scores, class_ids, score_threshold, iou_threshold)
+        return np.asarray(keep, np.int64).reshape(-1)
+    kept: list[int] = []
+    for cls in sorted(set(class_ids)):
+        members = [i for i, c in enumerate(class_ids) if c == cls]
+        chosen = cv2.dnn.NMSBoxes([xywh[i] for i in members], [scores[i] for i in members],
+                                  score_threshold, iou_threshold)
+        kept.extend(members[int(j)] for j in np.asarray(chosen).reshape(-1))
+    return np.asarray(sorted(kept, key=lambda i: -scores[i]), np.int64)
+
+
 def shipped_model() -> Optional[str]:
     """Return the shipped detector (installed share, else the source tree), or None."""
     for candidate in (default_model_path(), str(REPO / 'models' / 'detector.onnx')):

@@ -305,7 +305,7 @@ def rclpy_two_processes(frame: np.ndarray, budget: Budget, tag: str) -> list[int
         arrived.set()
 
     publisher = node.create_publisher(Image, topic, QOS)
-    ack_sub = node.create_subscription(String, ack_topic, on_ack, QOS)
+    node.create_subscription(String, ack_topic, on_ack, QOS)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -313,7 +313,8 @@ def rclpy_two_processes(frame: np.ndarray, budget: Budget, tag: str) -> list[int
     samples = []
     try:
         deadline = time.monotonic() + 30.0
-        while (publisher.get_subscription_count() < 1 or ack_sub.get_publisher_count() < 1):
+        # Node.count_publishers, not Subscription.get_publisher_count (Iron+): Humble has it.
+        while (publisher.get_subscription_count() < 1 or node.count_publishers(ack_topic) < 1):
             if time.monotonic() > deadline or child.poll() is not None:
                 raise RuntimeError('the echo process did not connect')
             time.sleep(0.05)

@@ -32,16 +32,17 @@ if __package__ in (None, ''):  # run as a file: make ``bench`` importable
 
 from bench import common  # noqa: E402
 from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns, StageTiming  # noqa: E402
-from edge_infer_ros.core.image import Preprocessor  # noqa: E402
+from edge_infer_ros.core.geometry import unletterbox  # noqa: E402
 from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload,  # noqa: E402
                                           ImagePayload, TensorPayload)
 from edge_infer_ros.core.resources import config_path  # noqa: E402
 from edge_infer_ros.inference.backends.factory import create_backend  # noqa: E402
 from edge_infer_ros.inference.model_info import load_model_info  # noqa: E402
-from edge_infer_ros.inference.yolo import unletterbox, YoloDecoder  # noqa: E402
+from edge_infer_ros.inference.yolo import YoloDecoder  # noqa: E402
 from edge_infer_ros.monitor.budget import BudgetConfig, BudgetTracker  # noqa: E402
 from edge_infer_ros.stages.action import ActionPolicy  # noqa: E402
 from edge_infer_ros.stages.nms import batched_nms  # noqa: E402
+from edge_infer_ros.stages.preprocess import Preprocessor  # noqa: E402
 from edge_infer_ros.stages.synthetic import SyntheticScene  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402

@@ -84,8 +84,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, scale: flo
     if len(scores) == 0:
         return []
     xywh = [[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])] for b in boxes]
-    keep = cv2.dnn.NMSBoxesBatched(xywh, scores.tolist(), class_ids.tolist(),
-                                   SCORE_THRESHOLD, IOU_THRESHOLD)
+    keep = common.opencv_batched_nms(xywh, scores.tolist(), class_ids.tolist(),
+                                     SCORE_THRESHOLD, IOU_THRESHOLD)
     detections = []
     for index in np.asarray(keep).reshape(-1)[:MAX_DETECTIONS]:
         x0, y0, x1, y1 = boxes[index]

@@ -10,7 +10,9 @@ each in a process of its own (sampled for CPU time and memory, children included
    SingleThreadedExecutor, one process (:mod:`bench.naive_rclpy`);
 3. ``composed``: this package, every stage in one process, zero-copy handoff;
 4. ``split_raw`` / ``split_tensor`` / ``split_compressed``: this package split across
-   processes with DDS between them (raw images, tensors, JPEG).
+   processes with DDS between them (raw images, tensors, JPEG);
+5. ``foreign``: a stand-in camera driver in another process into the package, against a plain
+   rclpy subscriber, with and without the Fast DDS profile (:mod:`bench.foreign_publisher`).
 
 Each size also gets a saturation run of (1) and (3): frames as fast as each takes them (the seed
 loop unthrottled, the package's camera paced to the pipeline), for throughput and end to end.
@@ -376,6 +378,10 @@ def markdown(summary: dict[str, Any]) -> str:
     hop = summary.get('hop')
     if hop and 'table' in hop:
         lines += ['## One hop (bench/hop.py)', '', hop['table'], '']
+    foreign = summary.get('foreign')
+    if foreign and 'table' in foreign:
+        lines += ['## Frames from another process (bench/foreign_publisher.py)', '',
+                  foreign['table'], '']
     return '\n'.join(lines)
 
 
@@ -461,6 +467,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             from bench.hop import format_table
             hop['table'] = format_table(hop)
         summary['hop'] = hop
+    if args.foreign:
+        print('[suite] foreign publisher ...', flush=True)
+        summary['foreign'] = _run_json_tool(
+            'bench.foreign_publisher', ['--model', model] + (['--quick'] if args.quick else []),
+            raw_dir, 'foreign_publisher', 1800.0)
     summary['machine_after'] = common.machine_state()
     with open(out_dir / 'summary.json', 'w', encoding='utf-8') as stream:
         json.dump(summary, stream, indent=1)
@@ -491,6 +502,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--hop', dest='hop', action='store_true', default=None,
                         help='also run bench/hop.py (default: yes, except with --quick)')
     parser.add_argument('--no-hop', dest='hop', action='store_false')
+    parser.add_argument('--foreign', dest='foreign', action='store_true', default=None,
+                        help='also run bench/foreign_publisher.py (default: yes, except with '
+                             '--quick)')
+    parser.add_argument('--no-foreign', dest='foreign', action='store_false')
     parser.add_argument('--baseline-ort-spin', action='store_true',
                         help="run (1) and (2) with ONNX Runtime's default spin-waiting threads "
                              "(default: configured like the package's detector)")
@@ -501,6 +516,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.hop is None:
         args.hop = not args.quick
+    if args.foreign is None:
+        args.foreign = not args.quick
     if args.frames < 0 or args.fps <= 0:
         parser.error('--frames must be >= 0 and --fps > 0')
     return args

@@ -41,6 +41,8 @@ SPLIT_GROUPS = {
     'compressed': (('camera',), ('preprocess',), ('detector',), ('nms',), ('action',)),
     'tensor': (('camera', 'preprocess'), ('detector', 'nms', 'action')),
 }
+#: Fast DDS reads its XML profile from this variable in every process it starts in.
+DDS_PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
 TRANSPORT_TEXT = {
     'raw': 'DDS, one process per stage, sensor_msgs/Image raw',
     'compressed': 'DDS, one process per stage, sensor_msgs/CompressedImage (JPEG)',
@@ -220,6 +222,7 @@ def run_composed(options: RunOptions) -> dict[str, Any]:
         report = build_report(options, monitor.summary(), counters, backend, wall,
                               collector.snapshot(), 'in-process, zero-copy')
         report['messages_built'] = messages_built
+        report['transport_loss'] = composed_transport_loss(nodes)
         return report
     finally:
         container.shutdown()
@@ -272,6 +275,60 @@ def split_counters(listener: '_DiagnosticsListener') -> dict[str, int]:
     }
 
 
+def hops_matched(listener: '_DiagnosticsListener', topics: list[str]) -> bool:
+    """Tell whether every topic's publisher and subscription report each other matched."""
+    def most(key: str) -> Optional[int]:
+        counts = [int(v[key]) for v in listener.latest.values() if key in v]
+        return max(counts) if counts else None
+
+    for topic in topics:
+        subscriptions = most(f'matched_subscriptions:{topic}')
+        publishers = most(f'matched_publishers:{topic}')
+        if not subscriptions or publishers == 0:  # None: an rclpy without the count
+            return False
+    return True
+
+
+def split_environment() -> dict[str, str]:
+    """
+    Return the environment of the stage processes: the package's Fast DDS profile.
+
+    Frames larger than Fast DDS's default shared-memory segment go over fragmented UDP, where
+    best-effort readers lose them; the profile must be set in the publishing processes. A
+    profile the user chose (the variable set, even empty) is kept.
+    """
+    env = os.environ.copy()
+    env.setdefault(DDS_PROFILE_VARIABLE, config_path('fastdds_shm.xml'))
+    return env
+
+
+def _transport_loss(per_node: dict[str, str]) -> dict[str, Any]:
+    """Sum the nodes' frames_lost_in_transport; None (not 0) when any cannot tell."""
+    known = [int(v) for v in per_node.values() if v.isdigit()]
+    counted = sum(known) if len(known) == len(per_node) else None
+    return {'counted': counted, 'per_node': per_node,
+            'counting': 'publication sequence numbers' if counted is not None else
+            'unavailable on this middleware for ' + ', '.join(
+                n for n, v in per_node.items() if not v.isdigit())}
+
+
+def split_transport_loss(listener: '_DiagnosticsListener') -> dict[str, Any]:
+    """Frames DDS lost on the way into each stage process, as its diagnostics count them."""
+    return _transport_loss({name: values['frames_lost_in_transport']
+                            for name, values in listener.latest.items()
+                            if 'frames_lost_in_transport' in values})
+
+
+def composed_transport_loss(nodes: dict[str, Any]) -> dict[str, Any]:
+    """Frames DDS lost on the way into the composed pipeline (a camera driver's topic)."""
+    per_node = {}
+    for name, node in nodes.items():
+        lost = node.frames_lost_in_transport() if hasattr(node, 'frames_lost_in_transport') \
+            else None
+        per_node[name] = 'unknown' if lost is None else str(lost)
+    return _transport_loss(per_node)
+
+
 def _change_state(node: Node, executor: Any, target: str, transition: int) -> bool:
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
@@ -305,7 +362,8 @@ def run_split(options: RunOptions) -> dict[str, Any]:
                                 for s in component_specs(options, set(group))], stream)
             processes.append(subprocess.Popen(
                 [sys.executable, '-m', 'edge_infer_ros.ros.container', '--composition',
-                 composition], env=os.environ.copy()))
+                 composition, '--ros-args', '-r', f'__node:=group{index}_container'],
+                env=split_environment()))
         monitor = container.load(component_specs(options, {'budget_monitor'})[0])
         monitor.trace_hooks.append(collector)
         listener_node = Node('pipeline_runner', context=context)
@@ -341,6 +399,8 @@ def run_split(options: RunOptions) -> dict[str, Any]:
         if not _change_state(listener_node, executor, camera, Transition.TRANSITION_CONFIGURE):
             raise RuntimeError('could not configure the camera process')
         wait_until(lambda: connected([first_hop]), 'the camera')
+        wait_until(lambda: hops_matched(listener, [f'{ns}/{t}' for t in [first_hop] + hops]),
+                   'DDS matching of every hop')
         for _ in range(10):  # let discovery between the stage processes settle
             executor.spin_once(timeout_sec=0.05)
         if not _change_state(listener_node, executor, camera, Transition.TRANSITION_ACTIVATE):
@@ -359,13 +419,19 @@ def run_split(options: RunOptions) -> dict[str, Any]:
             time.sleep(0.05)
         wall = time.monotonic() - started
         counters = split_counters(listener)
+        loss = split_transport_loss(listener)
         backend_values = next((v for k, v in listener.latest.items() if k.endswith(': detector')),
                               {})
         backend = {'name': backend_values.get('backend', 'unknown'),
                    'description': backend_values.get('backend_description', ''),
                    'fallback_reason': backend_values.get('fallback_reason')}
-        return build_report(options, monitor.summary(), counters, backend, wall,
-                            collector.snapshot(), TRANSPORT_TEXT[options.transport])
+        # Judged at the last trace: the quiet wait above is longer than the stale timeout.
+        report = build_report(options, monitor.summary(at_ns=monitor.last_trace_ns or None),
+                              counters, backend, wall, collector.snapshot(),
+                              TRANSPORT_TEXT[options.transport])
+        report['transport_loss'] = loss
+        report['dds_profile'] = split_environment().get(DDS_PROFILE_VARIABLE, '')
+        return report
     finally:
         for process in processes:
             process.terminate()
@@ -429,6 +495,10 @@ def format_report(report: dict[str, Any]) -> str:
         f'; throughput {report["throughput_fps"]:.1f} fps; deadline misses '
         f'{report["deadline_misses"]}',
     ]
+    loss = report.get('transport_loss')
+    if loss:
+        lines.append('frames lost in transport, counted from sequence numbers: ' + (
+            str(loss['counted']) if loss['counted'] is not None else loss['counting']))
     overhead = report['overhead']
     if overhead.get('count'):
         lines.append(f'pipeline overhead (end to end minus inference): p50 '

@@ -2,14 +2,18 @@
 Launch the budget monitor alone, e.g. on another host than the pipeline.
 
 The monitor follows the ``trace`` topic of the last stage over DDS and publishes
-``deadline_miss`` and ``/diagnostics``; give it the namespace of the pipeline it watches.
+``deadline_miss`` and ``/diagnostics``; give it the namespace of the pipeline it watches, and
+start that pipeline with ``monitor:=false`` so that only one monitor of that name exists.
+pipeline_split.launch.py includes this file for its monitor.
 
     ros2 launch edge_infer_ros budget_monitor.launch.py namespace:=robot1
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import (EnvironmentVariable, LaunchConfiguration,
+                                  NotEqualsSubstitution, PathJoinSubstitution)
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -17,8 +21,7 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description() -> LaunchDescription:
     """Return the launch description: the arguments and the budget monitor process."""
     share = FindPackageShare('edge_infer_ros')
-    budget = LaunchConfiguration('budget')
-    namespace = LaunchConfiguration('namespace')
+    profile = LaunchConfiguration('fastdds_profile')
 
     return LaunchDescription([
         DeclareLaunchArgument(
@@ -27,13 +30,21 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'namespace', default_value='',
             description='namespace of the pipeline to watch'),
+        DeclareLaunchArgument(
+            'fastdds_profile',
+            default_value=EnvironmentVariable(
+                'FASTDDS_DEFAULT_PROFILES_FILE',
+                default_value=PathJoinSubstitution([share, 'config', 'fastdds_shm.xml'])),
+            description="Fast DDS profile of the process ('': Fast DDS defaults)"),
 
+        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', profile,
+                               condition=IfCondition(NotEqualsSubstitution(profile, ''))),
         Node(
             package='edge_infer_ros',
             executable='budget_monitor',
             name='budget_monitor',
-            namespace=namespace,
+            namespace=LaunchConfiguration('namespace'),
             output='screen',
-            parameters=[budget],
+            parameters=[LaunchConfiguration('budget')],
         ),
     ])

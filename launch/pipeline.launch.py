@@ -1,46 +1,52 @@
 """
 Launch the pipeline composed: every stage in one component container process.
 
-Frames go from stage to stage by reference (zero-copy), not through DDS. The container
-(``component_container``, see edge_infer_ros/ros/container.py) loads each node by plugin name
-under the name the parameter files are keyed by; the list matches edge_infer_ros.ros.graph.PIPELINE
-(test/test_launch_files.py checks it).
+Frames go from stage to stage by reference (zero-copy), not through DDS. The standard
+launch_ros way: a ``ComposableNodeContainer`` (the package's ``component_container``, a
+component manager like rclcpp's) loads one ``ComposableNode`` per stage; ``ros2 component
+list`` shows them, ``ros2 component load`` adds more.
 
     ros2 launch edge_infer_ros pipeline.launch.py
     ros2 launch edge_infer_ros pipeline.launch.py source:=video uri:=/data/run1.mp4
-    ros2 launch edge_infer_ros pipeline.launch.py backend:=tensorrt model:=/models/yolo.onnx
+    ros2 launch edge_infer_ros pipeline.launch.py source:=topic image_topic:=/front/image_raw
+    ros2 launch edge_infer_ros pipeline.launch.py namespace:=robot1 monitor:=false
 
-The parameter files and the launch-argument overrides go to the container as global ROS
-arguments (``--ros-args --params-file ...``), which apply to every component in the order
-given: first the files (each keyed by node name), then the overrides, so the overrides win.
-They must not go to the container's own ``--params-file`` option: those files are node-local
-arguments of each component and would take precedence over the overrides.
+The parameter files are given to the container and forwarded to each component
+(``forward_global_arguments``) instead of being listed in ``ComposableNode(parameters=...)``:
+launch_ros reads such files itself and matches only ``/**`` and the exact node name, so the
+shipped files' ``/**/camera`` sections (which follow a namespace) would be lost. The
+arguments ``model``, ``source``, ``uri`` and ``backend`` are parameters of the load requests
+and win over the files; their defaults are the values of the shipped config/pipeline.yaml.
 
-The arguments ``model``, ``source``, ``uri`` and ``backend`` override the same parameters of
-the files; their defaults are the values of the shipped config/pipeline.yaml.
-
-With a ``namespace``, a node reads only the sections of the parameter files whose keys match
-its full name: ``/**/camera`` or ``/robot1/camera`` do, a plain ``camera`` matches ``/camera``.
+Every process this file starts gets ``FASTDDS_DEFAULT_PROFILES_FILE`` (argument
+``fastdds_profile``): the shipped config/fastdds_shm.xml, whose large shared-memory segment
+keeps frames from being lost between processes, unless the variable was already set.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import (EnvironmentVariable, LaunchConfiguration,
+                                  NotEqualsSubstitution, PathJoinSubstitution)
+from launch_ros.actions import ComposableNodeContainer
+from launch_ros.descriptions import ComposableNode
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = 'edge_infer_ros'
 
 
 def generate_launch_description() -> LaunchDescription:
     """Return the launch description: the arguments and the one container process."""
-    share = FindPackageShare('edge_infer_ros')
-    config = LaunchConfiguration('config')
-    budget = LaunchConfiguration('budget')
-    model = LaunchConfiguration('model')
-    source = LaunchConfiguration('source')
-    uri = LaunchConfiguration('uri')
+    share = FindPackageShare(PACKAGE)
     namespace = LaunchConfiguration('namespace')
-    backend = LaunchConfiguration('backend')
+    model = ParameterValue(LaunchConfiguration('model'), value_type=str)
+    profile = LaunchConfiguration('fastdds_profile')
+    forward = [{'forward_global_arguments': True}]
+
+    def stage(plugin: str, name: str, **kwargs) -> ComposableNode:
+        return ComposableNode(package=PACKAGE, plugin=f'{PACKAGE}::{plugin}', name=name,
+                              namespace=namespace, extra_arguments=forward, **kwargs)
 
     return LaunchDescription([
         DeclareLaunchArgument(
@@ -55,40 +61,59 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'source', default_value='synthetic',
             choices=['synthetic', 'video', 'v4l2', 'folder', 'topic'],
-            description='where the camera node gets frames'),
+            description='where the camera node gets frames (topic: from image_topic)'),
         DeclareLaunchArgument(
             'uri', default_value='',
             description='video file, V4L2 device or image folder of the camera source'),
+        DeclareLaunchArgument(
+            'image_topic', default_value='image_in',
+            description="the robot's camera topic the camera node reads with source:=topic"),
+        DeclareLaunchArgument(
+            'image_qos', default_value='best_effort', choices=['best_effort', 'reliable'],
+            description='reliability of the image input (best_effort accepts both kinds of '
+                        'camera driver)'),
         DeclareLaunchArgument(
             'namespace', default_value='',
             description='namespace of every node and topic'),
         DeclareLaunchArgument(
             'backend', default_value='onnxruntime', choices=['onnxruntime', 'tensorrt'],
             description='inference backend of the detector (tensorrt falls back to onnxruntime)'),
+        DeclareLaunchArgument(
+            'monitor', default_value='true', choices=['true', 'false'],
+            description='start the budget monitor in the container (false: run '
+                        'budget_monitor.launch.py elsewhere)'),
+        DeclareLaunchArgument(
+            'fastdds_profile',
+            default_value=EnvironmentVariable(
+                'FASTDDS_DEFAULT_PROFILES_FILE',
+                default_value=PathJoinSubstitution([share, 'config', 'fastdds_shm.xml'])),
+            description="Fast DDS profile of the processes ('': Fast DDS defaults)"),
 
-        # No name=: a node name given to the container would rename every component in it.
-        Node(
-            package='edge_infer_ros',
+        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', profile,
+                               condition=IfCondition(NotEqualsSubstitution(profile, ''))),
+        ComposableNodeContainer(
+            package=PACKAGE,
             executable='component_container',
+            name='pipeline_container',
             namespace=namespace,
             output='screen',
-            arguments=[
-                'edge_infer_ros::Camera:camera',
-                'edge_infer_ros::Preprocess:preprocess',
-                'edge_infer_ros::Detector:detector',
-                'edge_infer_ros::Nms:nms',
-                'edge_infer_ros::Action:action',
-                'edge_infer_ros::BudgetMonitor:budget_monitor',
-            ],
-            parameters=[
-                config,
-                budget,
-                {
-                    'model_path': ParameterValue(model, value_type=str),
-                    'source': ParameterValue(source, value_type=str),
-                    'uri': ParameterValue(uri, value_type=str),
-                    'backend': ParameterValue(backend, value_type=str),
-                },
+            parameters=[LaunchConfiguration('config'), LaunchConfiguration('budget')],
+            composable_node_descriptions=[
+                stage('Camera', 'camera',
+                      parameters=[{
+                          'source': LaunchConfiguration('source'),
+                          'uri': ParameterValue(LaunchConfiguration('uri'), value_type=str),
+                          'qos.input.reliability': LaunchConfiguration('image_qos'),
+                      }],
+                      remappings=[('image_in', LaunchConfiguration('image_topic'))]),
+                stage('Preprocess', 'preprocess', parameters=[{'model_path': model}]),
+                stage('Detector', 'detector',
+                      parameters=[{'model_path': model,
+                                   'backend': LaunchConfiguration('backend')}]),
+                stage('Nms', 'nms'),
+                stage('Action', 'action'),
+                stage('BudgetMonitor', 'budget_monitor',
+                      condition=IfCondition(LaunchConfiguration('monitor'))),
             ],
         ),
     ])

@@ -6,7 +6,8 @@ from pathlib import Path
 import sys
 
 from edge_infer_ros.inference.backends.base import BackendError, DetectorBackend
-from edge_infer_ros.inference.backends.factory import BACKENDS, create_backend, load_with_fallback
+from edge_infer_ros.inference.backends.factory import (BACKENDS, create_backend, FallbackBackend,
+                                                       load_with_fallback)
 from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
 import numpy as np
@@ -30,7 +31,7 @@ def no_tensorrt(monkeypatch):
 
 def test_infer_returns_the_model_output_in_a_reused_buffer(model) -> None:
     info, planted = model
-    backend = OnnxRuntimeBackend(info, {'intra_op_threads': 1, 'graph_optimization': 'basic'})
+    backend = OnnxRuntimeBackend(info, {'intra_op_threads': 1})
     assert isinstance(backend, DetectorBackend) and backend.name == 'onnxruntime'
     backend.load()
     assert backend.loaded
@@ -74,8 +75,6 @@ def test_release_then_reload(model) -> None:
 
 def test_bad_options(model) -> None:
     info, _ = model
-    with pytest.raises(BackendError, match='graph_optimization'):
-        OnnxRuntimeBackend(info, {'graph_optimization': 'max'})
     with pytest.raises(BackendError, match='intra_op_threads'):
         OnnxRuntimeBackend(info, {'intra_op_threads': -1})
     backend = OnnxRuntimeBackend(info, {'providers': ['NoSuchExecutionProvider']})
@@ -160,3 +159,69 @@ def test_both_failing_raises_with_both_reasons(model, no_tensorrt, tmp_path: Pat
     message = str(caught.value)
     assert 'TensorRT backend unavailable' in message
     assert f'ONNX Runtime backend unavailable: onnxruntime cannot load model {broken}' in message
+
+
+class _FailsWhileRunning(OnnxRuntimeBackend):
+    """A real ONNX Runtime backend that reports itself as TensorRT and fails on its third run."""
+
+    name = 'tensorrt'
+
+    def __init__(self, model, options) -> None:
+        super().__init__(model, options)
+        self.runs = 0
+        self.released = False
+
+    def infer(self, tensor):
+        self.runs += 1
+        if self.runs >= 3:
+            raise BackendError('CUDA error: an illegal memory access was encountered')
+        return super().infer(tensor)
+
+    def release(self) -> None:
+        self.released = True
+        super().release()
+
+
+def test_fallback_backend_switches_once_at_load_and_reports(model, no_tensorrt) -> None:
+    info, planted = model
+    reasons = []
+    backend = FallbackBackend('tensorrt', info, {}, 'onnxruntime', reasons.append)
+    backend.load()
+    assert backend.name == 'onnxruntime' and backend.on_fallback_backend
+    assert len(reasons) == 1 and 'TensorRT' in reasons[0] == backend.fallback_reason
+    np.testing.assert_array_equal(backend.infer(np.zeros(info.input_shape, np.float32)),
+                                  planted)
+    backend.release()
+    with pytest.raises(BackendError, match='no backend loaded'):
+        backend.infer(np.zeros(info.input_shape, np.float32))
+
+
+def test_fallback_backend_switches_mid_run_and_keeps_the_frame(model, monkeypatch) -> None:
+    info, planted = model
+    created = []
+
+    def create(name, model_info, options):
+        backend = (_FailsWhileRunning if name == 'tensorrt' else OnnxRuntimeBackend)(
+            model_info, options)
+        created.append(backend)
+        return backend
+
+    monkeypatch.setattr('edge_infer_ros.inference.backends.factory.create_backend', create)
+    reasons = []
+    backend = FallbackBackend('tensorrt', info, {}, 'onnxruntime', reasons.append)
+    backend.load()
+    assert backend.name == 'tensorrt' and not backend.on_fallback_backend and not reasons
+    tensor = np.zeros(info.input_shape, np.float32)
+    outputs = [backend.infer(tensor).copy() for _ in range(4)]  # the third run fails
+    for output in outputs:
+        np.testing.assert_array_equal(output, planted)
+    failed, replacement = created
+    assert failed.released and backend.name == 'onnxruntime'
+    assert len(reasons) == 1 and 'illegal memory access' in reasons[0]
+    assert 'failed while running' in backend.fallback_reason
+
+
+def test_fallback_none_lets_errors_through(model, no_tensorrt) -> None:
+    info, _ = model
+    with pytest.raises(BackendError, match='TensorRT'):
+        FallbackBackend('tensorrt', info, {}, 'none').load()

@@ -153,3 +153,22 @@ def test_quick_hop_results_are_well_formed(tmp_path: Path) -> None:
     for name, value in hop['flatness'].items():
         _positive(value, f'flatness.{name}')
     assert hop['targets'] and all(isinstance(v, bool) for v in hop['targets'].values())
+
+
+@pytest.mark.slow
+def test_quick_foreign_publisher_results_are_well_formed(tmp_path: Path) -> None:
+    path = tmp_path / 'foreign.json'
+    result = _run(['bench.foreign_publisher', '--quick', '--json', str(path)], timeout=240)
+    assert '| 640x480 | best_effort -> best_effort | profile | package |' in result.stdout
+    foreign = json.loads(path.read_text(encoding='utf-8'))
+    assert [c['subscriber'] for c in foreign['cases']] == ['plain', 'package']
+    for case in foreign['cases']:
+        assert 'error' not in case, case.get('error')
+        assert case['sent'] == foreign['frames']
+        assert 0 <= case['delivered'] <= case['sent']
+        _check_stats(case['ingest'], f'{case["subscriber"]}.ingest')
+        assert len(case['loadavg_1min']) == 2
+    package = foreign['cases'][1]
+    assert package['exact'] is True  # delivered + counted lost = sent
+    assert package['delivered'] + package['lost_counted'] == package['sent']
+    _check_stats(package['end_to_end'], 'package.end_to_end')

@@ -79,7 +79,7 @@ def test_helper_builds_the_intended_timings():
     assert frame.end_to_end_ns == round((HEALTHY_MS - 10.5 + 10.0) * MS)
     detector = frame.stages[1]
     assert detector.queue_wait_ns == 3 * MS and detector.service_ns == 7 * MS
-    assert frame.transports_ns()['preprocess'] == 2 * MS
+    assert frame.stages[0].received_ns - frame.stamp_ns == 2 * MS  # ingest
 
 
 def test_on_time_frames_give_no_miss():
@@ -607,7 +607,7 @@ def test_summary_after_windows_expire_has_nulls():
     """Aged-out windows report count 0 and None, not zeros."""
     tracker = BudgetTracker()
     _, now = feed(tracker, 5)
-    report = tracker.summary(now + 60 * SEC)
+    report = tracker.summary(now + 20 * SEC)  # windows aged out, entry not yet expired
     detector = report['cameras']['cam0']['stages']['detector']
     assert detector['count'] == 0 and detector['p95_ms'] is None
     assert detector['status'] == 'STALE'

@@ -15,13 +15,13 @@ from conftest import wait_for
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from edge_infer_ros.core.resources import config_path
+from edge_infer_ros.ros.compat import AsyncParameterClient
 from edge_infer_ros.ros.container import ComponentSpec, Container
 from edge_infer_ros_msgs.msg import DeadlineMiss, FrameTrace, StageTiming
 import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 MS = 1_000_000
@@ -178,6 +178,41 @@ def test_budget_changed_through_parameter_services_takes_effect(harness: Harness
     assert harness.spin_until(lambda: harness.level_of('detector') == DiagnosticStatus.OK, 3.0)
     assert float({kv.key: kv.value for kv in harness.status('detector').values}['budget_ms']) \
         == 30.0
+
+
+def test_stage_wide_input_settings_leave_the_pinned_trace_queue_alone(harness: Harness) -> None:
+    """`ros2 param set /budget_monitor queue_depth 2` must not shrink the 1000-deep trace queue."""
+    (trace_input,) = harness.monitor.inputs
+    assert (trace_input.mode, trace_input.depth) == ('thread', 1000)
+    assert harness.params.wait_for_services(timeout_sec=5.0)
+    future = harness.params.set_parameters([Parameter('queue_depth', value=2),
+                                            Parameter('input_mode', value='inline')])
+    harness.spin_until(future.done, 5.0)
+    assert all(r.successful for r in future.result().results)
+    assert harness.monitor.p['queue_depth'] == 2  # accepted, and applies to frame inputs only
+    assert (trace_input.mode, trace_input.depth) == ('thread', 1000)
+    # Traces still flow and are judged after the change.
+    before = harness.monitor.traces_seen
+    harness.send(detector_service_ms=3.0, count=5)
+    assert harness.spin_until(lambda: harness.monitor.traces_seen >= before + 5, 5.0)
+
+
+def test_doubtful_budgets_are_reported_at_configure(ros_context) -> None:
+    """Budgets that do not add up to the deadline are valid but doubtful: say so at once."""
+    container = Container(ros_context)
+    monitor = container.load(ComponentSpec(
+        'edge_infer_ros::BudgetMonitor', 'budget_monitor',
+        param_files=(config_path('budget.yaml'),), parameters={'deadline_ms': 40.0}))
+    try:
+        assert not container.start()
+        values = {kv.key: kv.value for kv in monitor.stage_status().values}
+        assert 'the deadline can be missed with every stage within budget' in \
+            values['config_warning_0']
+        monitor.set_parameters([Parameter('deadline_ms', value=45.0)])  # adds up again
+        values = {kv.key: kv.value for kv in monitor.stage_status().values}
+        assert not any(key.startswith('config_warning') for key in values)
+    finally:
+        container.shutdown()
 
 
 def test_verdicts_go_out_after_a_trace_while_traces_flow(harness: Harness) -> None:

@@ -1,7 +1,6 @@
 """The TensorRT engine cache: exact keys, refused stale/foreign/truncated plans, atomic writes."""
 
 from dataclasses import replace
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -37,17 +36,17 @@ CHANGES = {
 def test_digest_is_stable_hex() -> None:
     key = make_key()
     assert key.digest() == make_key().digest()
-    assert len(key.digest()) == 64 and int(key.digest(), 16) >= 0
+    assert len(key.digest()) == 64 and set(key.digest()) <= set('0123456789abcdef')
     # Pinned: the digest must not change between runs or Python versions, else every cached
     # engine would be rebuilt after an upgrade.
     assert key.digest() == EngineKey.from_json(key.to_json()).digest()
     assert key.digest() == 'dd3956a0b0db3a78ed9a53af92e4a27fc661c4cedd3bcba6e673bcf04e1311a1'
 
 
-def test_digest_is_pinned_to_canonical_json() -> None:
+def test_digest_ignores_the_order_of_fields_and_the_label() -> None:
     key = make_key()
-    canonical = json.dumps(key.identity(), sort_keys=True, separators=(',', ':'))
-    assert key.digest() == hashlib.sha256(canonical.encode()).hexdigest()
+    shuffled = EngineKey.from_json(json.dumps(dict(reversed(json.loads(key.to_json()).items()))))
+    assert shuffled.digest() == key.digest()
     assert 'model_name' not in key.identity()
 
 

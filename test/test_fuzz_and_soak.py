@@ -12,9 +12,12 @@ import gc
 import time
 
 from conftest import wait_for
-from edge_infer_ros.core.image import Preprocessor
+from edge_infer_ros.core.validate import InputRefused, REASONS
 from edge_infer_ros.ros import convert
-from edge_infer_ros_msgs.msg import CandidateArray, Detection, DetectionArray, TensorFrame
+from edge_infer_ros.stages.preprocess import Preprocessor
+from edge_infer_ros_msgs.msg import (CandidateArray, Detection, DetectionArray,
+                                     FrameTrace as FrameTraceMsg,
+                                     StageTiming as StageTimingMsg, TensorFrame)
 from hypothesis import given, HealthCheck, settings, strategies as st
 import numpy as np
 import psutil
@@ -92,14 +95,48 @@ def test_candidate_decoding_never_fails_otherwise(boxes, scores, class_ids) -> N
 
 
 @FUZZ
-@given(rows=st.lists(st.tuples(st.floats(-1e6, 1e6, width=32), st.floats(0, 1, width=32),
-                               st.integers(-3, 2000)), max_size=8))
-def test_detection_array_decoding_never_fails_otherwise(rows) -> None:
-    msg = DetectionArray(detections=[Detection(x_min=x, y_min=x, x_max=x + 1, y_max=x + 1,
+@given(rows=st.lists(st.tuples(st.floats(-1e6, 1e6, width=32), st.floats(-1, 2, width=32),
+                               st.integers(-3, 5000)), max_size=8),
+       size=st.tuples(st.integers(0, 2000), st.integers(0, 2000)))
+def test_detection_array_decoding_never_fails_otherwise(rows, size) -> None:
+    msg = DetectionArray(image_width=size[0], image_height=size[1],
+                         detections=[Detection(x_min=x, y_min=x, x_max=x + 1, y_max=x + 1,
                                                score=s, class_id=c, class_name=f'c{c}')
                                      for x, s, c in rows])
-    envelope = convert.detections_from_msg(msg)
-    assert len(envelope.payload) == len(rows)
+    msg.header.stamp.sec = 5
+    try:
+        envelope = convert.detections_from_msg(msg)
+    except InputRefused as refused:
+        assert refused.reason in REASONS
+        return
+    payload = envelope.payload
+    assert len(payload) == len(rows)
+    assert 1 <= payload.image_width and 1 <= payload.image_height
+    assert ((payload.scores >= 0) & (payload.scores <= 1)).all()
+    assert (payload.boxes[:, 2] <= payload.image_width + 1).all()
+    assert ((payload.class_ids >= 0) & (payload.class_ids < len(payload.class_names) + 1)).all()
+
+
+@FUZZ
+@given(camera=st.text(max_size=80), stamp=st.tuples(st.integers(-2**31, 2**31 - 1),
+                                                    st.integers(0, 999_999_999)),
+       stages=st.lists(st.tuples(st.text(max_size=70), st.integers(-2**63, 2**63 - 1),
+                                 st.integers(0, 10**9), st.integers(0, 10**9)), max_size=6))
+def test_trace_decoding_never_fails_otherwise(camera, stamp, stages) -> None:
+    msg = FrameTraceMsg(camera=camera, stages=[
+        StageTimingMsg(stage=name, node='/n', received_ns=received, start_ns=received + wait,
+                       end_ns=received + wait + service)
+        for name, received, wait, service in stages if received + wait + service < 2**63])
+    _stamp(msg, stamp)
+    try:
+        trace = convert.trace_from_msg(msg).payload
+    except InputRefused as refused:
+        assert refused.reason in REASONS
+        return
+    assert 0 < trace.stamp_ns <= time.time_ns() + 10**9
+    for timing in trace.stages:
+        assert 0 < timing.received_ns <= timing.start_ns <= timing.end_ns
+        assert timing.received_ns >= trace.stamp_ns - 10**9
 
 
 @pytest.mark.slow

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import cv2
-from edge_infer_ros.core.image import (BufferPool, frozen_view, image_view, ImageError,
-                                       letterbox_geometry, Preprocessor)
+from edge_infer_ros.core.geometry import letterbox_geometry
+from edge_infer_ros.core.image import BufferPool, frozen_view, image_view, ImageError
+from edge_infer_ros.stages.preprocess import Preprocessor
 from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest

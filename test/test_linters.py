@@ -39,6 +39,18 @@ def test_pep257() -> None:
     assert result.returncode == 0, f'pep257 found problems:\n{result.stdout}{result.stderr}'
 
 
+#: ROS-free packages: every stage's logic, checked strictly.
+STRICT_TYPED = [str(ROOT / 'edge_infer_ros' / p)
+                for p in ('core', 'stages', 'inference', 'monitor')]
+
+
+@pytest.mark.linter
+def test_mypy_strict_on_the_plain_packages() -> None:
+    result = subprocess.run([sys.executable, '-m', 'mypy', '--strict', *STRICT_TYPED],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f'mypy found problems:\n{result.stdout}{result.stderr}'
+
+
 @pytest.mark.linter
 @pytest.mark.parametrize('path', PACKAGE_XMLS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_xmllint_package_xml(path: Path) -> None:

@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any, Iterator
 
 from edge_infer_ros.core.params import ParamSpec
+from edge_infer_ros.ros.compat import list_parameters
 from edge_infer_ros.ros.graph import load_plugin, PIPELINE
 from edge_infer_ros.ros.nodes.base import COMMON_PARAMS
 import pytest
@@ -113,7 +114,7 @@ def test_declared_names_are_the_specs(node: Any, internal_names: set[str]) -> No
     assert 'use_sim_time' in internal_names
     expected = [s.name for s in expected_specs(node)]
     declared = set(node.get_parameters_by_prefix('')) - internal_names
-    listed = set(node.list_parameters([], 0).names) - internal_names
+    listed = set(list_parameters(node, [], 0).names) - internal_names
     assert declared == listed == set(expected)
     assert len(expected) == len(set(expected)), 'a parameter is specified twice'
 

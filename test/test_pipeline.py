@@ -165,3 +165,11 @@ def test_split_pipeline_across_processes(planted_model) -> None:
     # Crossing processes costs transport time the composed pipeline does not have.
     assert report['ingest']['p50_ms'] > 0.0
     assert report['transport'].startswith('DDS')
+    # Judged at its last trace: a healthy run's report is not STALE because the run is over.
+    for name, stage in report['stages'].items():
+        assert stage['status'] != 'STALE', (name, stage['message'])
+    assert report['ingest']['status'] != 'STALE', report['ingest']['message']
+    assert 'no frames' not in report['end_to_end']['message']
+    # The stage processes run with the shipped Fast DDS profile; DDS losses are counted.
+    assert report['dds_profile'].endswith('fastdds_shm.xml')
+    assert isinstance(report['transport_loss']['counted'], int), report['transport_loss']

@@ -11,6 +11,7 @@ import ast
 import hashlib
 import json
 from pathlib import Path
+import sys
 
 import cv2
 from edge_infer_ros.inference.evaluation import evaluate_detections
@@ -21,6 +22,9 @@ import onnxruntime as ort
 import pytest
 
 MODELS = Path(__file__).resolve().parents[1] / 'models'
+sys.path.insert(0, str(MODELS.parent))
+
+from bench.common import opencv_batched_nms  # noqa: E402, I100
 
 
 @pytest.fixture(scope='module')
@@ -104,8 +108,7 @@ def _decode(y: np.ndarray, r: float, pad: tuple, w: int, h: int) -> tuple:
     pred, cls, score = pred[keep], cls[keep], score[keep]
     xywh = np.stack([pred[:, 0] - pred[:, 2] / 2, pred[:, 1] - pred[:, 3] / 2,
                      pred[:, 2], pred[:, 3]], 1)
-    idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), score.tolist(), cls.tolist(), 0.25, 0.5)
-    idx = np.array(idx, np.int64).reshape(-1)
+    idx = opencv_batched_nms(xywh.tolist(), score.tolist(), cls.tolist(), 0.25, 0.5)
     boxes = xywh[idx].copy()
     boxes[:, 2:] += boxes[:, :2]
     boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - pad[0]) / r).clip(0, w)
@@ -126,3 +129,24 @@ def test_accuracy_on_held_out_frames(meta: dict, session: ort.InferenceSession,
         gts.append(gt)
     result = evaluate_detections(preds, gts, len(CLASS_NAMES))
     assert result.map50 >= 0.75, result
+
+
+@pytest.mark.parametrize('seed', range(5))
+def test_opencv_nms_fallback_keeps_what_nmsboxesbatched_keeps(seed: int) -> None:
+    # OpenCV 4.5/4.6 have no NMSBoxesBatched; the per-class NMSBoxes fallback must agree.
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 300, (60, 2))
+    xywh = np.concatenate([xy, rng.uniform(10, 80, (60, 2))], 1)
+    scores = rng.uniform(0, 1, 60)
+    classes = rng.integers(0, 4, 60)
+    fallback = opencv_batched_nms(xywh, scores, classes, 0.25, 0.5, batched=False)
+    assert len(fallback) and list(scores[fallback]) == sorted(scores[fallback], reverse=True)
+    # Independent of OpenCV's version: the package's own class-aware NMS keeps the same boxes.
+    from edge_infer_ros.stages.nms import batched_nms
+    valid = np.flatnonzero(scores > 0.25)
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+    ours = valid[batched_nms(xyxy[valid], scores[valid], classes[valid], 0.5, 1000)]
+    assert sorted(fallback.tolist()) == sorted(ours.tolist())
+    if hasattr(cv2.dnn, 'NMSBoxesBatched'):
+        batched = opencv_batched_nms(xywh, scores, classes, 0.25, 0.5, batched=True)
+        assert sorted(batched.tolist()) == sorted(fallback.tolist())

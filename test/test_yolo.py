@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
+from edge_infer_ros.core.geometry import Letterbox, unletterbox
 from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_infer_ros.inference.model_info import load_model_info
-from edge_infer_ros.inference.yolo import detect_layout, layout_num_classes, Letterbox, unletterbox
+from edge_infer_ros.inference.yolo import detect_layout, layout_num_classes
 from edge_infer_ros.inference.yolo import YoloDecoder
 from hypothesis import given, settings, strategies as st
 import numpy as np
@@ -222,7 +223,8 @@ def test_unletterbox_inverts_letterbox(image_w, image_h, input_w, input_h, seed,
     hi = lo + rng.uniform(0, 1, (count, 2)) * ((image_w, image_h) - lo)
     original = np.concatenate([lo, hi], axis=1)
     lb = Letterbox.fit(image_w, image_h, input_w, input_h)
-    model = lb.apply(original).astype(np.float32)
+    pad = np.array([lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y])
+    model = (original * lb.scale + pad).astype(np.float32)
     back = unletterbox(model, lb, image_w, image_h)
     assert back.dtype == np.float32 and back.shape == original.shape
     # float32 model pixels: error below a few ulps of the largest coordinate, in image pixels.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 #: The clock every stage stamps with. A module attribute so tests can swap it.
 now_ns: Callable[[], int] = time.time_ns
@@ -41,15 +41,36 @@ class StageTiming:
         return self.end_ns - self.start_ns
 
 
+def hops(stamp_ns: int, stages: Iterable[StageTiming]) -> Iterator[tuple[StageTiming, int]]:
+    """
+    Yield each stage with the hop that brought the frame to it (ns).
+
+    The first hop is *ingest* (capture stamp to the first stage's receipt: driver, encoding,
+    transport); the others are transports between one stage's end and the next one's
+    receipt. One walk, shared by the monitor, the debug view and the profile.
+    """
+    previous_end = stamp_ns
+    for timing in stages:
+        yield timing, timing.received_ns - previous_end
+        previous_end = timing.end_ns
+
+
+#: What an envelope carries: an image, a tensor, candidates, detections, a command, a trace.
+PayloadT = TypeVar('PayloadT')
+#: The payload of the envelope a method returns, when it differs from its own.
+OtherT = TypeVar('OtherT')
+
+
 @dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(Generic[PayloadT]):
     """
     One frame's payload plus its identity and the trace so far.
 
     Envelopes are immutable and passed by reference between stages in one
     process; a stage makes a new envelope (new payload, trace extended by one
     entry) instead of changing the one it received, so several subscribers can
-    share it safely.
+    share it safely. Generic over the payload, so each stage's types are checked
+    (``Envelope[TensorPayload]`` in, ``Envelope[CandidatePayload]`` out).
     """
 
     camera: str
@@ -57,12 +78,22 @@ class Envelope:
     stamp_ns: int
     frame_id: str
     trace: tuple[StageTiming, ...]
-    payload: Any
+    payload: PayloadT
 
-    def forward(self, payload: Any, timing: StageTiming) -> 'Envelope':
-        """Return the envelope the next stage receives."""
+    def forward(self, payload: OtherT, timing: StageTiming) -> Envelope[OtherT]:
+        """Return the envelope the next stage receives: new payload, trace + this stage."""
         return Envelope(self.camera, self.seq, self.stamp_ns, self.frame_id,
                         self.trace + (timing,), payload)
+
+    def with_payload(self, payload: OtherT, camera: str | None = None) -> Envelope[OtherT]:
+        """
+        Return the same frame (identity, stamp) with another payload and no trace.
+
+        For what leaves the staged path: a command, a trace, a debug image, a relayed frame
+        under this pipeline's camera name.
+        """
+        return Envelope(self.camera if camera is None else camera, self.seq, self.stamp_ns,
+                        self.frame_id, (), payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +107,7 @@ class FrameTrace:
     stages: tuple[StageTiming, ...]
 
     @classmethod
-    def of(cls, envelope: Envelope) -> 'FrameTrace':
+    def of(cls, envelope: Envelope[Any]) -> 'FrameTrace':
         """Take the trace out of an envelope (no payload)."""
         return cls(envelope.camera, envelope.seq, envelope.stamp_ns,
                    envelope.frame_id, envelope.trace)
@@ -85,22 +116,3 @@ class FrameTrace:
     def end_to_end_ns(self) -> int:
         """Capture stamp to the end of the last stage."""
         return self.stages[-1].end_ns - self.stamp_ns if self.stages else 0
-
-    def transports_ns(self) -> dict[str, int]:
-        """
-        Time between one stage's end and the next stage's receipt, by receiver.
-
-        The first stage's transport is measured from the capture stamp; this is
-        the *ingest* time (driver, encoding and the hop to the first stage).
-        """
-        result: dict[str, int] = {}
-        previous_end = self.stamp_ns
-        for timing in self.stages:
-            result[timing.stage] = timing.received_ns - previous_end
-            previous_end = timing.end_ns
-        return result
-
-
-def ns_to_ms(value_ns: int | float) -> float:
-    """Nanoseconds to milliseconds, as float."""
-    return value_ns / 1e6

@@ -94,7 +94,7 @@ class KeepLatestQueue:
     def __init__(self, depth: int, key: Optional[Callable[[Any], Hashable]] = None) -> None:
         if depth < 1:
             raise ValueError(f'queue depth must be >= 1, got {depth}')
-        self._items: deque = deque()
+        self._items: deque[Any] = deque()
         self._depth = depth
         self._key = key
         self._per_key: dict[Hashable, int] = {}
@@ -171,13 +171,15 @@ class StageInput:
 
     ``callback(envelope, received_ns)`` does the stage's work. Exceptions it raises are
     caught, counted as errors (the frame is dropped) and passed to ``on_error``, so one bad
-    frame never kills the stage.
+    frame never kills the stage. A ``pinned`` input keeps the mode and depth its stage chose:
+    the stage-wide ``input_mode`` / ``queue_depth`` settings (:meth:`apply_settings`) do not
+    reach it (the budget monitor's deep trace queue must not shrink to a frame queue's depth).
     """
 
-    def __init__(self, topic: str, callback: Callable[[Envelope, int], None], *,
+    def __init__(self, topic: str, callback: Callable[[Envelope[Any], int], None], *,
                  mode: str = 'thread', depth: int = 1, name: str = '',
-                 on_error: Optional[Callable[[BaseException, Envelope], None]] = None,
-                 dedup_window: int = 64) -> None:
+                 on_error: Optional[Callable[[BaseException, Envelope[Any]], None]] = None,
+                 dedup_window: int = 64, pinned: bool = False) -> None:
         if mode not in INPUT_MODES:
             raise ValueError(f'input mode must be one of {INPUT_MODES}, got {mode!r}')
         self.topic = topic
@@ -185,6 +187,7 @@ class StageInput:
         self._callback = callback
         self._on_error = on_error
         self._mode = mode
+        self.pinned = pinned
         # Bounded per camera: one camera's burst never evicts another camera's frame.
         self._queue = KeepLatestQueue(depth, key=lambda item: item[0].camera)
         lock = threading.RLock()
@@ -194,8 +197,8 @@ class StageInput:
         self._busy = False
         self._running = False
         self._worker: Optional[threading.Thread] = None
-        self._recent_keys: deque = deque(maxlen=dedup_window)
-        self._recent_set: set = set()
+        self._recent_keys: deque[Hashable] = deque(maxlen=dedup_window)
+        self._recent_set: set[Hashable] = set()
         self.stats = InputStats()
         # auto mode: running mean of the service time, start of the current run, when the
         # previous delivery returned to its caller and whether that one ran inline.
@@ -214,6 +217,12 @@ class StageInput:
     def depth(self) -> int:
         """Queue depth of a threaded input."""
         return self._queue.depth
+
+    def apply_settings(self, mode: str, depth: int) -> None:
+        """Apply the stage-wide input settings, unless this input is pinned."""
+        if not self.pinned:
+            self.set_depth(depth)
+            self.set_mode(mode)
 
     def set_depth(self, depth: int) -> None:
         """Change the queue depth at run time (drops the excess, counted)."""
@@ -270,11 +279,11 @@ class StageInput:
             return not self._busy and len(self._queue) == 0
 
     # -- delivery ------------------------------------------------------------------------
-    def deliver(self, envelope: Envelope) -> None:
+    def deliver(self, envelope: Envelope[Any]) -> None:
         """Hand one frame to the stage (called by a local publisher: by reference)."""
         self._accept(envelope, now_ns())
 
-    def deliver_from_ros(self, envelope: Envelope, key: Hashable) -> None:
+    def deliver_from_ros(self, envelope: Envelope[Any], key: Hashable) -> None:
         """Hand a frame that came through DDS, unless it was already delivered locally."""
         received_ns = now_ns()
         if key in self._recent_set:
@@ -296,7 +305,8 @@ class StageInput:
         self._recent_keys.append(key)
         self._recent_set.add(key)
 
-    def _accept(self, envelope: Envelope, received_ns: int, may_inline: bool = True) -> None:
+    def _accept(self, envelope: Envelope[Any], received_ns: int,
+                may_inline: bool = True) -> None:
         if not self._running:
             with self._cond:  # the queue's counter is the one count of drops
                 self.stats.received += 1
@@ -355,10 +365,10 @@ class StageInput:
         service = self._service_ns
         if service <= 0.0:
             return True
-        idle = getattr(_pace, 'idle_ns', None)
+        idle: Optional[int] = getattr(_pace, 'idle_ns', None)
         if idle is not None:
             left = idle if self._last_inline else idle - service
-            return left >= 0.25 * service
+            return bool(left >= 0.25 * service)
         if not self._last_return_ns:
             return True
         gap = time.perf_counter_ns() - self._last_return_ns
@@ -403,7 +413,7 @@ class StageInput:
                 with cond:
                     self._busy = False
 
-    def _run(self, envelope: Envelope, received_ns: int) -> None:
+    def _run(self, envelope: Envelope[Any], received_ns: int) -> None:
         started = self._run_started_ns = time.perf_counter_ns()
         try:
             self._callback(envelope, received_ns)
@@ -428,7 +438,6 @@ class LocalBus:
     """
 
     _buses: 'weakref.WeakKeyDictionary[Any, LocalBus]' = weakref.WeakKeyDictionary()
-    _default_key = object()
     _lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -437,15 +446,9 @@ class LocalBus:
         self._lock_inputs = threading.Lock()
 
     @classmethod
-    def for_context(cls, context: Any = None) -> 'LocalBus':
-        """Return the bus of an rclpy context (or of the process when None)."""
+    def for_context(cls, context: Any) -> 'LocalBus':
+        """Return the bus of an rclpy context: stages share it when they share the context."""
         with cls._lock:
-            if context is None:
-                bus = getattr(cls, '_process_bus', None)
-                if bus is None:
-                    bus = cls()
-                    cls._process_bus = bus
-                return bus
             bus = cls._buses.get(context)
             if bus is None:
                 bus = cls()
@@ -495,8 +498,8 @@ class StagePublisher:
     """
 
     def __init__(self, bus: LocalBus, topic: str, ros_publisher: Any,
-                 to_msg: Callable[[Envelope], Any],
-                 key_of: Callable[[Envelope], Hashable]) -> None:
+                 to_msg: Callable[[Envelope[Any]], Any],
+                 key_of: Callable[[Envelope[Any]], Hashable]) -> None:
         self.bus = bus
         self.topic = topic
         self.ros_publisher = ros_publisher
@@ -508,10 +511,10 @@ class StagePublisher:
         """Subscriptions on the topic that are not local inputs of this process."""
         if self.ros_publisher is None:
             return 0
-        total = self.ros_publisher.get_subscription_count()
+        total = int(self.ros_publisher.get_subscription_count())
         return total - self.bus.local_ros_subscriptions(self.topic)
 
-    def publish(self, envelope: Envelope) -> None:
+    def publish(self, envelope: Envelope[Any]) -> None:
         """Deliver one envelope to every subscriber, local ones by reference."""
         self.stats.published += 1
         inputs = self.bus.inputs(self.topic)

@@ -1,17 +1,15 @@
 """
-Images in and model tensors out: validation of raw image buffers, and letterbox preprocessing.
+Raw image buffers: validation, read-only views and pools of reused buffers.
 
-Why plain: both run on every frame and both must refuse bad input with a precise reason (a
-robot's camera driver can send anything); neither needs ROS, so both are tested directly.
+Why plain: this runs on every frame and must refuse bad input with a precise reason (a
+robot's camera driver can send anything); it needs no ROS, so it is tested directly.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-import cv2
-from edge_infer_ros.inference.yolo import Letterbox
 import numpy as np
 
 #: Encodings accepted on image inputs: name -> (channels, order of colour channels).
@@ -105,97 +103,6 @@ class BufferPool:
 
 def frozen_view(buffer: np.ndarray) -> np.ndarray:
     """Return a read-only view of a pooled buffer: nobody writes it, the pool reuses it."""
-    view = buffer.view()
+    view: np.ndarray = buffer.view()
     view.flags.writeable = False
     return view
-
-
-def letterbox_geometry(width: int, height: int, in_w: int,
-                       in_h: int) -> tuple[int, int, int, int, Letterbox]:
-    """Return the resized size and top-left offset of an image centred in the model input."""
-    letterbox = Letterbox.fit(width, height, in_w, in_h)
-    new_w = max(1, min(in_w, round(width * letterbox.scale)))
-    new_h = max(1, min(in_h, round(height * letterbox.scale)))
-    return new_w, new_h, int(letterbox.pad_x), int(letterbox.pad_y), letterbox
-
-
-class Preprocessor:
-    """
-    Letterbox resize, colour order, normalisation and HWC->CHW into buffers allocated once.
-
-    Per frame: one resize and one split into planes, both into reused buffers, then one
-    contiguous multiply per channel straight into the region of an output tensor from a
-    :class:`BufferPool`; a tensor's padding is written only when the geometry it was last
-    used with changes. The tensor returned is a read-only view that stays valid for as long as
-    the caller holds it.
-
-    Splitting first (OpenCV, SIMD) and scaling by a float32 constant is what makes this cheap:
-    a multiply that reads every third byte, or one by a Python float (computed in float64),
-    costs two to three times as much at 640x480 -> 320x320.
-    """
-
-    #: 1/255 as float32: a Python float would make numpy compute in float64, then cast.
-    _SCALE = np.float32(1.0 / 255.0)
-
-    def __init__(self, in_w: int, in_h: int, color_order: str = 'rgb',
-                 pad_value: int = 114, dtype: str = 'float32') -> None:
-        if color_order not in ('rgb', 'bgr'):
-            raise ValueError(f'model colour order must be rgb or bgr, got {color_order!r}')
-        self.in_w, self.in_h = in_w, in_h
-        self.color_order = color_order
-        self._pad = pad_value / 255.0
-        self._tensors = BufferPool(lambda: np.empty((1, 3, in_h, in_w), dtype=np.dtype(dtype)))
-        self._tensor_geometry: dict[int, tuple[int, int, int, int]] = {}
-        self._geometry: Optional[tuple[int, int, int]] = None
-        self._resized = np.empty((0, 0, 3), np.uint8)
-        self._planes: list[np.ndarray] = []
-        self._box = (0, 0, 0, 0)
-        self._letterbox = Letterbox(1.0, 0.0, 0.0)
-        self.reallocations = 0
-
-    def _prepare(self, width: int, height: int, channels: int) -> None:
-        new_w, new_h, left, top, self._letterbox = letterbox_geometry(
-            width, height, self.in_w, self.in_h)
-        self._box = (left, top, new_w, new_h)
-        self._resized = np.empty((new_h, new_w, channels), np.uint8)
-        self._planes = [np.empty((new_h, new_w), np.uint8) for _ in range(channels)]
-        self._geometry = (width, height, channels)
-        self.reallocations += 1
-
-    def __call__(self, image: np.ndarray, encoding: str) -> tuple[np.ndarray, Letterbox]:
-        """Fill and return the model tensor for one image, with the letterbox used."""
-        height, width = image.shape[:2]
-        channels = image.shape[2] if image.ndim == 3 else 1
-        if self._geometry != (width, height, channels):
-            self._prepare(width, height, channels)
-        left, top, new_w, new_h = self._box
-        if (new_w, new_h) == (width, height):
-            resized = image
-        else:
-            cv2.resize(image, (new_w, new_h), dst=self._resized, interpolation=cv2.INTER_LINEAR)
-            resized = self._resized
-        if channels == 1:
-            planes = (resized.reshape(new_h, new_w),)
-        else:
-            planes = self._planes
-            cv2.split(resized, planes)
-        order = ENCODINGS[encoding][1]
-        if order == 'mono':
-            sources = (0, 0, 0)
-        elif order == self.color_order:
-            sources = (0, 1, 2)
-        else:
-            sources = (2, 1, 0)
-        tensor = self._tensors.acquire()
-        if self._tensor_geometry.get(id(tensor)) != self._box:
-            tensor.fill(self._pad)  # new geometry for this buffer: write its padding once
-            self._tensor_geometry[id(tensor)] = self._box
-        region = tensor[0, :, top:top + new_h, left:left + new_w]
-        for channel, source in enumerate(sources):
-            np.multiply(planes[source], self._SCALE, out=region[channel], casting='unsafe')
-        return frozen_view(tensor), self._letterbox
-
-    @property
-    def tensor_allocations(self) -> int:
-        """Tensors allocated so far (flat in steady state)."""
-        return self._tensors.allocations

@@ -106,17 +106,18 @@ def validate_updates(specs: Mapping[str, ParamSpec], updates: Mapping[str, Any],
     """
     Check a batch of parameter changes; return the reason to refuse it, or None.
 
-    ``active`` says whether the node is running: parameters marked ``runtime=False``
-    (for example the model file of a configured detector) are refused then, with a reason
-    telling how to change them (deactivate, set, activate).
+    ``active`` says whether the node is running: start-only parameters (``runtime=False``,
+    for example the model file of the detector) are refused then, with a reason telling how
+    to change them: deactivate, set, then cleanup and configure (they apply at configure).
     """
     for name, value in updates.items():
         spec = specs.get(name)
         if spec is None:
             continue  # not ours (e.g. use_sim_time, qos overrides): rclpy decides
         if active and not spec.runtime:
-            return (f'{name} cannot change while the node is active: deactivate/cleanup it, '
-                    'set the parameter, then configure/activate again')
+            return (f'{name} is start-only and cannot change while the node is active: '
+                    'deactivate the node, set it, then cleanup and configure (it applies at '
+                    'the next configure) and activate')
         reason = spec.validate(value)
         if reason:
             return reason

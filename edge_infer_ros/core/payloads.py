@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from edge_infer_ros.inference.yolo import Letterbox
+from edge_infer_ros.core.geometry import Letterbox
 import numpy as np
 
 
@@ -60,6 +60,8 @@ class DetectionPayload:
     image_width: int
     image_height: int
     image: Optional[np.ndarray] = None
+    #: False when class_names holds only the classes present (a DetectionArray from DDS)
+    class_names_complete: bool = True
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -74,3 +76,5 @@ class Command:
     stop: bool
     reason: str
     target_index: int = -1
+    #: detections the policy refused to act on (not finite, inverted, outside the image...)
+    ignored: int = 0

@@ -28,7 +28,7 @@ COLOR_ORDERS = ('rgb', 'bgr')
 NORMALIZATIONS = ('div255',)
 LAYOUT_CHOICES = ('auto',) + yolo.LAYOUTS
 
-_DTYPES = {onnx.TensorProto.FLOAT: 'float32', onnx.TensorProto.FLOAT16: 'float16'}
+_DTYPES: dict[int, str] = {onnx.TensorProto.FLOAT: 'float32', onnx.TensorProto.FLOAT16: 'float16'}
 # Ultralytics detection heads predict at strides 8, 16 and 32.
 _STRIDES = (8, 16, 32)
 _MAX_LITERAL = 1 << 20
@@ -63,6 +63,8 @@ class ModelInfo:
     metadata_path: str = ''
     #: things worth logging once at start-up (extra outputs ignored, derived sizes, ...)
     notes: tuple[str, ...] = ()
+    #: False when neither the metadata nor the caller gave a sha256 to check the file against
+    pinned: bool = True
 
     @property
     def num_classes(self) -> int:
@@ -80,7 +82,7 @@ class ModelInfo:
         return self.output_shape[2] if self.layout == 'yolov8' else self.output_shape[1]
 
 
-def file_sha256(path: Union[str, os.PathLike]) -> str:
+def file_sha256(path: Union[str, 'os.PathLike[str]']) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks so large files never sit in memory."""
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -203,7 +205,7 @@ def _output_shape(model: Path, name: str, dims: Optional[list[Optional[int]]],
     if dims and dims[0] is None:
         dims[0] = 1
     if all(d is not None for d in dims):
-        return tuple(int(d) for d in dims)
+        return tuple(int(d) for d in dims if d is not None)
     if len(dims) == 3:
         # e.g. Ultralytics dynamic export: ['batch', 84, 'anchors'].
         if layout == 'auto':
@@ -226,7 +228,7 @@ def _output_shape(model: Path, name: str, dims: Optional[list[Optional[int]]],
             if all(d is not None for d in dims):
                 notes.append(f'output {name!r} has dynamic dims; derived {dims} from the '
                              f'{hw[0]}x{hw[1]} input and strides {_STRIDES} (verified at load)')
-                return tuple(int(d) for d in dims)
+                return tuple(int(d) for d in dims if d is not None)
     raise ModelError(f'model {model} output {name!r} has dynamic shape {dims} that cannot be '
                      'derived: export with static shapes or give layout and class_names in '
                      'the metadata file')
@@ -239,8 +241,8 @@ def _choice(value: Any, choices: Sequence[str], what: str, source: str, model: P
     return str(value)
 
 
-def load_model_info(path: Union[str, os.PathLike],
-                    metadata_path: Optional[Union[str, os.PathLike]] = None,
+def load_model_info(path: Union[str, 'os.PathLike[str]'],
+                    metadata_path: Optional[Union[str, 'os.PathLike[str]']] = None,
                     expected_sha256: str = '', layout: str = 'auto',
                     class_names: Sequence[str] = ()) -> ModelInfo:
     """
@@ -283,8 +285,12 @@ def load_model_info(path: Union[str, os.PathLike],
                              f'expects {meta_sha}: refusing a tampered or different file')
     source = f'metadata {meta_file}'
     notes: list[str] = []
-    if meta_file is not None and not meta.get('sha256'):
-        notes.append(f'metadata {meta_file} has no sha256: the model file is not pinned')
+    pinned = bool(expected) or bool(meta.get('sha256'))
+    if not pinned:
+        where = f'metadata {meta_file} has no sha256' if meta_file is not None else \
+            f'no metadata file {json_hint.name}'
+        notes.append(f'{where} and model_sha256 is empty: the model file is not pinned '
+                     f'(its sha256 is {sha256})')
 
     try:
         proto = onnx.load(str(model), load_external_data=False)
@@ -390,4 +396,5 @@ def load_model_info(path: Union[str, os.PathLike],
         input_dtype=_DTYPES[elem], output_name=output.name, output_shape=output_shape,
         layout=chosen, class_names=tuple(names), color_order=color_order,
         letterbox_pad_value=pad, normalize=normalize, output_dtype=_DTYPES[out_elem],
-        metadata_path=str(meta_file) if meta_file is not None else '', notes=tuple(notes))
+        metadata_path=str(meta_file) if meta_file is not None else '', notes=tuple(notes),
+        pinned=pinned)

@@ -1,5 +1,5 @@
 """
-Decode raw YOLO detector outputs into candidate boxes, and map boxes back through the letterbox.
+Decode raw YOLO detector outputs into candidate boxes (in model-input pixels).
 
 Two output layouts exist in the wild:
 
@@ -10,12 +10,12 @@ Two output layouts exist in the wild:
 Decoding runs on every frame, so it is vectorised and reads the output in its native layout: for
 v8 the class maximum is taken down the class axis of the ``[C, N]`` view, without transposing a
 copy of the whole tensor, and only the few candidates above the score threshold are gathered.
-Boxes stay in model-input pixels; :func:`unletterbox` maps them to the original image.
+Boxes stay in model-input pixels; :func:`edge_infer_ros.core.geometry.unletterbox` maps them
+to the original image.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -201,68 +201,10 @@ class YoloDecoder:
         """Recompute the scores of the anchors in ``bad`` with non-finite values taken as 0."""
         if self.layout == 'yolov8':
             cls = out[4:, bad]
-            return np.where(np.isfinite(cls), cls, 0).max(axis=0)
+            scores: np.ndarray = np.where(np.isfinite(cls), cls, 0).max(axis=0)
+            return scores
         obj = out[bad, 4]
         cls = out[bad, 5:]
         obj = np.where(np.isfinite(obj), obj, 0)
-        return obj * np.where(np.isfinite(cls), cls, 0).max(axis=1)
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """
-    How an image was fitted into the model input: ``model = original * scale + pad``.
-
-    Preprocessing produces it and the detections carry it, so boxes can be mapped back to
-    the original image exactly with :func:`unletterbox`.
-    """
-
-    scale: float
-    pad_x: float
-    pad_y: float
-
-    @classmethod
-    def fit(cls, image_w: int, image_h: int, input_w: int, input_h: int) -> Letterbox:
-        """
-        Letterbox that fits an image into the model input, keeping the aspect ratio.
-
-        The resized image is ``round(image * scale)`` pixels and sits at the integer offset
-        ``(input - resized) // 2``, so the image is centred and never resampled off-grid.
-        """
-        if min(image_w, image_h, input_w, input_h) <= 0:
-            raise ValueError('letterbox sizes must be positive, got image '
-                             f'{image_w}x{image_h}, input {input_w}x{input_h}')
-        scale = min(input_w / image_w, input_h / image_h)
-        new_w = min(input_w, round(image_w * scale))
-        new_h = min(input_h, round(image_h * scale))
-        return cls(scale, float((input_w - new_w) // 2), float((input_h - new_h) // 2))
-
-    def apply(self, boxes: np.ndarray) -> np.ndarray:
-        """Map (K, 4) xyxy boxes from original-image to model-input pixels."""
-        pad = np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y])
-        return np.asarray(boxes) * self.scale + pad
-
-
-def unletterbox(boxes: np.ndarray, lb: Letterbox, image_w: float, image_h: float,
-                out: Optional[np.ndarray] = None) -> np.ndarray:
-    """
-    Map (K, 4) xyxy boxes from model-input pixels back to the original image.
-
-    ``original = (model - pad) / scale``, clipped to [0, image_w] x [0, image_h]. ``lb`` may
-    be any object with scale, pad_x and pad_y (e.g. :class:`edge_infer_ros.core.image.Letterbox`).
-    Returns a new float32 array, or writes into ``out`` (which may be ``boxes`` itself).
-    """
-    boxes = np.asarray(boxes)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f'boxes must be (K, 4), got {list(boxes.shape)}')
-    if lb.scale <= 0:
-        raise ValueError(f'letterbox scale must be positive, got {lb.scale}')
-    if out is None:
-        out = np.empty(boxes.shape, np.float32)
-    elif out.shape != boxes.shape:
-        raise ValueError(f'out has shape {list(out.shape)}, boxes {list(boxes.shape)}')
-    np.subtract(boxes, np.array([lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y], out.dtype), out=out)
-    np.divide(out, out.dtype.type(lb.scale), out=out)
-    np.clip(out[:, 0::2], 0, image_w, out=out[:, 0::2])
-    np.clip(out[:, 1::2], 0, image_h, out=out[:, 1::2])
-    return out
+        scores = obj * np.where(np.isfinite(cls), cls, 0).max(axis=1)
+        return scores

@@ -33,8 +33,10 @@ import re
 from typing import Any, Iterable, Mapping
 
 from edge_infer_ros.core import frame
-from edge_infer_ros.core.frame import FrameTrace
+from edge_infer_ros.core.frame import FrameTrace, hops
 from edge_infer_ros.core.params import flatten_parameters
+from edge_infer_ros.core.validate import (CAMERA_NAME_RE, check_name, InputRefused,
+                                          MAX_HARDWARE_ID, STAGE_NAME_RE)
 from edge_infer_ros.monitor.windows import SlidingWindow, WindowSummary
 
 #: Status names of the per-camera path items (the stages use their own names).
@@ -119,6 +121,10 @@ class BudgetConfig:
     min_samples: int = 5
     diagnostics_period_s: float = 1.0
     hardware_id: str = 'edge_infer_ros'
+    #: Bounds of the tracker's state (traces with ever-new names must not grow it).
+    max_cameras: int = 16
+    max_stages: int = 16
+    entry_timeout_s: float = 30.0
 
     def problems(self) -> list[str]:
         """Return every reason the configuration is invalid (empty when valid)."""
@@ -164,6 +170,10 @@ class BudgetConfig:
         positive('diagnostics_period_s', self.diagnostics_period_s)
         if not isinstance(self.hardware_id, str):
             problems.append(f'hardware_id must be a string, got {self.hardware_id!r}')
+        elif len(self.hardware_id) > MAX_HARDWARE_ID:
+            problems.append(f'hardware_id has {len(self.hardware_id)} characters, at most '
+                            f'{MAX_HARDWARE_ID}')
+        problems.extend(_bound_problems(self))
         return problems
 
     def validate(self) -> 'BudgetConfig':
@@ -204,10 +214,6 @@ class BudgetConfig:
                             'deadline miss in the window is an ERROR')
         return warnings
 
-    def stage_budget_ms(self, stage: str) -> float | None:
-        """Return the budget of a stage, or None when it has none."""
-        return self.stage_budgets_ms.get(stage)
-
     def to_mapping(self) -> dict[str, Any]:
         """Return the flat mapping of ROS parameter names (the node declares these)."""
         mapping: dict[str, Any] = {
@@ -227,6 +233,9 @@ class BudgetConfig:
             'min_samples': int(self.min_samples),
             'diagnostics_period_s': float(self.diagnostics_period_s),
             'hardware_id': str(self.hardware_id),
+            'max_cameras': int(self.max_cameras),
+            'max_stages': int(self.max_stages),
+            'entry_timeout_s': float(self.entry_timeout_s),
         })
         return mapping
 
@@ -284,8 +293,29 @@ class BudgetConfig:
 
 
 _FLOAT_KEYS = frozenset({'deadline_ms', 'window_max_age_s', 'warn_percentile',
-                         'miss_rate_error', 'stale_timeout_s', 'diagnostics_period_s'})
-_INT_KEYS = frozenset({'window_size', 'min_samples'})
+                         'miss_rate_error', 'stale_timeout_s', 'diagnostics_period_s',
+                         'entry_timeout_s'})
+_INT_KEYS = frozenset({'window_size', 'min_samples', 'max_cameras', 'max_stages'})
+
+#: Ranges of the state bounds (also the ROS parameters' ranges).
+MAX_CAMERAS_RANGE = (1, 256)
+MAX_STAGES_RANGE = (1, 64)
+
+
+def _bound_problems(config: BudgetConfig) -> list[str]:
+    """Return why the state bounds of a config are invalid."""
+    problems = []
+    for name, (low, high) in (('max_cameras', MAX_CAMERAS_RANGE),
+                              ('max_stages', MAX_STAGES_RANGE)):
+        value = getattr(config, name)
+        if not _is_int(value) or not low <= value <= high:
+            problems.append(f'{name} must be an integer in [{low}, {high}], got {value!r}')
+    timeout = config.entry_timeout_s
+    if not _is_finite(timeout) or (_is_finite(config.stale_timeout_s) and
+                                   timeout < config.stale_timeout_s):
+        problems.append(f'entry_timeout_s must be a finite number >= stale_timeout_s '
+                        f'({config.stale_timeout_s!r}), got {timeout!r}')
+    return problems
 
 
 def _unwrap(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -293,11 +323,11 @@ def _unwrap(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(mapping, Mapping):
         raise ValueError(f'expected a mapping of parameters, got {type(mapping).__name__}')
     if 'ros__parameters' in mapping:
-        return mapping['ros__parameters']
+        return dict(mapping['ros__parameters'])
     if len(mapping) == 1:
         (inner,) = mapping.values()
         if isinstance(inner, Mapping) and 'ros__parameters' in inner:
-            return inner['ros__parameters']
+            return dict(inner['ros__parameters'])
     return mapping
 
 
@@ -468,10 +498,6 @@ class BudgetTracker:
         """Return the cameras seen, in order of first trace."""
         return list(self._cameras)
 
-    def reset(self) -> None:
-        """Forget every camera, window and counter."""
-        self._cameras.clear()
-
     def _max_age_s(self) -> float | None:
         return self._config.window_max_age_s or None
 
@@ -507,26 +533,18 @@ class BudgetTracker:
             return None
         if now_ns is None:
             now_ns = frame.now_ns()
-        camera = self._cameras.get(trace.camera)
-        if camera is None:
-            camera = self._cameras[trace.camera] = _CameraState(
-                self._config.window_size, self._max_age_s(), now_ns)
+        camera = self._admit(trace, now_ns)
         states = camera.stages
-        stamp = trace.stamp_ns
-        previous_end = stamp
         hops_ms = 0.0
-        ingest_ms = None
-        for timing in stages:
+        ingest_ms: float | None = None
+        for timing, hop_ns in hops(trace.stamp_ns, stages):
             state = states.get(timing.stage)
             if state is None:
                 state = states[timing.stage] = _StageState(
                     self._config.window_size, self._max_age_s(), now_ns)
-            received = timing.received_ns
-            start = timing.start_ns
-            end = timing.end_ns
-            hop_ms = (received - previous_end) / 1e6
-            wait_ms = (start - received) / 1e6
-            service_ms = (end - start) / 1e6
+            hop_ms = hop_ns / 1e6
+            wait_ms = timing.queue_wait_ns / 1e6
+            service_ms = timing.service_ns / 1e6
             state.service.add(service_ms, now_ns)
             state.queue_wait.add(wait_ms, now_ns)
             state.total.add(wait_ms + service_ms, now_ns)
@@ -536,8 +554,8 @@ class BudgetTracker:
                 ingest_ms = hop_ms
             else:
                 hops_ms += hop_ms
-            previous_end = end
-        latency_ms = (previous_end - stamp) / 1e6
+        latency_ms = (stages[-1].end_ns - trace.stamp_ns) / 1e6
+        ingest_ms = ingest_ms if ingest_ms is not None else 0.0  # a trace has >= 1 stage
         camera.ingest.add(ingest_ms, now_ns)
         camera.transport.add(hops_ms, now_ns)
         camera.end_to_end.add(latency_ms, now_ns)
@@ -550,6 +568,57 @@ class BudgetTracker:
         camera.blamed[miss.worst_stage] += 1
         camera.recent_misses.append((now_ns, miss.worst_stage))
         return miss
+
+    def _admit(self, trace: FrameTrace, now_ns: int) -> '_CameraState':
+        """
+        Return the state of the trace's camera, creating it (and its stages) within bounds.
+
+        Raises InputRefused, changing nothing, for an invalid camera or stage name, or when
+        the trace would need more than max_cameras cameras or max_stages stages. At the
+        bound, the camera (or stage) silent the longest makes room when it has been silent
+        longer than stale_timeout_s: a live camera is never pushed out by new names.
+        """
+        config = self._config
+        camera = self._cameras.get(trace.camera)
+        if camera is None:
+            check_name(trace.camera, 'camera name', CAMERA_NAME_RE)
+        new_stages = [t.stage for t in trace.stages
+                      if camera is None or t.stage not in camera.stages]
+        for stage in new_stages:
+            check_name(stage, 'stage name', STAGE_NAME_RE)
+        stale_ns = now_ns - config.stale_timeout_s * 1e9
+        if new_stages:
+            known = len(camera.stages) if camera is not None else 0
+            room = config.max_stages - known
+            if len(set(new_stages)) > room and camera is not None:
+                room += _evict(camera.stages, stale_ns, len(set(new_stages)) - room)
+            if len(set(new_stages)) > room:
+                raise InputRefused('too_many', f'trace of camera {trace.camera!r} would need '
+                                   f'{known + len(set(new_stages))} stages, max_stages is '
+                                   f'{config.max_stages}')
+        if camera is None:
+            if len(self._cameras) >= config.max_cameras and \
+                    not _evict(self._cameras, stale_ns, 1):
+                raise InputRefused('too_many', f'camera {trace.camera!r} would be camera '
+                                   f'{len(self._cameras) + 1}, max_cameras is '
+                                   f'{config.max_cameras} and none is stale')
+            camera = self._cameras[trace.camera] = _CameraState(
+                config.window_size, self._max_age_s(), now_ns)
+        return camera
+
+    def expire(self, now_ns: int) -> int:
+        """Forget cameras and stages silent for entry_timeout_s; return how many went."""
+        before_ns = now_ns - self._config.entry_timeout_s * 1e9
+        gone = [name for name, camera in self._cameras.items() if camera.last_ns < before_ns]
+        for name in gone:
+            del self._cameras[name]
+        count = len(gone)
+        for camera in self._cameras.values():
+            stages = [s for s, state in camera.stages.items() if state.last_ns < before_ns]
+            for stage in stages:
+                del camera.stages[stage]
+            count += len(stages)
+        return count
 
     def _blame(self, trace: FrameTrace, latency_ms: float, ingest_ms: float,
                transport_ms: float) -> DeadlineMiss:
@@ -588,6 +657,7 @@ class BudgetTracker:
         """Return (status, summary entry) for every item, in statuses() order."""
         if now_ns is None:
             now_ns = frame.now_ns()
+        self.expire(now_ns)
         results = []
         for name, camera in self._cameras.items():
             for stage, state in camera.stages.items():
@@ -840,6 +910,15 @@ class BudgetTracker:
             'config': self._config.to_mapping(),
             'cameras': cameras,
         }
+
+
+def _evict(entries: dict[str, Any], stale_before_ns: float, wanted: int) -> int:
+    """Remove up to ``wanted`` entries silent since before ``stale_before_ns``, oldest first."""
+    stale = sorted((state.last_ns, name) for name, state in entries.items()
+                   if state.last_ns < stale_before_ns)[:wanted]
+    for _, name in stale:
+        del entries[name]
+    return len(stale)
 
 
 def _own_copy(config: BudgetConfig) -> BudgetConfig:

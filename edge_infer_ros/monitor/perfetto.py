@@ -9,14 +9,14 @@ the previous stage (or from capture) is a "transport" slice, so waiting is as vi
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Any, Iterable
 
-from edge_infer_ros.core.frame import FrameTrace
+from edge_infer_ros.core.frame import FrameTrace, hops
 
 
-def chrome_trace(traces: Iterable[FrameTrace]) -> dict:
+def chrome_trace(traces: Iterable[FrameTrace]) -> dict[str, Any]:
     """Build the trace-event document (timestamps in microseconds of ROS time)."""
-    events: list[dict] = []
+    events: list[dict[str, Any]] = []
     tracks: dict[str, int] = {}
 
     def track(name: str) -> int:
@@ -28,15 +28,13 @@ def chrome_trace(traces: Iterable[FrameTrace]) -> dict:
 
     for trace in traces:
         args = {'camera': trace.camera, 'seq': trace.seq}
-        previous_end = trace.stamp_ns
-        for timing in trace.stages:
+        for index, (timing, hop) in enumerate(hops(trace.stamp_ns, trace.stages)):
             tid = track(timing.stage)
-            hop = timing.received_ns - previous_end
             if hop > 0:
-                events.append({'name': 'transport' if previous_end != trace.stamp_ns
-                               else 'ingest', 'cat': 'transport', 'ph': 'X', 'pid': 1,
-                               'tid': track('transport'), 'ts': previous_end / 1e3,
-                               'dur': hop / 1e3, 'args': {**args, 'to': timing.stage}})
+                events.append({'name': 'transport' if index else 'ingest', 'cat': 'transport',
+                               'ph': 'X', 'pid': 1, 'tid': track('transport'),
+                               'ts': (timing.received_ns - hop) / 1e3, 'dur': hop / 1e3,
+                               'args': {**args, 'to': timing.stage}})
             if timing.queue_wait_ns > 0:
                 events.append({'name': f'{timing.stage} queue', 'cat': 'queue', 'ph': 'X',
                                'pid': 1, 'tid': tid, 'ts': timing.received_ns / 1e3,
@@ -44,7 +42,6 @@ def chrome_trace(traces: Iterable[FrameTrace]) -> dict:
             events.append({'name': timing.stage, 'cat': 'stage', 'ph': 'X', 'pid': 1,
                            'tid': tid, 'ts': timing.start_ns / 1e3,
                            'dur': timing.service_ns / 1e3, 'args': {**args, 'node': timing.node}})
-            previous_end = timing.end_ns
         events.append({'name': f'frame {trace.seq}', 'cat': 'frame', 'ph': 'X', 'pid': 1,
                        'tid': track(f'end_to_end {trace.camera}'), 'ts': trace.stamp_ns / 1e3,
                        'dur': trace.end_to_end_ns / 1e3, 'args': args})

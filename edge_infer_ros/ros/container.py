@@ -16,6 +16,10 @@ apply to every component, as in rclcpp's container; parameter files are keyed by
 
 or with a composition file (YAML list of {plugin, name, namespace, remaps, parameters,
 param_files}): ``component_container --composition nodes.yaml``.
+
+Started with no components, it is a component manager like rclcpp's ``component_container``:
+``ros2 component load`` and launch_ros' ``ComposableNodeContainer`` load the package's plugins
+into it (see :mod:`edge_infer_ros.ros.component_manager`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import sys
 import threading
 from typing import Any, Optional, Sequence
 
+from edge_infer_ros.ros import process
 from edge_infer_ros.ros.graph import load_plugin
 import rclpy
 from rclpy.context import Context
@@ -44,11 +49,20 @@ class ComponentSpec:
     remaps: Sequence[tuple[str, str]] = ()
     param_files: Sequence[str] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: rclpy Parameters that win over everything else (what a LoadNode request carries)
+    overrides: Sequence[Any] = ()
+    #: whether the process's global ROS arguments (--ros-args of the container) apply
+    use_global_arguments: bool = True
+    enable_rosout: bool = True
 
 
 def node_arguments(spec: ComponentSpec) -> list[str]:
-    """Return the node-specific ROS arguments of a component (remaps, parameter files, values)."""
-    args = ['--ros-args']
+    """Return the node-specific ROS arguments of a component (name, remaps, files, values)."""
+    # Node-local name and namespace remaps win over the container's global ones (what
+    # ros2 launch gives a ComposableNodeContainer), which would otherwise rename every node.
+    args = ['--ros-args', '-r', f'__node:={spec.name}']
+    if spec.namespace:
+        args += ['-r', f'__ns:=/{spec.namespace.strip("/")}']
     for source, target in spec.remaps:
         args += ['-r', f'{source}:={target}']
     for path in spec.param_files:
@@ -81,7 +95,10 @@ class Container:
         """Instantiate one component (its parameters declared, not yet configured)."""
         node_class = load_plugin(spec.plugin)
         node = node_class(spec.name, namespace=spec.namespace or None, context=self.context,
-                          cli_args=node_arguments(spec))
+                          cli_args=node_arguments(spec),
+                          use_global_arguments=spec.use_global_arguments,
+                          enable_rosout=spec.enable_rosout,
+                          parameter_overrides=list(spec.overrides) or None)
         self.nodes.append(node)
         self.executor.add_node(node)
         return node
@@ -97,10 +114,10 @@ class Container:
         managed = [n for n in self.nodes if getattr(n, 'p', {}).get('autostart', False)]
         for node in managed:
             node.trigger_configure()
-            if not node._configured:
+            if not node.configured:
                 problems.append(f'{node.get_fully_qualified_name()}: {node.last_error}')
         for node in reversed(managed):
-            if node._configured:
+            if node.configured:
                 node.trigger_activate()
                 if not node.active:
                     problems.append(f'{node.get_fully_qualified_name()}: {node.last_error}')
@@ -178,24 +195,46 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument('--namespace', default='', help='namespace of the components')
     parser.add_argument('--params-file', action='append', default=[],
                         help='parameter file given to every component')
+    parser.add_argument('--list-types', action='store_true',
+                        help='print the plugins this container loads, then exit')
     options = parser.parse_args([a for a in ros_args if a != '--'])
+    if options.list_types:
+        from edge_infer_ros.ros.component_manager import plugin_types
+        print(plugin_types())
+        return
     specs = [parse_component(c, options.namespace, options.params_file)
              for c in options.components]
     if options.composition:
         specs += read_composition(options.composition)
-    rclpy.init(args=argv)
+    stop = process.init(argv)
     container = Container()
+    # The container's own node: its name is what ros2 launch / ros2 component address.
+    own = Node('component_container', context=container.context)
+    container.executor.add_node(own)
+    spin_thread = None
+    failed = False
     try:
         for spec in specs:
             container.load(spec)
+        try:
+            from edge_infer_ros.ros.component_manager import ComponentManager
+            ComponentManager(own, container)
+        except ImportError as error:
+            own.get_logger().warning(
+                f'no composition_interfaces ({error}): ros2 component and launch_ros '
+                'ComposableNodeContainer cannot load nodes into this container')
         for problem in container.start():
             print(f'[component_container] {problem}', file=sys.stderr)
-        container.executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_thread = process.spin_in_thread(container.executor, stop)
+        stop.wait()
+    except Exception as error:  # noqa: B902 - a clear message and exit code 1, no traceback
+        print(f'[component_container] {type(error).__name__}: {error}', file=sys.stderr)
+        failed = True
     finally:
-        container.shutdown()
-        rclpy.try_shutdown()
+        process.finish(container.executor, spin_thread, container.nodes + [own])
+        container.nodes.clear()
+    if failed or stop.failed:
+        sys.exit(1)
 
 
 if __name__ == '__main__':

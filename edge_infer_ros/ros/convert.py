@@ -2,21 +2,24 @@
 Envelopes to ROS messages and back: done only when a frame crosses a process boundary.
 
 Each ``*_to_msg`` builds the message for outside subscribers; each ``*_from_msg`` makes the
-envelope a stage input receives from DDS, validating the message on the way (a bad message
-raises ValueError with the reason, which the input counts and reports).
+envelope a stage input receives from DDS, validating the message on the way with
+:mod:`edge_infer_ros.core.validate` (a bad message raises ``InputRefused``, a ValueError naming
+the reason, which the input counts per reason and reports).
 """
 
 from __future__ import annotations
 
 import array
+import math
 from typing import Hashable
 
 from builtin_interfaces.msg import Time
+from edge_infer_ros.core import frame, validate
 from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
+from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.image import ENCODINGS, image_view, ImageError, read_only
 from edge_infer_ros.core.payloads import (CandidatePayload, Command, DetectionPayload,
                                           ImagePayload, TensorPayload)
-from edge_infer_ros.inference.yolo import Letterbox
 from edge_infer_ros_msgs import msg as eir
 from geometry_msgs.msg import TwistStamped
 import numpy as np
@@ -64,9 +67,25 @@ def timings_from_msgs(msgs) -> tuple[StageTiming, ...]:
     return tuple(StageTiming(m.stage, m.node, m.received_ns, m.start_ns, m.end_ns) for m in msgs)
 
 
+def _checked_header(msg, camera: str = '', stages=()) -> tuple[str, int, tuple]:
+    """Validate what every message carries: stamp, names, the trace so far."""
+    stamp = stamp_to_ns(msg.header.stamp)
+    now = frame.now_ns()
+    validate.check_stamp(stamp, now)
+    name = camera or msg.header.frame_id
+    if len(name) > validate.MAX_NAME_LENGTH or \
+            len(msg.header.frame_id) > validate.MAX_NAME_LENGTH:
+        raise validate.InputRefused('bad_name', f'camera/frame_id of {len(name)} characters '
+                                    f'is longer than {validate.MAX_NAME_LENGTH}')
+    validate.check_count(len(stages), validate.MAX_STAGES, 'stage timings')
+    timings = timings_from_msgs(stages)
+    validate.check_trace(stamp, timings, now)
+    return name, stamp, timings
+
+
 def _envelope(msg, payload, camera: str = '', seq: int = 0, stages=()) -> Envelope:
-    return Envelope(camera or msg.header.frame_id, seq, stamp_to_ns(msg.header.stamp),
-                    msg.header.frame_id, timings_from_msgs(stages), payload)
+    name, stamp, timings = _checked_header(msg, camera, stages)
+    return Envelope(name, seq, stamp, msg.header.frame_id, timings, payload)
 
 
 # -- images -----------------------------------------------------------------------------------
@@ -85,8 +104,7 @@ def image_to_msg(envelope: Envelope) -> Image:
 
 def image_from_msg(msg: Image, seq: int) -> Envelope:
     """sensor_msgs/Image to an envelope holding a zero-copy read-only view of its pixels."""
-    if msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0:
-        raise ImageError('image has a zero header stamp: the capture time is unknown')
+    validate.check_stamp(stamp_to_ns(msg.header.stamp), frame.now_ns())
     view = image_view(msg.height, msg.width, msg.encoding, msg.step, msg.data,
                       msg.is_bigendian)
     return _envelope(msg, ImagePayload(view, msg.encoding), seq=seq)
@@ -111,8 +129,7 @@ def compressed_to_msg(envelope: Envelope, quality: int = 90) -> CompressedImage:
 def compressed_from_msg(msg: CompressedImage, seq: int) -> Envelope:
     """sensor_msgs/CompressedImage (jpeg/png) to an envelope with the decoded BGR image."""
     import cv2
-    if msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0:
-        raise ImageError('image has a zero header stamp: the capture time is unknown')
+    validate.check_stamp(stamp_to_ns(msg.header.stamp), frame.now_ns())
     buffer = np.frombuffer(msg.data, np.uint8)
     image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
     if image is None:
@@ -142,16 +159,20 @@ def tensor_from_msg(msg: eir.TensorFrame) -> Envelope:
     if msg.dtype not in ('float32', 'float16', 'uint8'):
         raise ValueError(f'tensor dtype {msg.dtype!r} not supported: float32, float16 or uint8')
     dtype = np.dtype(msg.dtype)
+    validate.check_count(len(msg.shape), 8, 'tensor dimensions')
     shape = tuple(int(v) for v in msg.shape)
     data = np.frombuffer(msg.data, np.uint8)
-    expected = int(np.prod(shape)) * dtype.itemsize if shape else 0
+    expected = math.prod(shape) * dtype.itemsize if shape else 0  # Python ints: no overflow
     if not shape or data.size != expected:
         raise ValueError(f'tensor data has {data.size} bytes, shape {list(shape)} of {msg.dtype} '
                          f'needs {expected}')
     tensor = data.view(dtype).reshape(shape)
     if dtype.kind == 'f' and not np.isfinite(tensor).all():
         bad = int(tensor.size - np.count_nonzero(np.isfinite(tensor)))
-        raise ValueError(f'tensor holds {bad} NaN/inf values: refused before inference')
+        raise validate.InputRefused('non_finite', f'tensor holds {bad} NaN/inf values: refused '
+                                    'before inference')
+    validate.check_letterbox(msg.scale, msg.pad_x, msg.pad_y)
+    validate.check_image_size(msg.image_width, msg.image_height)
     payload = TensorPayload(read_only(tensor), Letterbox(msg.scale, msg.pad_x, msg.pad_y),
                             msg.image_width, msg.image_height)
     return _envelope(msg, payload, msg.camera, msg.seq, msg.stages)
@@ -175,15 +196,28 @@ def candidates_to_msg(envelope: Envelope) -> eir.CandidateArray:
     return msg
 
 
-def candidates_from_msg(msg: eir.CandidateArray) -> Envelope:
-    """Turn a CandidateArray into an envelope; inconsistent array lengths are refused."""
+def candidates_from_msg(msg: eir.CandidateArray,
+                        max_candidates: int = validate.MAX_DETECTIONS) -> Envelope:
+    """
+    Turn a CandidateArray into an envelope; anything NMS could not trust is refused.
+
+    More than ``max_candidates`` (NMS's parameter) is refused before any per-candidate
+    work, so a huge message costs a length check, not seconds of suppression.
+    """
+    validate.check_count(len(msg.scores), max_candidates, 'candidates')
+    validate.check_count(len(msg.class_names), validate.MAX_CLASSES, 'class names')
     scores = np.frombuffer(msg.scores, np.float32)
     class_ids = np.frombuffer(msg.class_ids, np.int32)
     boxes = np.frombuffer(msg.boxes, np.float32)
     if boxes.size != scores.size * 4 or class_ids.size != scores.size:
         raise ValueError(f'candidate arrays disagree: {boxes.size} box values, {scores.size} '
                          f'scores, {class_ids.size} class ids')
-    payload = CandidatePayload(boxes.reshape(-1, 4), scores, class_ids, tuple(msg.class_names),
+    validate.check_letterbox(msg.scale, msg.pad_x, msg.pad_y)
+    validate.check_image_size(msg.image_width, msg.image_height)
+    boxes = boxes.reshape(-1, 4)
+    validate.check_boxes(boxes, scores, class_ids, len(msg.class_names) or validate.MAX_CLASSES,
+                         'candidates')
+    payload = CandidatePayload(boxes, scores, class_ids, tuple(msg.class_names),
                                Letterbox(msg.scale, msg.pad_x, msg.pad_y), msg.image_width,
                                msg.image_height, msg.backend)
     return _envelope(msg, payload, msg.camera, msg.seq, msg.stages)
@@ -211,6 +245,8 @@ def detections_to_msg(envelope: Envelope) -> eir.DetectionArray:
 def detections_from_msg(msg: eir.DetectionArray) -> Envelope:
     """Turn a DetectionArray into an envelope (class names taken from the message)."""
     count = len(msg.detections)
+    validate.check_count(count, validate.MAX_DETECTIONS, 'detections')
+    validate.check_image_size(msg.image_width, msg.image_height)
     boxes = np.empty((count, 4), np.float32)
     scores = np.empty(count, np.float32)
     class_ids = np.empty(count, np.int32)
@@ -219,11 +255,14 @@ def detections_from_msg(msg: eir.DetectionArray) -> Envelope:
         boxes[index] = (det.x_min, det.y_min, det.x_max, det.y_max)
         scores[index] = det.score
         class_ids[index] = det.class_id
-        names[det.class_id] = det.class_name
-    size = max(names) + 1 if names and max(names) >= 0 else 0
-    class_names = tuple(names.get(i, '') for i in range(min(size, 1024)))
+        names[det.class_id] = det.class_name[:validate.MAX_NAME_LENGTH]
+    validate.check_boxes(boxes, scores, class_ids, validate.MAX_CLASSES, 'detections',
+                         (msg.image_width, msg.image_height))
+    size = max(names) + 1 if names else 0
+    class_names = tuple(names.get(i, '') for i in range(size))
     payload = DetectionPayload(read_only(boxes), read_only(scores), read_only(class_ids),
-                               class_names, msg.image_width, msg.image_height)
+                               class_names, msg.image_width, msg.image_height,
+                               class_names_complete=False)
     return _envelope(msg, payload, msg.camera, msg.seq, msg.stages)
 
 
@@ -248,7 +287,6 @@ def trace_to_msg(envelope: Envelope) -> eir.FrameTrace:
 
 def trace_from_msg(msg: eir.FrameTrace) -> Envelope:
     """Turn a FrameTrace message into an envelope holding the plain FrameTrace."""
-    stages = timings_from_msgs(msg.stages)
-    trace = FrameTrace(msg.camera or msg.header.frame_id, msg.seq,
-                       stamp_to_ns(msg.header.stamp), msg.header.frame_id, stages)
+    camera, stamp, stages = _checked_header(msg, msg.camera, msg.stages)
+    trace = FrameTrace(camera, msg.seq, stamp, msg.header.frame_id, stages)
     return Envelope(trace.camera, trace.seq, trace.stamp_ns, trace.frame_id, (), trace)

@@ -3,14 +3,45 @@ Detections to a control command: steer toward a target class, stop for a near ob
 
 Why plain: this is the policy a robotics engineer will replace or tune first, and its rules
 (which detection is the target, when an obstacle is near) must be testable without ROS.
+
+The policy drives an actuator, so it trusts nothing it is given: detections that are not
+finite, inverted, outside the image, with scores outside [0, 1] or unknown class ids are
+ignored and counted (``Command.ignored``), and the command is clamped and checked at the last
+step (:func:`bounded_command`), so it is finite and within the limits whatever came in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 
+from edge_infer_ros.core import validate
 from edge_infer_ros.core.payloads import Command, DetectionPayload
-import numpy as np
+
+
+def _limit(value: float) -> float:
+    """Return a usable speed limit: non-negative and finite (else 0: no motion)."""
+    return abs(value) if math.isfinite(value) else 0.0
+
+
+def bounded_command(command: Command, max_linear_speed: float,
+                    max_angular_speed: float) -> Command:
+    """
+    Return ``command`` clamped to the limits; a non-finite speed gives a stop.
+
+    The last step before a command leaves the stage, whatever computed it.
+    """
+    linear, angular = float(command.linear_x), float(command.angular_z)
+    if not (math.isfinite(linear) and math.isfinite(angular)):
+        return Command(0.0, 0.0, True, f'non-finite command refused ({command.reason})',
+                       -1, command.ignored)
+    max_linear, max_angular = _limit(max_linear_speed), _limit(max_angular_speed)
+    clamped_linear = min(max(linear, -max_linear), max_linear)
+    clamped_angular = min(max(angular, -max_angular), max_angular)
+    if (clamped_linear, clamped_angular) == (linear, angular):
+        return command
+    return Command(clamped_linear, clamped_angular, command.stop, command.reason,
+                   command.target_index, command.ignored)
 
 
 @dataclass(frozen=True)
@@ -32,36 +63,54 @@ class ActionPolicy:
     max_angular_speed: float = 1.0
     steering_gain: float = 1.5
 
+    def unknown_classes(self, class_names: tuple[str, ...]) -> tuple[str, ...]:
+        """Return the target and obstacle classes the model does not have (nothing matches)."""
+        known = set(class_names)
+        return tuple(name for name in self.target_classes + self.obstacle_classes
+                     if name not in known)
+
     def decide(self, detections: DetectionPayload) -> Command:
-        """Return the command for one frame's detections."""
-        width = max(1, detections.image_width)
-        height = max(1, detections.image_height)
+        """Return the command for one frame's detections, finite and within the limits."""
+        return bounded_command(self._decide(detections), self.max_linear_speed,
+                               self.max_angular_speed)
+
+    def _decide(self, detections: DetectionPayload) -> Command:
+        width, height = detections.image_width, detections.image_height
+        boxes, scores, class_ids = detections.boxes, detections.scores, detections.class_ids
+        count = len(scores)
+        if not (1 <= width <= validate.MAX_IMAGE_SIDE and 1 <= height <= validate.MAX_IMAGE_SIDE
+                and boxes.shape == (count, 4) and class_ids.shape == (count,)):
+            return Command(0.0, 0.0, True, f'detections of a {width}x{height} image with '
+                           f'{list(boxes.shape)} boxes cannot be trusted', -1, count)
         names = detections.class_names
+        num_classes = len(names) or validate.MAX_CLASSES
+        ignored = 0
         best = -1
         best_score = -1.0
         near_obstacle = ''
-        boxes, scores, class_ids = detections.boxes, detections.scores, detections.class_ids
-        for index in range(len(scores)):
-            score = float(scores[index])
+        rows = zip(boxes.tolist(), scores.tolist(), class_ids.tolist())
+        for index, ((x_min, y_min, x_max, y_max), score, class_id) in enumerate(rows):
+            if not validate.valid_row(x_min, y_min, x_max, y_max, score, class_id,
+                                      num_classes, width, height):
+                ignored += 1
+                continue
             if score < self.min_score:
                 continue
-            class_id = int(class_ids[index])
-            name = names[class_id] if 0 <= class_id < len(names) else str(class_id)
-            if name in self.obstacle_classes:
-                box_height = float(boxes[index, 3] - boxes[index, 1])
-                if box_height >= self.near_field_fraction * height:
-                    near_obstacle = name
+            name = names[class_id] if class_id < len(names) else str(class_id)
+            if name in self.obstacle_classes and \
+                    y_max - y_min >= self.near_field_fraction * height:
+                near_obstacle = name
             if name in self.target_classes and score > best_score:
                 best, best_score = index, score
         if near_obstacle:
-            return Command(0.0, 0.0, True, f'{near_obstacle} in the near field', best)
+            return Command(0.0, 0.0, True, f'{near_obstacle} in the near field', best, ignored)
         if best < 0:
-            return Command(0.0, 0.0, False, 'no target in view', -1)
-        x_min, y_min, x_max, y_max = (float(v) for v in boxes[best])
+            return Command(0.0, 0.0, False, 'no target in view', -1, ignored)
+        x_min, y_min, x_max, y_max = boxes[best].tolist()
         offset = ((x_min + x_max) / 2.0 - width / 2.0) / (width / 2.0)  # -1 left .. +1 right
-        angular = float(np.clip(-self.steering_gain * offset, -self.max_angular_speed,
-                                self.max_angular_speed))
+        angular = min(max(-self.steering_gain * offset, -self.max_angular_speed),
+                      self.max_angular_speed)
         closeness = min(1.0, (y_max - y_min) / height / max(self.near_field_fraction, 1e-6))
         linear = self.max_linear_speed * (1.0 - closeness) * (1.0 - min(1.0, abs(offset)))
         name = names[int(class_ids[best])] if int(class_ids[best]) < len(names) else ''
-        return Command(linear, angular, False, f'tracking {name}', best)
+        return Command(linear, angular, False, f'tracking {name}', best, ignored)

@@ -91,8 +91,8 @@ class V4L2Source(_CaptureSource):
     """A V4L2 camera (``/dev/videoN`` or its index)."""
 
     def __init__(self, device: str, width: int, height: int, fps: float) -> None:
-        target: object = int(device) if device.isdigit() else device
-        capture = cv2.VideoCapture(target, cv2.CAP_V4L2)
+        capture = (cv2.VideoCapture(int(device), cv2.CAP_V4L2) if device.isdigit()
+                   else cv2.VideoCapture(device, cv2.CAP_V4L2))
         if capture.isOpened():
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)

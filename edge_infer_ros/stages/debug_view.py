@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import cv2
-from edge_infer_ros.core.frame import StageTiming
+from edge_infer_ros.core.frame import hops, StageTiming
 from edge_infer_ros.core.payloads import DetectionPayload
 import numpy as np
 
@@ -15,6 +15,8 @@ def draw_debug_image(detections: DetectionPayload, trace: tuple[StageTiming, ...
                      stamp_ns: int) -> np.ndarray:
     """Return a BGR copy of the frame with detections and stage latencies drawn on it."""
     image = detections.image
+    if image is None:
+        raise ValueError('draw_debug_image needs detections that carry their image')
     if image.ndim == 2 or image.shape[2] == 1:
         canvas = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
     else:
@@ -28,13 +30,11 @@ def draw_debug_image(detections: DetectionPayload, trace: tuple[StageTiming, ...
         cv2.putText(canvas, label, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     colour, 1, cv2.LINE_AA)
     y = 16
-    previous_end = stamp_ns
-    for timing in trace:
-        text = (f'{timing.stage}: wait {(timing.received_ns - previous_end) / 1e6:.2f} + '
+    for timing, hop_ns in hops(stamp_ns, trace):
+        text = (f'{timing.stage}: wait {hop_ns / 1e6:.2f} + '
                 f'queue {timing.queue_wait_ns / 1e6:.2f} + work {timing.service_ns / 1e6:.2f} ms')
         cv2.putText(canvas, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1,
                     cv2.LINE_AA)
-        previous_end = timing.end_ns
         y += 16
     if trace:
         total = (trace[-1].end_ns - stamp_ns) / 1e6

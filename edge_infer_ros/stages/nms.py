@@ -18,13 +18,13 @@ runs: one IoU matrix for up to :data:`MATRIX_MAX` candidates, else one row per g
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 try:
     import cv2
-    _OPENCV_NMS: Optional[Any] = cv2.dnn.NMSBoxes
+    _OPENCV_NMS: Optional[Callable[..., Any]] = cv2.dnn.NMSBoxes
 except (ImportError, AttributeError):  # no OpenCV, or one built without dnn
     _OPENCV_NMS = None
 
@@ -108,6 +108,9 @@ def _greedy_matrix(boxes: np.ndarray, order: np.ndarray, iou_threshold: float,
 def _greedy_opencv(boxes: np.ndarray, order: np.ndarray, iou_threshold: float,
                    max_detections: int) -> Optional[np.ndarray]:
     """Run OpenCV's greedy loop over ``order``; None where it would not match numpy's."""
+    opencv_nms = _OPENCV_NMS
+    if opencv_nms is None:
+        return None
     b = boxes[order]
     xywh = np.empty_like(b)
     xywh[:, :2] = b[:, :2]
@@ -117,7 +120,7 @@ def _greedy_opencv(boxes: np.ndarray, order: np.ndarray, iou_threshold: float,
     # Scores that only restate the order: OpenCV's stable sort keeps it, its threshold (> 0)
     # passes every candidate.
     ranks = np.arange(order.size, 0, -1, dtype=np.float32)
-    kept = _OPENCV_NMS(xywh, ranks, 0.0, float(iou_threshold))
+    kept = opencv_nms(xywh, ranks, 0.0, float(iou_threshold))
     kept = np.asarray(kept, dtype=np.int64).reshape(-1)[:max_detections]
     return order[kept]
 
@@ -126,7 +129,7 @@ def _greedy_steps(boxes: np.ndarray, order: np.ndarray, iou_threshold: float,
                   max_detections: int) -> np.ndarray:
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     areas = np.maximum(x2 - x1, 0.0) * np.maximum(y2 - y1, 0.0)
-    keep = []
+    keep: list[int] = []
     while order.size and len(keep) < max_detections:
         best = order[0]
         keep.append(best)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -31,6 +32,10 @@ MIN_VISIBLE_FRACTION = 0.3
 _LABEL_MAP_SIDE = 320
 # Extra rows / columns of the noise tiles; a frame reads a window at an index-dependent offset.
 _NOISE_PAD = 48
+
+
+#: An axis-aligned ellipse: centre x, centre y, half-axis x, half-axis y (full-scale pixels).
+_Ellipse = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -229,8 +234,9 @@ class SyntheticScene:
             height = size * float(rng.uniform(1.2, 1.6))
             width = height * float(rng.uniform(0.32, 0.45))
         colour = self._pick_colour(rng)
-        accent = tuple(int(v) for v in np.clip(np.array(colour) * rng.uniform(0.35, 0.7)
-                                               + rng.uniform(0, 60), 0, 255))
+        blue, green, red = (int(v) for v in np.clip(np.array(colour) * rng.uniform(0.35, 0.7)
+                                                    + rng.uniform(0, 60), 0, 255))
+        accent = (blue, green, red)
         speed = side * float(rng.uniform(0.002, 0.012))
         heading = float(rng.uniform(0, 2 * math.pi))
         track = _Track(
@@ -258,7 +264,8 @@ class SyntheticScene:
                 best, best_dist = bgr, dist
             if dist > 90:
                 break
-        return tuple(int(v) for v in best)
+        assert best is not None  # the loop runs at least once
+        return int(best[0]), int(best[1]), int(best[2])
 
     def _pose(self, track: _Track, index: int) -> tuple[float, float, float]:
         """Return the centre (x, y) and rotation (degrees) of ``track`` at frame ``index``."""
@@ -287,11 +294,11 @@ class SyntheticScene:
     # ------------------------------------------------------------------ drawing
     @staticmethod
     def _shape_polys(track: _Track, cx: float, cy: float,
-                     angle: float) -> tuple[list[np.ndarray], list[tuple]]:
+                     angle: float) -> tuple[list[np.ndarray], list[_Ellipse]]:
         """Return the polygons and ellipses (full-scale pixels) that make up one object."""
         w, h = track.width, track.height
         polys: list[np.ndarray] = []
-        ellipses: list[tuple] = []
+        ellipses: list[_Ellipse] = []
         if track.class_id == 0:
             ellipses.append((cx, cy, 0.5 * w, 0.5 * h))
         elif track.class_id == 1:
@@ -317,8 +324,8 @@ class SyntheticScene:
         return polys, ellipses
 
     @staticmethod
-    def _fill(img: np.ndarray, polys: list[np.ndarray], ellipses: list[tuple],
-              colour: tuple | int, scale: float) -> None:
+    def _fill(img: np.ndarray, polys: list[np.ndarray], ellipses: list[_Ellipse],
+              colour: tuple[int, ...] | int, scale: float) -> None:
         """Fill the given shapes into ``img``, coordinates multiplied by ``scale``."""
         shift = 4
         k = scale * (1 << shift)
@@ -360,7 +367,7 @@ class SyntheticScene:
     @property
     def background(self) -> np.ndarray:
         """Give a read-only view of the static background, without objects or noise."""
-        view = self._background.view()
+        view: np.ndarray = self._background.view()
         view.flags.writeable = False
         return view
 
@@ -449,7 +456,8 @@ class SyntheticScene:
         trunk = 0.8 * w * 0.75 * body_h
         return math.pi * head_r ** 2 + shoulders + trunk
 
-    def frames(self, start: int = 0, stop: int | None = None, step: int = 1):
+    def frames(self, start: int = 0, stop: int | None = None,
+               step: int = 1) -> Iterator[tuple[int, np.ndarray, GroundTruth]]:
         """
         Yield ``(index, image, ground_truth)`` for frames ``start, start + step, ...``.
 

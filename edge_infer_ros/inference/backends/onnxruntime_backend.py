@@ -21,17 +21,15 @@ from edge_infer_ros.inference.model_info import ModelInfo
 import numpy as np
 
 #: graph_optimization option values
-GRAPH_OPTIMIZATIONS = ('all', 'extended', 'basic', 'disable')
 DEFAULT_PROVIDERS = ('CPUExecutionProvider',)
 
 
 class OnnxRuntimeBackend(DetectorBackend):
     """
-    Run a detector with ONNX Runtime; options say threads, optimisation level and providers.
+    Run a detector with ONNX Runtime; options say threads and providers.
 
     Options (others are ignored, so one options mapping can serve every backend):
-    ``intra_op_threads`` (int, 0 = ORT default), ``inter_op_threads`` (int, 0 = default),
-    ``graph_optimization`` ('all', 'extended', 'basic', 'disable'), ``providers`` (list,
+    ``intra_op_threads`` (int, 0 = ORT default), ``providers`` (list,
     default ['CPUExecutionProvider']), ``allow_spinning`` (bool, default False: ORT's worker
     threads would otherwise spin-wait after each run and take a core from the other stages,
     which on a 2-core robot costs the rest of the pipeline more than it saves inference).
@@ -42,12 +40,6 @@ class OnnxRuntimeBackend(DetectorBackend):
     def __init__(self, model: ModelInfo, options: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__(model, options or {})
         self.intra_op_threads = self._threads('intra_op_threads')
-        self.inter_op_threads = self._threads('inter_op_threads')
-        self.graph_optimization = str(self.options.get('graph_optimization', 'all'))
-        if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
-            raise BackendError(f'onnxruntime option graph_optimization is '
-                               f'{self.graph_optimization!r}: expected one of '
-                               f'{GRAPH_OPTIMIZATIONS}')
         self.allow_spinning = bool(self.options.get('allow_spinning', False))
         providers = self.options.get('providers') or DEFAULT_PROVIDERS
         if isinstance(providers, str):
@@ -82,16 +74,9 @@ class OnnxRuntimeBackend(DetectorBackend):
             raise BackendError(f'onnxruntime cannot load model {path}: file not found')
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.intra_op_threads
-        so.inter_op_num_threads = self.inter_op_threads
         spin = '1' if self.allow_spinning else '0'
         so.add_session_config_entry('session.intra_op.allow_spinning', spin)
         so.add_session_config_entry('session.inter_op.allow_spinning', spin)
-        so.graph_optimization_level = {
-            'all': ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            'extended': ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            'basic': ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            'disable': ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        }[self.graph_optimization]
         try:
             session = ort.InferenceSession(path, sess_options=so, providers=self.providers)
         except Exception as e:  # noqa: B902 - ORT raises its own Fail/InvalidGraph/... types
@@ -139,6 +124,7 @@ class OnnxRuntimeBackend(DetectorBackend):
             self._session.run_with_iobinding(self._binding)
         except Exception as e:  # noqa: B902 - surface any engine failure as BackendError
             raise BackendError(f'onnxruntime run of {self.model.path} failed: {e}') from e
+        assert self._output is not None  # bound at load
         return self._output
 
     def release(self) -> None:

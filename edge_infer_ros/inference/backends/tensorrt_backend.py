@@ -48,49 +48,6 @@ MIN_TENSORRT_MAJOR = 10
 
 _LOG = logging.getLogger('edge_infer_ros.tensorrt')
 
-#: Letterbox + colour order + /255 + HWC->CHW in one pass (one thread per model-input pixel).
-#: Bilinear with half-pixel centres like cv2.INTER_LINEAR, so it matches the CPU path to within
-#: rounding (cv2 uses fixed-point weights for uint8).
-_PREPROCESS_KERNEL = r"""
-extern "C" __global__ void letterbox_chw(
-    const unsigned char* __restrict__ src, int src_w, int src_h, int src_step,
-    float* __restrict__ dst, int dst_w, int dst_h,
-    int left, int top, int new_w, int new_h,
-    float scale_x, float scale_y, int swap_rb, float pad)
-{
-    const int x = blockIdx.x * blockDim.x + threadIdx.x;
-    const int y = blockIdx.y * blockDim.y + threadIdx.y;
-    if (x >= dst_w || y >= dst_h) return;
-    const int plane = dst_w * dst_h;
-    const int o = y * dst_w + x;
-    const int rx = x - left;
-    const int ry = y - top;
-    if (rx < 0 || ry < 0 || rx >= new_w || ry >= new_h) {
-        dst[o] = pad;
-        dst[plane + o] = pad;
-        dst[2 * plane + o] = pad;
-        return;
-    }
-    const float sx = fmaxf((rx + 0.5f) * scale_x - 0.5f, 0.0f);
-    const float sy = fmaxf((ry + 0.5f) * scale_y - 0.5f, 0.0f);
-    const int x0 = min((int)sx, src_w - 1);
-    const int y0 = min((int)sy, src_h - 1);
-    const int x1 = min(x0 + 1, src_w - 1);
-    const int y1 = min(y0 + 1, src_h - 1);
-    const float fx = sx - x0;
-    const float fy = sy - y0;
-    const unsigned char* r0 = src + (size_t)y0 * src_step;
-    const unsigned char* r1 = src + (size_t)y1 * src_step;
-    for (int c = 0; c < 3; ++c) {
-        const float top_row = (1.0f - fx) * r0[x0 * 3 + c] + fx * r0[x1 * 3 + c];
-        const float bottom_row = (1.0f - fx) * r1[x0 * 3 + c] + fx * r1[x1 * 3 + c];
-        const float v = (1.0f - fy) * top_row + fy * bottom_row;
-        const int oc = swap_rb ? 2 - c : c;
-        dst[oc * plane + o] = v * (1.0f / 255.0f);
-    }
-}
-"""
-
 
 def _import_runtime() -> tuple[Any, Any]:
     """Import tensorrt and pycuda.driver, or raise BackendError naming what is missing."""
@@ -129,7 +86,7 @@ def _import_runtime() -> tuple[Any, Any]:
 def _make_logger(trt: Any) -> Any:
     """Return a TensorRT logger that keeps recent errors (for BackendError) and logs warnings."""
 
-    class _Logger(trt.ILogger):
+    class _Logger(trt.ILogger):  # type: ignore[misc]  # TensorRT ships no type stubs
 
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
@@ -187,11 +144,6 @@ class TensorRTBackend(DetectorBackend):
         self._host_out: Optional[np.ndarray] = None
         self._dev_in: Any = None
         self._dev_out: Any = None
-        # Optional GPU preprocessing (infer_bgr): compiled and allocated on first use.
-        self._kernel: Any = None
-        self._module: Any = None
-        self._frame_host: Optional[np.ndarray] = None
-        self._frame_dev: Any = None
 
     # -- options -------------------------------------------------------------------------
 
@@ -467,6 +419,7 @@ class TensorRTBackend(DetectorBackend):
 
     def _run_once(self) -> None:
         """Warm-up run: lazy initialisation happens now and a broken engine fails at load."""
+        assert self._host_in is not None  # allocated by _allocate
         self._host_in.fill(0)
         self._enqueue()
 
@@ -499,6 +452,7 @@ class TensorRTBackend(DetectorBackend):
             self._push()
             error: Optional[BaseException] = None
             try:
+                assert self._host_in is not None  # loaded (checked above)
                 np.copyto(self._host_in, tensor, casting='same_kind')
                 self._enqueue()
             except Exception as e:  # noqa: B902 - any CUDA/TensorRT failure -> BackendError
@@ -509,6 +463,7 @@ class TensorRTBackend(DetectorBackend):
                     raise error
                 raise BackendError(f'TensorRT inference failed for {self.model.path}: '
                                    f'{type(error).__name__}: {error}') from error
+            assert self._host_out is not None
             return self._host_out
 
     def _push(self) -> None:
@@ -556,18 +511,17 @@ class TensorRTBackend(DetectorBackend):
             self._context = None
             self._engine = None
             self._runtime = None
-            for buffer in list(self._device_buffers.values()) + [self._frame_dev]:
+            for buffer in self._device_buffers.values():
                 if buffer is not None and pushed:
                     try:
                         buffer.free()
                     except Exception:  # noqa: B902 - best effort, keep freeing the rest
                         pass
             self._device_buffers = {}
-            self._dev_in = self._dev_out = self._frame_dev = None
+            self._dev_in = self._dev_out = None
             # Dropped, not freed: pycuda frees pinned memory when the last reference goes,
             # which is now unless a caller still holds the output array.
-            self._host_in = self._host_out = self._frame_host = None
-            self._kernel = self._module = None
+            self._host_in = self._host_out = None
             self._stream = None
         finally:
             if pushed and cuda is not None:
@@ -581,81 +535,6 @@ class TensorRTBackend(DetectorBackend):
                     pass
             self._cuda_ctx = None
             self._logger = None
-
-    # -- optional GPU preprocessing (untested here: no GPU) ------------------------------
-
-    def infer_bgr(self, image: np.ndarray, order: str = 'bgr') -> tuple[np.ndarray, Any]:
-        """
-        Letterbox, convert and run one raw (H, W, 3) uint8 frame on the GPU; return (out, lb).
-
-        Only the raw frame crosses PCIe: one kernel does the bilinear letterbox resize, the
-        colour order swap, /255 and HWC->CHW straight into the engine's input buffer.
-        ``order`` is the frame's channel order ('bgr' or 'rgb'); ``lb`` is the
-        :class:`edge_infer_ros.inference.yolo.Letterbox` used, as the CPU preprocessing returns it.
-        Needs a float32 model input and nvcc (pycuda compiles the kernel on first use);
-        raises BackendError otherwise, so the caller can keep preprocessing on the CPU.
-        """
-        from edge_infer_ros.core.image import letterbox_geometry
-
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f'infer_bgr expects an (H, W, 3) uint8 image, got '
-                             f'{list(image.shape)} {image.dtype}')
-        if order not in ('bgr', 'rgb'):
-            raise ValueError(f'order must be bgr or rgb, got {order!r}')
-        with self._lock:
-            if self._context is None:
-                raise BackendError(f'tensorrt backend for {self.model.path} is not loaded')
-            if self._host_in.dtype != np.float32:
-                raise BackendError('GPU preprocessing needs a float32 model input, the engine '
-                                   f'takes {self._host_in.dtype}')
-            height, width = image.shape[:2]
-            _, _, in_h, in_w = self.model.input_shape
-            new_w, new_h, left, top, letterbox = letterbox_geometry(width, height, in_w, in_h)
-            self._push()
-            error: Optional[BaseException] = None
-            try:
-                self._prepare_preprocess(height, width)
-                np.copyto(self._frame_host, image)
-                self._cuda.memcpy_htod_async(self._frame_dev, self._frame_host, self._stream)
-                swap = 0 if order == self.model.color_order else 1
-                self._kernel.prepared_async_call(
-                    ((in_w + 15) // 16, (in_h + 15) // 16), (16, 16, 1), self._stream,
-                    int(self._frame_dev), np.int32(width), np.int32(height),
-                    np.int32(width * 3), int(self._dev_in), np.int32(in_w), np.int32(in_h),
-                    np.int32(left), np.int32(top), np.int32(new_w), np.int32(new_h),
-                    np.float32(width / new_w), np.float32(height / new_h), np.int32(swap),
-                    np.float32(self.model.letterbox_pad_value / 255.0))
-                self._execute()
-                self._cuda.memcpy_dtoh_async(self._host_out, self._dev_out, self._stream)
-                self._stream.synchronize()
-            except Exception as e:  # noqa: B902
-                error = e
-            error = self._pop(error)
-            if error is not None:
-                if isinstance(error, BackendError):
-                    raise error
-                raise BackendError(f'TensorRT GPU preprocessing failed: '
-                                   f'{type(error).__name__}: {error}') from error
-            return self._host_out, letterbox
-
-    def _prepare_preprocess(self, height: int, width: int) -> None:
-        """Compile the kernel once and (re)allocate the frame buffers when the size changes."""
-        cuda = self._cuda
-        if self._kernel is None:
-            try:
-                from pycuda.compiler import SourceModule
-                self._module = SourceModule(_PREPROCESS_KERNEL, no_extern_c=True)
-            except Exception as e:  # noqa: B902 - no nvcc, compile error, ...
-                raise BackendError(f'GPU preprocessing unavailable (kernel compile failed: '
-                                   f'{type(e).__name__}: {e}); preprocess on the CPU') from e
-            self._kernel = self._module.get_function('letterbox_chw')
-            self._kernel.prepare('PiiiPiiiiiiffif')
-        if self._frame_host is None or self._frame_host.shape != (height, width, 3):
-            if self._frame_dev is not None:
-                self._frame_dev.free()
-                self._frame_dev = None
-            self._frame_host = cuda.pagelocked_empty((height, width, 3), np.uint8)
-            self._frame_dev = cuda.mem_alloc(height * width * 3)
 
     # -- info ----------------------------------------------------------------------------
 

@@ -4,6 +4,12 @@ Action stage: detections to a control command, stamped with the frame's capture 
 Being the last stage, it also publishes the frame's trace for the budget monitor, and (off by
 default) a debug image with boxes and per-stage latencies, drawn on a thread of its own and
 only while someone subscribes, so the control path never pays for it.
+
+``cmd_vel`` is safety-relevant: every command is finite and within the speed limits (the
+policy clamps it last), detections of a frame older than ``max_frame_age_s`` give a stop, and
+a watchdog thread of its own (it needs no frame and no executor to run) publishes a stop every
+``command_timeout_s`` while no fresh detections arrive, as a base controller behind twist_mux
+expects of its inputs.
 """
 
 from __future__ import annotations
@@ -11,13 +17,14 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
-from edge_infer_ros.core.payloads import DetectionPayload, ImagePayload
+from edge_infer_ros.core.payloads import Command, DetectionPayload, ImagePayload
 from edge_infer_ros.ros import convert
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.base import OK, run_single, StageNode, WARN
 from edge_infer_ros.stages.action import ActionPolicy
 from edge_infer_ros.stages.debug_view import draw_debug_image
 from edge_infer_ros_msgs.msg import DetectionArray, FrameTrace as FrameTraceMsg
@@ -47,6 +54,11 @@ class ActionNode(StageNode):
         ParamSpec('max_angular_speed', 1.0, 'largest turn rate, rad/s', low=0.0, high=10.0),
         ParamSpec('steering_gain', 1.5, 'turn rate per unit of horizontal target offset, '
                   'rad/s', low=0.0, high=100.0),
+        ParamSpec('command_timeout_s', 0.5, 'no fresh detections for this long: publish a stop '
+                  '(zero twist), again every timeout until they come back, s', low=0.01,
+                  high=60.0),
+        ParamSpec('max_frame_age_s', 0.5, 'detections of a frame captured longer ago than '
+                  'this give a stop instead of a command, s', low=0.001, high=60.0),
         ParamSpec('publish_trace', True, "publish each frame's trace on trace (the budget "
                   'monitor needs it)'),
         ParamSpec('debug_image', False, 'publish debug_image (boxes, labels, stage latencies) '
@@ -61,6 +73,18 @@ class ActionNode(StageNode):
         self.debug_images_drawn = 0
         self._debug_input: Optional[StageInput] = None
         self._debug_lock = threading.Lock()
+        self.ignored_detections = 0
+        self.stale_frames = 0
+        self.watchdog_stops = 0
+        self.class_warning = ''
+        self._checked_names: Optional[tuple[str, ...]] = None
+        self._command_lock = threading.Lock()
+        self._last_fresh_ns = 0
+        self._last_stop_ns = 0
+        self._last_frame = ('', '')  # camera, frame_id of the latest command
+        self._watchdog: Optional[threading.Thread] = None
+        self._watchdog_wake = threading.Event()
+        self._watchdog_quit = False
 
     def _policy(self) -> ActionPolicy:
         return ActionPolicy(**{name: (tuple(self.p[name]) if isinstance(self.p[name], list)
@@ -70,6 +94,9 @@ class ActionNode(StageNode):
         """Apply new policy values from the next frame on."""
         if any(name in changed for name in POLICY_PARAMS):
             self.policy = self._policy()
+            self._checked_names = None  # check the classes again
+        if 'command_timeout_s' in changed:
+            self._watchdog_wake.set()  # the new timeout applies at once
 
     def create_io(self) -> None:
         """Input detections; outputs cmd_vel, trace, debug_image."""
@@ -86,13 +113,53 @@ class ActionNode(StageNode):
                                        on_error=self._stage_error)
 
     def activate_stage(self) -> None:
-        """Start the debug worker."""
+        """Start the debug worker and the command watchdog (its clock starts now)."""
         self._debug_input.start()
+        self._last_fresh_ns = now_ns()
+        self._last_stop_ns = 0
+        self._watchdog_quit = False
+        self._watchdog = threading.Thread(target=self._watch_commands, name='eir:cmd_watchdog',
+                                          daemon=True)
+        self._watchdog.start()
 
     def deactivate_stage(self) -> None:
-        """Stop the debug worker."""
+        """Stop the watchdog and the debug worker."""
+        self._watchdog_quit = True
+        self._watchdog_wake.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=2.0)
+            self._watchdog = None
         if self._debug_input is not None:
             self._debug_input.stop()
+
+    def _watch_commands(self) -> None:
+        """
+        Publish a stop whenever command_timeout_s passes without fresh detections.
+
+        It sleeps until the deadline (a new frame moves it on), so it wakes about once per
+        timeout, not per frame: each wake-up of a Python thread can delay the frame threads
+        when the CPU is overloaded.
+        """
+        while not self._watchdog_quit:
+            timeout_ns = int(self.p['command_timeout_s'] * 1e9)
+            now = now_ns()
+            with self._command_lock:
+                due = max(self._last_fresh_ns, self._last_stop_ns) + timeout_ns
+                if now >= due:
+                    self._last_stop_ns = now
+                    silent_s = (now - self._last_fresh_ns) / 1e9
+                    self.watchdog_stops += 1
+                    self._publish_command(now, Command(
+                        0.0, 0.0, True, f'no fresh detections for {silent_s:.3f} s'))
+                    continue
+            self._watchdog_wake.wait((due - now) / 1e9)
+            self._watchdog_wake.clear()
+
+    def _publish_command(self, stamp_ns: int, command: Command, camera: str = '',
+                         seq: int = 0, frame_id: str = '') -> None:
+        if not camera:
+            camera, frame_id = self._last_frame
+        self.cmd_out.publish(Envelope(camera, seq, stamp_ns, frame_id, (), command))
 
     def cleanup_stage(self) -> None:
         """Drop the debug publisher."""
@@ -104,20 +171,58 @@ class ActionNode(StageNode):
     def _on_detections(self, envelope: Envelope, received_ns: int) -> None:
         start = now_ns()
         detections: DetectionPayload = envelope.payload
-        command = self.policy.decide(detections)
+        if detections.class_names is not self._checked_names:
+            self._check_classes(detections)
+        age_s = (start - envelope.stamp_ns) / 1e9
+        if age_s > self.p['max_frame_age_s']:
+            self.stale_frames += 1
+            command = Command(0.0, 0.0, True, f'frame {age_s:.3f} s old > max_frame_age_s')
+        else:
+            command = self.policy.decide(detections)
+        self.ignored_detections += command.ignored
         self.commands += 1
         self.stops += command.stop
         timing_start = start
-        self.cmd_out.publish(Envelope(envelope.camera, envelope.seq, envelope.stamp_ns,
-                                      envelope.frame_id, (), command))
+        with self._command_lock:
+            self._last_frame = (envelope.camera, envelope.frame_id)
+            if age_s <= self.p['max_frame_age_s']:
+                self._last_fresh_ns = start  # a stale frame does not feed the watchdog
+            self._publish_command(envelope.stamp_ns, command, envelope.camera, envelope.seq,
+                                  envelope.frame_id)
         done = envelope.forward(detections, self.timing(received_ns, timing_start))
         if self.p['publish_trace']:
             trace = FrameTrace.of(done)
-            self.trace_out.publish(Envelope(
-                envelope.camera, envelope.seq, envelope.stamp_ns, envelope.frame_id, (), trace))
+            self.trace_out.publish(envelope.with_payload(trace))
         if self.p['debug_image'] and detections.image is not None and \
                 self.debug_pub.get_subscription_count() > 0:
             self._debug_input.deliver(done)
+
+    def _check_classes(self, detections: DetectionPayload) -> None:
+        """Warn once per class list when targets or obstacles are not among the model's."""
+        self._checked_names = detections.class_names
+        if not detections.class_names_complete:
+            return  # from DDS: only the classes detected in that frame are known
+        missing = self.policy.unknown_classes(detections.class_names)
+        self.class_warning = (
+            f'classes {", ".join(missing)} (target_classes/obstacle_classes) are not among the '
+            f'model\'s classes {", ".join(detections.class_names[:20])}: nothing will match '
+            'them; set target_classes/obstacle_classes or the class_names parameter of the '
+            'detector') if missing else ''
+        if missing:
+            self.get_logger().warning(self.class_warning)
+
+    def stage_status(self) -> DiagnosticStatus:
+        """Report the base status, WARN while the watchdog stops or classes do not match."""
+        status = super().stage_status()
+        if status.level == OK:  # nothing more urgent to say
+            silent_s = (now_ns() - self._last_fresh_ns) / 1e9
+            if self.active and silent_s > self.p['command_timeout_s']:
+                status.level = WARN
+                status.message = (f'watchdog: no fresh detections for {silent_s:.1f} s, '
+                                  'publishing stops')
+            elif self.class_warning:
+                status.level, status.message = WARN, self.class_warning
+        return status
 
     def _draw_debug(self, envelope: Envelope, received_ns: int) -> None:
         detections: DetectionPayload = envelope.payload
@@ -125,13 +230,15 @@ class ActionNode(StageNode):
             raise ImageError('no image to draw on')
         canvas = draw_debug_image(detections, envelope.trace, envelope.stamp_ns)
         self.debug_images_drawn += 1
-        self.debug_pub.publish(convert.image_to_msg(Envelope(
-            envelope.camera, envelope.seq, envelope.stamp_ns, envelope.frame_id, (),
-            ImagePayload(canvas, 'bgr8'))))
+        self.debug_pub.publish(convert.image_to_msg(
+            envelope.with_payload(ImagePayload(canvas, 'bgr8'))))
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Command counters and the debug view's cost counter."""
         return [('commands', str(self.commands)), ('stops', str(self.stops)),
+                ('watchdog_stops', str(self.watchdog_stops)),
+                ('stale_frames', str(self.stale_frames)),
+                ('ignored_detections', str(self.ignored_detections)),
                 ('debug_images_drawn', str(self.debug_images_drawn))]
 
 

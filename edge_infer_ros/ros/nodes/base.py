@@ -14,20 +14,31 @@ serves parameters, lifecycle services, diagnostics and messages from other proce
 from __future__ import annotations
 
 from dataclasses import replace
+import os
+import sys
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
+from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
+from edge_infer_ros.core.validate import InputRefused, MAX_HARDWARE_ID, REASONS
+from edge_infer_ros.ros import process
+from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
+                                       SubscriptionEventCallbacks)
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-import rclpy
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+import rclpy.subscription
+
+#: Why lost frames cannot be counted here, or '' when they can: rclpy before Iron (Humble)
+#: calls subscription callbacks without MessageInfo.
+MESSAGE_INFO_MISSING = '' if hasattr(rclpy.subscription, 'MessageInfo') else (
+    'this rclpy passes no MessageInfo to subscriptions (before Iron)')
 
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
                           DiagnosticStatus.STALE)
@@ -59,7 +70,10 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               runtime=False),
     ParamSpec('diagnostics_period_s', 1.0, "period of this node's /diagnostics status",
               low=0.05, high=60.0),
-    ParamSpec('hardware_id', 'edge_infer_ros', 'hardware_id of the diagnostics statuses'),
+    ParamSpec('hardware_id', 'edge_infer_ros', 'hardware_id of the diagnostics statuses '
+              f'(at most {MAX_HARDWARE_ID} characters)', check=lambda v: None if len(v) <=
+              MAX_HARDWARE_ID else f'hardware_id has {len(v)} characters, at most '
+              f'{MAX_HARDWARE_ID}'),
 )
 
 
@@ -70,7 +84,8 @@ def descriptor_for(spec: ParamSpec) -> ParameterDescriptor:
     if spec.choices:
         constraints.append('one of: ' + ', '.join(spec.choices))
     if not spec.runtime:
-        constraints.append('changes only while the node is inactive')
+        constraints.append('start-only: set it while the node is not active; it applies at '
+                           'the next configure')
     descriptor.additional_constraints = '; '.join(constraints)
     if isinstance(spec.default, bool) or isinstance(spec.default, (str, list, tuple)):
         return descriptor
@@ -126,6 +141,31 @@ class StageNode(LifecycleNode):
         self._inputs: list[tuple[StageInput, Any, str]] = []
         self._outputs: list[StagePublisher] = []
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
+        try:
+            self._declare_parameters()
+        except BaseException:
+            super().destroy_node()  # a refused parameter must not leave a node in the graph
+            raise
+        self.add_on_set_parameters_callback(self._check_parameters)
+        add_post_set_parameters_callback(self, self._parameters_set)
+        self.bus = LocalBus.for_context(self.context)
+        self.last_error = ''
+        self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
+        self._last_error_ns = 0
+        #: refused inputs per reason of core.validate (a fixed set of keys: bounded)
+        self.refusals: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self._qos_warnings: list[str] = []
+        #: Per input topic: gaps in the publishers' sequence numbers (frames DDS lost).
+        self.transport_loss: dict[str, SequenceTracker] = {}
+        self._recent_loss: dict[str, RecentLoss] = {}
+        self._fqn = self.get_fully_qualified_name()
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
+                                             self.publish_diagnostics)
+
+    # -- parameters -------------------------------------------------------------------------
+    def _declare_parameters(self) -> None:
+        """Declare every spec with its descriptor; raise on a value the spec refuses."""
         self.param_specs = self.declared_specs()
         for spec in self.param_specs.values():
             default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
@@ -142,19 +182,7 @@ class StageNode(LifecycleNode):
         reason = validate_updates(self.param_specs, self.p, active=False)
         if reason:
             raise ValueError(f'{self.get_fully_qualified_name()}: bad parameter: {reason}')
-        self.add_on_set_parameters_callback(self._check_parameters)
-        self.add_post_set_parameters_callback(self._parameters_set)
-        self.bus = LocalBus.for_context(self.context)
-        self.last_error = ''
-        self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
-        self._last_error_ns = 0
-        self._qos_warnings: list[str] = []
-        self._fqn = self.get_fully_qualified_name()
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
-                                             self.publish_diagnostics)
 
-    # -- parameters -------------------------------------------------------------------------
     def _param_value(self, name: str) -> Any:
         value = self.get_parameter(name).value
         return list(value) if isinstance(value, (list, tuple)) or hasattr(value, 'tolist') \
@@ -179,13 +207,17 @@ class StageNode(LifecycleNode):
                 changed[parameter.name] = self.p[parameter.name]
         if 'queue_depth' in changed or 'input_mode' in changed:
             for stage_input, _, _ in self._inputs:
-                stage_input.set_depth(self.p['queue_depth'])
-                stage_input.set_mode(self.p['input_mode'])
+                stage_input.apply_settings(self.p['input_mode'], self.p['queue_depth'])
         if 'diagnostics_period_s' in changed:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
             self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
                                                  self.publish_diagnostics)
+        pending = [n for n in changed if not self.param_specs[n].runtime]
+        if pending and self._configured:
+            self.get_logger().info(
+                f'{", ".join(pending)} set; start-only, so it applies at the next configure '
+                '(ros2 lifecycle set <node> cleanup, then configure)')
         if changed:
             self.parameters_changed(changed)
 
@@ -201,13 +233,28 @@ class StageNode(LifecycleNode):
                   callback: Callable[[Envelope, int], None],
                   key_of: Callable[[Any], Hashable], mode: Optional[str] = None,
                   depth: Optional[int] = None, qos: Optional[QoSProfile] = None) -> StageInput:
-        """Subscribe a stage callback to a topic, locally by reference and through DDS."""
+        """
+        Subscribe a stage callback to a topic, locally by reference and through DDS.
+
+        An explicit ``mode`` or ``depth`` pins the input: the stage-wide ``input_mode`` and
+        ``queue_depth`` parameters then leave it alone.
+        """
         resolved = self.resolve_topic_name(topic)
         stage_input = StageInput(resolved, callback, mode=mode or self.p['input_mode'],
                                  depth=depth or self.p['queue_depth'],
-                                 name=f'{self.get_name()}:{topic}', on_error=self._stage_error)
+                                 name=f'{self.get_name()}:{topic}', on_error=self._stage_error,
+                                 pinned=mode is not None or depth is not None)
 
-        def on_message(msg: Any) -> None:
+        tracker = self.transport_loss.setdefault(resolved, SequenceTracker())
+        self._recent_loss.setdefault(resolved, RecentLoss())
+
+        def on_message(msg: Any, info: Optional[dict]) -> None:
+            sequence = info.get('publication_sequence_number') if info else None
+            gid = (info.get('publisher_gid') or {}).get('data') if info else None
+            if sequence is None or gid is None or sequence <= 0:
+                tracker.observe_without_info()
+            else:
+                tracker.observe(gid, sequence)
             try:
                 envelope = from_msg(msg)
             except Exception as error:  # noqa: B902 - any malformed message is counted
@@ -215,14 +262,18 @@ class StageNode(LifecycleNode):
                 stage_input.stats.errors += 1
                 self._stage_error(error, None, f'bad message on {resolved}')
                 return
+            echoes = stage_input.stats.duplicates_ignored
             stage_input.deliver_from_ros(envelope, key_of(msg))
+            if gid is not None and stage_input.stats.duplicates_ignored > echoes:
+                tracker.ignore(gid)  # a publisher of this process: its frames come by reference
 
+        callback = on_message if not MESSAGE_INFO_MISSING else (lambda msg: on_message(msg, None))
         if qos is None:
             qos = qos_from(self.p['qos.input.reliability'], self.p['qos.input.durability'],
                            self.p['qos.input.depth'])
         events = SubscriptionEventCallbacks(
             incompatible_qos=lambda info, t=resolved: self._incompatible_qos(t, info, 'publisher'))
-        subscription = self.create_subscription(msg_type, resolved, on_message, qos,
+        subscription = self.create_subscription(msg_type, resolved, callback, qos,
                                                 event_callbacks=events)
         self.bus.attach(resolved, stage_input, has_ros_subscription=True)
         self._inputs.append((stage_input, subscription, resolved))
@@ -282,6 +333,8 @@ class StageNode(LifecycleNode):
     def _stage_error(self, error: BaseException, envelope: Optional[Envelope],
                      what: str = '') -> None:
         frame = f' (frame {envelope.camera}#{envelope.seq})' if envelope is not None else ''
+        if isinstance(error, InputRefused):
+            self.refusals[error.reason] += 1
         self.last_error = f'{what or self.STAGE + " failed"}{frame}: ' \
                           f'{type(error).__name__}: {error}'
         self._last_error_ns = now_ns()
@@ -354,6 +407,11 @@ class StageNode(LifecycleNode):
         """Tell whether the stage processes frames."""
         return self._active
 
+    @property
+    def configured(self) -> bool:
+        """Tell whether the model is loaded and the buffers allocated (after configure)."""
+        return self._configured
+
     def start(self) -> bool:
         """Configure and activate (what ``autostart`` does); True when active."""
         if not self._configured:
@@ -390,6 +448,48 @@ class StageNode(LifecycleNode):
         return []
 
     # -- diagnostics ------------------------------------------------------------------------
+    def frames_lost_in_transport(self) -> Optional[int]:
+        """Frames DDS lost on the way to this stage's inputs; None when it cannot tell."""
+        trackers = self.transport_loss.values()
+        if MESSAGE_INFO_MISSING or any(t.totals.without_info and not t.totals.received
+                                       for t in trackers):
+            return None
+        return sum(t.lost for t in trackers)
+
+    def transport_loss_status(self) -> tuple[list[tuple[str, str]], Optional[str]]:
+        """Diagnostic values of frames lost in transport, and the WARN text if too many."""
+        lost = self.frames_lost_in_transport()
+        if lost is None:
+            why = MESSAGE_INFO_MISSING or 'the middleware gives no publication sequence numbers'
+            return [('frames_lost_in_transport', 'unknown'),
+                    ('transport_loss_counting', f'unavailable: {why}')], None
+        now_s = now_ns() / 1e9
+        warning = None
+        for topic, tracker in self.transport_loss.items():
+            recent = self._recent_loss[topic]
+            window_lost, window_total = recent.update(now_s, tracker.totals.received,
+                                                      tracker.lost)
+            warning = warning or loss_warning(topic, window_lost, window_total, recent.window_s)
+        return [('frames_lost_in_transport', str(lost)),
+                ('transport_loss_counting', 'publication sequence numbers')], warning
+
+    def matched_values(self) -> list[tuple[str, str]]:
+        """
+        Return the DDS peers each topic of this node has matched (not merely discovered).
+
+        A volatile sample published before the reader matched is gone without a trace, and
+        matching between processes lags discovery under load: the split runner starts the
+        camera only once every hop reports a match on both ends.
+        """
+        values = [(f'matched_subscriptions:{o.topic}',
+                   str(o.ros_publisher.get_subscription_count()))
+                  for o in self._outputs if o.ros_publisher is not None]
+        for _, subscription, topic in self._inputs:
+            count = getattr(subscription, 'get_publisher_count', None)  # rclpy >= Jazzy
+            if count is not None:
+                values.append((f'matched_publishers:{topic}', str(count())))
+        return values
+
     def stage_status(self) -> DiagnosticStatus:
         """Report this node's own health: state, counters, last error, QoS problems."""
         received = sum(i.stats.received for i in self.inputs)
@@ -405,8 +505,14 @@ class StageNode(LifecycleNode):
                   ('messages_built', str(sum(o.stats.messages_built for o in self._outputs))),
                   ('local_deliveries',
                    str(sum(o.stats.local_deliveries for o in self._outputs)))]
+        values += [(f'refused.{reason}', str(count))
+                   for reason, count in self.refusals.items() if count]
         values += self.diagnostic_values()
+        loss_values, loss_text = self.transport_loss_status()
+        values += loss_values + self.matched_values()
         level, message = OK, 'running' if self._active else 'not active'
+        if loss_text:
+            level, message = WARN, loss_text
         if self._qos_warnings:
             level, message = WARN, self._qos_warnings[-1]
         if self.fault:
@@ -417,7 +523,8 @@ class StageNode(LifecycleNode):
         elif not self._configured and self.last_error:
             level, message = ERROR, self.last_error
         status = DiagnosticStatus(level=level, name=f'{self._fqn}: {self.STAGE}',
-                                  message=message, hardware_id=self.p['hardware_id'])
+                                  message=message[:1024],
+                                  hardware_id=self.p['hardware_id'])
         status.values = [KeyValue(key=k, value=v) for k, v in values]
         return status
 
@@ -447,16 +554,28 @@ class StageNode(LifecycleNode):
 
 def run_single(node_class: type, args: Optional[list[str]] = None) -> None:
     """Run one stage node on its own (``ros2 run``), driving it to active with autostart."""
-    rclpy.init(args=args)
-    node = node_class()
+    prog = os.path.basename(sys.argv[0] if args is None else
+                            (args[0] if args else node_class.DEFAULT_NAME))
+    argv = process.parse_node_command_line(
+        prog, (node_class.__doc__ or '').strip().split('\n')[0],
+        process.parameter_help(node_class.declared_specs().values()), args)
+    stop = process.init(argv)
     executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    nodes: list[StageNode] = []
+    spin_thread = None
+    failed = False
     try:
+        node = node_class()
+        nodes.append(node)
+        executor.add_node(node)
         if node.p['autostart'] and not node.start():
             node.get_logger().error(f'could not start: {node.last_error}')
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
+        spin_thread = process.spin_in_thread(executor, stop)
+        stop.wait()
+    except Exception as error:  # noqa: B902 - a clear message and exit code 1, no traceback
+        print(f'[{prog}] {type(error).__name__}: {error}', file=sys.stderr)
+        failed = True
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        process.finish(executor, spin_thread, nodes)
+    if failed or stop.failed:
+        sys.exit(1)

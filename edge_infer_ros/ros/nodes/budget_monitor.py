@@ -26,7 +26,9 @@ from typing import Any, Callable, Optional
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
 from edge_infer_ros.core.params import ParamSpec
-from edge_infer_ros.monitor.budget import BudgetConfig, BudgetTracker, DeadlineMiss
+from edge_infer_ros.core.validate import check_stamp, check_trace
+from edge_infer_ros.monitor.budget import (BudgetConfig, BudgetTracker, DeadlineMiss,
+                                           MAX_CAMERAS_RANGE, MAX_STAGES_RANGE)
 from edge_infer_ros.ros import convert
 from edge_infer_ros.ros.nodes.base import COMMON_PARAMS, run_single, StageNode
 from edge_infer_ros_msgs.msg import DeadlineMiss as DeadlineMissMsg, FrameTrace as FrameTraceMsg
@@ -43,8 +45,22 @@ _DESCRIPTIONS = {
     'miss_rate_error': 'fraction of frames over the deadline above which the path is ERROR',
     'stale_timeout_s': 'no trace for this long: stages STALE, path ERROR, s',
     'min_samples': 'fewer samples: no verdict from percentiles yet',
+    'max_cameras': 'most cameras followed; a trace of one more is refused (counted) unless '
+                   'a camera silent for stale_timeout_s makes room',
+    'max_stages': 'most stages followed per camera; traces needing more are refused (counted)',
+    'entry_timeout_s': 'cameras and stages missing from the traces this long are forgotten, '
+                       's (>= stale_timeout_s)',
 }
+#: Parameters that accept 0 (the other floats must be > 0: their range starts above it).
+_ZERO_ALLOWED = frozenset({'budget_ms.slack', 'window_max_age_s', 'miss_rate_error'})
+#: Smallest value of a parameter that must be > 0.
+_POSITIVE_LOW = 0.001
 _COMMON_NAMES = {spec.name for spec in COMMON_PARAMS}
+
+
+#: Traces waiting for the monitor: every trace counts, so the queue is deep and pinned (the
+#: stage-wide queue_depth / input_mode parameters are for frame inputs).
+TRACE_QUEUE_DEPTH = 1000
 
 
 def budget_param_specs() -> tuple[ParamSpec, ...]:
@@ -59,10 +75,16 @@ def budget_param_specs() -> tuple[ParamSpec, ...]:
             specs.append(ParamSpec(name, default, description, low=1.0, high=100.0))
         elif name == 'miss_rate_error':
             specs.append(ParamSpec(name, default, description, low=0.0, high=1.0))
+        elif name in ('max_cameras', 'max_stages'):
+            low, high = MAX_CAMERAS_RANGE if name == 'max_cameras' else MAX_STAGES_RANGE
+            specs.append(ParamSpec(name, default, description, low=low, high=high))
+        elif name == 'min_samples':
+            specs.append(ParamSpec(name, default, description, low=0, high=1_000_000))
         elif isinstance(default, int):
             specs.append(ParamSpec(name, default, description, low=1, high=1_000_000))
         else:
-            specs.append(ParamSpec(name, float(default), description, low=0.0, high=1e6))
+            low = 0.0 if name in _ZERO_ALLOWED else _POSITIVE_LOW
+            specs.append(ParamSpec(name, float(default), description, low=low, high=1e6))
     return tuple(specs)
 
 
@@ -80,9 +102,10 @@ class BudgetMonitorNode(StageNode):
         self.trace_hooks: list[Callable[[FrameTrace], None]] = []
         self.miss_hooks: list[Callable[[DeadlineMiss], None]] = []
         self.traces_seen = 0
+        self.last_trace_ns = 0  # receipt time of the newest trace (0: none yet)
         self.misses_published = 0
+        self.config_warnings: list[str] = []
         self.diagnostics_after_trace = 0
-        self._last_trace_ns = 0
         self._diagnostics_due = False
 
     def _config_from_params(self, values: dict[str, Any]) -> BudgetConfig:
@@ -99,22 +122,36 @@ class BudgetMonitorNode(StageNode):
 
     def parameters_changed(self, changed: dict[str, Any]) -> None:
         """Judge the very next frame by the new budgets and thresholds."""
+        config = self._config_from_params(self.p)
         with self._tracker_lock:
-            self.tracker.set_config(self._config_from_params(self.p))
+            self.tracker.set_config(config)
+        self._warn_about(config)
+
+    def configure_stage(self) -> None:
+        """Say at once what is doubtful in the budgets (they are valid, or configure failed)."""
+        self._warn_about(self.tracker.config)
+
+    def _warn_about(self, config: BudgetConfig) -> None:
+        self.config_warnings = config.consistency_warnings()
+        for warning in self.config_warnings:
+            self.get_logger().warning(f'budget configuration: {warning}')
 
     def create_io(self) -> None:
-        """Input trace (every trace counts: a deep queue), output deadline_miss."""
+        """Input trace (every trace counts: a deep queue of its own), output deadline_miss."""
         self.add_input('trace', FrameTraceMsg, convert.trace_from_msg, self._on_trace,
-                       convert.message_key, mode='thread', depth=max(1000, self.p['queue_depth']))
+                       convert.message_key, mode='thread', depth=TRACE_QUEUE_DEPTH)
         self.miss_out = self.add_output('deadline_miss', DeadlineMissMsg, _miss_to_msg,
                                         convert.envelope_key)
 
     def _on_trace(self, envelope: Envelope, received_ns: int) -> None:
         trace: FrameTrace = envelope.payload
+        # In-process traces too: no zero, future or out-of-order time enters the windows.
+        check_stamp(trace.stamp_ns, received_ns, 'trace stamp')
+        check_trace(trace.stamp_ns, trace.stages, received_ns)
         with self._tracker_lock:
             miss = self.tracker.observe(trace, received_ns)
         self.traces_seen += 1
-        self._last_trace_ns = received_ns
+        self.last_trace_ns = received_ns
         for hook in self.trace_hooks:
             hook(trace)
         if miss is not None:
@@ -141,15 +178,20 @@ class BudgetMonitorNode(StageNode):
             statuses.append(status)
         return statuses
 
-    def summary(self) -> dict[str, Any]:
-        """Return the latency report (the main job prints and writes it)."""
+    def summary(self, at_ns: Optional[int] = None) -> dict[str, Any]:
+        """
+        Return the latency report (the main job prints and writes it), judged at ``at_ns``.
+
+        A run that has ended judges at its last trace (``at_ns=last_trace_ns``): judged later,
+        every stage would be STALE only because the run is over.
+        """
         with self._tracker_lock:
-            return self.tracker.summary(now_ns())
+            return self.tracker.summary(at_ns if at_ns is not None else now_ns())
 
     def publish_diagnostics(self) -> None:
         """Own status plus one status per stage and camera path (after the next trace if due)."""
         period_ns = self.p['diagnostics_period_s'] * 1e9
-        if self.active and now_ns() - self._last_trace_ns < 0.5 * period_ns:
+        if self.active and now_ns() - self.last_trace_ns < 0.5 * period_ns:
             self._diagnostics_due = True  # traces flow: published after the next one
             return
         self._diagnostics_due = False
@@ -164,9 +206,11 @@ class BudgetMonitorNode(StageNode):
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Counters of the monitor itself."""
-        return [('traces_seen', str(self.traces_seen)),
-                ('deadline_misses_published', str(self.misses_published)),
-                ('diagnostics_after_trace', str(self.diagnostics_after_trace))]
+        values = [('traces_seen', str(self.traces_seen)),
+                  ('deadline_misses_published', str(self.misses_published)),
+                  ('diagnostics_after_trace', str(self.diagnostics_after_trace))]
+        values += [(f'config_warning_{i}', w) for i, w in enumerate(self.config_warnings)]
+        return values
 
 
 def _miss_to_msg(envelope: Envelope) -> DeadlineMissMsg:

@@ -49,9 +49,9 @@ class CameraNode(StageNode):
                   runtime=False),
         ParamSpec('max_frames', 0, 'stop after this many frames (0: never)', low=0,
                   high=2**31 - 1),
-        ParamSpec('frame_id', 'camera_optical_frame', 'header.frame_id of the frames'),
-        ParamSpec('camera_name', '', 'name of this camera in traces and diagnostics '
-                  '(empty: the frame_id)'),
+        ParamSpec('frame_id', 'camera_optical_frame', 'header.frame_id of the frames, also '
+                  "the camera's name in traces and diagnostics (the only name a "
+                  'sensor_msgs/Image carries, so it is the same composed or split)'),
         ParamSpec('publish_compressed', False, 'also publish image_raw/compressed (JPEG) when '
                   'someone outside the process subscribes'),
         ParamSpec('jpeg_quality', 90, 'JPEG quality of image_raw/compressed', low=1, high=100),
@@ -71,8 +71,8 @@ class CameraNode(StageNode):
 
     @property
     def camera_name(self) -> str:
-        """Name used for this camera in traces."""
-        return self.p['camera_name'] or self.p['frame_id']
+        """Name used for this camera in traces: its frame_id, as over DDS."""
+        return self.p['frame_id']
 
     def create_io(self) -> None:
         """Create outputs image_raw (+ compressed) and, relaying a topic, input image_in."""
@@ -200,8 +200,8 @@ class CameraNode(StageNode):
     def _relay(self, envelope: Envelope, received_ns: int) -> None:
         """Forward a robot camera's frame into the pipeline (by reference from here on)."""
         self.captured += 1
-        self._publish(Envelope(self.camera_name, envelope.seq, envelope.stamp_ns,
-                               envelope.frame_id, (), envelope.payload))
+        # Named by the frame's own frame_id, as the next stage names it when this hop is DDS.
+        self._publish(envelope.with_payload(envelope.payload, camera=envelope.frame_id))
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Capture counters."""

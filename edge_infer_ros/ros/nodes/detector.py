@@ -9,22 +9,20 @@ and says so in its diagnostics (WARN with the reason) and in the frame's candida
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Optional
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, now_ns
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import CandidatePayload, TensorPayload
 from edge_infer_ros.core.resources import resolve_model_path
-from edge_infer_ros.inference.backends.base import BackendError, DetectorBackend
-from edge_infer_ros.inference.backends.factory import BACKENDS, create_backend, load_with_fallback
+from edge_infer_ros.inference.backends.factory import BACKENDS, FallbackBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
 from edge_infer_ros.inference.yolo import YoloDecoder
 from edge_infer_ros.ros import convert
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.base import OK, run_single, StageNode, WARN
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
 from edge_infer_ros_msgs.msg import CandidateArray, TensorFrame
-import numpy as np
 
 
 class DetectorNode(StageNode):
@@ -41,6 +39,9 @@ class DetectorNode(StageNode):
                   choices=('onnxruntime', 'none'), runtime=False),
         ParamSpec('layout', 'auto', 'YOLO output layout (auto: from metadata or shape)',
                   choices=('auto', 'yolov8', 'yolov5'), runtime=False),
+        ParamSpec('class_names', [], "the model's class names in class-id order (empty: from "
+                  "the metadata file or the model's own metadata); their count must match the "
+                  'model output', list_of=str, runtime=False),
         ParamSpec('score_threshold', 0.25, 'minimum class score of a candidate', low=0.0,
                   high=1.0),
         ParamSpec('max_candidates', 300, 'most candidates passed to NMS (best scores)', low=1,
@@ -63,10 +64,8 @@ class DetectorNode(StageNode):
     def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.model: Optional[ModelInfo] = None
-        self.backend: Optional[DetectorBackend] = None
-        self.fallback_reason: Optional[str] = None
+        self.backend: Optional[FallbackBackend] = None
         self._decoder: Optional[YoloDecoder] = None
-        self._backend_lock = threading.Lock()
         self.non_finite_outputs = 0
         self.inferences = 0
 
@@ -85,61 +84,47 @@ class DetectorNode(StageNode):
 
     def configure_stage(self) -> None:
         """Check and load the model, then start the backend (with fallback)."""
-        self.model = load_model_info(resolve_model_path(self.p['model_path']),
-                                     expected_sha256=self.p['model_sha256'],
-                                     layout=self.p['layout'])
-        preferred = self.p['backend']
-        fallback = self.p['fallback_backend']
-        if fallback == 'none' or fallback == preferred:
-            self.backend = create_backend(preferred, self.model, self._backend_options())
-            self.backend.load()
-            self.fallback_reason = None
-        else:
-            self.backend, self.fallback_reason = load_with_fallback(
-                preferred, self.model, self._backend_options(), fallback)
-        if self.fallback_reason:
-            self.fault = (f'{preferred} backend unavailable, running on '
-                          f'{self.backend.name}: {self.fallback_reason}')
-            self.get_logger().warning(self.fault)
-        else:
-            self.fault = ''
-        self._decoder = YoloDecoder(self.model.layout, self.model.num_classes,
+        # Nothing of a previous configuration may show in diagnostics if this one fails.
+        self.model, self.backend, self.fault = None, None, ''
+        model = load_model_info(resolve_model_path(self.p['model_path']),
+                                expected_sha256=self.p['model_sha256'],
+                                layout=self.p['layout'], class_names=self.p['class_names'])
+        for note in model.notes:
+            self.get_logger().info(f'model {model.path}: {note}')
+        backend = FallbackBackend(self.p['backend'], model, self._backend_options(),
+                                  self.p['fallback_backend'], self._on_fallback)
+        backend.load()
+        self.model, self.backend = model, backend  # only now: a failed configure shows none
+        if not model.pinned:
+            self.get_logger().warning(self._unpinned_message())
+        self._decoder = YoloDecoder(model.layout, model.num_classes,
                                     max_candidates=self.p['max_candidates'])
-        self.get_logger().info(f'model {self.model.path} ({self.model.layout}, '
-                               f'{self.model.num_classes} classes) on {self.backend.description}')
+        self.get_logger().info(f'model {model.path} ({model.layout}, '
+                               f'{model.num_classes} classes) on {self.backend.description}')
+
+    @property
+    def fallback_reason(self) -> Optional[str]:
+        """Why the detector runs on the fallback backend (None: on the preferred one)."""
+        return self.backend.fallback_reason if self.backend is not None else None
+
+    def _on_fallback(self, reason: str) -> None:
+        """Report a switch to the fallback backend (at load or mid-run)."""
+        self.fault = f'{self.p["backend"]} backend unavailable, running on fallback: {reason}'
+        self.get_logger().warning(self.fault)
 
     def cleanup_stage(self) -> None:
         """Release the backend (GPU memory too)."""
-        with self._backend_lock:
-            if self.backend is not None:
-                self.backend.release()
-            self.backend = None
-            self._decoder = None
+        if self.backend is not None:
+            self.backend.release()
+        self.backend = None
+        self._decoder = None
+        self.model = None
 
     def parameters_changed(self, changed: dict[str, Any]) -> None:
         """max_candidates takes effect on the next frame."""
         if 'max_candidates' in changed and self.model is not None:
             self._decoder = YoloDecoder(self.model.layout, self.model.num_classes,
                                         max_candidates=self.p['max_candidates'])
-
-    def _infer(self, tensor: np.ndarray) -> np.ndarray:
-        try:
-            return self.backend.infer(tensor)
-        except BackendError as error:
-            fallback = self.p['fallback_backend']
-            if fallback == 'none' or self.backend.name == fallback:
-                raise
-            # The accelerator failed mid-run: switch to the CPU backend and keep seeing.
-            with self._backend_lock:
-                failed = self.backend
-                replacement = create_backend(fallback, self.model, self._backend_options())
-                replacement.load()
-                self.backend = replacement
-                failed.release()
-            self.fallback_reason = f'{failed.name} failed while running: {error}'
-            self.fault = f'{failed.name} backend failed, running on {fallback}: {error}'
-            self.get_logger().error(self.fault)
-            return self.backend.infer(tensor)
 
     def _on_tensor(self, envelope: Envelope, received_ns: int) -> None:
         start = now_ns()
@@ -148,7 +133,7 @@ class DetectorNode(StageNode):
         if tuple(payload.tensor.shape) != tuple(expected):
             raise ValueError(f'tensor shape {list(payload.tensor.shape)} does not fit the model '
                              f'input {list(expected)}')
-        output = self._infer(payload.tensor)
+        output = self.backend.infer(payload.tensor)
         self.inferences += 1
         boxes, scores, class_ids = self._decoder.decode(output, self.p['score_threshold'])
         if self._decoder.last_non_finite:
@@ -159,6 +144,18 @@ class DetectorNode(StageNode):
                                payload.letterbox, payload.image_width, payload.image_height,
                                self.backend.name, payload.image)
         self.candidates_out.publish(envelope.forward(out, self.timing(received_ns, start)))
+
+    def _unpinned_message(self) -> str:
+        return (f'model {self.model.path} is not pinned (no sha256 in its metadata, '
+                f'model_sha256 empty): set model_sha256 to {self.model.sha256}')
+
+    def stage_status(self) -> DiagnosticStatus:
+        """Report the base status; an unpinned model is WARN when nothing is more urgent."""
+        status = super().stage_status()
+        if status.level == OK and self.model is not None and not self.model.pinned:
+            # Loaded, but said: a swapped file would go unnoticed (see models/README.md).
+            status.level, status.message = WARN, self._unpinned_message()
+        return status
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Backend in use and why it may not be the preferred one."""
@@ -171,7 +168,9 @@ class DetectorNode(StageNode):
         if self.fallback_reason:
             values.append(('fallback_reason', self.fallback_reason))
         if self.model is not None:
-            values += [('model', self.model.path), ('model_sha256', self.model.sha256)]
+            values += [('model', self.model.path), ('model_sha256', self.model.sha256),
+                       ('model_pinned', str(self.model.pinned).lower()),
+                       ('classes', ','.join(self.model.class_names)[:512])]
         return values
 
 

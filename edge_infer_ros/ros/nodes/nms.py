@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.geometry import unletterbox
 from edge_infer_ros.core.handoff import StagePublisher
 from edge_infer_ros.core.image import read_only
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import CandidatePayload, DetectionPayload
-from edge_infer_ros.inference.yolo import unletterbox
 from edge_infer_ros.ros import convert
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.ros.vision import load_vision_msgs, to_detection2d_array
@@ -29,6 +29,9 @@ class NmsNode(StageNode):
                   'suppressed', low=0.0, high=1.0),
         ParamSpec('score_threshold', 0.25, 'minimum score of a detection', low=0.0, high=1.0),
         ParamSpec('max_detections', 100, 'most detections per frame', low=1, high=10000),
+        ParamSpec('max_candidates', 1000, 'most candidates suppressed per frame: a larger '
+                  'CandidateArray from outside is refused, a larger in-process one keeps its '
+                  'best (both counted)', low=1, high=10000),
         ParamSpec('class_agnostic', False, 'suppress across classes too'),
         ParamSpec('classes', [], 'class names to keep (empty: all)', list_of=str),
         ParamSpec('publish_vision_msgs', True, 'also publish vision_msgs/Detection2DArray on '
@@ -41,10 +44,12 @@ class NmsNode(StageNode):
         super().__init__(node_name, **kwargs)
         self._camera_outputs: dict[str, StagePublisher] = {}
         self.vision_out: Optional[StagePublisher] = None
+        self.candidates_truncated = 0
 
     def create_io(self) -> None:
         """Input candidates; outputs detections (+ Detection2DArray, per-camera topics)."""
-        self.add_input('candidates', CandidateArray, convert.candidates_from_msg,
+        self.add_input('candidates', CandidateArray,
+                       lambda m: convert.candidates_from_msg(m, self.p['max_candidates']),
                        self._on_candidates, convert.message_key)
         self.detections_out = self.add_output('detections', DetectionArray,
                                               convert.detections_to_msg, convert.envelope_key)
@@ -75,10 +80,20 @@ class NmsNode(StageNode):
             self._camera_outputs[camera] = output
         return output
 
+    def diagnostic_values(self) -> list[tuple[str, str]]:
+        """Frames whose candidates were cut to max_candidates."""
+        return [('candidates_truncated', str(self.candidates_truncated))]
+
     def _on_candidates(self, envelope: Envelope, received_ns: int) -> None:
         start = now_ns()
         c: CandidatePayload = envelope.payload
         keep_mask = c.scores >= self.p['score_threshold']
+        cap = self.p['max_candidates']
+        if c.scores.size > cap:  # an in-process producer set a larger cap: keep the best
+            self.candidates_truncated += 1
+            best = np.zeros(c.scores.size, bool)
+            best[np.argpartition(-c.scores, cap - 1)[:cap]] = True
+            keep_mask &= best
         if self.p['classes']:
             wanted = [i for i, name in enumerate(c.class_names) if name in self.p['classes']]
             keep_mask &= np.isin(c.class_ids, wanted)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, now_ns
-from edge_infer_ros.core.image import ImageError, Preprocessor
+from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload, TensorPayload
 from edge_infer_ros.core.resources import resolve_model_path
 from edge_infer_ros.inference.model_info import load_model_info
 from edge_infer_ros.ros import convert
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.stages.preprocess import Preprocessor
 from edge_infer_ros_msgs.msg import TensorFrame
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -41,6 +43,8 @@ class PreprocessNode(StageNode):
                   'share one detector (each keeps its own frame_id and trace)', list_of=str,
                   runtime=False, check=lambda topics: None if topics else
                   'image_topics needs at least one topic'),
+        ParamSpec('stamp_fault_hold_s', 5.0, 'a stamp going back keeps the node WARN this '
+                  'long after the last one, s', low=0.1, high=3600.0),
     )
     DEFAULT_INPUT_MODE = 'inline'
     DEFAULT_INPUT_RELIABILITY = 'best_effort'
@@ -52,6 +56,7 @@ class PreprocessNode(StageNode):
         self._seq: dict[str, int] = {}
         self._last_stamp: dict[str, int] = {}
         self.non_monotonic_stamps = 0
+        self._stamp_fault_ns = 0
 
     def create_io(self) -> None:
         """Create an input per image topic (or its compressed form) and the tensor output."""
@@ -98,6 +103,7 @@ class PreprocessNode(StageNode):
             # A driver restart or a clock jump: latencies of this camera are suspect. The
             # frame is still processed (it is a valid image), but it is counted and reported.
             self.non_monotonic_stamps += 1
+            self._stamp_fault_ns = now_ns()
             self.fault = (f'camera {envelope.camera}: stamp went back '
                           f'{(last - envelope.stamp_ns) / 1e6:.3f} ms (frame {envelope.seq}); '
                           'check the driver and the clock')
@@ -107,6 +113,14 @@ class PreprocessNode(StageNode):
         height, width = payload.image.shape[:2]
         out = TensorPayload(tensor, letterbox, width, height, payload.image)
         self.tensor_out.publish(envelope.forward(out, self.timing(received_ns, start)))
+
+    def stage_status(self) -> DiagnosticStatus:
+        """Report the base status; a stamp fault clears stamp_fault_hold_s after the last."""
+        if self._stamp_fault_ns and \
+                now_ns() - self._stamp_fault_ns > self.p['stamp_fault_hold_s'] * 1e9:
+            self._stamp_fault_ns = 0
+            self.fault = ''  # the count stays in non_monotonic_stamps
+        return super().stage_status()
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Buffer reuse counter (flat in steady state)."""

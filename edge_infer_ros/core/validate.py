@@ -1,0 +1,188 @@
+"""
+Checks of untrusted frame data, shared by every trust boundary of the pipeline.
+
+Why one module: any participant of the ROS domain can publish on a stage's input, and a bug
+upstream looks the same, so the conversion of every message (``ros/convert.py``), NMS and the
+action policy apply the same rules: finite numbers, ordered boxes inside the image, scores in
+[0, 1], class ids in range, sizes and counts capped, stamps neither zero nor from the future.
+A refusal raises :class:`InputRefused` whose ``reason`` is one of :data:`REASONS`, a short
+fixed key the nodes count per reason (the set is fixed here, so the counters stay bounded
+whatever arrives); its message says what was wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+#: Every reason a refusal may name (the keys of the nodes' refusal counters).
+REASONS = ('zero_stamp', 'negative_stamp', 'future_stamp', 'bad_letterbox', 'bad_image_size',
+           'non_finite', 'inverted_box', 'box_outside_image', 'score_out_of_range',
+           'class_id_out_of_range', 'too_many', 'bad_name', 'bad_trace')
+
+#: A stamp up to this far ahead of the receiver's clock is accepted (hosts' clock skew).
+FUTURE_TOLERANCE_NS = 1_000_000_000
+#: Largest image side accepted, pixels (larger than any camera sensor's).
+MAX_IMAGE_SIDE = 32768
+#: Largest letterbox pad, model pixels, and largest scale (model pixels per image pixel).
+MAX_PAD = 65536.0
+MAX_SCALE = 1024.0
+#: Most class ids a message may refer to (ids are in [0, MAX_CLASSES)).
+MAX_CLASSES = 4096
+#: Most detections one DetectionArray from outside may hold.
+MAX_DETECTIONS = 10000
+#: Most stage timings one trace may hold, and the longest stage/node/camera name.
+MAX_STAGES = 32
+MAX_NAME_LENGTH = 256
+#: Longest hardware_id of a diagnostics status (it is copied into every status).
+MAX_HARDWARE_ID = 128
+#: How far outside the image a final box corner may be, pixels (rounding of float32).
+BOX_TOLERANCE = 1.0
+
+#: Stage names: ROS-parameter-like identifiers (``budget_ms.<stage>`` must be valid).
+STAGE_NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,63}$')
+#: Camera names: frame_id-like, printable, no spaces.
+CAMERA_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_./:-]{0,63}$')
+
+
+class InputRefused(ValueError):
+    """A message or payload refused at a trust boundary; ``reason`` is one of REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason if reason in REASONS else 'bad_trace'
+
+
+def check_stamp(stamp_ns: int, now_ns: int, what: str = 'header stamp',
+                tolerance_ns: int = FUTURE_TOLERANCE_NS) -> None:
+    """Refuse a zero, negative or future stamp (the capture time must be known and past)."""
+    if stamp_ns == 0:
+        raise InputRefused('zero_stamp', f'zero {what}: the capture time is unknown')
+    if stamp_ns < 0:
+        raise InputRefused('negative_stamp', f'{what} is negative ({stamp_ns} ns)')
+    if stamp_ns > now_ns + tolerance_ns:
+        raise InputRefused('future_stamp', f'{what} is {(stamp_ns - now_ns) / 1e9:.3f} s in '
+                           f'the future (tolerance {tolerance_ns / 1e9:g} s): check the '
+                           "publisher's clock")
+
+
+def check_image_size(width: int, height: int) -> None:
+    """Refuse an empty or absurd image size (boxes are mapped into it)."""
+    if not (1 <= width <= MAX_IMAGE_SIDE and 1 <= height <= MAX_IMAGE_SIDE):
+        raise InputRefused('bad_image_size', f'image size {width}x{height} is outside '
+                           f'1..{MAX_IMAGE_SIDE} pixels')
+
+
+def check_letterbox(scale: float, pad_x: float, pad_y: float) -> None:
+    """Refuse a letterbox that cannot map boxes back: NaN/inf, scale <= 0, absurd pads."""
+    if not (math.isfinite(scale) and math.isfinite(pad_x) and math.isfinite(pad_y)):
+        raise InputRefused('bad_letterbox', f'letterbox scale {scale}, pad ({pad_x}, {pad_y}) '
+                           'is not finite')
+    if not 0.0 < scale <= MAX_SCALE:
+        raise InputRefused('bad_letterbox', f'letterbox scale {scale} is outside '
+                           f'(0, {MAX_SCALE:g}]')
+    if abs(pad_x) > MAX_PAD or abs(pad_y) > MAX_PAD:
+        raise InputRefused('bad_letterbox', f'letterbox pad ({pad_x}, {pad_y}) is larger '
+                           f'than {MAX_PAD:g} pixels')
+
+
+def check_count(count: int, limit: int, what: str) -> None:
+    """Refuse more than ``limit`` items before any per-item work is done."""
+    if count > limit:
+        raise InputRefused('too_many', f'{count} {what} is more than the limit of {limit}')
+
+
+def check_name(name: str, what: str, pattern: re.Pattern[str] = CAMERA_NAME_RE) -> None:
+    """Refuse a name that is too long or has characters outside ``pattern``."""
+    if len(name) > MAX_NAME_LENGTH or not pattern.match(name):
+        shown = name[:40] + ('...' if len(name) > 40 else '')
+        raise InputRefused('bad_name', f'{what} {shown!r} ({len(name)} characters) is not a '
+                           f'valid name ({pattern.pattern})')
+
+
+def check_boxes(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
+                num_classes: int, what: str, image_size: tuple[int, int] | None = None
+                ) -> None:
+    """
+    Refuse non-finite or inverted boxes, scores outside [0, 1] and class ids out of range.
+
+    ``boxes`` is (K, 4) xyxy. With ``image_size`` (width, height) the boxes must also lie in
+    the image, within :data:`BOX_TOLERANCE`. Vectorised: a few numpy passes for any K.
+    """
+    if boxes.size == 0:
+        return
+    finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+    if not finite.all():
+        raise InputRefused('non_finite', f'{int(finite.size - finite.sum())} of {finite.size} '
+                           f'{what} hold NaN/inf values')
+    if ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any():
+        index = int(np.flatnonzero((boxes[:, 2] < boxes[:, 0]) |
+                                   (boxes[:, 3] < boxes[:, 1]))[0])
+        raise InputRefused('inverted_box', f'{what} {index} has x_max < x_min or y_max < '
+                           f'y_min: {boxes[index].tolist()}')
+    if image_size is not None:
+        width, height = image_size
+        tol = BOX_TOLERANCE
+        outside = ((boxes[:, 0] < -tol) | (boxes[:, 1] < -tol) | (boxes[:, 2] > width + tol) |
+                   (boxes[:, 3] > height + tol))
+        if outside.any():
+            index = int(np.flatnonzero(outside)[0])
+            raise InputRefused('box_outside_image', f'{what} {index} {boxes[index].tolist()} '
+                               f'lies outside the {width}x{height} image')
+    if ((scores < 0.0) | (scores > 1.0)).any():
+        raise InputRefused('score_out_of_range', f'{what} have scores outside [0, 1] '
+                           f'(min {float(scores.min())}, max {float(scores.max())})')
+    if ((class_ids < 0) | (class_ids >= num_classes)).any():
+        raise InputRefused('class_id_out_of_range', f'{what} have class ids outside '
+                           f'[0, {num_classes}) (min {int(class_ids.min())}, max '
+                           f'{int(class_ids.max())})')
+
+
+def valid_row(x_min: float, y_min: float, x_max: float, y_max: float, score: float,
+              class_id: int, num_classes: int, width: int, height: int) -> bool:
+    """
+    Tell whether the action policy may act on one detection (the others are counted).
+
+    The rules of :func:`check_boxes`, for one row of plain floats: the policy defends itself
+    against an in-process payload nobody validated, rather than refusing the whole frame.
+    A frame holds few detections, so a scalar check is cheaper than numpy's per-call cost.
+    """
+    tol = BOX_TOLERANCE
+    return (math.isfinite(x_min + y_min + x_max + y_max + score) and
+            -tol <= x_min <= x_max <= width + tol and -tol <= y_min <= y_max <= height + tol and
+            0.0 <= score <= 1.0 and 0 <= class_id < num_classes)
+
+
+def check_trace(stamp_ns: int, stages: Sequence[Any], now_ns: int,
+                tolerance_ns: int = FUTURE_TOLERANCE_NS) -> None:
+    """
+    Refuse a trace whose times cannot be a frame's: zero, out of order, before the capture.
+
+    Every timing must be received <= start <= end, not earlier than the capture stamp or the
+    previous stage's start by more than ``tolerance_ns`` (clock skew between hosts), and not
+    in the future; stage names must be identifiers and node names bounded.
+    """
+    check_count(len(stages), MAX_STAGES, 'stage timings')
+    for timing in stages:
+        check_name(timing.stage, 'stage name', STAGE_NAME_RE)
+        if len(timing.node) > MAX_NAME_LENGTH:
+            raise InputRefused('bad_name', f'node name of {len(timing.node)} characters is '
+                               f'longer than {MAX_NAME_LENGTH}')
+        times = (timing.received_ns, timing.start_ns, timing.end_ns)
+        if min(times) <= 0:
+            raise InputRefused('bad_trace', f'stage {timing.stage} has a zero or negative '
+                               f'time {list(times)}')
+        if not timing.received_ns <= timing.start_ns <= timing.end_ns:
+            raise InputRefused('bad_trace', f'stage {timing.stage} times are out of order: '
+                               f'received {timing.received_ns}, start {timing.start_ns}, end '
+                               f'{timing.end_ns}')
+        if timing.received_ns < stamp_ns - tolerance_ns:
+            raise InputRefused('bad_trace', f'stage {timing.stage} received the frame '
+                               f'{(stamp_ns - timing.received_ns) / 1e9:.3f} s before its '
+                               'capture stamp')
+        if timing.end_ns > now_ns + tolerance_ns:
+            raise InputRefused('future_stamp', f'stage {timing.stage} ended '
+                               f'{(timing.end_ns - now_ns) / 1e9:.3f} s in the future')
