@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from edge_infer_ros.core.frame import FrameTrace
 from edge_infer_ros.core.resources import config_path, default_model_path
-from edge_infer_ros.monitor.budget import BudgetConfig
+from edge_infer_ros.monitor.config import BudgetConfig
 import numpy as np
 import psutil
 import yaml

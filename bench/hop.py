@@ -9,7 +9,13 @@ One hop between two stages, three ways, in one run: this package's handoff vs rc
 (b) a plain rclpy topic in one process: ``sensor_msgs/Image``, two nodes, one
     ``SingleThreadedExecutor`` spinning in a thread;
 (c) a plain rclpy topic across two processes (the subscriber is a child process that answers
-    each image with a tiny acknowledgement carrying the latency it measured).
+    each image with a tiny acknowledgement carrying the latency it measured), with Fast DDS
+    defaults and again with the package's shared-memory profile (``config/fastdds_shm.xml``,
+    both ends in child processes: Fast DDS reads the profile once per process);
+(d) this package's iceoryx2 transport across two processes (:mod:`edge_infer_ros.core.shm`):
+    a frame in a loaned shared-memory sample to the subscriber's read-only numpy view, woken by
+    an iceoryx2 event; filling the loan (a copy, or nothing for a source that renders into it)
+    is reported on its own row.
 
 Latency is publish -> callback: from just before ``publish()`` to the first line of the
 callback, on ``time.perf_counter_ns`` (CLOCK_MONOTONIC, shared by processes on Linux). Messages
@@ -58,8 +64,15 @@ LABELS = {
     'a_thread_node': '(a) handoff thread, rclpy nodes',
     'b_rclpy_1proc': '(b) rclpy topic, 1 process',
     'c_rclpy_2proc': '(c) rclpy topic, 2 processes',
+    'c_rclpy_2proc_shm': '(c) rclpy topic, 2 processes, Fast DDS SHM profile',
+    'd_iceoryx2_2proc': '(d) iceoryx2 shm transport, 2 processes',
     'image_msg_build': '    building the Image message',
+    'shm_loan_fill': '    filling the shm loan (copy)',
 }
+#: Variants that need iceoryx2 (left out, with the reason, where it is missing).
+SHM_VARIANTS = ('d_iceoryx2_2proc', 'shm_loan_fill')
+SHM_PROFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           'config', 'fastdds_shm.xml')
 
 
 class Budget:
@@ -342,6 +355,112 @@ def rclpy_two_processes(frame: np.ndarray, budget: Budget, tag: str) -> list[int
             child.kill()
 
 
+def rclpy_two_processes_tuned(width: int, height: int, budget: Budget, tag: str) -> list[int]:
+    """Variant (c) with the shared-memory profile, run from a child process that loads it."""
+    env = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=SHM_PROFILE)
+    out = subprocess.run([sys.executable, '-m', 'bench.hop', '--dds-driver', f'{width}x{height}',
+                          str(budget.samples), str(budget.seconds), tag],
+                         cwd=str(common.REPO), env=env, capture_output=True, text=True,
+                         timeout=budget.seconds + 90, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def dds_driver_main(size: str, samples: int, seconds: float, tag: str) -> int:
+    """Child of the tuned (c): measure (c) here, where the profile is loaded; print JSON."""
+    width, height = (int(v) for v in size.split('x'))
+    frame = make_frame(width, height)
+    print(json.dumps(rclpy_two_processes(frame, Budget(samples, seconds), f'{tag}_shm')))
+    return 0
+
+
+# -- (d) iceoryx2 shared memory, two processes ---------------------------------------------
+def shm_echo_main(topic: str) -> int:
+    """Child process of (d): print each frame's latency (send -> its numpy view here)."""
+    from edge_infer_ros.core import shm
+
+    def on_frame(envelope: Envelope, received_ns: int) -> None:
+        view = envelope.payload.image
+        latency = time.perf_counter_ns() - envelope.stamp_ns
+        if view.shape[0] > 0:
+            print(f'{envelope.seq} {latency}', flush=True)
+
+    subscriber = shm.ShmSubscriber(topic, on_frame)
+    subscriber.start()
+    print('ready', flush=True)
+    sys.stdin.read()  # until the parent closes the pipe
+    subscriber.close()
+    return 0
+
+
+def shm_two_processes(frame: np.ndarray, budget: Budget, tag: str) -> list[int]:
+    """Send loaned samples to a child process, which prints each latency back."""
+    from edge_infer_ros.core import shm
+    topic = f'/hop_shm_{tag}_{os.getpid()}'
+    publisher = shm.ShmPublisher(topic)
+    child = subprocess.Popen([sys.executable, '-m', 'bench.hop', '--shm-echo', topic],
+                             cwd=str(common.REPO), env=os.environ.copy(), text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    box: dict[str, int] = {}
+    arrived = threading.Event()
+
+    def read() -> None:
+        for line in child.stdout:
+            parts = line.split()
+            if len(parts) == 2:
+                box['seq'], box['latency'] = int(parts[0]), int(parts[1])
+                arrived.set()
+            elif parts == ['ready']:
+                box['ready'] = 1
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    samples = []
+    try:
+        deadline = time.monotonic() + 30.0
+        while not box.get('ready') or publisher.subscribers() < 1:
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise RuntimeError('the shm echo process did not connect')
+            time.sleep(0.02)
+        for index in budget.loop():
+            loan = publisher.loan(frame.shape, frame.dtype)
+            np.copyto(loan.array, frame)  # the fill: measured on its own row
+            arrived.clear()
+            envelope = Envelope('bench', index, time.perf_counter_ns(), 'camera', (),
+                                ImagePayload(loan.array, 'bgr8'))
+            if not publisher.send(envelope, loan):
+                raise RuntimeError(f'shm send failed: {publisher.last_error}')
+            del envelope, loan
+            if not arrived.wait(3.0) or box.get('seq') != index:
+                continue
+            if index >= budget.warmup:
+                samples.append(box['latency'])
+        return samples
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        publisher.close()
+
+
+def shm_fill_cost(frame: np.ndarray, budget: Budget) -> list[int]:
+    """Time loaning a sample and copying a frame into it (what a rendering source avoids)."""
+    from edge_infer_ros.core import shm
+    publisher = shm.ShmPublisher(f'/hop_shm_fill_{os.getpid()}')
+    samples = []
+    try:
+        for index in budget.loop():
+            start = time.perf_counter_ns()
+            loan = publisher.loan(frame.shape, frame.dtype)
+            np.copyto(loan.array, frame)
+            if index >= budget.warmup:
+                samples.append(time.perf_counter_ns() - start)
+            loan.discard()
+        return samples
+    finally:
+        publisher.close()
+
+
 def build_cost(frame: np.ndarray, budget: Budget) -> list[int]:
     """Time building the Image message of a frame (outside the hop figures)."""
     samples = []
@@ -354,14 +473,21 @@ def build_cost(frame: np.ndarray, budget: Budget) -> list[int]:
 
 
 # -- the run -----------------------------------------------------------------------------------
-def run(quick: bool = False, sizes: tuple = SIZES) -> dict[str, Any]:
+def run(quick: bool = False, sizes: tuple = SIZES,
+        only: Optional[list[str]] = None) -> dict[str, Any]:
     """Measure every variant at every size; return the JSON-ready result."""
     if quick:
         fast, slow, cross = Budget(300, 5.0), Budget(150, 5.0), Budget(100, 6.0)
     else:
         fast, slow, cross = Budget(2000, 15.0), Budget(500, 20.0), Budget(300, 25.0)
+    labels = {k: v for k, v in LABELS.items() if not only or k in only}
+    shm_missing = shm_unavailable()
+    if shm_missing:
+        for name in SHM_VARIANTS:
+            labels.pop(name, None)
     result: dict[str, Any] = {'quick': quick, 'machine_before': common.machine_state(),
-                              'sizes': {}, 'ratios': {}, 'labels': LABELS}
+                              'sizes': {}, 'ratios': {}, 'labels': labels,
+                              'shm_unavailable': shm_missing}
     for width, height in sizes:
         key = f'{width}x{height}'
         frame = make_frame(width, height)
@@ -372,15 +498,22 @@ def run(quick: bool = False, sizes: tuple = SIZES) -> dict[str, Any]:
             'a_thread_node': lambda: handoff_nodes(frame, 'thread', fast),
             'b_rclpy_1proc': lambda: rclpy_one_process(frame, slow),
             'c_rclpy_2proc': lambda: rclpy_two_processes(frame, cross, f'{width}x{height}'),
+            'c_rclpy_2proc_shm': lambda: rclpy_two_processes_tuned(width, height, cross,
+                                                                   f'{width}x{height}'),
+            'd_iceoryx2_2proc': lambda: shm_two_processes(frame, slow, f'{width}x{height}'),
             'image_msg_build': lambda: build_cost(frame, slow),
+            'shm_loan_fill': lambda: shm_fill_cost(frame, slow),
         }
         result['sizes'][key] = {}
         for name, measure in variants.items():
+            if name not in result['labels']:
+                continue
             load = OthersCpu()
             result['sizes'][key][name] = latency_stats(measure())
             result['sizes'][key][name]['others_cpu_percent'] = load.percent()
             print(f'{key} {LABELS[name].strip()}: {result["sizes"][key][name]}', flush=True)
         result['ratios'][key] = ratios(result['sizes'][key])
+        result.setdefault('cross_process', {})[key] = cross_process(result['sizes'][key])
     result['machine_after'] = common.machine_state()
     result['flatness'] = flatness(result)
     result['targets'] = targets(result)
@@ -393,9 +526,32 @@ def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional
     return numerator / denominator
 
 
+def shm_unavailable() -> Optional[str]:
+    """Return why the iceoryx2 variants cannot run here (None: they can)."""
+    try:
+        from edge_infer_ros.core import shm
+    except ImportError as error:
+        return f'{type(error).__name__}: {error}'
+    return shm.unavailable_reason()
+
+
+def cross_process(figures: dict[str, Any]) -> dict[str, Any]:
+    """Return the DDS hops over the iceoryx2 hop, p50 and p99 (how much faster it is)."""
+    d = figures.get('d_iceoryx2_2proc')
+    if not d:
+        return {}
+    return {f'{other}_over_d_{q}': _ratio(figures[other][f'{q}_us'], d[f'{q}_us'])
+            for other in ('c_rclpy_2proc', 'c_rclpy_2proc_shm') if other in figures
+            for q in ('p50', 'p99')}
+
+
 def ratios(figures: dict[str, Any]) -> dict[str, Any]:
     """Return (b)/(a) and (c)/(a) for p50 and p99, for every (a) variant."""
     out = {}
+    needed = ('a_inline', 'a_thread', 'a_inline_node', 'a_thread_node', 'b_rclpy_1proc',
+              'c_rclpy_2proc')
+    if any(name not in figures for name in needed):
+        return out  # a run of some variants only (--variant)
     for a_name in ('a_inline', 'a_thread', 'a_inline_node', 'a_thread_node'):
         a = figures[a_name]
         out[a_name] = {f'{other[0]}_over_a_{q}': _ratio(figures[other][f'{q}_us'], a[f'{q}_us'])
@@ -417,6 +573,8 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     checks = {}
     for a_name in ('a_inline_node', 'a_thread_node'):
         mode = a_name.split('_')[1]
+        if a_name not in result['labels'] or not result['ratios'].get(next(iter(result['sizes']))):
+            continue
         for key, figures in result['sizes'].items():
             a = figures[a_name]['p50_us']
             checks[f'{mode}, {key}: in-process p50 < 50 us'] = bool(a is not None and a < 50.0)
@@ -428,6 +586,20 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
         if flat is not None:
             checks[f'{mode}: flat in frame size (p50 ratio largest/smallest size < 2)'] = \
                 bool(flat < 2.0)
+    for key, figures in result['sizes'].items():
+        d = figures.get('d_iceoryx2_2proc')
+        if not d:
+            continue
+        checks[f'iceoryx2, {key}: cross-process p50 <= 0.5 ms, p99 <= 1.5 ms'] = bool(
+            d['p50_us'] is not None and d['p50_us'] <= 500.0 and d['p99_us'] <= 1500.0)
+        if key.startswith('1920'):
+            ratio = result['cross_process'][key].get('c_rclpy_2proc_shm_over_d_p50')
+            checks[f'iceoryx2, {key}: >= 10x faster than tuned DDS (p50)'] = bool(
+                ratio is not None and ratio >= 10.0)
+    flat = result.get('flatness', {}).get('d_iceoryx2_2proc')
+    if flat is not None:
+        checks['iceoryx2: flat in frame size (p50 ratio largest/smallest size < 2)'] = \
+            bool(flat < 2.0)
     return checks
 
 
@@ -446,7 +618,7 @@ def format_table(result: dict[str, Any]) -> str:
     keys = list(result['sizes'])
     head = '| variant | ' + ' | '.join(f'{k} p50 | {k} p99 | others CPU %' for k in keys) + ' |'
     lines = [head, '|---' * (1 + 3 * len(keys)) + '|']
-    for name, label in LABELS.items():
+    for name, label in result['labels'].items():
         cells = []
         for key in keys:
             figures = result['sizes'][key][name]
@@ -457,15 +629,29 @@ def format_table(result: dict[str, Any]) -> str:
     lines += ['', '| ratio (p50 / p99) | ' + ' | '.join(keys) + ' |',
               '|---' * (1 + len(keys)) + '|']
     for a_name in ('a_inline', 'a_thread', 'a_inline_node', 'a_thread_node'):
+        if not result['ratios'].get(keys[0]):
+            break
         for other in ('b', 'c'):
             cells = []
             for key in keys:
                 r = result['ratios'][key][a_name]
                 cells.append(f'{_x(r[f"{other}_over_a_p50"])} / {_x(r[f"{other}_over_a_p99"])}')
             lines.append(f'| ({other}) / {LABELS[a_name][4:]} | ' + ' | '.join(cells) + ' |')
+    if any(result.get('cross_process', {}).values()):
+        lines += ['', '| cross-process, DDS / iceoryx2 (p50 / p99) | ' + ' | '.join(keys) + ' |',
+                  '|---' * (1 + len(keys)) + '|']
+        for other in ('c_rclpy_2proc', 'c_rclpy_2proc_shm'):
+            cells = []
+            for key in keys:
+                r = result['cross_process'][key]
+                cells.append(f'{_x(r.get(f"{other}_over_d_p50"))} / '
+                             f'{_x(r.get(f"{other}_over_d_p99"))}')
+            lines.append(f'| {LABELS[other][4:]} | ' + ' | '.join(cells) + ' |')
+    if result.get('shm_unavailable'):
+        lines += ['', f'iceoryx2 variants left out: {result["shm_unavailable"]}']
     if result.get('flatness'):
         flat = result['flatness']
-        lines += ['', 'p50 at 1920x1080 / p50 at 640x480: ' + ', '.join(
+        lines += ['', f'p50 at {keys[-1]} / p50 at {keys[0]}: ' + ', '.join(
             f'{name} {value:.2f}' for name, value in flat.items() if value is not None)]
     lines += ['', 'targets ((a) through rclpy nodes, inline and thread):']
     lines += [f'- {name}: {"met" if ok else "NOT met"}' for name, ok in result['targets'].items()]
@@ -473,7 +659,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines += ['', 'others CPU %: CPU used by other processes while the variant ran (100 = one '
               'core; above ~20 the figures were taken under load)']
     lines += [f'machine: {before["cpus"]} CPUs, load average {before["loadavg"][0]:.2f} '
-              f'before / {after["loadavg"][0]:.2f} after, CPU busy {before["cpu_percent_1s"]:.0f}%'
+              f'before / {after["loadavg"][0]:.2f} after (os.getloadavg), '
+              f'CPU busy {before["cpu_percent_1s"]:.0f}%'
               f' in the second before']
     return '\n'.join(lines)
 
@@ -484,14 +671,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument('--quick', action='store_true', help='few hundred samples per variant')
     parser.add_argument('--json', default='', help='write the results here')
     parser.add_argument('--size', action='append', default=[],
-                        help='WxH to measure (repeatable; default 640x480 and 1920x1080)')
+                        help='WxH to measure (repeatable; default 640x480 and 1920x1080; '
+                        'the issue-19 table adds 3840x2160)')
     parser.add_argument('--echo', nargs=2, metavar=('TOPIC', 'ACK_TOPIC'),
                         help=argparse.SUPPRESS)
+    parser.add_argument('--variant', action='append', default=[], choices=tuple(LABELS),
+                        help='measure only these variants (repeatable; default: all)')
+    parser.add_argument('--shm-echo', metavar='TOPIC', help=argparse.SUPPRESS)
+    parser.add_argument('--dds-driver', nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo:
         return echo_main(*args.echo)
+    if args.shm_echo:
+        return shm_echo_main(args.shm_echo)
+    if args.dds_driver:
+        size, samples, seconds, tag = args.dds_driver
+        return dds_driver_main(size, int(samples), float(seconds), tag)
     sizes = tuple(tuple(int(v) for v in s.lower().split('x')) for s in args.size) or SIZES
-    result = run(quick=args.quick, sizes=sizes)
+    result = run(quick=args.quick, sizes=sizes, only=args.variant)
     print()
     print(format_table(result))
     if args.json:

@@ -39,7 +39,8 @@ from edge_infer_ros.core.resources import config_path  # noqa: E402
 from edge_infer_ros.inference.backends.factory import create_backend  # noqa: E402
 from edge_infer_ros.inference.model_info import load_model_info  # noqa: E402
 from edge_infer_ros.inference.yolo import YoloDecoder  # noqa: E402
-from edge_infer_ros.monitor.budget import BudgetConfig, BudgetTracker  # noqa: E402
+from edge_infer_ros.monitor.config import BudgetConfig  # noqa: E402
+from edge_infer_ros.monitor.tracker import BudgetTracker  # noqa: E402
 from edge_infer_ros.stages.action import ActionPolicy  # noqa: E402
 from edge_infer_ros.stages.nms import batched_nms  # noqa: E402
 from edge_infer_ros.stages.preprocess import Preprocessor  # noqa: E402

@@ -28,7 +28,7 @@ REPORT_KEYS = ('mode', 'transport', 'backend', 'backend_fallback_reason', 'throu
 
 
 def run(model: str, mode: str, transport: str, frames: int, width: int, height: int,
-        fps: float, pace: bool = False) -> dict[str, Any]:
+        fps: float, same_host: str = 'dds', pace: bool = False) -> dict[str, Any]:
     """
     Run the package's pipeline once; return the records, counters and the runner's report.
 
@@ -40,7 +40,8 @@ def run(model: str, mode: str, transport: str, frames: int, width: int, height: 
         profile = os.path.join(workdir, 'profile.json')
         report = run_pipeline(RunOptions(mode=mode, transport=transport, frames=frames,
                                          width=width, height=height, fps=fps,
-                                         model_path=model, profile=profile, extra=extra))
+                                         model_path=model, profile=profile,
+                                         same_host=same_host, extra=extra))
         records = common.records_from_chrome_trace(profile)
     # The same frames for every variant: a camera that ran on past its max_frames (seen once
     # with split/tensor at 1080p) must not add frames the other variants do not have.
@@ -55,6 +56,7 @@ def run(model: str, mode: str, transport: str, frames: int, width: int, height: 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
     parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw')
+    parser.add_argument('--same-host', choices=('dds', 'iceoryx2'), default='dds')
     parser.add_argument('--pace', action='store_true',
                         help='camera paced to the pipeline (as fast as it takes frames)')
 
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     return common.variant_main(
         argv, __doc__, True,
         lambda model, a: run(model, a.mode, a.transport, a.frames, a.width, a.height, a.fps,
-                             a.pace),
+                             a.same_host, a.pace),
         lambda a, result: f'{a.mode} ({result["description"]})', _add_arguments)
 
 

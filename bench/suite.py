@@ -10,7 +10,9 @@ each in a process of its own (sampled for CPU time and memory, children included
    SingleThreadedExecutor, one process (:mod:`bench.naive_rclpy`);
 3. ``composed``: this package, every stage in one process, zero-copy handoff;
 4. ``split_raw`` / ``split_tensor`` / ``split_compressed``: this package split across
-   processes with DDS between them (raw images, tensors, JPEG);
+   processes with DDS between them (raw images, tensors, JPEG); ``split_iceoryx2``: the same
+   processes as ``split_raw`` with iceoryx2 shared memory between them (``transport.same_host``;
+   left out, with the reason, where iceoryx2 is missing);
 5. ``foreign``: a stand-in camera driver in another process into the package, against a plain
    rclpy subscriber, with and without the Fast DDS profile (:mod:`bench.foreign_publisher`).
 
@@ -52,6 +54,8 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
                      ['--mode', 'split', '--transport', 'tensor']),
     'split_compressed': ('(4) package, split JPEG', 'bench.pipeline_variant',
                          ['--mode', 'split', '--transport', 'compressed']),
+    'split_iceoryx2': ('(4) package, split iceoryx2 shm', 'bench.pipeline_variant',
+                       ['--mode', 'split', '--transport', 'raw', '--same-host', 'iceoryx2']),
 }
 QUICK_VARIANTS = ('seed_loop', 'naive_rclpy', 'composed', 'split_raw')
 SIZES = ((640, 480), (1920, 1080))
@@ -411,6 +415,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     machine = common.machine_state()
     model, kind = common.resolve_model(args.model, common.RESULTS / 'models')
     names = args.variant or list(QUICK_VARIANTS if args.quick else VARIANTS)
+    from edge_infer_ros.core.shm import unavailable_reason
+    shm_missing = unavailable_reason()
+    if shm_missing and 'split_iceoryx2' in names:
+        print(f'[suite] split_iceoryx2 left out: {shm_missing}', flush=True)
+        names.remove('split_iceoryx2')
     sizes = ([tuple(int(v) for v in s.lower().split('x')) for s in args.size] or
              ([SIZES[0]] if args.quick else list(SIZES)))
     frames = args.frames or (60 if args.quick else 300)
@@ -419,7 +428,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         'quick': args.quick, 'frames': frames, 'fps': args.fps, 'model': model,
         'model_kind': kind, 'machine_before': machine, 'busy_processes': busy,
         'loaded': bool(busy) or machine['cpu_percent_1s'] > 25.0,
-        'budget': budget, 'variants_run': names, 'sizes': {},
+        'budget': budget, 'variants_run': names, 'sizes': {}, 'shm_unavailable': shm_missing,
         'baseline_ort_spin': args.baseline_ort_spin,
         'ratio_definition': 'other / composed for the same statistic: > 1 means composed is '
                             'lower (faster)'}

@@ -2,8 +2,9 @@
 The main job: run the pipeline on its built-in input and print where the time went.
 
 ``composed`` (the default) loads every stage into one process (zero-copy handoff);
-``split`` starts one process per stage (or per group, see ``--transport``) talking over DDS,
-with the budget monitor in this process, exactly as the launch files do on a robot. Both read
+``split`` starts one process per stage (or per group, see ``--transport``) talking over DDS
+(or iceoryx2 shared memory with ``--same-host iceoryx2``), with the budget monitor in this
+process, exactly as the launch files do on a robot. Both read
 the same parameter files (config/pipeline.yaml, config/budget.yaml).
 
 The report (printed, and with ``--report-json`` written as JSON for CI gates) comes from the
@@ -26,8 +27,8 @@ from typing import Any, Optional
 
 from edge_infer_ros.core.frame import FrameTrace
 from edge_infer_ros.core.resources import config_path
-from edge_infer_ros.monitor.budget import format_table
 from edge_infer_ros.monitor.perfetto import write_chrome_trace
+from edge_infer_ros.monitor.report import format_table
 from edge_infer_ros.ros.container import ComponentSpec, Container
 from edge_infer_ros.ros.graph import NodeSpec, PIPELINE
 import numpy as np
@@ -69,6 +70,7 @@ class RunOptions:
     report_json: str = ''
     profile: str = ''
     timeout_s: float = 0.0
+    same_host: str = 'dds'
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def overrides(self) -> dict[str, dict[str, Any]]:
@@ -88,6 +90,9 @@ class RunOptions:
         if self.mode == 'split' and self.transport == 'compressed':
             result['camera']['publish_compressed'] = True
             result.setdefault('preprocess', {})['input_transport'] = 'compressed'
+        if self.mode == 'split' and self.same_host != 'dds':
+            for name in ('camera', 'preprocess', 'detector', 'nms', 'action'):
+                result.setdefault(name, {})['transport.same_host'] = self.same_host
         for name, values in self.extra.items():
             result.setdefault(name, {}).update(values)
         return result
@@ -425,10 +430,15 @@ def run_split(options: RunOptions) -> dict[str, Any]:
         backend = {'name': backend_values.get('backend', 'unknown'),
                    'description': backend_values.get('backend_description', ''),
                    'fallback_reason': backend_values.get('fallback_reason')}
+        transport = TRANSPORT_TEXT[options.transport]
+        if options.same_host != 'dds':
+            from edge_infer_ros.core.shm import choose_same_host
+            used, reason = choose_same_host(options.same_host)
+            transport += (f'; {used} shared memory between the processes' if not reason
+                          else f'; {reason}')
         # Judged at the last trace: the quiet wait above is longer than the stale timeout.
         report = build_report(options, monitor.summary(at_ns=monitor.last_trace_ns or None),
-                              counters, backend, wall, collector.snapshot(),
-                              TRANSPORT_TEXT[options.transport])
+                              counters, backend, wall, collector.snapshot(), transport)
         report['transport_loss'] = loss
         report['dds_profile'] = split_environment().get(DDS_PROFILE_VARIABLE, '')
         return report
@@ -521,6 +531,9 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
     parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
     parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw',
                         help='split mode: what crosses between processes')
+    parser.add_argument('--same-host', choices=('dds', 'iceoryx2'), default='dds',
+                        help='split mode: frames between the processes by DDS or iceoryx2 '
+                        'shared memory (zero-copy; DDS when iceoryx2 is missing)')
     parser.add_argument('--frames', type=int, default=300, help='frames to capture')
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
@@ -544,7 +557,7 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
                       backend=args.backend, model_path=args.model, config=args.config,
                       budget=args.budget, namespace=args.namespace,
                       report_json=args.report_json, profile=args.profile,
-                      timeout_s=args.timeout)
+                      timeout_s=args.timeout, same_host=args.same_host)
 
 
 def run(options: RunOptions) -> dict[str, Any]:

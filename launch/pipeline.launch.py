@@ -43,10 +43,13 @@ def generate_launch_description() -> LaunchDescription:
     model = ParameterValue(LaunchConfiguration('model'), value_type=str)
     profile = LaunchConfiguration('fastdds_profile')
     forward = [{'forward_global_arguments': True}]
+    same_host = {'transport.same_host': ParameterValue(LaunchConfiguration('same_host'),
+                                                       value_type=str)}
 
-    def stage(plugin: str, name: str, **kwargs) -> ComposableNode:
+    def stage(plugin: str, name: str, parameters: tuple = (), **kwargs) -> ComposableNode:
         return ComposableNode(package=PACKAGE, plugin=f'{PACKAGE}::{plugin}', name=name,
-                              namespace=namespace, extra_arguments=forward, **kwargs)
+                              namespace=namespace, extra_arguments=forward,
+                              parameters=[*parameters, same_host], **kwargs)
 
     return LaunchDescription([
         DeclareLaunchArgument(
@@ -83,6 +86,10 @@ def generate_launch_description() -> LaunchDescription:
             description='start the budget monitor in the container (false: run '
                         'budget_monitor.launch.py elsewhere)'),
         DeclareLaunchArgument(
+            'same_host', default_value='dds', choices=['dds', 'iceoryx2'],
+            description="transport.same_host: frames to the package's processes on this host "
+                        'by DDS or iceoryx2 shared memory (zero-copy; DDS where it is missing)'),
+        DeclareLaunchArgument(
             'fastdds_profile',
             default_value=EnvironmentVariable(
                 'FASTDDS_DEFAULT_PROFILES_FILE',
@@ -100,16 +107,16 @@ def generate_launch_description() -> LaunchDescription:
             parameters=[LaunchConfiguration('config'), LaunchConfiguration('budget')],
             composable_node_descriptions=[
                 stage('Camera', 'camera',
-                      parameters=[{
+                      parameters=({
                           'source': LaunchConfiguration('source'),
                           'uri': ParameterValue(LaunchConfiguration('uri'), value_type=str),
                           'qos.input.reliability': LaunchConfiguration('image_qos'),
-                      }],
+                      },),
                       remappings=[('image_in', LaunchConfiguration('image_topic'))]),
-                stage('Preprocess', 'preprocess', parameters=[{'model_path': model}]),
+                stage('Preprocess', 'preprocess', parameters=({'model_path': model},)),
                 stage('Detector', 'detector',
-                      parameters=[{'model_path': model,
-                                   'backend': LaunchConfiguration('backend')}]),
+                      parameters=({'model_path': model,
+                                   'backend': LaunchConfiguration('backend')},)),
                 stage('Nms', 'nms'),
                 stage('Action', 'action'),
                 stage('BudgetMonitor', 'budget_monitor',

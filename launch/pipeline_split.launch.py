@@ -11,6 +11,7 @@ it to another host).
     ros2 launch edge_infer_ros pipeline_split.launch.py
     ros2 launch edge_infer_ros pipeline_split.launch.py source:=v4l2 uri:=/dev/video0
     ros2 launch edge_infer_ros pipeline_split.launch.py source:=topic image_topic:=/cam/image
+    ros2 launch edge_infer_ros pipeline_split.launch.py same_host:=iceoryx2  # shared memory
 
 The arguments ``model``, ``source``, ``uri`` and ``backend`` override the same parameters of
 the files (they come after them); their defaults are the values of the shipped
@@ -45,9 +46,13 @@ def generate_launch_description() -> LaunchDescription:
     model = ParameterValue(LaunchConfiguration('model'), value_type=str)
     profile = LaunchConfiguration('fastdds_profile')
 
+    same_host = {'transport.same_host': ParameterValue(LaunchConfiguration('same_host'),
+                                                       value_type=str)}
+
     def stage(executable: str, name: str, overrides: Optional[dict] = None, **kwargs) -> Node:
         return Node(package=PACKAGE, executable=executable, name=name, namespace=namespace,
-                    output='screen', parameters=[config] + ([overrides] if overrides else []),
+                    output='screen',
+                    parameters=[config, same_host] + ([overrides] if overrides else []),
                     **kwargs)
 
     return LaunchDescription([
@@ -83,6 +88,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'monitor', default_value='true', choices=['true', 'false'],
             description='start the budget monitor (budget_monitor.launch.py)'),
+        DeclareLaunchArgument(
+            'same_host', default_value='dds', choices=['dds', 'iceoryx2'],
+            description="transport.same_host: frames to the package's processes on this host "
+                        'by DDS or iceoryx2 shared memory (zero-copy; DDS where it is missing)'),
         DeclareLaunchArgument(
             'fastdds_profile',
             default_value=EnvironmentVariable(

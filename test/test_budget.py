@@ -7,9 +7,10 @@ from pathlib import Path
 
 from edge_infer_ros.core import frame as frame_module
 from edge_infer_ros.core.frame import FrameTrace, StageTiming
-from edge_infer_ros.monitor import budget
-from edge_infer_ros.monitor.budget import (BudgetConfig, BudgetTracker, DeadlineMiss, Level,
-                                           StageStatus)
+from edge_infer_ros.monitor.config import BudgetConfig
+from edge_infer_ros.monitor.report import format_table
+from edge_infer_ros.monitor.tracker import BudgetTracker
+from edge_infer_ros.monitor.verdicts import DeadlineMiss, Level, StageStatus
 
 import pytest
 
@@ -618,7 +619,7 @@ def test_format_table():
     """The printed table has a row per stage and path item, with numbers and status."""
     tracker = BudgetTracker()
     _, now = feed(tracker, 30, detector=(0.5, 16.0))
-    table = budget.format_table(tracker.summary(now))
+    table = format_table(tracker.summary(now))
     lines = table.splitlines()
     assert lines[0].startswith('camera cam0: 30 frames, 0 deadline misses')
     assert lines[1].split() == ['stage', 'count', 'p50', 'p95', 'p99', 'max', 'qwait', 'p50',
@@ -630,4 +631,4 @@ def test_format_table():
     assert rows['ingest'][6:8] == ['-', '-']  # no queue wait for path items
     widths = {len(line) for line in lines[1:3]}
     assert len(widths) == 1
-    assert budget.format_table(BudgetTracker().summary(0)) == 'no frames observed\n'
+    assert format_table(BudgetTracker().summary(0)) == 'no frames observed\n'

@@ -71,7 +71,7 @@ def test_composed_and_split_take_the_same_arguments() -> None:
     composed, split = launch_arguments(COMPOSED), launch_arguments(SPLIT)
     assert set(composed) == set(split) == {
         'config', 'budget', 'model', 'source', 'uri', 'image_topic', 'image_qos', 'namespace',
-        'backend', 'monitor', 'fastdds_profile'}
+        'backend', 'monitor', 'fastdds_profile', 'same_host'}
     for name, argument in composed.items():
         assert argument.choices == split[name].choices, name
         assert default_text(argument) == default_text(split[name]), name

@@ -248,11 +248,11 @@ def test_a_huge_hardware_id_is_refused(composed) -> None:
 
 
 _FLOOD = textwrap.dedent("""
+    from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
+    from edge_infer_ros.ros.nodes.budget_monitor import BudgetMonitorNode
     import json, time
     import psutil, rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
-    from edge_infer_ros.ros.nodes.budget_monitor import BudgetMonitorNode
     rclpy.init()
     node = BudgetMonitorNode()
     assert node.start()
@@ -311,7 +311,7 @@ def test_the_monitor_stays_bounded_under_ten_thousand_new_names() -> None:
 
 def test_every_budget_parameter_range_holds_only_values_the_monitor_accepts() -> None:
     """The README's ranges are these specs: their ends must be valid (0 was not, for most)."""
-    from edge_infer_ros.monitor.budget import BudgetConfig
+    from edge_infer_ros.monitor.config import BudgetConfig
     from edge_infer_ros.ros.nodes.budget_monitor import budget_param_specs
     # Cross-parameter rules aside (min_samples <= window_size, entry >= stale timeout).
     bases = ({'min_samples': 0, 'stale_timeout_s': 0.001},

@@ -15,7 +15,8 @@ from edge_infer_ros.core.frame import FrameTrace, StageTiming
 from edge_infer_ros.core.geometry import Letterbox, unletterbox
 from edge_infer_ros.core.payloads import Command, DetectionPayload
 from edge_infer_ros.core.validate import InputRefused
-from edge_infer_ros.monitor.budget import BudgetConfig, BudgetTracker
+from edge_infer_ros.monitor.config import BudgetConfig
+from edge_infer_ros.monitor.tracker import BudgetTracker
 from edge_infer_ros.ros import convert
 from edge_infer_ros.stages.action import ActionPolicy, bounded_command
 from edge_infer_ros.stages.nms import batched_nms

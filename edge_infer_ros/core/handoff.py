@@ -298,6 +298,15 @@ class StageInput:
         finally:
             _pace.from_dds = outer
 
+    def deliver_once(self, envelope: Envelope[Any], key: Hashable) -> None:
+        """Hand a frame that may come by two ways (shared memory and DDS): the first one wins."""
+        received_ns = now_ns()
+        if key in self._recent_set:
+            self.stats.duplicates_ignored += 1
+            return
+        self.remember(key)
+        self._accept(envelope, received_ns)
+
     def remember(self, key: Hashable) -> None:
         """Note a frame delivered locally, so that its DDS echo is ignored."""
         if len(self._recent_keys) == self._recent_keys.maxlen:
@@ -443,6 +452,7 @@ class LocalBus:
     def __init__(self) -> None:
         self._inputs: dict[str, tuple[StageInput, ...]] = {}
         self._ros_subscribers: dict[str, int] = {}
+        self._shm_subscribers: dict[str, int] = {}
         self._lock_inputs = threading.Lock()
 
     @classmethod
@@ -478,6 +488,15 @@ class LocalBus:
         """How many of the topic's ROS subscriptions belong to local inputs."""
         return self._ros_subscribers.get(topic, 0)
 
+    def count_shm(self, topic: str, change: int) -> None:
+        """Note a local input's shared-memory subscriber (+1) or its end (-1)."""
+        with self._lock_inputs:
+            self._shm_subscribers[topic] = max(0, self._shm_subscribers.get(topic, 0) + change)
+
+    def local_shm_subscriptions(self, topic: str) -> int:
+        """How many of the topic's shared-memory subscribers belong to local inputs."""
+        return self._shm_subscribers.get(topic, 0)
+
 
 @dataclass
 class PublisherStats:
@@ -486,6 +505,8 @@ class PublisherStats:
     published: int = 0
     local_deliveries: int = 0
     messages_built: int = 0
+    shm_sent: int = 0
+    shm_failed: int = 0
 
 
 class StagePublisher:
@@ -506,28 +527,48 @@ class StagePublisher:
         self._to_msg = to_msg
         self._key_of = key_of
         self.stats = PublisherStats()
+        #: Same-host shared-memory sender (see core/shm.py), or None: DDS only.
+        self.shm: Any = None
 
-    def outside_subscribers(self) -> int:
-        """Subscriptions on the topic that are not local inputs of this process."""
+    def outside_subscribers(self, shm_subscribers: int = 0) -> int:
+        """Subscriptions on the topic that are neither local inputs nor served by shm."""
         if self.ros_publisher is None:
             return 0
         total = int(self.ros_publisher.get_subscription_count())
-        return total - self.bus.local_ros_subscriptions(self.topic)
+        return max(0, total - self.bus.local_ros_subscriptions(self.topic) - shm_subscribers)
 
-    def publish(self, envelope: Envelope[Any]) -> None:
-        """Deliver one envelope to every subscriber, local ones by reference."""
+    def publish(self, envelope: Envelope[Any], loan: Any = None) -> None:
+        """
+        Deliver one envelope to every subscriber, local ones by reference.
+
+        ``loan``: the shared-memory sample the payload was written into (zero-copy to other
+        processes on this host; only when no local input exists, it is gone after the send).
+        """
         self.stats.published += 1
+        # Payloads shared memory cannot carry (traces) go to every subscriber by DDS.
+        # Local inputs get the frame by reference, not by shared memory.
+        shm_subscribers = (max(0, self.shm.subscribers() -
+                               self.bus.local_shm_subscriptions(self.topic))
+                           if self.shm is not None and self.shm.accepts(envelope.payload) else 0)
         inputs = self.bus.inputs(self.topic)
         # Publish to DDS before local delivery: an inline stage runs the rest of the pipeline
         # at once, and the outside subscriber should not wait for it. Local inputs learn the
         # frame's key first, so that its echo through their own ROS subscription is ignored.
-        if self.outside_subscribers() > 0:
-            if inputs:
-                key = self._key_of(envelope)
-                for stage_input in inputs:
-                    stage_input.remember(key)
+        dds = self.outside_subscribers(shm_subscribers) > 0
+        if inputs and (dds or shm_subscribers):
+            key = self._key_of(envelope)
+            for stage_input in inputs:
+                stage_input.remember(key)
+        if dds:
             self.stats.messages_built += 1
             self.ros_publisher.publish(self._to_msg(envelope))
+        if shm_subscribers:
+            if self.shm.send(envelope, loan):
+                self.stats.shm_sent += 1
+            else:
+                self.stats.shm_failed += 1
+        elif loan is not None:
+            loan.discard()
         for stage_input in inputs:
             self.stats.local_deliveries += 1
             stage_input.deliver(envelope)

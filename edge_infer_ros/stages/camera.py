@@ -33,6 +33,20 @@ class FrameSource(abc.ABC):
     def read(self, index: int) -> Optional[np.ndarray]:
         """Return frame ``index`` as (H, W, 3) uint8 BGR, or None when the source is over."""
 
+    def read_into(self, index: int, out: np.ndarray) -> Optional[np.ndarray]:
+        """
+        Write frame ``index`` into ``out`` (e.g. a shared-memory loan); return ``out``.
+
+        None when the source is over. A frame of another shape is returned as it is (the
+        caller then sends it by copy). This default reads and copies; sources that can render
+        or decode in place override it.
+        """
+        frame = self.read(index)
+        if frame is None or frame.shape != out.shape:
+            return frame
+        np.copyto(out, frame)
+        return out
+
     def close(self) -> None:
         """Release the device or file."""
 
@@ -48,6 +62,13 @@ class SyntheticSource(FrameSource):
     def read(self, index: int) -> Optional[np.ndarray]:
         """Render frame ``index`` into a pooled buffer no stage still holds."""
         image, _ = self.scene.render(index, out=self.pool.acquire())
+        return image
+
+    def read_into(self, index: int, out: np.ndarray) -> Optional[np.ndarray]:
+        """Render frame ``index`` straight into ``out`` (no copy)."""
+        if out.shape != (self.scene.height, self.scene.width, 3):
+            return self.read(index)
+        image, _ = self.scene.render(index, out=out)
         return image
 
 
@@ -71,6 +92,21 @@ class _CaptureSource(FrameSource):
             return None
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        return frame
+
+    def read_into(self, index: int, out: np.ndarray) -> Optional[np.ndarray]:
+        """Decode the next frame straight into ``out`` when OpenCV can (same size, BGR)."""
+        ok, frame = self._capture.read(out)
+        if not ok and self._loop:
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._capture.read(out)
+        if not ok:
+            return None
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if frame is not out and frame.shape == out.shape:
+            np.copyto(out, frame)  # OpenCV allocated anyway: still one copy, as without a loan
+            return out
         return frame
 
     def close(self) -> None:

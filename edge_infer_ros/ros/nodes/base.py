@@ -23,6 +23,7 @@ from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
+from edge_infer_ros.core.shm import choose_same_host, SAME_HOST_TRANSPORTS
 from edge_infer_ros.core.validate import InputRefused, MAX_HARDWARE_ID, REASONS
 from edge_infer_ros.ros import process
 from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
@@ -74,6 +75,10 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               f'(at most {MAX_HARDWARE_ID} characters)', check=lambda v: None if len(v) <=
               MAX_HARDWARE_ID else f'hardware_id has {len(v)} characters, at most '
               f'{MAX_HARDWARE_ID}'),
+    ParamSpec('transport.same_host', 'dds', "how frames travel between the package's own "
+              'processes on this host: dds, or iceoryx2 (shared memory, zero-copy; DDS is still '
+              'published for other subscribers, and used with a diagnostic when iceoryx2 is '
+              'missing)', choices=SAME_HOST_TRANSPORTS, runtime=False),
 )
 
 
@@ -140,6 +145,9 @@ class StageNode(LifecycleNode):
         self._configured = False
         self._inputs: list[tuple[StageInput, Any, str]] = []
         self._outputs: list[StagePublisher] = []
+        self._shm_inputs: list[tuple[Any, StageInput]] = []
+        self.shm_note = ''  # why iceoryx2 is not used although asked for (diagnostics)
+        self._frames_by_dds = 0  # frames an shm input got first by DDS (a peer elsewhere)
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
         try:
             self._declare_parameters()
@@ -263,10 +271,15 @@ class StageNode(LifecycleNode):
                 self._stage_error(error, None, f'bad message on {resolved}')
                 return
             echoes = stage_input.stats.duplicates_ignored
-            stage_input.deliver_from_ros(envelope, key_of(msg))
-            if gid is not None and stage_input.stats.duplicates_ignored > echoes:
-                tracker.ignore(gid)  # a publisher of this process: its frames come by reference
+            if shm_input is not None:
+                stage_input.deliver_once(envelope, key_of(msg))
+                self._frames_by_dds += stage_input.stats.duplicates_ignored == echoes
+            else:
+                stage_input.deliver_from_ros(envelope, key_of(msg))
+                if gid is not None and stage_input.stats.duplicates_ignored > echoes:
+                    tracker.ignore(gid)  # a publisher of this process: frames come by reference
 
+        shm_input = self._shm_input(resolved, stage_input)
         callback = on_message if not MESSAGE_INFO_MISSING else (lambda msg: on_message(msg, None))
         if qos is None:
             qos = qos_from(self.p['qos.input.reliability'], self.p['qos.input.durability'],
@@ -292,8 +305,44 @@ class StageNode(LifecycleNode):
                 t, info, 'subscription'))
         publisher = self.create_publisher(msg_type, resolved, qos, event_callbacks=events)
         output = StagePublisher(self.bus, resolved, publisher, to_msg, key_of)
+        if self._same_host() == 'iceoryx2':
+            from edge_infer_ros.core.shm import ShmError, ShmPublisher
+            try:
+                output.shm = ShmPublisher(resolved)
+            except ShmError as error:
+                self._shm_fallback(f'{resolved}: {error}: using DDS')
         self._outputs.append(output)
         return output
+
+    def _same_host(self) -> str:
+        transport, reason = choose_same_host(self.p['transport.same_host'])
+        if reason:
+            self._shm_fallback(reason)
+        return transport
+
+    def _shm_fallback(self, reason: str) -> None:
+        if reason != self.shm_note:
+            self.get_logger().warning(reason)
+        self.shm_note = reason
+
+    def _shm_input(self, resolved: str, stage_input: StageInput) -> Any:
+        """Receive a topic through shared memory too (frames keyed like their DDS echo)."""
+        if self._same_host() != 'iceoryx2':
+            return None
+        from edge_infer_ros.core.shm import ShmError, ShmSubscriber
+
+        def on_frame(envelope: Envelope, received_ns: int) -> None:
+            stage_input.deliver_once(envelope, (envelope.stamp_ns, envelope.frame_id))
+        try:
+            subscriber = ShmSubscriber(resolved, on_frame, on_error=lambda text: self._stage_error(
+                RuntimeError(text), None, f'shared memory on {resolved}'))
+        except ShmError as error:
+            self._shm_fallback(f'{resolved}: {error}: using DDS')
+            return None
+        subscriber.start()
+        self.bus.count_shm(resolved, +1)
+        self._shm_inputs.append((subscriber, stage_input))
+        return subscriber
 
     def _incompatible_qos(self, topic: str, info: Any, other: str) -> None:
         policy = getattr(info.last_policy_kind, 'name', str(info.last_policy_kind))
@@ -305,12 +354,18 @@ class StageNode(LifecycleNode):
         self._qos_warnings.append(text)
 
     def _destroy_io(self) -> None:
+        for subscriber, stage_input in self._shm_inputs:
+            subscriber.close()
+            self.bus.count_shm(subscriber.topic, -1)
+        self._shm_inputs.clear()
         for stage_input, subscription, resolved in self._inputs:
             stage_input.stop()
             self.bus.detach(resolved, stage_input, has_ros_subscription=True)
             self.destroy_subscription(subscription)
         for output in self._outputs:
             self.destroy_publisher(output.ros_publisher)
+            if output.shm is not None:
+                output.shm.close()
         self._inputs.clear()
         self._outputs.clear()
 
@@ -495,6 +550,10 @@ class StageNode(LifecycleNode):
         received = sum(i.stats.received for i in self.inputs)
         processed = sum(i.stats.processed for i in self.inputs)
         dropped = sum(i.stats.dropped for i in self.inputs)
+        # Frames replaced in shared memory before this stage took them: received and dropped
+        # (keep-latest), exactly as a frame replaced in an in-process queue.
+        shm_dropped = sum(s.stats.dropped for s, _ in self._shm_inputs)
+        received, dropped = received + shm_dropped, dropped + shm_dropped
         errors = self.error_count()
         values = [('state', 'active' if self._active else
                    'inactive' if self._configured else 'unconfigured'),
@@ -507,12 +566,15 @@ class StageNode(LifecycleNode):
                    str(sum(o.stats.local_deliveries for o in self._outputs)))]
         values += [(f'refused.{reason}', str(count))
                    for reason, count in self.refusals.items() if count]
+        values += self.shm_values()
         values += self.diagnostic_values()
         loss_values, loss_text = self.transport_loss_status()
         values += loss_values + self.matched_values()
         level, message = OK, 'running' if self._active else 'not active'
         if loss_text:
             level, message = WARN, loss_text
+        if self.shm_note:
+            level, message = WARN, self.shm_note
         if self._qos_warnings:
             level, message = WARN, self._qos_warnings[-1]
         if self.fault:
@@ -527,6 +589,28 @@ class StageNode(LifecycleNode):
                                   hardware_id=self.p['hardware_id'])
         status.values = [KeyValue(key=k, value=v) for k, v in values]
         return status
+
+    def shm_values(self) -> list[tuple[str, str]]:
+        """Same-host transport in use, its counters; dead shm subscribers are cleaned up here."""
+        shm_out = [o.shm for o in self._outputs if o.shm is not None]
+        if not shm_out and not self._shm_inputs:
+            return [('transport_same_host', 'dds')]
+        for sender in shm_out:
+            try:
+                sender.cleanup_dead()
+            except Exception:  # noqa: B902 - closed during shutdown
+                pass
+        values = [('transport_same_host', 'iceoryx2'),
+                  ('shm_frames_sent', str(sum(o.stats.shm_sent for o in self._outputs))),
+                  ('shm_send_failures', str(sum(o.stats.shm_failed for o in self._outputs))),
+                  ('shm_frames_received',
+                   str(sum(s.stats.received for s, _ in self._shm_inputs))),
+                  ('shm_frames_dropped', str(sum(s.stats.dropped for s, _ in self._shm_inputs)))]
+        if self._frames_by_dds:
+            values.append(('transport_note', f'{self._frames_by_dds} frames came by DDS, not '
+                           'shared memory: their publisher is on another host or uses '
+                           'transport.same_host dds'))
+        return values
 
     def publish_diagnostics(self) -> None:
         """Publish this node's status on /diagnostics."""

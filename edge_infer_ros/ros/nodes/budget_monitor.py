@@ -27,8 +27,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.validate import check_stamp, check_trace
-from edge_infer_ros.monitor.budget import (BudgetConfig, BudgetTracker, DeadlineMiss,
-                                           MAX_CAMERAS_RANGE, MAX_STAGES_RANGE)
+from edge_infer_ros.monitor.config import BudgetConfig, MAX_CAMERAS_RANGE, MAX_STAGES_RANGE
+from edge_infer_ros.monitor.tracker import BudgetTracker
+from edge_infer_ros.monitor.verdicts import DeadlineMiss
 from edge_infer_ros.ros import convert
 from edge_infer_ros.ros.nodes.base import COMMON_PARAMS, run_single, StageNode
 from edge_infer_ros_msgs.msg import DeadlineMiss as DeadlineMissMsg, FrameTrace as FrameTraceMsg

@@ -68,6 +68,8 @@ class CameraNode(StageNode):
         self.source_ended = False
         self.read_errors = 0
         self._topic_seq = 0
+        self._frame_shape: Optional[tuple[int, ...]] = None
+        self.zero_copy_frames = 0
 
     @property
     def camera_name(self) -> str:
@@ -126,10 +128,26 @@ class CameraNode(StageNode):
             return not thread.is_alive()
         return True
 
-    def _publish(self, envelope: Envelope) -> None:
+    def _publish(self, envelope: Envelope, loan: Any = None) -> None:
+        if loan is not None:  # a loan is gone once sent: everything else reads it first
+            if self.compressed_out is not None:
+                self.compressed_out.publish(envelope)
+            self.image_out.publish(envelope, loan)
+            return
         self.image_out.publish(envelope)
         if self.compressed_out is not None:
             self.compressed_out.publish(envelope)
+
+    def _loan(self) -> Any:
+        """Loan a shared-memory sample to render into (shm subscribers, no local ones)."""
+        shm = self.image_out.shm
+        shape = self._frame_shape
+        if shm is None or shape is None or self.bus.inputs(self.image_out.topic):
+            return None
+        try:
+            return shm.loan(shape) if shm.subscribers() else None
+        except Exception:  # noqa: B902 - no loan: this frame goes by copy (counted by shm)
+            return None
 
     def _capture_loop(self) -> None:
         index = 0
@@ -143,9 +161,13 @@ class CameraNode(StageNode):
             limit = self.p['max_frames']
             if limit and index >= limit:
                 break
+            loan = self._loan()
             try:
-                image = source.read(index)
+                image = source.read(index) if loan is None else source.read_into(index,
+                                                                                 loan.array)
             except Exception as error:  # noqa: B902 - a bad file must not kill the camera
+                if loan is not None:
+                    loan.discard()
                 self.read_errors += 1
                 self._stage_error(error, None, f'cannot read frame {index}')
                 image = None
@@ -153,6 +175,11 @@ class CameraNode(StageNode):
                     break
                 index += 1
                 continue
+            if loan is not None and image is not loan.array:
+                loan.discard()  # the source could not write into it: send by copy
+                loan = None
+            if image is not None:
+                self._frame_shape = image.shape
             if image is None:
                 self.source_ended = True
                 self.get_logger().info(f'source {self.p["source"]} ended after {index} frames')
@@ -161,9 +188,10 @@ class CameraNode(StageNode):
             envelope = Envelope(self.camera_name, index, stamp, self.p['frame_id'], (),
                                 ImagePayload(frozen_view(image), 'bgr8'))
             self.captured += 1
+            self.zero_copy_frames += loan is not None
             report_idle(idle_ns)
             try:
-                self._publish(envelope)
+                self._publish(envelope, loan)
             except Exception as error:  # noqa: B902 - a failed publish must not kill capture
                 if not self.context.ok():
                     break  # shutting down (Ctrl-C, SIGTERM): stop quietly
@@ -206,7 +234,8 @@ class CameraNode(StageNode):
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Capture counters."""
         return [('source', self.p['source']), ('frames_captured', str(self.captured)),
-                ('fps_setting', f'{self.p["fps"]:.1f}'), ('read_errors', str(self.read_errors))]
+                ('fps_setting', f'{self.p["fps"]:.1f}'), ('read_errors', str(self.read_errors)),
+                ('zero_copy_frames', str(self.zero_copy_frames))]
 
 
 def main(args: Optional[list[str]] = None) -> None:

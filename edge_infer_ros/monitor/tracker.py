@@ -1,0 +1,531 @@
+"""
+The budget tracker: sliding windows per camera and stage, deadline misses, verdicts.
+
+One class over 400 lines, on purpose: the windows it keeps, the bounds on them and the verdicts
+it draws from them change together.
+
+Why a plain module: the budget monitor node, the main job's latency report and
+the tests all need the same verdicts, and none of that needs ROS.  The node
+only converts: it calls ``BudgetTracker.observe`` for every ``FrameTrace``
+(publishing the returned ``DeadlineMiss`` at once), turns ``statuses()`` into
+``diagnostic_msgs/DiagnosticStatus`` at the diagnostics rate, and builds its
+parameters from ``BudgetConfig.to_mapping()``.
+
+Timing model (see ``edge_infer_ros.core.frame``), per frame and camera::
+
+    stamp --ingest--> [queue_wait | service] stage 1 --hop--> [queue_wait | service] stage 2 ...
+
+* a stage's *total* is ``queue_wait + service`` and is what its budget covers;
+* *ingest* is capture stamp -> receipt by the first stage;
+* *transport* is the sum of the hops between stages after ingest;
+* *end to end* is capture stamp -> end of the last stage, so it is exactly
+  ``ingest + sum(stage totals) + transport``, and the deadline is split into
+  ``sum(stage budgets) + ingest + transport + slack``.
+
+All latencies are in milliseconds; all times are int nanoseconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Any
+
+from edge_infer_ros.core import frame
+from edge_infer_ros.core.frame import FrameTrace, hops
+from edge_infer_ros.core.validate import CAMERA_NAME_RE, check_name, InputRefused, STAGE_NAME_RE
+from edge_infer_ros.monitor.config import BudgetConfig, END_TO_END, INGEST, own_copy, TRANSPORT
+from edge_infer_ros.monitor.verdicts import (cause_of, DeadlineMiss, fmt_ms, json_ms, Level,
+                                             percentile_key, QUEUE_WAIT, SERVICE, StageStatus,
+                                             window_entry, window_values, worst_item)
+from edge_infer_ros.monitor.windows import SlidingWindow
+
+
+class _StageState:
+    """The windows of one (camera, stage)."""
+
+    __slots__ = ('service', 'queue_wait', 'total', 'transport', 'last_ns')
+
+    def __init__(self, size: int, max_age_s: float | None, now_ns: int) -> None:
+        self.service = SlidingWindow(size, max_age_s)
+        self.queue_wait = SlidingWindow(size, max_age_s)
+        self.total = SlidingWindow(size, max_age_s)
+        self.transport = SlidingWindow(size, max_age_s)
+        self.last_ns = now_ns
+
+    def windows(self) -> tuple[SlidingWindow, ...]:
+        return (self.service, self.queue_wait, self.total, self.transport)
+
+
+class _CameraState:
+    """The windows and counters of one camera."""
+
+    __slots__ = ('stages', 'ingest', 'transport', 'end_to_end', 'last_ns', 'frames',
+                 'misses', 'blamed', 'recent_misses')
+
+    def __init__(self, size: int, max_age_s: float | None, now_ns: int) -> None:
+        self.stages: dict[str, _StageState] = {}
+        self.ingest = SlidingWindow(size, max_age_s)
+        self.transport = SlidingWindow(size, max_age_s)
+        self.end_to_end = SlidingWindow(size, max_age_s)
+        self.last_ns = now_ns
+        self.frames = 0
+        self.misses = 0
+        #: Cumulative count of deadline misses blamed on each item.
+        self.blamed: collections.Counter[str] = collections.Counter()
+        #: (time, worst item) of the latest misses, to name the worst in the window.
+        self.recent_misses: collections.deque[tuple[int, str]] = collections.deque(maxlen=size)
+
+    def windows(self) -> tuple[SlidingWindow, ...]:
+        result = [self.ingest, self.transport, self.end_to_end]
+        for state in self.stages.values():
+            result.extend(state.windows())
+        return tuple(result)
+
+
+class BudgetTracker:
+    """
+    Keeps the latency windows of every (camera, stage) and judges them.
+
+    ``observe`` is called for every trace (cheap: a few ring-buffer writes per
+    stage); ``statuses`` and ``summary`` compute percentiles and are meant for
+    the diagnostics rate.  Times default to ``edge_infer_ros.core.frame.now_ns()``.
+    Not thread-safe: call it from one thread (one callback group).
+    """
+
+    def __init__(self, config: BudgetConfig | None = None) -> None:
+        """Start with no cameras; ``config`` defaults to ``BudgetConfig()``."""
+        self._config = own_copy(BudgetConfig() if config is None else config.validate())
+        self._deadline_ms = float(self._config.deadline_ms)
+        self._cameras: dict[str, _CameraState] = {}
+
+    @property
+    def config(self) -> BudgetConfig:
+        """Return the configuration in force (do not mutate it: use set_config)."""
+        return self._config
+
+    def cameras(self) -> list[str]:
+        """Return the cameras seen, in order of first trace."""
+        return list(self._cameras)
+
+    def _max_age_s(self) -> float | None:
+        return self._config.window_max_age_s or None
+
+    def set_config(self, config: BudgetConfig) -> None:
+        """
+        Apply a new configuration; raises ValueError (keeping the old one) if invalid.
+
+        Budgets and thresholds apply from the next observe/statuses; a new
+        window size resizes every window keeping the newest samples.
+        """
+        config = own_copy(config.validate())
+        old = self._config
+        self._config = config
+        self._deadline_ms = float(config.deadline_ms)
+        size = int(config.window_size)
+        max_age = self._max_age_s()
+        if size != old.window_size or config.window_max_age_s != old.window_max_age_s:
+            for camera in self._cameras.values():
+                for window in camera.windows():
+                    window.resize(size)
+                    window.max_age_s = max_age
+                camera.recent_misses = collections.deque(camera.recent_misses, maxlen=size)
+
+    def observe(self, trace: FrameTrace, now_ns: int | None = None) -> DeadlineMiss | None:
+        """
+        Record one frame's trace; return a DeadlineMiss if it ended after the deadline.
+
+        ``now_ns`` is the receipt time, used to age samples and detect stale
+        streams.  A trace without stages carries no timing and is ignored.
+        """
+        stages = trace.stages
+        if not stages:
+            return None
+        if now_ns is None:
+            now_ns = frame.now_ns()
+        camera = self._admit(trace, now_ns)
+        states = camera.stages
+        hops_ms = 0.0
+        ingest_ms: float | None = None
+        for timing, hop_ns in hops(trace.stamp_ns, stages):
+            state = states.get(timing.stage)
+            if state is None:
+                state = states[timing.stage] = _StageState(
+                    self._config.window_size, self._max_age_s(), now_ns)
+            hop_ms = hop_ns / 1e6
+            wait_ms = timing.queue_wait_ns / 1e6
+            service_ms = timing.service_ns / 1e6
+            state.service.add(service_ms, now_ns)
+            state.queue_wait.add(wait_ms, now_ns)
+            state.total.add(wait_ms + service_ms, now_ns)
+            state.transport.add(hop_ms, now_ns)
+            state.last_ns = now_ns
+            if ingest_ms is None:
+                ingest_ms = hop_ms
+            else:
+                hops_ms += hop_ms
+        latency_ms = (stages[-1].end_ns - trace.stamp_ns) / 1e6
+        ingest_ms = ingest_ms if ingest_ms is not None else 0.0  # a trace has >= 1 stage
+        camera.ingest.add(ingest_ms, now_ns)
+        camera.transport.add(hops_ms, now_ns)
+        camera.end_to_end.add(latency_ms, now_ns)
+        camera.last_ns = now_ns
+        camera.frames += 1
+        if latency_ms <= self._deadline_ms:
+            return None
+        miss = self._blame(trace, latency_ms, ingest_ms, hops_ms)
+        camera.misses += 1
+        camera.blamed[miss.worst_stage] += 1
+        camera.recent_misses.append((now_ns, miss.worst_stage))
+        return miss
+
+    def _admit(self, trace: FrameTrace, now_ns: int) -> '_CameraState':
+        """
+        Return the state of the trace's camera, creating it (and its stages) within bounds.
+
+        Raises InputRefused, changing nothing, for an invalid camera or stage name, or when
+        the trace would need more than max_cameras cameras or max_stages stages. At the
+        bound, the camera (or stage) silent the longest makes room when it has been silent
+        longer than stale_timeout_s: a live camera is never pushed out by new names.
+        """
+        config = self._config
+        camera = self._cameras.get(trace.camera)
+        if camera is None:
+            check_name(trace.camera, 'camera name', CAMERA_NAME_RE)
+        new_stages = [t.stage for t in trace.stages
+                      if camera is None or t.stage not in camera.stages]
+        for stage in new_stages:
+            check_name(stage, 'stage name', STAGE_NAME_RE)
+        stale_ns = now_ns - config.stale_timeout_s * 1e9
+        if new_stages:
+            known = len(camera.stages) if camera is not None else 0
+            room = config.max_stages - known
+            if len(set(new_stages)) > room and camera is not None:
+                room += _evict(camera.stages, stale_ns, len(set(new_stages)) - room)
+            if len(set(new_stages)) > room:
+                raise InputRefused('too_many', f'trace of camera {trace.camera!r} would need '
+                                   f'{known + len(set(new_stages))} stages, max_stages is '
+                                   f'{config.max_stages}')
+        if camera is None:
+            if len(self._cameras) >= config.max_cameras and \
+                    not _evict(self._cameras, stale_ns, 1):
+                raise InputRefused('too_many', f'camera {trace.camera!r} would be camera '
+                                   f'{len(self._cameras) + 1}, max_cameras is '
+                                   f'{config.max_cameras} and none is stale')
+            camera = self._cameras[trace.camera] = _CameraState(
+                config.window_size, self._max_age_s(), now_ns)
+        return camera
+
+    def expire(self, now_ns: int) -> int:
+        """Forget cameras and stages silent for entry_timeout_s; return how many went."""
+        before_ns = now_ns - self._config.entry_timeout_s * 1e9
+        gone = [name for name, camera in self._cameras.items() if camera.last_ns < before_ns]
+        for name in gone:
+            del self._cameras[name]
+        count = len(gone)
+        for camera in self._cameras.values():
+            stages = [s for s, state in camera.stages.items() if state.last_ns < before_ns]
+            for stage in stages:
+                del camera.stages[stage]
+            count += len(stages)
+        return count
+
+    def _blame(self, trace: FrameTrace, latency_ms: float, ingest_ms: float,
+               transport_ms: float) -> DeadlineMiss:
+        """Name the item most over its own budget, for the miss event (see worst_item)."""
+        config = self._config
+        # (name, component, time, budget or NaN), in pipeline order.
+        items: list[tuple[str, str, float, float]] = [
+            (INGEST, TRANSPORT, ingest_ms, config.ingest_ms)]
+        for timing in trace.stages:
+            wait_ms = timing.queue_wait_ns / 1e6
+            service_ms = timing.service_ns / 1e6
+            budget = config.stage_budgets_ms.get(timing.stage)
+            items.append((timing.stage, SERVICE if service_ms >= wait_ms else QUEUE_WAIT,
+                          wait_ms + service_ms, math.nan if budget is None else budget))
+        items.append((TRANSPORT, TRANSPORT, transport_ms, config.transport_ms))
+        worst = worst_item(items)
+        deadline = self._deadline_ms
+        return DeadlineMiss(trace.camera, trace.seq, trace.stamp_ns, trace.frame_id,
+                            deadline, latency_ms, latency_ms - deadline,
+                            worst[0], worst[1], worst[2], worst[3])
+
+    # ----------------------------------------------------------------- verdicts
+
+    def statuses(self, now_ns: int | None = None) -> list[StageStatus]:
+        """
+        Judge every (camera, stage) and each camera's ingest, transport, end_to_end.
+
+        Order: per camera (first seen first), its stages in pipeline order,
+        then ingest, transport and end_to_end.  (A stage that calls itself
+        'ingest', 'transport' or 'end_to_end' in its traces would share a name
+        with a path item: stage nodes should not.)
+        """
+        return [status for status, _ in self._judge(now_ns)]
+
+    def _judge(self, now_ns: int | None) -> list[tuple[StageStatus, dict[str, Any]]]:
+        """Return (status, summary entry) for every item, in statuses() order."""
+        if now_ns is None:
+            now_ns = frame.now_ns()
+        self.expire(now_ns)
+        results = []
+        for name, camera in self._cameras.items():
+            for stage, state in camera.stages.items():
+                results.append(self._stage_verdict(name, camera, stage, state, now_ns))
+            for item in (INGEST, TRANSPORT):
+                results.append(self._path_verdict(name, camera, item, now_ns))
+            results.append(self._end_to_end_verdict(name, camera, now_ns))
+        return results
+
+    def _stale_message(self, camera: _CameraState, last_ns: int, now_ns: int
+                       ) -> str | None:
+        """Return why an item is stale at ``now_ns``, or None when it is live."""
+        timeout_ns = self._config.stale_timeout_s * 1e9
+        silent_ns = now_ns - camera.last_ns
+        if silent_ns > timeout_ns:
+            return f'no frames for {silent_ns / 1e9:.1f} s'
+        if now_ns - last_ns > timeout_ns:
+            return (f'missing from the traces for {(now_ns - last_ns) / 1e9:.1f} s '
+                    'while frames still arrive (stage down or bypassed?)')
+        return None
+
+    def _stage_verdict(self, camera_name: str, camera: _CameraState, stage: str,
+                       state: _StageState, now_ns: int
+                       ) -> tuple[StageStatus, dict[str, Any]]:
+        config = self._config
+        q = float(config.warn_percentile)
+        service = state.service.summary(now_ns)
+        wait = state.queue_wait.summary(now_ns)
+        total = state.total.summary(now_ns)
+        hop = state.transport.summary(now_ns)
+        service_q = service.percentile(q)
+        wait_q = wait.percentile(q)
+        total_q = total.percentile(q)
+        budget = config.stage_budgets_ms.get(stage)
+        over = total.count_above(budget) if budget is not None else 0
+        stale = self._stale_message(camera, state.last_ns, now_ns)
+        if stale is not None:
+            level, message = Level.STALE, f'{stage}: {stale}'
+        elif budget is None:
+            level = Level.OK
+            message = f'{stage}: no budget configured; {percentile_key(q)} {total_q:.3f} ms'
+        elif total.count < config.min_samples:
+            level = Level.OK
+            message = (f'{stage}: {total.count} of {config.min_samples} samples, '
+                       'no verdict yet')
+        elif total_q > budget:
+            level = Level.WARN
+            message = (f'{stage} {percentile_key(q)} {total_q:.3f} ms > budget {budget:.3f} ms, '
+                       'cause: ' + cause_of(q, service_q, wait_q))
+        else:
+            level = Level.OK
+            message = f'{stage} {percentile_key(q)} {total_q:.3f} ms <= budget {budget:.3f} ms'
+        total_p95, total_p99 = total.percentiles((95.0, 99.0))
+        values = [
+            ('count', str(total.count)),
+            ('budget_ms', fmt_ms(budget)),
+            ('service_p50_ms', fmt_ms(service.p50)),
+            ('service_p95_ms', fmt_ms(service.p95)),
+            ('service_p99_ms', fmt_ms(service.p99)),
+            ('service_max_ms', fmt_ms(service.max)),
+            ('queue_wait_p50_ms', fmt_ms(wait.p50)),
+            ('queue_wait_p95_ms', fmt_ms(wait.p95)),
+            ('queue_wait_p99_ms', fmt_ms(wait.p99)),
+            ('queue_wait_max_ms', fmt_ms(wait.max)),
+            ('total_p95_ms', fmt_ms(total_p95)),
+            ('total_p99_ms', fmt_ms(total_p99)),
+            ('total_max_ms', fmt_ms(total.max)),
+            ('warn_percentile', fmt_ms(q)),
+            ('total_at_warn_percentile_ms', fmt_ms(total_q)),
+            ('transport_in_p95_ms', fmt_ms(hop.p95)),
+            ('over_budget', str(over)),
+            ('misses', str(camera.blamed.get(stage, 0))),
+            ('last_seen_age_s', fmt_ms((now_ns - state.last_ns) / 1e9)),
+        ]
+        status = StageStatus(stage, camera_name, level, message, values)
+        entry = {
+            'count': service.count,
+            'p50_ms': json_ms(service.p50),
+            'p95_ms': json_ms(service.p95),
+            'p99_ms': json_ms(service.p99),
+            'max_ms': json_ms(service.max),
+            'mean_ms': json_ms(service.mean),
+            'queue_wait_p50_ms': json_ms(wait.p50),
+            'queue_wait_p95_ms': json_ms(wait.p95),
+            'queue_wait_p99_ms': json_ms(wait.p99),
+            'queue_wait_max_ms': json_ms(wait.max),
+            'total_p50_ms': json_ms(total.p50),
+            'total_p95_ms': json_ms(total.p95),
+            'total_p99_ms': json_ms(total.p99),
+            'total_max_ms': json_ms(total.max),
+            'transport_in_p95_ms': json_ms(hop.p95),
+            'budget_ms': budget,
+            'over_budget': over,
+            'deadline_misses_blamed': camera.blamed.get(stage, 0),
+            'status': level.name,
+            'message': message,
+        }
+        return status, entry
+
+    def _path_verdict(self, camera_name: str, camera: _CameraState, item: str, now_ns: int
+                      ) -> tuple[StageStatus, dict[str, Any]]:
+        """Judge a camera's ingest or transport sum against its budget."""
+        config = self._config
+        q = float(config.warn_percentile)
+        if item == INGEST:
+            window, budget = camera.ingest, float(config.ingest_ms)
+            what = 'capture stamp to first-stage receipt'
+        else:
+            window, budget = camera.transport, float(config.transport_ms)
+            what = 'sum of the hops between stages'
+        summary = window.summary(now_ns)
+        value_q = summary.percentile(q)
+        over = summary.count_above(budget)
+        stale = self._stale_message(camera, camera.last_ns, now_ns)
+        if stale is not None:
+            level, message = Level.STALE, f'{item}: {stale}'
+        elif summary.count < config.min_samples:
+            level = Level.OK
+            message = (f'{item}: {summary.count} of {config.min_samples} samples, '
+                       'no verdict yet')
+        elif value_q > budget:
+            level = Level.WARN
+            message = (f'{item} {percentile_key(q)} {value_q:.3f} ms > budget {budget:.3f} ms '
+                       f'({what})')
+        else:
+            level = Level.OK
+            message = f'{item} {percentile_key(q)} {value_q:.3f} ms <= budget {budget:.3f} ms'
+        values = window_values(summary, budget) + [
+            ('warn_percentile', fmt_ms(q)),
+            ('at_warn_percentile_ms', fmt_ms(value_q)),
+            ('over_budget', str(over)),
+            ('misses', str(camera.blamed.get(item, 0))),
+        ]
+        entry = window_entry(summary, budget)
+        entry.update({'over_budget': over,
+                      'deadline_misses_blamed': camera.blamed.get(item, 0),
+                      'status': level.name, 'message': message})
+        return StageStatus(item, camera_name, level, message, values), entry
+
+    def _end_to_end_verdict(self, camera_name: str, camera: _CameraState, now_ns: int
+                            ) -> tuple[StageStatus, dict[str, Any]]:
+        """
+        Judge a camera's deadline misses in the window.
+
+        WARN on any miss; ERROR when the miss rate exceeds miss_rate_error and
+        the window holds at least min_samples frames (one slow first frame of
+        a fresh start is a WARN, not an ERROR); ERROR when no frames arrive.
+        """
+        config = self._config
+        q = float(config.warn_percentile)
+        deadline = self._deadline_ms
+        summary = camera.end_to_end.summary(now_ns)
+        value_q = summary.percentile(q)
+        misses = summary.count_above(deadline)
+        rate = misses / summary.count if summary.count else 0.0
+        worst = self._worst_in_window(camera, now_ns) if misses else None
+        timeout_ns = config.stale_timeout_s * 1e9
+        silent_ns = now_ns - camera.last_ns
+        if silent_ns > timeout_ns:
+            level, message = Level.ERROR, f'no frames for {silent_ns / 1e9:.1f} s'
+        elif misses == 0:
+            level = Level.OK
+            message = (f'{percentile_key(q)} {value_q:.3f} ms, no deadline misses in '
+                       f'{summary.count} frames (deadline {deadline:.3f} ms)')
+        else:
+            error = rate > config.miss_rate_error and summary.count >= config.min_samples
+            level = Level.ERROR if error else Level.WARN
+            message = (f'{misses} of {summary.count} frames missed the {deadline:.3f} ms '
+                       f'deadline ({rate:.1%} {">" if rate > config.miss_rate_error else "<="}'
+                       f' {config.miss_rate_error:.1%}); worst stage: {worst}')
+        values = window_values(summary, deadline) + [
+            ('deadline_ms', fmt_ms(deadline)),
+            ('warn_percentile', fmt_ms(q)),
+            ('at_warn_percentile_ms', fmt_ms(value_q)),
+            ('misses', str(misses)),
+            ('miss_rate', f'{rate:.4f}'),
+            ('miss_rate_error', f'{config.miss_rate_error:.4f}'),
+            ('worst_stage', worst or ''),
+            ('frames_total', str(camera.frames)),
+            ('misses_total', str(camera.misses)),
+            ('last_frame_age_s', fmt_ms(silent_ns / 1e9)),
+        ]
+        entry = window_entry(summary, deadline)
+        entry.update({'misses': misses, 'miss_rate': rate, 'worst_stage': worst,
+                      'status': level.name, 'message': message})
+        return StageStatus(END_TO_END, camera_name, level, message, values), entry
+
+    def _worst_in_window(self, camera: _CameraState, now_ns: int) -> str:
+        """
+        Name the item blamed most among the window's misses.
+
+        Falls back to ranking the items' warn percentiles against their budgets
+        like a single miss (e.g. after a lower deadline made old frames count as
+        misses that raised no event).
+        """
+        oldest = camera.end_to_end.oldest_time_ns(now_ns)
+        blamed = collections.Counter(stage for t, stage in camera.recent_misses
+                                     if oldest is not None and t >= oldest)
+        if blamed:
+            stage, count = blamed.most_common(1)[0]
+            return f'{stage} ({count} of {sum(blamed.values())} misses)'
+        config = self._config
+        q = float(config.warn_percentile)
+        items: list[tuple[str, str, float, float]] = [
+            (INGEST, TRANSPORT, camera.ingest.summary(now_ns).percentile(q), config.ingest_ms)]
+        for stage, state in camera.stages.items():
+            budget = config.stage_budgets_ms.get(stage)
+            items.append((stage, '', state.total.summary(now_ns).percentile(q),
+                          math.nan if budget is None else budget))
+        items.append((TRANSPORT, TRANSPORT, camera.transport.summary(now_ns).percentile(q),
+                      config.transport_ms))
+        items = [item for item in items if not math.isnan(item[2])]
+        if not items:
+            return 'unknown'
+        stage, _, value, budget = worst_item(items)
+        return f'{stage} ({percentile_key(q)} {value:.3f} ms vs budget {fmt_ms(budget)} ms)'
+
+    # ------------------------------------------------------------------ reports
+
+    def summary(self, now_ns: int | None = None) -> dict[str, Any]:
+        """
+        Return the JSON-ready latency report (None where a window has no data).
+
+        Per camera: ``frames`` and ``deadline_misses`` (since start), per stage
+        the service-time statistics (count, p50_ms, p95_ms, p99_ms, max_ms)
+        with the queue wait separately (queue_wait_p50_ms, queue_wait_p99_ms)
+        and the budget (which covers queue wait + service, see total_*_ms), and
+        ``ingest``, ``transport`` and ``end_to_end`` entries with the same
+        statistics keys (their budget_ms; the deadline for end_to_end).
+        """
+        if now_ns is None:
+            now_ns = frame.now_ns()
+        judged = iter(self._judge(now_ns))
+        cameras: dict[str, Any] = {}
+        for name, camera in self._cameras.items():
+            stages = {stage: next(judged)[1] for stage in camera.stages}
+            report: dict[str, Any] = {
+                'frames': camera.frames,
+                'deadline_misses': camera.misses,
+                'miss_rate': camera.misses / camera.frames if camera.frames else 0.0,
+                'stages': stages,
+            }
+            for item in (INGEST, TRANSPORT, END_TO_END):
+                report[item] = next(judged)[1]
+            cameras[name] = report
+        return {
+            'now_ns': int(now_ns),
+            'deadline_ms': self._deadline_ms,
+            'warn_percentile': float(self._config.warn_percentile),
+            'config': self._config.to_mapping(),
+            'cameras': cameras,
+        }
+
+
+def _evict(entries: dict[str, Any], stale_before_ns: float, wanted: int) -> int:
+    """Remove up to ``wanted`` entries silent since before ``stale_before_ns``, oldest first."""
+    stale = sorted((state.last_ns, name) for name, state in entries.items()
+                   if state.last_ns < stale_before_ns)[:wanted]
+    for _, name in stale:
+        del entries[name]
+    return len(stale)

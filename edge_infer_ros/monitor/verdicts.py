@@ -1,0 +1,179 @@
+"""
+What the monitor concludes: levels, per-item statuses, deadline-miss events.
+
+Each verdict is one record, rendered twice: as diagnostic key/values (the node turns them into
+``DiagnosticStatus``) and as JSON (the main job's report); both come from the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from typing import Any
+
+from edge_infer_ros.monitor.windows import WindowSummary
+
+#: Values of ``DeadlineMiss.worst_component``.
+SERVICE = 'service'
+
+
+QUEUE_WAIT = 'queue_wait'
+
+
+#: When the smaller of a stage's service and queue-wait percentiles is at least
+#: this fraction of the larger, the WARN message blames both.
+BOTH_CAUSES_RATIO = 0.75
+
+
+class Level(enum.IntEnum):
+    """Status levels, numerically equal to diagnostic_msgs/DiagnosticStatus's."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+    STALE = 3
+
+    def as_byte(self) -> bytes:
+        """Return the level as rclpy's ``byte`` field of DiagnosticStatus wants it."""
+        return bytes((int(self),))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadlineMiss:
+    """
+    One frame that ended later than the deadline, and the item most to blame.
+
+    ``worst_stage`` is a stage name, ``'ingest'`` or ``'transport'`` (the sum of
+    the hops after ingest); ``worst_component`` says whether that stage's
+    ``'service'`` time or its ``'queue_wait'`` was the larger part, and is
+    ``'transport'`` for ingest and transport.  ``worst_stage_ms`` is the item's
+    time (queue wait + service for a stage); ``worst_stage_budget_ms`` is NaN
+    for a stage without a budget.
+    """
+
+    camera: str
+    seq: int
+    stamp_ns: int
+    frame_id: str
+    deadline_ms: float
+    latency_ms: float
+    overrun_ms: float
+    worst_stage: str
+    worst_component: str
+    worst_stage_ms: float
+    worst_stage_budget_ms: float
+
+    def describe(self) -> str:
+        """Return a one-line human description (for logs)."""
+        budget = ('no budget' if math.isnan(self.worst_stage_budget_ms)
+                  else f'budget {self.worst_stage_budget_ms:.3f} ms')
+        return (f'{self.camera} frame {self.seq}: {self.latency_ms:.3f} ms > deadline '
+                f'{self.deadline_ms:.3f} ms (+{self.overrun_ms:.3f} ms); worst: '
+                f'{self.worst_stage} {self.worst_component} {self.worst_stage_ms:.3f} ms '
+                f'({budget})')
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the fields as a dict (NaN budget -> None, for strict JSON)."""
+        result = dataclasses.asdict(self)
+        if math.isnan(self.worst_stage_budget_ms):
+            result['worst_stage_budget_ms'] = None
+        return result
+
+
+@dataclasses.dataclass(frozen=True)
+class StageStatus:
+    """
+    One diagnostics verdict: a stage, or a camera's ingest/transport/end_to_end.
+
+    ``name`` is bare (``'detector'``, ``'end_to_end'``); the node adds its own
+    prefix and the camera.  ``values`` are (key, value) strings for
+    DiagnosticStatus.values: keys carry the unit (``_ms``, ``_s``), numbers are
+    formatted with 3 decimals, counts as integers, and ``'nan'`` means no data.
+    """
+
+    name: str
+    camera: str
+    level: Level
+    message: str
+    values: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def value(self, key: str) -> str | None:
+        """Return the value string under ``key``, or None."""
+        for k, v in self.values:
+            if k == key:
+                return v
+        return None
+
+
+def fmt_ms(value: float | None) -> str:
+    """Format a number for a diagnostics value (3 decimals, 'nan' for no data)."""
+    if value is None:
+        return 'nan'
+    return f'{value:.3f}'
+
+
+def json_ms(value: float | None) -> float | None:
+    """Return a JSON-safe float (None for NaN or None)."""
+    if value is None or math.isnan(value):
+        return None
+    return float(value)
+
+
+def percentile_key(q: float) -> str:
+    """Format a percentile as in 'p95' or 'p99.9'."""
+    return f'p{q:g}'
+
+
+def worst_item(items: list[tuple[str, str, float, float]]) -> tuple[str, str, float, float]:
+    """
+    Pick the item most over its budget from (name, component, ms, budget or NaN).
+
+    The largest excess in ms wins (no budget counts as 0: all of that time is
+    unplanned); when nothing is over, the largest fraction of its budget.  Ties
+    go to the earliest item.
+    """
+    def excess(item: tuple[str, str, float, float]) -> float:
+        budget = item[3]
+        return item[2] - (0.0 if math.isnan(budget) else budget)
+
+    def fraction(item: tuple[str, str, float, float]) -> float:
+        budget = item[3]
+        return -math.inf if math.isnan(budget) else item[2] / budget
+
+    worst = max(items, key=excess)
+    if excess(worst) <= 0:
+        worst = max(items, key=fraction)
+    return worst
+
+
+def cause_of(q: float, service_q: float, wait_q: float) -> str:
+    """Say whether service time, queue wait or both make a stage late."""
+    high, low = max(service_q, wait_q), min(service_q, wait_q)
+    if low > 0 and low >= BOTH_CAUSES_RATIO * high:
+        return (f'both service time ({percentile_key(q)} {service_q:.3f} ms) and queue wait '
+                f'({percentile_key(q)} {wait_q:.3f} ms)')
+    if service_q >= wait_q:
+        return (f'service time ({percentile_key(q)} {service_q:.3f} ms; queue wait '
+                f'{wait_q:.3f} ms)')
+    return f'queue wait ({percentile_key(q)} {wait_q:.3f} ms; service time {service_q:.3f} ms)'
+
+
+def window_values(summary: WindowSummary, budget: float) -> list[tuple[str, str]]:
+    """Return the common diagnostics values of a window."""
+    return [
+        ('count', str(summary.count)),
+        ('budget_ms', fmt_ms(budget)),
+        ('p50_ms', fmt_ms(summary.p50)),
+        ('p95_ms', fmt_ms(summary.p95)),
+        ('p99_ms', fmt_ms(summary.p99)),
+        ('max_ms', fmt_ms(summary.max)),
+        ('mean_ms', fmt_ms(summary.mean)),
+    ]
+
+
+def window_entry(summary: WindowSummary, budget: float) -> dict[str, Any]:
+    """Return the common summary() keys of a window."""
+    entry: dict[str, Any] = dict(summary.as_dict())
+    entry['budget_ms'] = float(budget)
+    return entry
