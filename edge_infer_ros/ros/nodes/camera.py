@@ -228,8 +228,10 @@ class CameraNode(StageNode):
     def _relay(self, envelope: Envelope, received_ns: int) -> None:
         """Forward a robot camera's frame into the pipeline (by reference from here on)."""
         self.captured += 1
-        # Named by the frame's own frame_id, as the next stage names it when this hop is DDS.
-        self._publish(envelope.with_payload(envelope.payload, camera=envelope.frame_id))
+        # Named by the frame's own frame_id, as the next stage names it when this hop is DDS;
+        # a driver that leaves frame_id empty gets this node's frame_id parameter instead.
+        name = envelope.frame_id or self.p['frame_id']
+        self._publish(Envelope(name, envelope.seq, envelope.stamp_ns, name, (), envelope.payload))
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Capture counters."""
