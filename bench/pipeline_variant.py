@@ -28,14 +28,20 @@ REPORT_KEYS = ('mode', 'transport', 'backend', 'backend_fallback_reason', 'throu
 
 
 def run(model: str, mode: str, transport: str, frames: int, width: int, height: int,
-        fps: float, same_host: str = 'dds') -> dict[str, Any]:
-    """Run the package's pipeline once; return the records, counters and the runner's report."""
+        fps: float, same_host: str = 'dds', pace: bool = False) -> dict[str, Any]:
+    """
+    Run the package's pipeline once; return the records, counters and the runner's report.
+
+    ``pace``: the camera captures as fast as the pipeline takes frames (pace_to_pipeline),
+    what the suite's saturation run uses with a high ``fps``.
+    """
+    extra = {'camera': {'pace_to_pipeline': True}} if pace else {}
     with tempfile.TemporaryDirectory(prefix='eir_bench_') as workdir:
         profile = os.path.join(workdir, 'profile.json')
         report = run_pipeline(RunOptions(mode=mode, transport=transport, frames=frames,
                                          width=width, height=height, fps=fps,
                                          model_path=model, profile=profile,
-                                         same_host=same_host))
+                                         same_host=same_host, extra=extra))
         records = common.records_from_chrome_trace(profile)
     # The same frames for every variant: a camera that ran on past its max_frames (seen once
     # with split/tensor at 1080p) must not add frames the other variants do not have.
@@ -51,6 +57,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
     parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw')
     parser.add_argument('--same-host', choices=('dds', 'iceoryx2'), default='dds')
+    parser.add_argument('--pace', action='store_true',
+                        help='camera paced to the pipeline (as fast as it takes frames)')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     return common.variant_main(
         argv, __doc__, True,
         lambda model, a: run(model, a.mode, a.transport, a.frames, a.width, a.height, a.fps,
-                             a.same_host),
+                             a.same_host, a.pace),
         lambda a, result: f'{a.mode} ({result["description"]})', _add_arguments)
 
 

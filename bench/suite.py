@@ -16,6 +16,9 @@ each in a process of its own (sampled for CPU time and memory, children included
 5. ``foreign``: a stand-in camera driver in another process into the package, against a plain
    rclpy subscriber, with and without the Fast DDS profile (:mod:`bench.foreign_publisher`).
 
+Each size also gets a saturation run of (1) and (3): frames as fast as each takes them (the seed
+loop unthrottled, the package's camera paced to the pipeline), for throughput and end to end.
+
 Then it writes ``summary.json``, ``summary.md`` and PNG pictures (per-stage p95 stacked against
 the budget, end-to-end CDFs) into ``bench/results/<timestamp>/`` (or ``--out``).
 
@@ -58,21 +61,26 @@ QUICK_VARIANTS = ('seed_loop', 'naive_rclpy', 'composed', 'split_raw')
 SIZES = ((640, 480), (1920, 1080))
 #: Other processes' CPU use (% of one core) above which a variant counts as run under load.
 LOADED_PERCENT = 20.0
+#: Camera rate of the saturation runs: above what either variant can take.
+SATURATION_FPS = 1000.0
 #: Segments of the stacked bars, in pipeline order.
 SEGMENTS = ('ingest',) + common.STAGES + ('transport',)
 
 
 def run_variant(name: str, model: str, frames: int, width: int, height: int, fps: float,
-                workdir: Path, ort_spin: bool = False) -> dict[str, Any]:
+                workdir: Path, ort_spin: bool = False, pace: bool = False) -> dict[str, Any]:
     """Run one variant in a child process, sampling its CPU and memory; return its entry."""
     label, module, extra = VARIANTS[name]
-    out = workdir / f'{name}_{width}x{height}.json'
+    tag = f'{name}_{width}x{height}' + ('_saturation' if pace else '')
+    out = workdir / f'{tag}.json'
     command = [sys.executable, '-m', module, '--model', model, '--frames', str(frames),
                '--width', str(width), '--height', str(height), '--fps', str(fps),
                '--json', str(out)] + extra
     if ort_spin and module != 'bench.pipeline_variant':
         command.append('--ort-spin')
-    log = workdir / f'{name}_{width}x{height}.log'
+    if pace and module == 'bench.pipeline_variant':
+        command.append('--pace')
+    log = workdir / f'{tag}.log'
     load_before = os.getloadavg()[0]
     started = time.monotonic()
     with open(log, 'w', encoding='utf-8') as stream:
@@ -151,6 +159,40 @@ def ratios(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                          if numerator is not None and denominator else None)
         out[f'composed_vs_{other}'] = values
     return out
+
+
+def composed_over_seed(entries: dict[str, dict[str, Any]]) -> dict[str, Optional[float]]:
+    """Return composed / seed loop for e2e p50, p99 and overhead p99 (<= 1: no slower)."""
+    if 'composed' not in entries or 'seed_loop' not in entries:
+        return {}
+    out = {}
+    for item, q in (('end_to_end', 'p50'), ('end_to_end', 'p99'), ('overhead', 'p99')):
+        numerator = _get(entries['composed'], item, f'{q}_ms')
+        denominator = _get(entries['seed_loop'], item, f'{q}_ms')
+        out[f'{item}_{q}'] = (numerator / denominator
+                              if numerator is not None and denominator else None)
+    return out
+
+
+def saturation(model: str, frames: int, width: int, height: int, workdir: Path,
+               ort_spin: bool = False) -> dict[str, Any]:
+    """Run (1) and (3) as fast as each takes frames; return both and composed / seed."""
+    runs = {}
+    for name in ('seed_loop', 'composed'):
+        entry = run_variant(name, model, frames, width, height, SATURATION_FPS, workdir,
+                            ort_spin, pace=True)
+        runs[name] = {k: entry.get(k) for k in ('label', 'error', 'throughput_fps',
+                                                'end_to_end', 'frames_recorded', 'frames',
+                                                'loadavg_1min') if k in entry}
+        if 'cpu' in entry:
+            runs[name]['others_cpu_percent'] = entry['cpu'].get('others_percent')
+    block: dict[str, Any] = {'fps_setting': SATURATION_FPS, 'variants': runs}
+    if all('error' not in r for r in runs.values()):
+        seed, composed = runs['seed_loop'], runs['composed']
+        block['throughput_ratio'] = composed['throughput_fps'] / seed['throughput_fps']
+        block['end_to_end_p99_ratio'] = (composed['end_to_end']['p99_ms']
+                                         / seed['end_to_end']['p99_ms'])
+    return block
 
 
 # -- pictures ----------------------------------------------------------------------------------
@@ -284,6 +326,30 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(f'| {name} | {_x(values["end_to_end_p50"])} | '
                          f'{_x(values["end_to_end_p99"])} | {_x(values["overhead_p50"])} | '
                          f'{_x(values["overhead_p99"])} |')
+        over = block.get('composed_over_seed_loop') or {}
+        if over:
+            lines += ['', '| composed / seed loop (<= 1: composed no slower) | e2e p50 | '
+                      'e2e p99 | overhead p99 |', '|---|---:|---:|---:|',
+                      f'| {size} | {_x(over["end_to_end_p50"])} | {_x(over["end_to_end_p99"])} '
+                      f'| {_x(over["overhead_p99"])} |']
+        sat = block.get('saturation')
+        if sat:
+            lines += ['', f'Saturation (camera at {sat["fps_setting"]:g} fps: the seed loop '
+                      'unthrottled, the package paced to the pipeline):', '',
+                      '| variant | throughput fps | e2e p50 | e2e p99 | frames | load 1 min | '
+                      'others CPU % |', '|---|---:|---:|---:|---:|---:|---:|']
+            for run in sat['variants'].values():
+                if run.get('error'):
+                    lines.append(f'| {run.get("label")} | failed: {run["error"][:80]!r} |')
+                    continue
+                lines.append(
+                    f'| {run["label"]} | {_ms(run["throughput_fps"])} | '
+                    f'{_ms(run["end_to_end"]["p50_ms"])} | {_ms(run["end_to_end"]["p99_ms"])} | '
+                    f'{run["frames_recorded"]} | {run["loadavg_1min"][0]:.2f} | '
+                    f'{_ms(run.get("others_cpu_percent"))} |')
+            if 'throughput_ratio' in sat:
+                lines.append(f'| composed / seed loop | {_x(sat["throughput_ratio"])} | | '
+                             f'{_x(sat["end_to_end_p99_ratio"])} | | | |')
         lines += ['', '| variant | part | service p50 | p95 | p99 | queue wait p50 | p95 | p99 | '
                   'wait+service p95 | budget |',
                   '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|']
@@ -384,7 +450,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plot_stacked(entries, budget, size, out_dir / pictures['stacked_p95'])
         plot_cdf(entries, budget['deadline'], size, out_dir / pictures['e2e_cdf'])
         summary['sizes'][size] = {'variants': entries, 'ratios': ratios(entries),
+                                  'composed_over_seed_loop': composed_over_seed(entries),
                                   'pictures': pictures}
+        if args.saturation and 'seed_loop' in names and 'composed' in names:
+            print(f'[suite] {size} saturation (seed_loop, composed) ...', flush=True)
+            sat = saturation(model, frames, width, height, raw_dir, args.baseline_ort_spin)
+            summary['sizes'][size]['saturation'] = sat
+            for run_name, run_entry in sat['variants'].items():
+                if run_entry.get('error'):
+                    print(f'[suite]   {run_name} FAILED: {run_entry["error"][-300:]}',
+                          flush=True)
+                else:
+                    print(f'[suite]   {run_name} {run_entry["throughput_fps"]:.1f} fps, e2e '
+                          f'p99 {run_entry["end_to_end"]["p99_ms"]:.2f} ms', flush=True)
     if not args.no_monitor:
         print('[suite] monitor overhead ...', flush=True)
         summary['monitor_overhead'] = _run_json_tool(
@@ -416,7 +494,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--quick', action='store_true',
                         help='short form for CI: 60 frames, 640x480, variants '
-                             + ', '.join(QUICK_VARIANTS) + ', no hop')
+                             + ', '.join(QUICK_VARIANTS)
+                             + ', saturation of seed_loop and composed, no hop')
     parser.add_argument('--out', default='', help='result folder (default '
                         'bench/results/<timestamp>)')
     parser.add_argument('--model', default='', help='ONNX model (default: the shipped one, '
@@ -439,6 +518,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--baseline-ort-spin', action='store_true',
                         help="run (1) and (2) with ONNX Runtime's default spin-waiting threads "
                              "(default: configured like the package's detector)")
+    parser.add_argument('--no-saturation', dest='saturation', action='store_false',
+                        help='skip the saturation runs of (1) and (3)')
     parser.add_argument('--no-monitor', action='store_true',
                         help='skip bench/monitor_overhead.py')
     args = parser.parse_args(argv)
@@ -458,6 +539,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f'\n[suite] results in {summary["out_dir"]}')
     failed = [f'{size} {name}' for size, block in summary['sizes'].items()
               for name, entry in block['variants'].items() if 'error' in entry]
+    failed += [f'{size} {name} saturation' for size, block in summary['sizes'].items()
+               for name, entry in (block.get('saturation') or {}).get('variants', {}).items()
+               if entry.get('error')]
     if failed:
         print('[suite] FAILED variants: ' + ', '.join(failed))
     return 1 if failed else 0

@@ -103,6 +103,19 @@ def test_quick_suite_results_are_well_formed(tmp_path: Path) -> None:
                                'overhead_p99'}, name
         for key, value in values.items():
             _positive(value, f'{name}.{key}')
+    over = block['composed_over_seed_loop']
+    assert set(over) == {'end_to_end_p50', 'end_to_end_p99', 'overhead_p99'}
+    for key, value in over.items():
+        _positive(value, f'composed_over_seed_loop.{key}')
+    saturation = block['saturation']
+    assert set(saturation['variants']) == {'seed_loop', 'composed'}
+    for name, run in saturation['variants'].items():
+        assert not run.get('error'), f'saturation {name}: {run.get("error")}'
+        assert run['frames_recorded'] > 0, name
+        _positive(run['throughput_fps'], f'saturation.{name}.throughput_fps')
+        _check_stats(run['end_to_end'], f'saturation.{name}.end_to_end')
+    _positive(saturation['throughput_ratio'], 'saturation.throughput_ratio')
+    _positive(saturation['end_to_end_p99_ratio'], 'saturation.end_to_end_p99_ratio')
     for picture in block['pictures'].values():
         _check_png(out / picture)
     overhead = summary['monitor_overhead']
@@ -114,6 +127,7 @@ def test_quick_suite_results_are_well_formed(tmp_path: Path) -> None:
     assert isinstance(overhead['target_met'], bool)
     text = (out / 'summary.md').read_text(encoding='utf-8')
     assert '| (3) package, composed |' in text and 'composed_vs_seed_loop' in text
+    assert 'Saturation (camera at' in text and '| composed / seed loop |' in text
 
 
 @pytest.mark.slow

@@ -213,3 +213,21 @@ def test_doubtful_budgets_are_reported_at_configure(ros_context) -> None:
         assert not any(key.startswith('config_warning') for key in values)
     finally:
         container.shutdown()
+
+
+def test_verdicts_go_out_after_a_trace_while_traces_flow(harness: Harness) -> None:
+    """While frames come, the verdicts wait for the gap after a frame (off the executor)."""
+    monitor = harness.monitor
+    harness.send(detector_service_ms=3.0, count=5)
+    # 30 fps for 1.5 s: the timer only marks the verdicts due, the monitor thread sends them.
+    before = monitor.diagnostics_after_trace
+    started = time.monotonic()
+    harness.send(detector_service_ms=3.0, count=45, gap_s=1 / 30)
+    spent = time.monotonic() - started
+    assert spent >= 1.4 and monitor.diagnostics_after_trace - before >= 2  # ~7 periods
+    assert harness.spin_until(lambda: harness.level_of('end_to_end') == DiagnosticStatus.OK, 3.0)
+    # Traces stop: the timer publishes by itself again (here: STALE after stale_timeout_s).
+    count = monitor.diagnostics_after_trace
+    assert harness.spin_until(lambda: harness.level_of('detector') == DiagnosticStatus.STALE,
+                              STALE + 2 * PERIOD + 1.0)
+    assert monitor.diagnostics_after_trace == count

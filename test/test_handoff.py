@@ -7,7 +7,8 @@ import time
 
 from conftest import wait_for
 from edge_infer_ros.core.frame import Envelope
-from edge_infer_ros.core.handoff import KeepLatestQueue, LocalBus, StageInput, StagePublisher
+from edge_infer_ros.core.handoff import (KeepLatestQueue, LocalBus, report_idle, StageInput,
+                                         StagePublisher, take_ready_at_ns)
 import pytest
 
 
@@ -184,3 +185,149 @@ def test_threaded_hop_hands_over_quickly_enough_to_overlap_stages() -> None:
     second.stop()
     # Frame 1's first stage ran while frame 0 was in the second stage.
     assert order.index(('first start', 1)) < order.index(('second end', 0))
+
+
+def test_auto_input_runs_inline_while_idle_and_the_caller_has_time() -> None:
+    threads = []
+    stage = StageInput('/t', lambda e, r: threads.append(threading.get_ident()), mode='auto')
+    stage.start()
+    try:
+        take_ready_at_ns()  # forget what earlier tests queued from this thread
+        report_idle(10**9)  # a paced source with a second to spare
+        for seq in range(5):
+            stage.deliver(_envelope(seq))
+        assert threads == [threading.get_ident()] * 5
+        assert stage.stats.ran_inline == 5 and stage.stats.ran_on_worker == 0
+        assert take_ready_at_ns() == 0  # nothing was queued: no reason to wait
+    finally:
+        report_idle(None)
+        stage.stop()
+
+
+def test_auto_input_hands_frames_to_its_worker_when_the_caller_has_no_time() -> None:
+    threads = []
+
+    def work(envelope: Envelope, received_ns: int) -> None:
+        threads.append(threading.get_ident())
+        time.sleep(0.005)
+
+    stage = StageInput('/t', work, mode='auto', depth=1)
+    stage.start()
+    try:
+        report_idle(0)
+        stage.deliver(_envelope(0))  # no service time known yet: inline
+        assert threads == [threading.get_ident()]
+        before = time.perf_counter_ns()
+        stage.deliver(_envelope(1))  # 5 ms of work, no idle time: the worker takes it
+        ready = take_ready_at_ns()
+        assert ready >= before + 2_000_000  # about one service time from now
+        assert wait_for(lambda: len(threads) == 2 and stage.idle())
+        assert threads[1] != threading.get_ident()
+        assert stage.stats.ran_inline == 1 and stage.stats.ran_on_worker == 1
+    finally:
+        report_idle(None)
+        stage.stop()
+
+
+def test_auto_input_queues_keep_latest_while_busy_and_counts_every_drop() -> None:
+    release = threading.Event()
+    running = []
+    concurrent = []
+
+    def slow(envelope: Envelope, received_ns: int) -> None:
+        running.append(envelope.seq)
+        concurrent.append(len(running) - len(done))
+        release.wait(5.0)
+        done.append(envelope.seq)
+
+    done: list = []
+    stage = StageInput('/t', slow, mode='auto', depth=1)
+    stage.start()
+    caller = threading.Thread(target=stage.deliver, args=(_envelope(0),))
+    caller.start()  # runs inline in that thread and blocks
+    assert wait_for(lambda: running == [0])
+    for seq in range(1, 6):
+        stage.deliver(_envelope(seq))  # busy: queued, only the newest kept
+    assert stage.stats.ran_inline == 1 and stage.stats.dropped == 4
+    release.set()
+    caller.join(5.0)
+    assert wait_for(stage.idle)
+    stage.stop()
+    assert done == [0, 5] and max(concurrent) == 1  # one run at a time
+    assert stage.stats.received == stage.stats.processed + stage.stats.dropped == 6
+
+
+def test_auto_input_judges_an_unpaced_caller_by_the_gap_between_frames() -> None:
+    threads = []
+
+    def work(envelope: Envelope, received_ns: int) -> None:
+        threads.append(threading.get_ident())
+        time.sleep(0.01)
+
+    stage = StageInput('/t', work, mode='auto', depth=2)
+    stage.start()
+    try:
+        stage.deliver(_envelope(0))            # inline (nothing known yet)
+        stage.deliver(_envelope(1))            # back at once: the worker takes it
+        assert wait_for(stage.idle)
+        time.sleep(0.05)                       # a gap of many service times: inline again
+        stage.deliver(_envelope(2))
+        assert threads[0] == threads[2] == threading.get_ident() != threads[1]
+    finally:
+        stage.stop()
+
+
+def test_auto_input_never_runs_a_frame_from_dds_in_the_executors_thread() -> None:
+    threads = []
+    stage = StageInput('/t', lambda e, r: threads.append(threading.get_ident()), mode='auto')
+    stage.start()
+    try:
+        report_idle(10**9)
+        stage.deliver_from_ros(_envelope(0), ('key', 0))  # the executor's thread: queued
+        assert wait_for(lambda: len(threads) == 1 and stage.idle())
+        stage.deliver(_envelope(1))                        # a local publisher: inline
+        assert threads[0] != threading.get_ident() == threads[1]
+        assert stage.stats.ran_on_worker == 1 and stage.stats.ran_inline == 1
+    finally:
+        report_idle(None)
+        stage.stop()
+
+
+def test_auto_input_queues_frames_an_inline_chain_from_dds_hands_on() -> None:
+    threads = []
+    detector = StageInput('/d', lambda e, r: threads.append(threading.get_ident()), mode='auto')
+    relay = StageInput('/r', lambda e, r: detector.deliver(e), mode='inline')
+    detector.start()
+    relay.start()
+    try:
+        relay.deliver_from_ros(_envelope(0), ('key', 0))  # executor -> inline relay -> auto
+        assert wait_for(lambda: len(threads) == 1 and detector.idle())
+        assert threads[0] != threading.get_ident() and detector.stats.ran_on_worker == 1
+    finally:
+        relay.stop()
+        detector.stop()
+
+
+def test_a_paced_source_that_waits_for_its_frame_to_be_taken_loses_none() -> None:
+    durations = iter([0.002] + [0.001, 0.02] * 10)  # runs that overrun any prediction
+
+    def work(envelope: Envelope, received_ns: int) -> None:
+        time.sleep(next(durations, 0.001))
+
+    stage = StageInput('/t', work, mode='auto', depth=1)
+    stage.start()
+    try:
+        take_ready_at_ns()
+        for seq in range(20):
+            report_idle(0)  # a camera with no time to spare: every frame goes to the worker
+            stage.deliver(_envelope(seq))
+            ready = take_ready_at_ns(wait_s=2.0)
+            assert len(stage._queue) == 0  # taken before the next capture
+            delay = ready / 1e9 - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        assert wait_for(stage.idle)
+        assert stage.stats.dropped == 0 and stage.stats.processed == 20
+    finally:
+        report_idle(None)
+        stage.stop()

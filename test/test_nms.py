@@ -147,3 +147,52 @@ def test_large_candidate_set_matches_reference() -> None:
     classes = rng.integers(0, 4, count)
     want = reference_nms(boxes, scores, classes, 0.45, 300, False)
     assert batched_nms(boxes, scores, classes, 0.45, 300).tolist() == want
+
+
+def _random_frame(rng: np.random.Generator, count: int, classes: int) -> tuple:
+    """Candidates like a detector's: clustered float boxes, float32 scores with some ties."""
+    centres = rng.uniform(0, 320, (max(1, count // 8), 2))
+    xy = centres[rng.integers(0, len(centres), count)] + rng.normal(0, 6, (count, 2))
+    wh = rng.uniform(0.5, 60, (count, 2))
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1).astype(np.float32)
+    scores = rng.choice(np.round(rng.uniform(0.25, 1, count), 2), count).astype(np.float32)
+    return boxes, scores, rng.integers(0, classes, count)
+
+
+def test_opencv_and_numpy_loops_keep_the_same_boxes_on_many_random_frames() -> None:
+    if nms_module._OPENCV_NMS is None:
+        pytest.skip('this OpenCV has no cv2.dnn.NMSBoxes: only the numpy loop exists')
+    rng = np.random.default_rng(18)
+    calls = []
+    real = nms_module._OPENCV_NMS
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    compared = 0
+    with mock.patch.object(nms_module, '_OPENCV_NMS', counting):
+        for frame in range(600):
+            boxes, scores, classes = _random_frame(rng, int(rng.integers(2, 400)), 4)
+            iou = float(rng.choice([0.3, 0.45, 0.5, 0.65, 0.9]))
+            max_det = int(rng.choice([1, 5, 100, 1000]))
+            agnostic = bool(frame % 3 == 0)
+            fast = batched_nms(boxes, scores, classes, iou, max_det, class_agnostic=agnostic)
+            slow = batched_nms(boxes, scores, classes, iou, max_det, class_agnostic=agnostic,
+                               engine='numpy')
+            assert fast.tolist() == slow.tolist(), (frame, iou, max_det, agnostic)
+            compared += len(scores)
+    assert len(calls) == 600 and compared > 100_000  # the OpenCV loop did run every time
+
+
+def test_the_numpy_loop_runs_where_opencv_lacks_nms_or_would_differ() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [5, 5, 5, 9], [5, 5, 5, 9]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    # Two empty boxes at one place: disjoint for this package (OpenCV would call them equal).
+    want = [0, 2, 3]
+    assert nms(boxes, scores, 0.5, 10).tolist() == want
+    with mock.patch.object(nms_module, '_OPENCV_NMS', None):  # e.g. OpenCV without dnn
+        assert nms(boxes, scores, 0.5, 10).tolist() == want
+        assert batched_nms(boxes[:2], scores[:2], np.zeros(2, int), 0.5, 10).tolist() == [0]
+    with pytest.raises(ValueError, match='engine'):
+        nms(boxes, scores, 0.5, 10, engine='gpu')

@@ -7,8 +7,11 @@ one process hand each other immutable :class:`~edge_infer_ros.core.frame.Envelop
 reference through a process-wide :class:`LocalBus`:
 
 * a :class:`StageInput` receives by direct call (``inline``: the stage runs in the upstream
-  stage's thread, ~1 us) or through a bounded keep-latest queue served by its own worker thread
-  (``thread``: stages overlap, ~50 us), and counts every frame it drops;
+  stage's thread, ~1 us), through a bounded keep-latest queue served by its own worker thread
+  (``thread``: stages overlap, ~50 us and a thread wake-up per frame), or by choosing one of
+  the two per frame (``auto``, see :meth:`StageInput.inline_pays`): inline while the stage is
+  idle and the upstream thread has time to spare, queued while the stage is busy or frames come
+  fast enough for overlap to pay; it counts every frame it drops;
 * a :class:`StagePublisher` gives each envelope to the local inputs of its topic and builds and
   publishes the ROS message only while a subscription outside the process exists, i.e. while
   the topic's subscription count is larger than the number of local inputs on it.
@@ -25,13 +28,57 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 import threading
+import time
 from typing import Any, Callable, Hashable, Optional
 import weakref
 
 from edge_infer_ros.core.frame import Envelope, now_ns
 
 #: How a stage input runs its callback.
-INPUT_MODES = ('inline', 'thread')
+INPUT_MODES = ('inline', 'thread', 'auto')
+
+#: Weight of the newest run in an ``auto`` input's running mean of its service time, and the
+#: largest multiple of the mean one run may count as: a run stalled by the scheduler (a loaded
+#: machine) must not make the input predict long runs, and a paced camera wait, for many
+#: frames after it.
+SERVICE_EWMA_WEIGHT = 0.1
+SERVICE_CLIP = 2.0
+
+# Per thread: what a paced source (a camera loop) said about its idle time, and when the stages
+# that queued its frames expect to be free again (see report_idle() and take_ready_at_ns()).
+_pace = threading.local()
+
+
+def report_idle(idle_ns: Optional[int]) -> None:
+    """
+    Say how long the calling thread idled (slept) before the frame it is about to publish.
+
+    A paced source (a camera waiting for its next period) calls this before each publish, so
+    that ``auto`` inputs downstream know whether running inline would make it miss its next
+    period. ``None`` forgets it (the thread is not paced: the gap between frames is used).
+    """
+    _pace.idle_ns = idle_ns
+
+
+def take_ready_at_ns(wait_s: float = 0.0) -> int:
+    """
+    Return (and reset) when the stages that queued this thread's frames expect to be free.
+
+    ``time.perf_counter_ns()`` time; 0 when every frame this thread published since the last
+    call ran at once. A source that can choose when to capture (a file, a synthetic scene)
+    uses it to capture just in time instead of filling a queue (camera ``pace_to_pipeline``).
+    With ``wait_s``, it first waits (at most that long) until the busiest such stage has taken
+    the frame from its queue, and answers from then: a prediction made while the stage was
+    still busy with an earlier frame would let a slow run make the next frame push this one
+    out of the queue.
+    """
+    ready = getattr(_pace, 'ready_ns', 0)
+    stage_input = getattr(_pace, 'ready_input', None)
+    _pace.ready_ns = 0
+    _pace.ready_input = None
+    if ready and wait_s > 0.0 and stage_input is not None:
+        ready = stage_input._wait_taken(wait_s)
+    return ready
 
 
 class KeepLatestQueue:
@@ -113,6 +160,9 @@ class InputStats:
     dropped: int = 0
     errors: int = 0
     duplicates_ignored: int = 0
+    #: ``auto`` inputs: frames run in the upstream thread / handed to the worker.
+    ran_inline: int = 0
+    ran_on_worker: int = 0
 
 
 class StageInput:
@@ -140,7 +190,9 @@ class StageInput:
         self.pinned = pinned
         # Bounded per camera: one camera's burst never evicts another camera's frame.
         self._queue = KeepLatestQueue(depth, key=lambda item: item[0].camera)
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the worker waits for frames on it
+        self._taken = threading.Condition(lock)  # paced sources wait for the queue to empty
         self._inline_lock = threading.Lock()
         self._busy = False
         self._running = False
@@ -148,11 +200,17 @@ class StageInput:
         self._recent_keys: deque[Hashable] = deque(maxlen=dedup_window)
         self._recent_set: set[Hashable] = set()
         self.stats = InputStats()
+        # auto mode: running mean of the service time, start of the current run, when the
+        # previous delivery returned to its caller and whether that one ran inline.
+        self._service_ns = 0.0
+        self._run_started_ns = 0
+        self._last_return_ns = 0
+        self._last_inline = True
 
     # -- configuration -------------------------------------------------------------------
     @property
     def mode(self) -> str:
-        """'inline' or 'thread'."""
+        """'inline', 'thread' or 'auto'."""
         return self._mode
 
     @property
@@ -191,7 +249,7 @@ class StageInput:
             if self._running:
                 return
             self._running = True
-        if self._mode == 'thread':
+        if self._mode != 'inline':
             self._worker = threading.Thread(target=self._work, name=f'eir:{self.name}',
                                             daemon=True)
             self._worker.start()
@@ -205,6 +263,7 @@ class StageInput:
             self._queue.clear()
             self.stats.dropped = self._queue.dropped
             self._cond.notify_all()
+            self._taken.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
             self._worker = None
@@ -230,7 +289,14 @@ class StageInput:
         if key in self._recent_set:
             self.stats.duplicates_ignored += 1
             return
-        self._accept(envelope, received_ns)
+        # This is the executor's thread, which serves parameters, services and diagnostics:
+        # no auto input runs a stage here, nor further down an inline chain started here.
+        outer = getattr(_pace, 'from_dds', False)
+        _pace.from_dds = True
+        try:
+            self._accept(envelope, received_ns, may_inline=False)
+        finally:
+            _pace.from_dds = outer
 
     def deliver_once(self, envelope: Envelope[Any], key: Hashable) -> None:
         """Hand a frame that may come by two ways (shared memory and DDS): the first one wins."""
@@ -248,7 +314,8 @@ class StageInput:
         self._recent_keys.append(key)
         self._recent_set.add(key)
 
-    def _accept(self, envelope: Envelope[Any], received_ns: int) -> None:
+    def _accept(self, envelope: Envelope[Any], received_ns: int,
+                may_inline: bool = True) -> None:
         if not self._running:
             with self._cond:  # the queue's counter is the one count of drops
                 self.stats.received += 1
@@ -264,22 +331,91 @@ class StageInput:
                 finally:
                     self._busy = False
             return
+        auto = self._mode == 'auto'
+        may_inline = may_inline and not getattr(_pace, 'from_dds', False)
         with self._cond:
             self.stats.received += 1
-            self._queue.put((envelope, received_ns))
-            self.stats.dropped = self._queue.dropped
-            self._cond.notify()
+            if auto and may_inline and not self._busy and not self._queue and \
+                    self.inline_pays():
+                self._busy = True
+                self.stats.ran_inline += 1
+                inline = True
+            else:
+                self._queue.put((envelope, received_ns))
+                self.stats.dropped = self._queue.dropped
+                self._note_ready()
+                self._cond.notify()
+                inline = False
+        if inline:
+            try:
+                self._run(envelope, received_ns)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    if self._queue:
+                        self._cond.notify()  # a frame from another thread came meanwhile
+        if auto and may_inline:
+            self._last_inline = inline
+            self._last_return_ns = time.perf_counter_ns()
+
+    def inline_pays(self) -> bool:
+        """
+        Tell whether an ``auto`` input should run the next frame in the caller's thread.
+
+        Inline costs no thread wake-up and no second thread contending for the GIL and the
+        cores, but holds the upstream thread for one service time. That is free while the
+        upstream would idle at least that long anyway; otherwise the worker overlaps the two.
+        A paced source reports its idle time (:func:`report_idle`): inline while what would be
+        left of it after this stage's run is at least a quarter of the run. Other threads are
+        judged by the gap since their previous frame, of which inline must leave one service
+        time idle (they may have worked through the gap rather than slept). Frames from DDS
+        always go to the worker: the executor's thread never runs a stage.
+        """
+        service = self._service_ns
+        if service <= 0.0:
+            return True
+        idle: Optional[int] = getattr(_pace, 'idle_ns', None)
+        if idle is not None:
+            left = idle if self._last_inline else idle - service
+            return bool(left >= 0.25 * service)
+        if not self._last_return_ns:
+            return True
+        gap = time.perf_counter_ns() - self._last_return_ns
+        left = gap if self._last_inline else gap - service
+        return left >= service
+
+    def _note_ready(self) -> None:
+        """Tell the calling thread when this input expects to be free (cond held)."""
+        service = self._service_ns
+        begin = self._run_started_ns if self._busy else time.perf_counter_ns()
+        ready = int(begin + service * (len(self._queue) + (1 if self._busy else 0)))
+        if ready > getattr(_pace, 'ready_ns', 0):
+            _pace.ready_ns = ready
+            _pace.ready_input = self
+
+    def _wait_taken(self, timeout_s: float) -> int:
+        """Wait until the queue is empty; return when the input expects to be free."""
+        with self._cond:
+            self._taken.wait_for(lambda: not self._queue or not self._running, timeout_s)
+            begin = self._run_started_ns if self._busy else time.perf_counter_ns()
+            return int(begin + (self._service_ns if self._busy else 0.0))
 
     def _work(self) -> None:
         cond = self._cond
         while True:
             with cond:
-                while self._running and not self._queue:
+                # busy: an auto input runs a frame in the upstream thread; one run at a time.
+                while self._running and (not self._queue or self._busy):
                     cond.wait()
                 if not self._running:
                     return
                 envelope, received_ns = self._queue.pop()
                 self._busy = True
+                self._run_started_ns = time.perf_counter_ns()
+                if self._mode == 'auto':
+                    self.stats.ran_on_worker += 1
+                if not self._queue:
+                    self._taken.notify_all()
             try:
                 self._run(envelope, received_ns)
             finally:
@@ -287,6 +423,7 @@ class StageInput:
                     self._busy = False
 
     def _run(self, envelope: Envelope[Any], received_ns: int) -> None:
+        started = self._run_started_ns = time.perf_counter_ns()
         try:
             self._callback(envelope, received_ns)
         except Exception as error:  # noqa: B902 - a stage must survive any bad frame
@@ -295,6 +432,10 @@ class StageInput:
                 self._on_error(error, envelope)
         else:
             self.stats.processed += 1
+        took = time.perf_counter_ns() - started
+        mean = self._service_ns
+        self._service_ns = (float(took) if mean <= 0.0 else
+                            mean + SERVICE_EWMA_WEIGHT * (min(took, SERVICE_CLIP * mean) - mean))
 
 
 class LocalBus:

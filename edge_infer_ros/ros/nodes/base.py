@@ -49,7 +49,8 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('autostart', True, 'configure and activate at start (false: wait for lifecycle '
               'transitions from a manager)', runtime=False),
     ParamSpec('input_mode', 'thread', 'how frames from this process reach the stage: inline '
-              '(run in the upstream thread, ~1 us) or thread (own worker, stages overlap)',
+              '(run in the upstream thread, ~1 us), thread (own worker, stages overlap) or '
+              'auto (inline while idle and the upstream has time to spare, else the worker)',
               choices=INPUT_MODES),
     ParamSpec('queue_depth', 1, 'frames waiting at the input before the oldest is dropped '
               '(keep-latest; 1 = lowest latency)', low=1, high=1000),

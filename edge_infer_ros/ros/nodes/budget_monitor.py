@@ -11,6 +11,11 @@ transport, end to end), and:
 * publishes ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` every period: one status
   per stage and per camera path, OK / WARN / ERROR / STALE, values with units (the conventions
   of diagnostic_updater), STALE/ERROR when frames stop arriving.
+
+Its verdicts take about a millisecond of Python, which on the executor's thread would hold
+the GIL against a frame in flight; while traces flow, the timer only marks them due and the
+monitor's own thread publishes them right after the next trace, i.e. just after a frame
+ended, in the pipeline's idle time. When traces stop, the timer publishes them itself.
 """
 
 from __future__ import annotations
@@ -101,6 +106,8 @@ class BudgetMonitorNode(StageNode):
         self.last_trace_ns = 0  # receipt time of the newest trace (0: none yet)
         self.misses_published = 0
         self.config_warnings: list[str] = []
+        self.diagnostics_after_trace = 0
+        self._diagnostics_due = False
 
     def _config_from_params(self, values: dict[str, Any]) -> BudgetConfig:
         mapping = {k: v for k, v in values.items() if k in self.param_specs}
@@ -154,6 +161,10 @@ class BudgetMonitorNode(StageNode):
                                            miss.frame_id, (), miss))
             for hook in self.miss_hooks:
                 hook(miss)
+        if self._diagnostics_due:
+            self._diagnostics_due = False
+            self.diagnostics_after_trace += 1
+            self._publish_diagnostics_now()
 
     def budget_statuses(self, at_ns: Optional[int] = None) -> list[DiagnosticStatus]:
         """Return the monitor's verdicts as DiagnosticStatus messages."""
@@ -179,7 +190,15 @@ class BudgetMonitorNode(StageNode):
             return self.tracker.summary(at_ns if at_ns is not None else now_ns())
 
     def publish_diagnostics(self) -> None:
-        """Own status plus one status per stage and camera path."""
+        """Own status plus one status per stage and camera path (after the next trace if due)."""
+        period_ns = self.p['diagnostics_period_s'] * 1e9
+        if self.active and now_ns() - self.last_trace_ns < 0.5 * period_ns:
+            self._diagnostics_due = True  # traces flow: published after the next one
+            return
+        self._diagnostics_due = False
+        self._publish_diagnostics_now()
+
+    def _publish_diagnostics_now(self) -> None:
         array_msg = DiagnosticArray()
         array_msg.header.stamp = self.get_clock().now().to_msg()
         array_msg.status = [self.stage_status()] + (self.budget_statuses() if self.active
@@ -189,7 +208,8 @@ class BudgetMonitorNode(StageNode):
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Counters of the monitor itself."""
         values = [('traces_seen', str(self.traces_seen)),
-                  ('deadline_misses_published', str(self.misses_published))]
+                  ('deadline_misses_published', str(self.misses_published)),
+                  ('diagnostics_after_trace', str(self.diagnostics_after_trace))]
         values += [(f'config_warning_{i}', w) for i, w in enumerate(self.config_warnings)]
         return values
 

@@ -14,6 +14,7 @@ import time
 from typing import Any, Optional
 
 from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.handoff import report_idle, take_ready_at_ns
 from edge_infer_ros.core.image import frozen_view
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload
@@ -39,6 +40,9 @@ class CameraNode(StageNode):
         ParamSpec('height', 480, 'frame height of synthetic and V4L2 sources, pixels', low=16,
                   high=4320, runtime=False),
         ParamSpec('fps', 30.0, 'capture rate, frames per second', low=0.1, high=1000.0),
+        ParamSpec('pace_to_pipeline', False, 'synthetic, video and folder sources: capture each '
+                  'frame just in time for the busiest stage to take it (as fast as the '
+                  'pipeline takes frames, at most fps) instead of letting its queue drop them'),
         ParamSpec('seed', 0, 'seed of the synthetic scene', low=0, high=2**31 - 1,
                   runtime=False),
         ParamSpec('loop', True, 'start a video file or image folder again at its end',
@@ -149,7 +153,11 @@ class CameraNode(StageNode):
         index = 0
         next_time = time.perf_counter()
         source = self._source
+        idle_ns = 0  # slept before this frame: tells 'auto' inputs downstream if inline pays
+        work_s = 0.0  # running mean of capture + the stages run before the frame is queued
+        take_ready_at_ns()
         while self._running.is_set():
+            began = time.perf_counter()
             limit = self.p['max_frames']
             if limit and index >= limit:
                 break
@@ -181,6 +189,7 @@ class CameraNode(StageNode):
                                 ImagePayload(frozen_view(image), 'bgr8'))
             self.captured += 1
             self.zero_copy_frames += loan is not None
+            report_idle(idle_ns)
             try:
                 self._publish(envelope, loan)
             except Exception as error:  # noqa: B902 - a failed publish must not kill capture
@@ -190,11 +199,25 @@ class CameraNode(StageNode):
             index += 1
             period = 1.0 / self.p['fps']
             next_time += period
-            delay = next_time - time.perf_counter()
+            pace = self.p['pace_to_pipeline']
+            published = time.perf_counter()
+            # Paced: wait (bounded) until the stage that queued this frame has taken it.
+            ready_ns = take_ready_at_ns(wait_s=0.5 if pace else 0.0)
+            now = time.perf_counter()
+            if ready_ns and pace:
+                took = published - began  # capture + the stages before the frame was queued
+                work_s = took if not work_s else work_s + 0.1 * (min(took, 2 * work_s) - work_s)
+                # Capture the next frame so that it is ready when the busiest stage is free:
+                # no frame waits in (or is dropped from) its queue, latency stays that of
+                # one pass, and capture still overlaps the stage's work.
+                next_time = max(next_time, ready_ns / 1e9 - work_s)
+            delay = next_time - now
+            idle_ns = int(delay * 1e9) if delay > 0 else 0
             if delay > 0:
                 time.sleep(delay)
             elif delay < -period:
                 next_time = time.perf_counter()  # fell behind: do not burst to catch up
+        report_idle(None)
         self._running.clear()
 
     def _from_topic(self, msg: Image) -> Envelope:

@@ -30,6 +30,7 @@ class DetectorNode(StageNode):
 
     STAGE = 'detector'
     DEFAULT_NAME = 'detector'
+    DEFAULT_INPUT_MODE = 'auto'
     PARAMS = MODEL_PARAMS + (
         ParamSpec('backend', 'onnxruntime', 'inference backend', choices=BACKENDS,
                   runtime=False),

@@ -1,0 +1,123 @@
+"""
+A/B of the composed pipeline in one process: this issue's changes off and on, alternated.
+
+On a shared machine absolute figures swing with other people's load from one minute to the
+next; alternating short runs of the two settings in one process and comparing them round by
+round (same load, same warm caches) is what still tells them apart. ``off`` reproduces the
+previous behaviour: the detector's input on its worker thread (``input_mode: thread``), the
+numpy NMS loop, and the budget monitor's verdicts sent from the executor's timer.
+``--compare threads`` alternates ONNX Runtime on 1 and 2 intra-op threads instead (``off`` is 1);
+``--saturate`` runs the camera at 1000 fps paced to the pipeline (throughput is then printed).
+
+``. scripts/env.sh && python -m bench.ab_composed --rounds 6 --frames 200 [--json out.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from typing import Any, Optional
+from unittest import mock
+
+if __package__ in (None, ''):  # run as a file: make ``bench`` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import common  # noqa: E402
+from edge_infer_ros.ros.nodes.budget_monitor import BudgetMonitorNode  # noqa: E402
+from edge_infer_ros.runner import run as run_pipeline, RunOptions  # noqa: E402
+from edge_infer_ros.stages import nms as nms_module  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def run_once(setting: str, frames: int, width: int, height: int, fps: float,
+             model: str, compare: str = 'changes', saturate: bool = False) -> dict[str, Any]:
+    """Run the composed pipeline once with the changes ``on`` or ``off``; return its figures."""
+    extra: dict[str, dict[str, Any]] = {}
+    if compare == 'threads':
+        extra['detector'] = {'intra_op_threads': 1 if setting == 'off' else 2}
+    elif setting == 'off':
+        extra['detector'] = {'input_mode': 'thread'}
+    if saturate:
+        extra['camera'] = {'pace_to_pipeline': True}
+        fps = 1000.0
+    patches = []
+    if setting == 'off' and compare == 'changes':
+        patches = [mock.patch.object(nms_module, '_OPENCV_NMS', None),
+                   mock.patch.object(BudgetMonitorNode, 'publish_diagnostics',
+                                     BudgetMonitorNode._publish_diagnostics_now)]
+    for patch in patches:
+        patch.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix='eir_ab_') as workdir:
+            profile = os.path.join(workdir, 'profile.json')
+            report = run_pipeline(RunOptions(frames=frames, width=width, height=height,
+                                             fps=fps, model_path=model, profile=profile,
+                                             extra=extra))
+            records = common.records_from_chrome_trace(profile)
+    finally:
+        for patch in patches:
+            patch.stop()
+    summary = common.summarize(records, True)
+    stages = summary['stages']
+    return {'setting': setting, 'load_1min': os.getloadavg()[0],
+            'e2e_p50': summary['end_to_end']['p50_ms'],
+            'e2e_p99': summary['end_to_end']['p99_ms'],
+            'overhead_p50': summary['overhead']['p50_ms'],
+            'overhead_p99': summary['overhead']['p99_ms'],
+            'detector_wait_p50': stages['detector']['queue_wait']['p50_ms'],
+            'detector_wait_p99': stages['detector']['queue_wait']['p99_ms'],
+            'detector_service_p50': stages['detector']['service']['p50_ms'],
+            'nms_service_p50': stages['nms']['service']['p50_ms'],
+            'processed': report['frames']['processed'], 'dropped': report['frames']['dropped'],
+            'throughput_fps': _throughput(records)}
+
+
+def _throughput(records: list[dict[str, Any]]) -> float:
+    """Frames done per second over the frames' window (as the suite counts it)."""
+    begin, end = common.frame_window_ns(records)
+    done = len([r for r in records if r['stages']])
+    return done / ((end - begin) / 1e9) if end > begin else 0.0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Alternate off/on runs and print each round and the medians."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--rounds', type=int, default=6)
+    parser.add_argument('--frames', type=int, default=200)
+    parser.add_argument('--width', type=int, default=640)
+    parser.add_argument('--height', type=int, default=480)
+    parser.add_argument('--fps', type=float, default=30.0)
+    parser.add_argument('--model', default='')
+    parser.add_argument('--json', default='')
+    parser.add_argument('--compare', choices=('changes', 'threads'), default='changes')
+    parser.add_argument('--saturate', action='store_true')
+    args = parser.parse_args(argv)
+    model, _ = common.resolve_model(args.model, common.RESULTS / 'models')
+    runs = []
+    keys = ('e2e_p50', 'e2e_p99', 'overhead_p50', 'overhead_p99', 'detector_wait_p50',
+            'detector_wait_p99', 'detector_service_p50', 'nms_service_p50', 'throughput_fps')
+    for index in range(args.rounds):
+        order = ('off', 'on') if index % 2 == 0 else ('on', 'off')
+        for setting in order:
+            result = run_once(setting, args.frames, args.width, args.height, args.fps, model,
+                              args.compare, args.saturate)
+            runs.append(result)
+            print(f'round {index} {setting:3s} load {result["load_1min"]:5.2f} '
+                  + ' '.join(f'{k} {result[k]:.3f}' for k in keys), flush=True)
+    print('median of rounds (ms):')
+    medians = {}
+    for setting in ('off', 'on'):
+        chosen = [r for r in runs if r['setting'] == setting]
+        medians[setting] = {k: float(np.median([r[k] for r in chosen])) for k in keys}
+        print(f'  {setting:3s} ' + ' '.join(f'{k} {medians[setting][k]:.3f}' for k in keys))
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as stream:
+            json.dump({'runs': runs, 'medians': medians, 'args': vars(args)}, stream, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
