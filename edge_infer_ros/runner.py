@@ -337,7 +337,7 @@ def composed_transport_loss(nodes: dict[str, Any]) -> dict[str, Any]:
 def _change_state(node: Node, executor: Any, target: str, transition: int) -> bool:
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
-    client = node.create_client(ChangeState, f'{target}/change_state')
+    client: Any = node.create_client(ChangeState, f'{target}/change_state')
     if not client.wait_for_service(timeout_sec=30.0):
         return False
     future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
@@ -459,7 +459,7 @@ def build_report(options: RunOptions, summary: dict[str, Any], counters: dict[st
                  transport: str) -> dict[str, Any]:
     """Build the JSON report: the monitor's summary plus counters, transport, backend."""
     cameras = summary.get('cameras', {})
-    first = next(iter(cameras.values()), {})
+    first: dict[str, Any] = next(iter(cameras.values()), {})
     stages = {name: first['stages'][name] for name in first.get('stages', {})}
     report = {
         'mode': options.mode,

@@ -52,6 +52,15 @@ def test_mypy_strict_on_the_plain_packages() -> None:
 
 
 @pytest.mark.linter
+def test_mypy_on_the_ros_side() -> None:
+    """Nodes, container and runner: checked, Optional lifecycle state aside (setup.cfg)."""
+    result = subprocess.run([sys.executable, '-m', 'mypy', str(ROOT / 'edge_infer_ros' / 'ros'),
+                             str(ROOT / 'edge_infer_ros' / 'runner.py')],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f'mypy found problems:\n{result.stdout}{result.stderr}'
+
+
+@pytest.mark.linter
 @pytest.mark.parametrize('path', PACKAGE_XMLS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_xmllint_package_xml(path: Path) -> None:
     # Well-formed XML (what xmllint checks first) ...

@@ -40,7 +40,7 @@ except ImportError:  # Humble: the same classes under their first module name
 try:  # Iron and later
     from rclpy.parameter_client import AsyncParameterClient as _NativeParameterClient
 except ImportError:  # Humble
-    _NativeParameterClient = None
+    _NativeParameterClient = None  # type: ignore[misc]
 
 __all__ = ['AsyncParameterClient', 'add_post_set_parameters_callback',
            'emulate_post_set_parameters_callback', 'HAS_EVENT_HANDLER_MODULE',
@@ -153,9 +153,10 @@ class ParameterServicesClient:
 
     def __init__(self, node: Node, remote_node_name: str) -> None:
         self.remote_node_name = remote_node_name
-        self._set = node.create_client(SetParameters, f'{remote_node_name}/set_parameters')
-        self._get = node.create_client(GetParameters, f'{remote_node_name}/get_parameters')
-        self._list = node.create_client(ListParameters, f'{remote_node_name}/list_parameters')
+        self._set: Any = node.create_client(SetParameters, f'{remote_node_name}/set_parameters')
+        self._get: Any = node.create_client(GetParameters, f'{remote_node_name}/get_parameters')
+        self._list: Any = node.create_client(ListParameters,
+                                             f'{remote_node_name}/list_parameters')
 
     def services_are_ready(self) -> bool:
         """Return whether the remote node's parameter services are there."""

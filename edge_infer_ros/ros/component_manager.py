@@ -93,14 +93,14 @@ class ComponentManager:
         self.container = container
         self._report = report or (lambda text: node.get_logger().error(text))
         self._next_id = 1
-        self.loaded: dict[int, Node] = {}
+        self.loaded: dict[int, Any] = {}
         for loaded in container.nodes:  # components given on the command line
             self._register(loaded)
         node.create_service(LoadNode, '~/_container/load_node', self._load)
         node.create_service(UnloadNode, '~/_container/unload_node', self._unload)
         node.create_service(ListNodes, '~/_container/list_nodes', self._list)
 
-    def _register(self, loaded: Node) -> int:
+    def _register(self, loaded: Any) -> int:
         unique_id = self._next_id
         self._next_id += 1
         self.loaded[unique_id] = loaded
@@ -146,7 +146,7 @@ class ComponentManager:
         self.node.get_logger().info(f'loaded {spec.plugin} as {full_name} (id {unique_id})')
         return full_name, unique_id
 
-    def _drop(self, loaded: Node) -> None:
+    def _drop(self, loaded: Any) -> None:
         self.container.executor.remove_node(loaded)
         if loaded in self.container.nodes:
             self.container.nodes.remove(loaded)

@@ -87,11 +87,12 @@ class Container:
         if gil_switch_interval_s is not None:
             sys.setswitchinterval(gil_switch_interval_s)
         self.context = context
-        self.nodes: list[Node] = []
+        #: the loaded stage nodes (StageNode subclasses, each with its own counters)
+        self.nodes: list[Any] = []
         self.executor = SingleThreadedExecutor(context=context)
         self._spin_thread: Optional[threading.Thread] = None
 
-    def load(self, spec: ComponentSpec) -> Node:
+    def load(self, spec: ComponentSpec) -> Any:
         """Instantiate one component (its parameters declared, not yet configured)."""
         node_class = load_plugin(spec.plugin)
         node = node_class(spec.name, namespace=spec.namespace or None, context=self.context,

@@ -86,7 +86,7 @@ def _import_runtime() -> tuple[Any, Any]:
 def _make_logger(trt: Any) -> Any:
     """Return a TensorRT logger that keeps recent errors (for BackendError) and logs warnings."""
 
-    class _Logger(trt.ILogger):  # type: ignore[misc]  # TensorRT ships no type stubs
+    class _Logger(trt.ILogger):  # type: ignore[misc, unused-ignore]  # no TensorRT stubs
 
         def __init__(self) -> None:
             trt.ILogger.__init__(self)

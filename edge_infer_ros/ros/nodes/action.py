@@ -87,8 +87,9 @@ class ActionNode(StageNode):
         self._watchdog_quit = False
 
     def _policy(self) -> ActionPolicy:
-        return ActionPolicy(**{name: (tuple(self.p[name]) if isinstance(self.p[name], list)
-                                      else self.p[name]) for name in POLICY_PARAMS})
+        values: dict[str, Any] = {name: (tuple(self.p[name]) if isinstance(self.p[name], list)
+                                         else self.p[name]) for name in POLICY_PARAMS}
+        return ActionPolicy(**values)
 
     def parameters_changed(self, changed: dict[str, Any]) -> None:
         """Apply new policy values from the next frame on."""

@@ -280,13 +280,14 @@ class StageNode(LifecycleNode):
                     tracker.ignore(gid)  # a publisher of this process: frames come by reference
 
         shm_input = self._shm_input(resolved, stage_input)
-        callback = on_message if not MESSAGE_INFO_MISSING else (lambda msg: on_message(msg, None))
+        on_ros_message: Callable[..., None] = (on_message if not MESSAGE_INFO_MISSING
+                                               else lambda msg: on_message(msg, None))
         if qos is None:
             qos = qos_from(self.p['qos.input.reliability'], self.p['qos.input.durability'],
                            self.p['qos.input.depth'])
         events = SubscriptionEventCallbacks(
-            incompatible_qos=lambda info, t=resolved: self._incompatible_qos(t, info, 'publisher'))
-        subscription = self.create_subscription(msg_type, resolved, callback, qos,
+            incompatible_qos=lambda info: self._incompatible_qos(resolved, info, 'publisher'))
+        subscription = self.create_subscription(msg_type, resolved, on_ros_message, qos,
                                                 event_callbacks=events)
         self.bus.attach(resolved, stage_input, has_ros_subscription=True)
         self._inputs.append((stage_input, subscription, resolved))
@@ -301,8 +302,7 @@ class StageNode(LifecycleNode):
             qos = qos_from(self.p['qos.output.reliability'], self.p['qos.output.durability'],
                            self.p['qos.output.depth'])
         events = PublisherEventCallbacks(
-            incompatible_qos=lambda info, t=resolved: self._incompatible_qos(
-                t, info, 'subscription'))
+            incompatible_qos=lambda info: self._incompatible_qos(resolved, info, 'subscription'))
         publisher = self.create_publisher(msg_type, resolved, qos, event_callbacks=events)
         output = StagePublisher(self.bus, resolved, publisher, to_msg, key_of)
         if self._same_host() == 'iceoryx2':
@@ -636,7 +636,7 @@ class StageNode(LifecycleNode):
         super().destroy_node()
 
 
-def run_single(node_class: type, args: Optional[list[str]] = None) -> None:
+def run_single(node_class: type[StageNode], args: Optional[list[str]] = None) -> None:
     """Run one stage node on its own (``ros2 run``), driving it to active with autostart."""
     prog = os.path.basename(sys.argv[0] if args is None else
                             (args[0] if args else node_class.DEFAULT_NAME))

@@ -77,8 +77,8 @@ def budget_param_specs() -> tuple[ParamSpec, ...]:
         elif name == 'miss_rate_error':
             specs.append(ParamSpec(name, default, description, low=0.0, high=1.0))
         elif name in ('max_cameras', 'max_stages'):
-            low, high = MAX_CAMERAS_RANGE if name == 'max_cameras' else MAX_STAGES_RANGE
-            specs.append(ParamSpec(name, default, description, low=low, high=high))
+            bounds = MAX_CAMERAS_RANGE if name == 'max_cameras' else MAX_STAGES_RANGE
+            specs.append(ParamSpec(name, default, description, low=bounds[0], high=bounds[1]))
         elif name == 'min_samples':
             specs.append(ParamSpec(name, default, description, low=0, high=1_000_000))
         elif isinstance(default, int):
@@ -159,8 +159,8 @@ class BudgetMonitorNode(StageNode):
             self.misses_published += 1
             self.miss_out.publish(Envelope(miss.camera, miss.seq, miss.stamp_ns,
                                            miss.frame_id, (), miss))
-            for hook in self.miss_hooks:
-                hook(miss)
+            for miss_hook in self.miss_hooks:
+                miss_hook(miss)
         if self._diagnostics_due:
             self._diagnostics_due = False
             self.diagnostics_after_trace += 1

@@ -61,19 +61,19 @@ class PreprocessNode(StageNode):
     def create_io(self) -> None:
         """Create an input per image topic (or its compressed form) and the tensor output."""
         for topic in self.p['image_topics']:
-            if self.p['input_transport'] == 'compressed':
-                self.add_input(f'{topic}/compressed', CompressedImage,
-                               lambda m, t=topic: self._from_msg(m, t,
-                                                                 convert.compressed_from_msg),
-                               lambda e, r, t=topic: self._on_image(e, r, t),
-                               convert.message_key)
-            else:
-                self.add_input(topic, Image,
-                               lambda m, t=topic: self._from_msg(m, t, convert.image_from_msg),
-                               lambda e, r, t=topic: self._on_image(e, r, t),
-                               convert.message_key)
+            self._add_image_input(topic)
         self.tensor_out = self.add_output('tensor', TensorFrame, convert.tensor_to_msg,
                                           convert.envelope_key)
+
+    def _add_image_input(self, topic: str) -> None:
+        """One camera's input: raw images, or their JPEG/PNG form on <topic>/compressed."""
+        compressed = self.p['input_transport'] == 'compressed'
+        decode = convert.compressed_from_msg if compressed else convert.image_from_msg
+        self.add_input(f'{topic}/compressed' if compressed else topic,
+                       CompressedImage if compressed else Image,
+                       lambda msg: self._from_msg(msg, topic, decode),
+                       lambda envelope, received_ns: self._on_image(envelope, received_ns, topic),
+                       convert.message_key)
 
     def configure_stage(self) -> None:
         """Read the model's input format and allocate the buffers."""
