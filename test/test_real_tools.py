@@ -351,6 +351,7 @@ def test_split_launch_frames_flow_and_double_sigint_exits_zero(
     try:
         assert poll(lambda: probe.messages('/cmd_vel') or launch.process.poll() is not None,
                     START_TIMEOUT) and launch.process.poll() is None, launch.output()[-3000:]
+
         def every_stage() -> str:
             out = ros2('node', 'list').stdout
             return out if all(f'/{name}\n' in out for name in STAGES) else ''
