@@ -39,6 +39,8 @@ NO_KEY = {
     'tensorrt': 'optional GPU backend, from JetPack / NVIDIA (no rosdep key)',
     'pycuda': 'optional GPU backend, from JetPack / NVIDIA (no rosdep key)',
     'torch': 'models/train_detector.py only, a development script',
+    'iceoryx2': 'optional same-host transport from PyPI (no rosdep key); without it DDS, '
+                'with a diagnostic',
     'edge_infer_ros': 'this package', 'bench': 'the benchmarks, run from the source tree',
     'conftest': 'test helper', 'onnx_models': 'test helper', 'netns': 'test helper',
     'rclpy_surface': 'test helper', 'rclpy_humble_sim': 'test helper', 'ros2_tools': 'test helper',
