@@ -71,7 +71,7 @@ def shipped_model() -> Optional[str]:
 
 def _load_test_models() -> Any:
     spec = importlib.util.spec_from_file_location('eir_onnx_models',
-                                                  REPO / 'test' / 'onnx_models.py')
+                                                  REPO / 'test' / 'support' / 'onnx_models.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -79,7 +79,7 @@ def _load_test_models() -> Any:
 
 def make_standin_model(path: Path) -> str:
     """
-    Write a stand-in detector (test/onnx_models.make_yolov8_model, 320x320) and return it.
+    Write a stand-in detector (test/support/onnx_models.make_yolov8_model) and return it.
 
     Its output is constant: low-score background plus a few clusters of overlapping boxes
     above the score threshold, so decode and NMS have real work. Inference itself is nearly

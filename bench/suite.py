@@ -499,7 +499,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--out', default='', help='result folder (default '
                         'bench/results/<timestamp>)')
     parser.add_argument('--model', default='', help='ONNX model (default: the shipped one, '
-                        'else a stand-in built with test/onnx_models.py)')
+                        'else a stand-in built with test/support/onnx_models.py)')
     parser.add_argument('--frames', type=int, default=0, help='frames per variant '
                         '(default 300, --quick 60)')
     parser.add_argument('--fps', type=float, default=30.0)

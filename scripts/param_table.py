@@ -5,7 +5,7 @@ Print the parameter tables of every node of the pipeline, as Markdown.
 The tables come from the nodes' own ParamSpecs (``PARAMS`` of each node class, in PIPELINE
 order, then ``COMMON_PARAMS`` once), so they say exactly what the nodes declare.
 ``--readme`` writes them into README.md between its parameter markers;
-test/test_parameters_doc.py keeps that section equal to this output.
+test/ros/test_parameters_doc.py keeps that section equal to this output.
 
 Run in the environment of scripts/env.sh (the node classes import rclpy)::
 

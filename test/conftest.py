@@ -9,22 +9,14 @@ outside subscriber sees without paying for a subprocess.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-import sys
-import time
 from typing import Any, Callable, Iterator, Optional
 
 from edge_infer_ros.ros.container import Container
 from edge_infer_ros.runner import component_specs, RunOptions
-import numpy as np
 import pytest
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import Executor
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import onnx_models  # noqa: E402, I100
+from support import onnx_models
 
 #: Class names of the shipped model, used by the planted model too.
 CLASS_NAMES = ('ball', 'box', 'cone', 'person')
@@ -108,32 +100,3 @@ def composed(ros_context: Context, planted_model: PlantedModel
     yield build
     for container in containers:
         container.shutdown()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0,
-             interval: float = 0.02, executor: Optional[Executor] = None) -> bool:
-    """
-    Poll until ``condition()`` is true or the timeout passes; return the last result.
-
-    With an ``executor``, its callbacks run while waiting (a test's own node spins there).
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        if executor is None:
-            time.sleep(interval)
-        else:
-            executor.spin_once(timeout_sec=interval)
-    return bool(condition())
-
-
-def assert_detections_match(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
-                            expected: tuple, tolerance: float = 1.0) -> None:
-    """Check detections equal the expected ones (any order), boxes within a tolerance."""
-    assert len(scores) == len(expected), (boxes, scores, class_ids)
-    order = np.argsort(-np.asarray(scores))
-    for index, (box, score, class_id) in zip(order, sorted(expected, key=lambda e: -e[1])):
-        assert int(class_ids[index]) == class_id
-        assert abs(float(scores[index]) - score) < 1e-4
-        np.testing.assert_allclose(np.asarray(boxes[index], float), box, atol=tolerance)

@@ -42,8 +42,8 @@ NO_KEY = {
     'iceoryx2': 'optional same-host transport from PyPI (no rosdep key); without it DDS, '
                 'with a diagnostic',
     'edge_infer_ros': 'this package', 'bench': 'the benchmarks, run from the source tree',
-    'conftest': 'test helper', 'onnx_models': 'test helper', 'netns': 'test helper',
-    'rclpy_surface': 'test helper', 'rclpy_humble_sim': 'test helper', 'ros2_tools': 'test helper',
+    'support': "the tests' shared helpers (test/support)",
+    'rclpy_surface': 'test helper', 'rclpy_humble_sim': 'test helper',
 }
 
 

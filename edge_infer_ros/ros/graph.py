@@ -1,8 +1,8 @@
 """
 The pipeline's nodes, as the runner, the container and the launch files start them.
 
-The launch files spell the same list out for ``ros2 launch``; test/test_real_tools.py runs
-them and test/test_launch_files.py checks their names and arguments against this module.
+The launch files spell the same list out for ``ros2 launch``; test/pipeline/test_real_tools.py runs
+them and test/ros/test_launch_files.py checks their names and arguments against this module.
 """
 
 from __future__ import annotations

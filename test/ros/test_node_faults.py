@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from edge_infer_ros.inference.backends.base import BackendError
 from edge_infer_ros.ros.compat import AsyncParameterClient
@@ -22,6 +21,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from support.waiting import wait_for
 
 
 class Outside:

@@ -14,7 +14,6 @@ import sys
 import textwrap
 import time
 
-from conftest import wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.payloads import ImagePayload
@@ -27,6 +26,7 @@ import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from support.waiting import wait_for
 
 SEC = 1_000_000_000
 NAMES = ('ball', 'box', 'cone', 'person')

@@ -13,13 +13,13 @@ import subprocess
 import sys
 from typing import Any
 
-from conftest import wait_for
 from edge_infer_ros.core import shm
 import pytest
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shm.unavailable_reason() is not None,

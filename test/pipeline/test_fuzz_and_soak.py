@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import time
 
-from conftest import wait_for
 from edge_infer_ros.core.validate import InputRefused, REASONS
 from edge_infer_ros.ros import convert
 from edge_infer_ros.stages.preprocess import Preprocessor
@@ -23,6 +22,7 @@ import numpy as np
 import psutil
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
+from support.waiting import wait_for
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import time
 from types import SimpleNamespace
 
-from conftest import assert_detections_match, wait_for
 from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.payloads import DetectionPayload
 from edge_infer_ros.core.resources import config_path
@@ -22,8 +21,9 @@ import numpy as np
 import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-import ros2_tools
 from sensor_msgs.msg import Image
+from support import ros2_tools
+from support.waiting import assert_detections_match, wait_for
 
 
 def _stage(plugin: str, name: str, namespace: str = '', **parameters) -> ComponentSpec:

@@ -23,7 +23,7 @@ from rcl_interfaces.msg import ParameterType
 import rclpy
 from rclpy.lifecycle import LifecycleNode
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / 'README.md'
 SCRIPT = ROOT / 'scripts' / 'param_table.py'
 TYPES = {'bool': ParameterType.PARAMETER_BOOL, 'integer': ParameterType.PARAMETER_INTEGER,

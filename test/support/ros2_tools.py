@@ -13,7 +13,7 @@ from typing import NoReturn, Optional
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def shared_sources() -> Optional[Path]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from conftest import wait_for
-
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from edge_infer_ros.core.resources import config_path
 from edge_infer_ros.ros.compat import AsyncParameterClient
@@ -23,6 +21,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from support.waiting import wait_for
 
 MS = 1_000_000
 PERIOD = 0.2

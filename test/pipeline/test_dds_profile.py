@@ -21,7 +21,7 @@ from bench import foreign_publisher
 from edge_infer_ros.core.resources import config_path
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
 pytestmark = pytest.mark.slow
 
@@ -138,8 +138,8 @@ def test_split_runner_gives_its_processes_the_profile(monkeypatch: pytest.Monkey
 
 @pytest.fixture
 def stage_node() -> Any:
-    import rclpy
     from edge_infer_ros.ros.nodes.base import StageNode
+    import rclpy
     context = rclpy.Context()
     rclpy.init(context=context)
     node = StageNode('loss_probe', context=context)

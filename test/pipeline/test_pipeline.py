@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import assert_detections_match, wait_for
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.ros import convert
 from edge_infer_ros.runner import run, RunOptions
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from support.waiting import assert_detections_match, wait_for
 
 
 def _outputs_built(nodes: dict) -> dict[str, int]:

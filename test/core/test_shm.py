@@ -22,7 +22,7 @@ from edge_infer_ros.core.payloads import ImagePayload, TensorPayload
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 while not (REPO / 'edge_infer_ros').is_dir() and REPO != REPO.parent:  # if tests move deeper
     REPO = REPO.parent
 

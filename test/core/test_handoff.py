@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import wait_for
 from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.handoff import (KeepLatestQueue, LocalBus, report_idle, StageInput,
                                          StagePublisher, take_ready_at_ns)
 import pytest
+from support.waiting import wait_for
 
 
 def _envelope(seq: int, payload: object = None) -> Envelope:

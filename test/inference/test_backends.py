@@ -11,8 +11,8 @@ from edge_infer_ros.inference.backends.factory import (BACKENDS, create_backend,
 from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
 import numpy as np
-from onnx_models import make_yolov8_model
 import pytest
+from support.onnx_models import make_yolov8_model
 
 TRT_MODULE = 'edge_infer_ros.inference.backends.tensorrt_backend'
 

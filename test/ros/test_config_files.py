@@ -21,7 +21,7 @@ import pytest
 import rclpy
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / 'config'
 CONFIG_FILES = ('pipeline.yaml', 'budget.yaml')
 BY_NAME = {spec.name: spec for spec in PIPELINE}

@@ -18,7 +18,7 @@ import yaml
 
 MS = 1_000_000
 SEC = 1_000_000_000
-CONFIG_FILE = Path(__file__).resolve().parent.parent / 'config' / 'budget.yaml'
+CONFIG_FILE = Path(__file__).resolve().parents[2] / 'config' / 'budget.yaml'
 
 #: (stage, queue wait ms, service ms) of a healthy frame: 19.5 ms end to end
 #: with ingest 2 ms and 0.5 ms hops.

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import wait_for
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.core.resources import default_model_path
 from edge_infer_ros.inference.evaluation import evaluate_detections
 from edge_infer_ros.stages.synthetic import CLASS_NAMES, SyntheticScene
 import pytest
+from support.waiting import wait_for
 
 HELD_OUT_SEED = 1234
 FRAMES = 120

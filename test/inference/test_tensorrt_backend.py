@@ -32,8 +32,8 @@ from edge_infer_ros.inference.yolo import YoloDecoder
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, TensorProto
-import onnx_models
 import pytest
+from support import onnx_models
 
 
 # -- models -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """
 Cheap checks of the launch files that need no running graph.
 
-The launch files themselves run in test/test_real_tools.py under the real ``ros2 launch``;
+The launch files themselves run in test/pipeline/test_real_tools.py under the real ``ros2 launch``;
 here, only what a run would not show: the installed copies are current, the launch arguments
 of the three files agree with each other and with the parameters they set (their choices are
 the nodes' own), and the plugin and executable names agree with setup.py. The launch
@@ -22,7 +22,7 @@ from edge_infer_ros.stages.camera import SOURCE_KINDS
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_DIR = ROOT / 'launch'
 PACKAGE = 'edge_infer_ros'
 COMPOSED, SPLIT, MONITOR = 'pipeline.launch.py', 'pipeline_split.launch.py', \

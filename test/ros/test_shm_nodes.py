@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import wait_for
 from edge_infer_ros.core import shm
 from edge_infer_ros.ros.nodes.base import OK, WARN
 from edge_infer_ros.ros.nodes.camera import CameraNode
@@ -19,6 +18,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
+from support.waiting import wait_for
 
 #: Tests that need iceoryx2 itself (the fallback test runs everywhere).
 needs_iceoryx2 = pytest.mark.skipif(shm.unavailable_reason() is not None,

@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-MODELS = Path(__file__).resolve().parents[1] / 'models'
+MODELS = Path(__file__).resolve().parents[2] / 'models'
 sys.path.insert(0, str(MODELS.parent))
 
 from bench.common import opencv_batched_nms  # noqa: E402, I100

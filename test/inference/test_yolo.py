@@ -9,8 +9,8 @@ from edge_infer_ros.inference.yolo import detect_layout, layout_num_classes
 from edge_infer_ros.inference.yolo import YoloDecoder
 from hypothesis import given, settings, strategies as st
 import numpy as np
-from onnx_models import background, make_yolov5_model, make_yolov8_model
 import pytest
+from support.onnx_models import background, make_yolov5_model, make_yolov8_model
 
 HW = (64, 96)
 

@@ -37,9 +37,9 @@ from typing import Any, Callable, Optional
 
 from edge_infer_ros.ros.container import ComponentSpec
 from edge_infer_ros.runner import component_specs, RunOptions
-import netns
-import onnx_models
 import pytest
+from support import netns
+from support import onnx_models
 import yaml
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -328,6 +328,9 @@ def _dds_environment(lan: netns.VirtualLan, discovery: str) -> dict[str, str]:
         # No shared memory: all namespaces share /dev/shm, SHM would bypass the network.
         'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4',
         'PYTHONUNBUFFERED': '1',
+        # The listener runs this file as a script: it imports the test helpers (test/support).
+        'PYTHONPATH': os.pathsep.join(filter(None, (str(Path(__file__).resolve().parents[1]),
+                                                    os.environ.get('PYTHONPATH', '')))),
     })
     if discovery == 'static':
         env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'

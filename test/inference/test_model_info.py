@@ -6,9 +6,10 @@ from pathlib import Path
 
 from edge_infer_ros.inference.model_info import load_model_info, ModelError, ModelInfo
 import numpy as np
-from onnx_models import (make_constant_output_model, make_yolov5_model, make_yolov8_model,
-                         write_metadata_json, write_ultralytics_metadata)
 import pytest
+from support.onnx_models import (make_constant_output_model, make_yolov5_model,
+                                 make_yolov8_model, write_metadata_json,
+                                 write_ultralytics_metadata)
 
 NAMES = ['ball', 'box', 'cone', 'person']
 

@@ -33,7 +33,7 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
-import ros2_tools
+from support import ros2_tools
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray

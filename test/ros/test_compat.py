@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterator
 
-from conftest import wait_for
 from edge_infer_ros.ros import compat
 from edge_infer_ros.ros.compat import (emulate_post_set_parameters_callback,
                                        list_parameters_of, ParameterServicesClient)
@@ -20,6 +19,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from support.waiting import wait_for
 
 RECURSIVE = ListParameters.Request.DEPTH_RECURSIVE
 NAMES = ['rate', 'budget_ms.detector', 'budget_ms.nms', 'qos.input.depth', 'qos.output.depth']

@@ -1,0 +1,1 @@
+"""Helpers the tests share: models with known outputs, waits, namespaces, tools."""
