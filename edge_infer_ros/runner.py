@@ -1,6 +1,9 @@
 """
 The main job: run the pipeline on its built-in input and print where the time went.
 
+Over 400 lines: the command line and the two orchestrations (composed, split) it runs, each
+short; the report itself is monitor/report.py's.
+
 ``composed`` (the default) loads every stage into one process (zero-copy handoff);
 ``split`` starts one process per stage (or per group, see ``--transport``) talking over DDS
 (or iceoryx2 shared memory with ``--same-host iceoryx2``), with the budget monitor in this

@@ -1,6 +1,9 @@
 """
 In-process zero-copy handoff between stage nodes, with DDS only when someone outside listens.
 
+Over 400 lines as one mechanism: the queue, the input (inline, thread, auto) and the publisher
+share one set of counters whose sums must stay exact.
+
 rclpy has no intra-process communication: every publish converts and copies the whole
 message, and every executor wake-up costs about half a millisecond on a small CPU. So stages in
 one process hand each other immutable :class:`~edge_infer_ros.core.frame.Envelope` objects by

@@ -1,6 +1,9 @@
 """
 Zero-copy frames between the package's own processes on one host, on iceoryx2 shared memory.
 
+Over 400 lines as one concern: the only module that touches the iceoryx2 binding, so that its
+sharp edges (sample lifetimes, blocking sends, dead peers) are handled in one place.
+
 A DDS hop of a frame between two rclpy processes costs milliseconds (serialise, copy, deliver,
 deserialise); a shared-memory sample costs a fraction of one, flat in frame size. This module
 wraps the iceoryx2 Python binding so that the stages never touch it directly, because the

@@ -1,6 +1,9 @@
 """
 Synthetic camera scenes with exact ground truth, cheap enough for a 30 fps camera node.
 
+Over 400 lines as one concern: the scene, its renderer and its ground truth (with occlusion)
+must change together or the ground truth lies.
+
 Why synthetic: the package must run and be tested end to end on machines with
 no camera and no data set, and its accuracy must be measurable.  A scene is a
 deterministic function of ``(seed, frame index)``, so any frame can be

@@ -1,6 +1,9 @@
 """
 TensorRT backend: the GPU engine of the detector, built from the ONNX model and cached on disk.
 
+Over 400 lines as one concern: engine build, cache, CUDA context and buffers of one backend;
+its ROS-free cache key lives apart in engine_cache.py.
+
 Why it looks like this:
 
 * ``tensorrt`` and ``pycuda`` are imported inside :meth:`TensorRTBackend.load`, never at module

@@ -1,6 +1,9 @@
 """
 The base of every stage node: lifecycle, declared parameters, zero-copy inputs and outputs.
 
+Over 400 lines: what every stage shares on the ROS side (lifecycle, parameters, inputs and
+outputs on three transports, diagnostics); the logic it calls lives in core/.
+
 A stage node is a managed (lifecycle) node: it allocates on *configure* (model, buffers,
 publishers, subscriptions), processes frames only while *active*, and frees everything on
 *cleanup*. With ``autostart`` (the default) the container, the runner and ``main()`` drive it
