@@ -18,8 +18,12 @@ runs: one IoU matrix for up to :data:`MATRIX_MAX` candidates, else one row per g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from edge_infer_ros.core.geometry import unletterbox
+from edge_infer_ros.core.image import read_only
+from edge_infer_ros.core.payloads import CandidatePayload, DetectionPayload
 import numpy as np
 
 try:
@@ -183,3 +187,44 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
     span = float(valid_boxes.max() - valid_boxes.min()) + 1.0
     shifted = boxes + (class_ids.astype(np.float64) * span)[:, None]
     return _greedy(shifted, order, iou_threshold, max_detections, engine)
+
+
+@dataclass(frozen=True)
+class NmsSettings:
+    """What the nms stage keeps: the node's parameters, one object per change."""
+
+    score_threshold: float = 0.25
+    iou_threshold: float = 0.5
+    max_detections: int = 100
+    class_agnostic: bool = False
+    #: class names to keep (empty: all)
+    classes: tuple[str, ...] = ()
+    #: most candidates considered per frame (the best scores)
+    max_candidates: int = 1000
+
+
+def detections_from_candidates(c: CandidatePayload,
+                               settings: NmsSettings) -> tuple[DetectionPayload, bool]:
+    """
+    Filter, suppress and map one frame's candidates back to image pixels.
+
+    Returns the detections and whether the candidates had to be cut to ``max_candidates``
+    (the best scores kept), which the node counts.
+    """
+    keep_mask = c.scores >= settings.score_threshold
+    truncated = c.scores.size > settings.max_candidates
+    if truncated:  # an in-process producer set a larger cap: keep the best
+        best = np.zeros(c.scores.size, bool)
+        best[np.argpartition(-c.scores, settings.max_candidates - 1)[:settings.max_candidates]] \
+            = True
+        keep_mask &= best
+    if settings.classes:
+        wanted = [i for i, name in enumerate(c.class_names) if name in settings.classes]
+        keep_mask &= np.isin(c.class_ids, wanted)
+    boxes, scores, class_ids = c.boxes[keep_mask], c.scores[keep_mask], c.class_ids[keep_mask]
+    keep = batched_nms(boxes, scores, class_ids, settings.iou_threshold,
+                       settings.max_detections, class_agnostic=settings.class_agnostic)
+    mapped = unletterbox(boxes[keep], c.letterbox, c.image_width, c.image_height)
+    return DetectionPayload(read_only(mapped), read_only(scores[keep]),
+                            read_only(class_ids[keep]), c.class_names, c.image_width,
+                            c.image_height, c.image), truncated

@@ -2,8 +2,10 @@
 
 from unittest import mock
 
+from edge_infer_ros.core.geometry import Letterbox
+from edge_infer_ros.core.payloads import CandidatePayload
 from edge_infer_ros.stages import nms as nms_module
-from edge_infer_ros.stages.nms import batched_nms, nms
+from edge_infer_ros.stages.nms import batched_nms, detections_from_candidates, nms, NmsSettings
 from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
@@ -196,3 +198,29 @@ def test_the_numpy_loop_runs_where_opencv_lacks_nms_or_would_differ() -> None:
         assert batched_nms(boxes[:2], scores[:2], np.zeros(2, int), 0.5, 10).tolist() == [0]
     with pytest.raises(ValueError, match='engine'):
         nms(boxes, scores, 0.5, 10, engine='gpu')
+
+
+def _candidates(boxes, scores, class_ids) -> CandidatePayload:
+    return CandidatePayload(np.asarray(boxes, np.float32), np.asarray(scores, np.float32),
+                            np.asarray(class_ids, np.int64), ('ball', 'person'),
+                            Letterbox(0.5, 0.0, 40.0), 640, 480, 'onnxruntime')
+
+
+def test_stage_filters_suppresses_and_maps_back_to_the_image() -> None:
+    c = _candidates([[10, 50, 30, 70], [11, 51, 31, 71], [100, 100, 120, 140], [0, 40, 8, 48]],
+                    [0.9, 0.8, 0.7, 0.1], [0, 0, 1, 0])
+    out, truncated = detections_from_candidates(c, NmsSettings(score_threshold=0.25))
+    assert not truncated
+    assert out.scores.tolist() == pytest.approx([0.9, 0.7])  # overlap suppressed, 0.1 too low
+    np.testing.assert_allclose(out.boxes[0], [20, 20, 60, 60])  # (model - pad) / scale
+    assert not out.boxes.flags.writeable
+    people, _ = detections_from_candidates(c, NmsSettings(classes=('person',)))
+    assert people.class_ids.tolist() == [1]
+
+
+def test_stage_keeps_the_best_candidates_beyond_its_cap() -> None:
+    c = _candidates([[i * 20, 50, i * 20 + 10, 60] for i in range(5)],
+                    [0.3, 0.9, 0.5, 0.8, 0.4], [0] * 5)
+    out, truncated = detections_from_candidates(c, NmsSettings(max_candidates=2))
+    assert truncated
+    assert sorted(out.scores.tolist()) == pytest.approx([0.8, 0.9])

@@ -387,6 +387,13 @@ class StageNode(LifecycleNode):
         return StageTiming(self.STAGE, self._fqn, received_ns, start_ns,
                            now_ns())
 
+    def emit(self, output: StagePublisher, envelope: Envelope[Any], payload: Any,
+             received_ns: int, start_ns: int) -> Envelope[Any]:
+        """Add this stage's timing to the frame, publish it with its new payload, return it."""
+        done = envelope.forward(payload, self.timing(received_ns, start_ns))
+        output.publish(done)
+        return done
+
     # -- faults -----------------------------------------------------------------------------
     def _stage_error(self, error: BaseException, envelope: Optional[Envelope],
                      what: str = '') -> None:

@@ -143,7 +143,7 @@ class DetectorNode(StageNode):
         out = CandidatePayload(boxes, scores, class_ids, self.model.class_names,
                                payload.letterbox, payload.image_width, payload.image_height,
                                self.backend.name, payload.image)
-        self.candidates_out.publish(envelope.forward(out, self.timing(received_ns, start)))
+        self.emit(self.candidates_out, envelope, out, received_ns, start)
 
     def _unpinned_message(self) -> str:
         return (f'model {self.model.path} is not pinned (no sha256 in its metadata, '

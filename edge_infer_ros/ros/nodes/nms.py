@@ -5,17 +5,13 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from edge_infer_ros.core.frame import Envelope, now_ns
-from edge_infer_ros.core.geometry import unletterbox
 from edge_infer_ros.core.handoff import StagePublisher
-from edge_infer_ros.core.image import read_only
 from edge_infer_ros.core.params import ParamSpec
-from edge_infer_ros.core.payloads import CandidatePayload, DetectionPayload
 from edge_infer_ros.ros import convert
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.ros.vision import load_vision_msgs, to_detection2d_array
-from edge_infer_ros.stages.nms import batched_nms
+from edge_infer_ros.stages.nms import detections_from_candidates, NmsSettings
 from edge_infer_ros_msgs.msg import CandidateArray, DetectionArray
-import numpy as np
 
 
 class NmsNode(StageNode):
@@ -45,6 +41,16 @@ class NmsNode(StageNode):
         self._camera_outputs: dict[str, StagePublisher] = {}
         self.vision_out: Optional[StagePublisher] = None
         self.candidates_truncated = 0
+        self._nms = self._settings_from_params()
+
+    def _settings_from_params(self) -> NmsSettings:
+        return NmsSettings(self.p['score_threshold'], self.p['iou_threshold'],
+                           self.p['max_detections'], self.p['class_agnostic'],
+                           tuple(self.p['classes']), self.p['max_candidates'])
+
+    def parameters_changed(self, changed: dict[str, Any]) -> None:
+        """Thresholds, classes and caps apply from the next frame."""
+        self._nms = self._settings_from_params()
 
     def create_io(self) -> None:
         """Input candidates; outputs detections (+ Detection2DArray, per-camera topics)."""
@@ -86,26 +92,9 @@ class NmsNode(StageNode):
 
     def _on_candidates(self, envelope: Envelope, received_ns: int) -> None:
         start = now_ns()
-        c: CandidatePayload = envelope.payload
-        keep_mask = c.scores >= self.p['score_threshold']
-        cap = self.p['max_candidates']
-        if c.scores.size > cap:  # an in-process producer set a larger cap: keep the best
-            self.candidates_truncated += 1
-            best = np.zeros(c.scores.size, bool)
-            best[np.argpartition(-c.scores, cap - 1)[:cap]] = True
-            keep_mask &= best
-        if self.p['classes']:
-            wanted = [i for i, name in enumerate(c.class_names) if name in self.p['classes']]
-            keep_mask &= np.isin(c.class_ids, wanted)
-        boxes, scores, class_ids = c.boxes[keep_mask], c.scores[keep_mask], c.class_ids[keep_mask]
-        keep = batched_nms(boxes, scores, class_ids, self.p['iou_threshold'],
-                           self.p['max_detections'], class_agnostic=self.p['class_agnostic'])
-        mapped = unletterbox(boxes[keep], c.letterbox, c.image_width, c.image_height)
-        out = DetectionPayload(read_only(mapped), read_only(scores[keep]),
-                               read_only(class_ids[keep]), c.class_names, c.image_width,
-                               c.image_height, c.image)
-        done = envelope.forward(out, self.timing(received_ns, start))
-        self.detections_out.publish(done)
+        out, truncated = detections_from_candidates(envelope.payload, self._nms)
+        self.candidates_truncated += truncated
+        done = self.emit(self.detections_out, envelope, out, received_ns, start)
         if self.vision_out is not None:
             self.vision_out.publish(done)
         if self.p['per_camera_topics']:

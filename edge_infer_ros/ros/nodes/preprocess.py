@@ -112,7 +112,7 @@ class PreprocessNode(StageNode):
         tensor, letterbox = self._preprocessors[topic](payload.image, payload.encoding)
         height, width = payload.image.shape[:2]
         out = TensorPayload(tensor, letterbox, width, height, payload.image)
-        self.tensor_out.publish(envelope.forward(out, self.timing(received_ns, start)))
+        self.emit(self.tensor_out, envelope, out, received_ns, start)
 
     def stage_status(self) -> DiagnosticStatus:
         """Report the base status; a stamp fault clears stamp_fault_hold_s after the last."""
