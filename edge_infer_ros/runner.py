@@ -32,6 +32,7 @@ from edge_infer_ros.core.frame import FrameTrace
 from edge_infer_ros.core.resources import config_path
 from edge_infer_ros.monitor.perfetto import write_chrome_trace
 from edge_infer_ros.monitor.report import format_table
+from edge_infer_ros.ros import topics
 from edge_infer_ros.ros.container import ComponentSpec, Container
 from edge_infer_ros.ros.graph import NodeSpec, PIPELINE
 import numpy as np
@@ -243,7 +244,7 @@ class _DiagnosticsListener:
     def __init__(self, node: Node) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         self.latest: dict[str, dict[str, str]] = {}
-        node.create_subscription(DiagnosticArray, '/diagnostics', self._on_array, 50)
+        node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_array, 50)
 
     def _on_array(self, msg: Any) -> None:
         for status in msg.status:
@@ -384,8 +385,9 @@ def run_split(options: RunOptions) -> dict[str, Any]:
         # Wait until every hop has a publisher and a subscriber (the camera's publisher exists
         # once it is configured), then start the camera: no frame is lost to discovery.
         ns = '/' + options.namespace.strip('/') if options.namespace else ''
-        first_hop = 'image_raw/compressed' if options.transport == 'compressed' else 'image_raw'
-        hops = ['tensor', 'candidates', 'detections', 'trace']
+        first_hop = (topics.IMAGE_RAW + '/compressed' if options.transport == 'compressed'
+                     else topics.IMAGE_RAW)
+        hops = list(topics.STAGE_HOPS)
 
         def connected(topics: list[str], need_publisher: bool = True) -> bool:
             return all(listener_node.count_subscribers(f'{ns}/{t}') > 0 and

@@ -23,7 +23,7 @@ from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import Command, DetectionPayload, ImagePayload
-from edge_infer_ros.ros import convert
+from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import OK, run_single, StageNode, WARN
 from edge_infer_ros.stages.action import ActionPolicy
 from edge_infer_ros.stages.debug_view import draw_debug_image
@@ -101,13 +101,13 @@ class ActionNode(StageNode):
 
     def create_io(self) -> None:
         """Input detections; outputs cmd_vel, trace, debug_image."""
-        self.add_input('detections', DetectionArray, convert.detections_from_msg,
+        self.add_input(topics.DETECTIONS, DetectionArray, convert.detections_from_msg,
                        self._on_detections, convert.message_key)
-        self.cmd_out = self.add_output('cmd_vel', TwistStamped, convert.command_to_msg,
+        self.cmd_out = self.add_output(topics.CMD_VEL, TwistStamped, convert.command_to_msg,
                                        convert.envelope_key)
-        self.trace_out = self.add_output('trace', FrameTraceMsg, convert.trace_to_msg,
+        self.trace_out = self.add_output(topics.TRACE, FrameTraceMsg, convert.trace_to_msg,
                                          convert.envelope_key)
-        self.debug_pub = self.create_publisher(Image, 'debug_image', 1)
+        self.debug_pub = self.create_publisher(Image, topics.DEBUG_IMAGE, 1)
         # The debug view has its own keep-latest worker: drawing never delays a command.
         self._debug_input = StageInput('debug_image', self._draw_debug, mode='thread',
                                        depth=1, name=f'{self.get_name()}:debug',

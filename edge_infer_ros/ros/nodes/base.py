@@ -28,7 +28,7 @@ from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 from edge_infer_ros.core.shm import choose_same_host, SAME_HOST_TRANSPORTS
 from edge_infer_ros.core.validate import InputRefused, MAX_HARDWARE_ID, REASONS
-from edge_infer_ros.ros import process
+from edge_infer_ros.ros import process, topics
 from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
                                        SubscriptionEventCallbacks)
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
@@ -170,7 +170,7 @@ class StageNode(LifecycleNode):
         self.transport_loss: dict[str, SequenceTracker] = {}
         self._recent_loss: dict[str, RecentLoss] = {}
         self._fqn = self.get_fully_qualified_name()
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
                                              self.publish_diagnostics)
 

@@ -30,7 +30,7 @@ from edge_infer_ros.core.validate import check_stamp, check_trace
 from edge_infer_ros.monitor.config import BudgetConfig, MAX_CAMERAS_RANGE, MAX_STAGES_RANGE
 from edge_infer_ros.monitor.tracker import BudgetTracker
 from edge_infer_ros.monitor.verdicts import DeadlineMiss
-from edge_infer_ros.ros import convert
+from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import COMMON_PARAMS, run_single, StageNode
 from edge_infer_ros_msgs.msg import DeadlineMiss as DeadlineMissMsg, FrameTrace as FrameTraceMsg
 
@@ -139,9 +139,9 @@ class BudgetMonitorNode(StageNode):
 
     def create_io(self) -> None:
         """Input trace (every trace counts: a deep queue of its own), output deadline_miss."""
-        self.add_input('trace', FrameTraceMsg, convert.trace_from_msg, self._on_trace,
+        self.add_input(topics.TRACE, FrameTraceMsg, convert.trace_from_msg, self._on_trace,
                        convert.message_key, mode='thread', depth=TRACE_QUEUE_DEPTH)
-        self.miss_out = self.add_output('deadline_miss', DeadlineMissMsg, _miss_to_msg,
+        self.miss_out = self.add_output(topics.DEADLINE_MISS, DeadlineMissMsg, _miss_to_msg,
                                         convert.envelope_key)
 
     def _on_trace(self, envelope: Envelope, received_ns: int) -> None:

@@ -18,7 +18,7 @@ from edge_infer_ros.core.handoff import report_idle, take_ready_at_ns
 from edge_infer_ros.core.image import frozen_view
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload
-from edge_infer_ros.ros import convert
+from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.stages.camera import FrameSource, open_source, SOURCE_KINDS
 from sensor_msgs.msg import CompressedImage, Image
@@ -78,7 +78,7 @@ class CameraNode(StageNode):
 
     def create_io(self) -> None:
         """Create outputs image_raw (+ compressed) and, relaying a topic, input image_in."""
-        self.image_out = self.add_output('image_raw', Image, convert.image_to_msg,
+        self.image_out = self.add_output(topics.IMAGE_RAW, Image, convert.image_to_msg,
                                          convert.envelope_key)
         self.compressed_out = None
         if self.p['publish_compressed']:
@@ -87,7 +87,7 @@ class CameraNode(StageNode):
                 lambda e: convert.compressed_to_msg(e, self.p['jpeg_quality']),
                 convert.envelope_key)
         if self.p['source'] == 'topic':
-            self.add_input('image_in', Image, self._from_topic, self._relay,
+            self.add_input(topics.IMAGE_IN, Image, self._from_topic, self._relay,
                            convert.message_key)
 
     def configure_stage(self) -> None:

@@ -19,7 +19,7 @@ from edge_infer_ros.core.resources import resolve_model_path
 from edge_infer_ros.inference.backends.factory import BACKENDS, FallbackBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
 from edge_infer_ros.inference.yolo import YoloDecoder
-from edge_infer_ros.ros import convert
+from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import OK, run_single, StageNode, WARN
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
 from edge_infer_ros_msgs.msg import CandidateArray, TensorFrame
@@ -71,9 +71,9 @@ class DetectorNode(StageNode):
 
     def create_io(self) -> None:
         """Input tensor, output candidates."""
-        self.add_input('tensor', TensorFrame, convert.tensor_from_msg, self._on_tensor,
+        self.add_input(topics.TENSOR, TensorFrame, convert.tensor_from_msg, self._on_tensor,
                        convert.message_key)
-        self.candidates_out = self.add_output('candidates', CandidateArray,
+        self.candidates_out = self.add_output(topics.CANDIDATES, CandidateArray,
                                               convert.candidates_to_msg, convert.envelope_key)
 
     def _backend_options(self) -> dict[str, Any]:

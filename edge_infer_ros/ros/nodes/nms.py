@@ -7,7 +7,7 @@ from typing import Any, Optional
 from edge_infer_ros.core.frame import Envelope, now_ns
 from edge_infer_ros.core.handoff import StagePublisher
 from edge_infer_ros.core.params import ParamSpec
-from edge_infer_ros.ros import convert
+from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.ros.vision import load_vision_msgs, to_detection2d_array
 from edge_infer_ros.stages.nms import detections_from_candidates, NmsSettings
@@ -54,10 +54,10 @@ class NmsNode(StageNode):
 
     def create_io(self) -> None:
         """Input candidates; outputs detections (+ Detection2DArray, per-camera topics)."""
-        self.add_input('candidates', CandidateArray,
+        self.add_input(topics.CANDIDATES, CandidateArray,
                        lambda m: convert.candidates_from_msg(m, self.p['max_candidates']),
                        self._on_candidates, convert.message_key)
-        self.detections_out = self.add_output('detections', DetectionArray,
+        self.detections_out = self.add_output(topics.DETECTIONS, DetectionArray,
                                               convert.detections_to_msg, convert.envelope_key)
         self.vision_out = None
         if self.p['publish_vision_msgs']:
@@ -67,7 +67,7 @@ class NmsNode(StageNode):
                                        "published (the package's DetectionArray is)")
             else:
                 self.vision_out = self.add_output(
-                    'detections_2d', msgs.Detection2DArray,
+                    topics.DETECTIONS_2D, msgs.Detection2DArray,
                     lambda e: to_detection2d_array(e, msgs, convert.ns_to_stamp(e.stamp_ns)),
                     convert.envelope_key)
         self._camera_outputs = {}

@@ -16,7 +16,7 @@ from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload, TensorPayload
 from edge_infer_ros.core.resources import resolve_model_path
 from edge_infer_ros.inference.model_info import load_model_info
-from edge_infer_ros.ros import convert
+from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.stages.preprocess import Preprocessor
 from edge_infer_ros_msgs.msg import TensorFrame
@@ -39,9 +39,9 @@ class PreprocessNode(StageNode):
         ParamSpec('input_transport', 'raw', 'form of the input image topics: raw or '
                   'compressed (<topic>/compressed)', choices=('raw', 'compressed'),
                   runtime=False),
-        ParamSpec('image_topics', ['image_raw'], 'image topics to preprocess: several cameras '
-                  'share one detector (each keeps its own frame_id and trace)', list_of=str,
-                  runtime=False, check=lambda topics: None if topics else
+        ParamSpec('image_topics', [topics.IMAGE_RAW], 'image topics to preprocess: several '
+                  'cameras share one detector (each keeps its own frame_id and trace)',
+                  list_of=str, runtime=False, check=lambda names: None if names else
                   'image_topics needs at least one topic'),
         ParamSpec('stamp_fault_hold_s', 5.0, 'a stamp going back keeps the node WARN this '
                   'long after the last one, s', low=0.1, high=3600.0),
@@ -62,7 +62,7 @@ class PreprocessNode(StageNode):
         """Create an input per image topic (or its compressed form) and the tensor output."""
         for topic in self.p['image_topics']:
             self._add_image_input(topic)
-        self.tensor_out = self.add_output('tensor', TensorFrame, convert.tensor_to_msg,
+        self.tensor_out = self.add_output(topics.TENSOR, TensorFrame, convert.tensor_to_msg,
                                           convert.envelope_key)
 
     def _add_image_input(self, topic: str) -> None:
