@@ -9,49 +9,24 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Iterator
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.inference.backends.base import BackendError
 from edge_infer_ros.ros.compat import AsyncParameterClient
 from edge_infer_ros_msgs.msg import TensorFrame
 import numpy as np
 import pytest
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from support.outside import Outside
 from support.waiting import wait_for
 
 
-class Outside:
-    """Another 'process': publishes bad input and reads /diagnostics."""
-
-    def __init__(self, context) -> None:
-        self.node = Node('outside', context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.statuses: dict[str, DiagnosticStatus] = {}
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 50)
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            self.statuses[status.name] = status
-
-    def spin_until(self, condition, timeout: float) -> bool:
-        return wait_for(condition, timeout, executor=self.executor)
-
-    def status(self, suffix: str) -> DiagnosticStatus:
-        return next((s for n, s in self.statuses.items() if n.endswith(suffix)), None)
-
-    def close(self) -> None:
-        self.node.destroy_node()
-        self.executor.shutdown()
-
-
 @pytest.fixture
-def outside(second_context):
-    o = Outside(second_context)
+def outside(second_context) -> Iterator[Outside]:
+    o = Outside(second_context, 'outside')
     yield o
     o.close()
 

@@ -13,8 +13,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import Iterator
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.payloads import ImagePayload
 from edge_infer_ros.ros import convert
@@ -23,45 +24,17 @@ from geometry_msgs.msg import TwistStamped
 from hypothesis import given, HealthCheck, settings, strategies as st
 import numpy as np
 import pytest
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.parameter import Parameter
+from support.outside import Outside
 from support.waiting import wait_for
 
 SEC = 1_000_000_000
 NAMES = ('ball', 'box', 'cone', 'person')
 
 
-class Outside:
-    """Another 'process': publishes on the pipeline's inputs, reads cmd_vel and /diagnostics."""
-
-    def __init__(self, context) -> None:
-        self.node = Node('outside_fuzzer', context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.commands: list[TwistStamped] = []
-        self.statuses: dict[str, DiagnosticStatus] = {}
-        self.node.create_subscription(TwistStamped, 'cmd_vel', self.commands.append, 100)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 50)
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            self.statuses[status.name] = status
-
-    def spin_until(self, condition, timeout: float) -> bool:
-        return wait_for(condition, timeout, executor=self.executor)
-
-    def status(self, suffix: str) -> DiagnosticStatus:
-        return next((s for n, s in self.statuses.items() if n.endswith(suffix)), None)
-
-    def close(self) -> None:
-        self.node.destroy_node()
-        self.executor.shutdown()
-
-
 @pytest.fixture
-def outside(second_context):
-    o = Outside(second_context)
+def outside(second_context) -> Iterator[Outside]:
+    o = Outside(second_context, 'outside_fuzzer', listen_commands=True)
     yield o
     o.close()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 import os
 import sys
+import time
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -40,8 +41,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 import rclpy.subscription
 
 #: Why lost frames cannot be counted here, or '' when they can: rclpy before Iron (Humble)
-#: calls subscription callbacks without MessageInfo.
-MESSAGE_INFO_MISSING = '' if hasattr(rclpy.subscription, 'MessageInfo') else (
+#: calls subscription callbacks without MessageInfo. Told by the feature (a subscription that
+#: knows callbacks taking MessageInfo), not by the MessageInfo type, which Jazzy does not export.
+MESSAGE_INFO_MISSING = '' if hasattr(rclpy.subscription.Subscription, 'CallbackType') else (
     'this rclpy passes no MessageInfo to subscriptions (before Iron)')
 
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
@@ -118,6 +120,11 @@ def qos_from(reliability: str, durability: str, depth: int) -> QoSProfile:
                     else DurabilityPolicy.VOLATILE))
 
 
+#: The publisher key of a topic's samples where the rmw gives sequence numbers but no
+#: publisher gid (rmw_fastrtps on Jazzy) and exactly one publisher feeds the topic.
+ONLY_PUBLISHER = b'only-publisher'
+
+
 class StageNode(LifecycleNode):
     """A pipeline stage as a managed node; subclasses implement the stage hooks."""
 
@@ -169,6 +176,7 @@ class StageNode(LifecycleNode):
         #: Per input topic: gaps in the publishers' sequence numbers (frames DDS lost).
         self.transport_loss: dict[str, SequenceTracker] = {}
         self._recent_loss: dict[str, RecentLoss] = {}
+        self._publisher_counts: dict[str, tuple[float, int]] = {}
         self._fqn = self.get_fully_qualified_name()
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
@@ -262,6 +270,8 @@ class StageNode(LifecycleNode):
         def on_message(msg: Any, info: Optional[dict]) -> None:
             sequence = info.get('publication_sequence_number') if info else None
             gid = (info.get('publisher_gid') or {}).get('data') if info else None
+            if gid is None and sequence and self._one_publisher(resolved):
+                gid = ONLY_PUBLISHER  # an rmw without publisher_gid (Jazzy): one stream
             if sequence is None or gid is None or sequence <= 0:
                 tracker.observe_without_info()
             else:
@@ -295,6 +305,14 @@ class StageNode(LifecycleNode):
         self.bus.attach(resolved, stage_input, has_ros_subscription=True)
         self._inputs.append((stage_input, subscription, resolved))
         return stage_input
+
+    def _one_publisher(self, topic: str) -> bool:
+        """Tell whether one publisher feeds the topic (graph asked at most once a second)."""
+        now = time.monotonic()
+        asked = self._publisher_counts.get(topic)
+        if asked is None or now - asked[0] > 1.0:
+            asked = self._publisher_counts[topic] = (now, self.count_publishers(topic))
+        return asked[1] == 1
 
     def add_output(self, topic: str, msg_type: Any, to_msg: Callable[[Envelope], Any],
                    key_of: Callable[[Envelope], Hashable],
