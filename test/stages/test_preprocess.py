@@ -1,0 +1,60 @@
+"""The preprocess stage: letterbox, colour order, normalisation, reused tensors."""
+
+from __future__ import annotations
+
+import cv2
+from edge_infer_ros.core.geometry import letterbox_geometry
+from edge_infer_ros.stages.preprocess import Preprocessor
+import numpy as np
+import pytest
+
+
+def test_letterbox_geometry_centres_the_image() -> None:
+    new_w, new_h, left, top, letterbox = letterbox_geometry(640, 480, 320, 320)
+    assert (new_w, new_h, left, top) == (320, 240, 0, 40)
+    assert letterbox.scale == 0.5 and letterbox.pad_y == 40.0
+
+
+def _reference(image: np.ndarray, size: int, rgb: bool) -> np.ndarray:
+    """Preprocess the straightforward way users write it: several full-size copies."""
+    new_w, new_h, left, top, _ = letterbox_geometry(image.shape[1], image.shape[0], size, size)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    canvas[top:top + new_h, left:left + new_w] = resized
+    if rgb:
+        canvas = canvas[:, :, ::-1]
+    return (canvas.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize('color_order', ['rgb', 'bgr'])
+def test_preprocessor_matches_the_straightforward_version(color_order: str) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    tensor, letterbox = Preprocessor(320, 320, color_order)(image, 'bgr8')
+    expected = _reference(image, 320, color_order == 'rgb')
+    np.testing.assert_allclose(tensor, expected, atol=1e-6)
+    assert letterbox.pad_y == 40.0 and not tensor.flags.writeable
+
+
+def test_preprocessor_colour_orders_of_the_input() -> None:
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, :, 0] = 255  # blue in bgr8
+    pre = Preprocessor(32, 32, 'rgb')
+    tensor, _ = pre(image, 'bgr8')
+    assert tensor[0, 2].min() == 1.0 and tensor[0, 0].max() == 0.0  # blue is the third plane
+    tensor, _ = pre(image, 'rgb8')  # the same bytes read as rgb: red
+    assert tensor[0, 0].min() == 1.0
+    mono = np.full((32, 32, 1), 51, np.uint8)
+    tensor, _ = pre(mono, 'mono8')
+    np.testing.assert_allclose(tensor, 0.2, atol=1e-6)
+
+
+def test_preprocessor_reuses_tensors_nobody_holds() -> None:
+    pre = Preprocessor(64, 64)
+    image = np.zeros((48, 64, 3), np.uint8)
+    for _ in range(20):
+        pre(image, 'bgr8')  # each result dropped at once: the pool stays small
+    assert pre.tensor_allocations <= 2
+    held = [pre(image, 'bgr8')[0] for _ in range(5)]  # a deep queue holds five
+    assert pre.tensor_allocations >= 5
+    assert len({id(t.base) for t in held}) == 5  # never handed out twice while held
