@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from edge_infer_ros.ros.container import ComponentSpec, Container
+from edge_infer_ros.ros.container import ComponentSpec, Container, settle_heap
 from edge_infer_ros.ros.graph import COMPONENT_GROUP, load_plugin
 from edge_infer_ros.ros.process import stop_nodes
 from rclpy.node import Node
@@ -143,6 +143,7 @@ class ComponentManager:
             self._drop(loaded)
             raise LoadRefused(problem)
         unique_id = self._register(loaded)
+        settle_heap()
         self.node.get_logger().info(f'loaded {spec.plugin} as {full_name} (id {unique_id})')
         return full_name, unique_id
 

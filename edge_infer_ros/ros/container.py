@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+import gc
 import sys
 import threading
 from typing import Any, Optional, Sequence
@@ -79,6 +80,22 @@ def node_arguments(spec: ComponentSpec) -> list[str]:
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
+def settle_heap() -> None:
+    """
+    Collect once, then move every object alive now out of the garbage collector's reach.
+
+    Called once the stages are configured, before frames flow: a full collection walks every
+    object of the process (modules, message types, the model's metadata), and one that runs
+    while a frame is in flight holds the GIL, and with it every stage, for tens of
+    milliseconds. Frozen, those objects are never walked again; per-frame garbage is still
+    collected as before. Each call first unfreezes, so that what an unloaded component left
+    behind is collected too.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class Container:
     """Loads components into one context and one executor, and drives their lifecycle."""
 
@@ -117,6 +134,7 @@ class Container:
             node.trigger_configure()
             if not node.configured:
                 problems.append(f'{node.get_fully_qualified_name()}: {node.last_error}')
+        settle_heap()
         for node in reversed(managed):
             if node.configured:
                 node.trigger_activate()

@@ -7,8 +7,10 @@ produce are known exactly, boxes mapped back through the letterbox included.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.ros import convert
@@ -49,6 +51,27 @@ def test_composed_frames_reach_action_by_reference(composed, planted_model) -> N
     # ... yet every hop delivered locally.
     for name in ('camera', 'preprocess', 'detector', 'nms', 'action'):
         assert sum(o.stats.local_deliveries for o in nodes[name].outputs) >= 20, name
+
+
+def test_start_freezes_the_heap_and_per_frame_garbage_is_still_collected(composed) -> None:
+    """A started container holds its start-up objects out of the collector's walks."""
+    gc.unfreeze()
+    container, nodes = composed(frames=5, fps=60.0)
+    assert gc.get_freeze_count() > 1000  # the modules, types and nodes alive at start
+    assert nodes['camera'].wait_until_done(20.0)
+    cycle: list = []
+    cycle.append(cycle)
+    garbage = weakref.ref(_Cycle(cycle))
+    assert gc.collect() > 0
+    assert garbage() is None
+
+
+class _Cycle:
+    """An object in a reference cycle: only the collector frees it."""
+
+    def __init__(self, other: list) -> None:
+        self.me = self
+        self.other = other
 
 
 def test_zero_copy_abandoned_for_an_outside_subscriber(composed, second_context,
