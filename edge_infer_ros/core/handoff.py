@@ -29,10 +29,11 @@ No ROS import here on purpose beyond duck typing: the queue and bus logic is tes
 from __future__ import annotations
 
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 import threading
 import time
-from typing import Any, Callable, Hashable, Optional
+from typing import Any, Callable, Hashable, Iterator, Optional
 import weakref
 
 from edge_infer_ros.core.frame import Envelope, now_ns
@@ -532,6 +533,34 @@ class StagePublisher:
         self.stats = PublisherStats()
         #: Same-host shared-memory sender (see core/shm.py), or None: DDS only.
         self.shm: Any = None
+
+    def loan(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """
+        Loan a shared-memory sample for the next payload's array, or None: use your own.
+
+        Only while shared-memory subscribers exist and no local input does (those get the
+        frame by reference, so the stage's own buffer is the cheaper place). The producer
+        writes the array into ``loan.array`` and passes the loan to :meth:`publish`; nothing
+        is copied then. No loan can be had (all samples held by slow subscribers): None, and
+        this frame goes by copy, counted by the shared-memory publisher.
+        """
+        shm = self.shm
+        if shm is None or self.bus.inputs(self.topic):
+            return None
+        try:
+            return shm.loan(shape, dtype) if shm.subscribers() else None
+        except Exception:  # noqa: B902 - no loan: this frame goes by copy (counted by shm)
+            return None
+
+    @contextmanager
+    def loaned(self, shape: tuple[int, ...], dtype: Any) -> Iterator[Any]:
+        """:meth:`loan` for a ``with`` block: a loan not published in it is given back."""
+        loan = self.loan(shape, dtype)
+        try:
+            yield loan
+        finally:
+            if loan is not None:
+                loan.discard()  # nothing when publish() took it
 
     def outside_subscribers(self, shm_subscribers: int = 0) -> int:
         """Subscriptions on the topic that are neither local inputs nor served by shm."""

@@ -40,7 +40,8 @@ class Preprocessor:
         self.in_w, self.in_h = in_w, in_h
         self.color_order = color_order
         self._pad = pad_value / 255.0
-        self._tensors = BufferPool(lambda: np.empty((1, 3, in_h, in_w), dtype=np.dtype(dtype)))
+        self._dtype = np.dtype(dtype)
+        self._tensors = BufferPool(lambda: np.empty((1, 3, in_h, in_w), dtype=self._dtype))
         self._tensor_geometry: dict[int, tuple[int, int, int, int]] = {}
         self._geometry: Optional[tuple[int, int, int]] = None
         self._resized = np.empty((0, 0, 3), np.uint8)
@@ -56,8 +57,28 @@ class Preprocessor:
         self._planes = [np.empty((new_h, new_w), np.uint8) for _ in range(channels)]
         self._geometry = (width, height, channels)
 
-    def __call__(self, image: np.ndarray, encoding: str) -> tuple[np.ndarray, Letterbox]:
-        """Fill and return the model tensor for one image, with the letterbox used."""
+    @property
+    def tensor_shape(self) -> tuple[int, int, int, int]:
+        """Shape of the tensors made: (1, 3, height, width)."""
+        return (1, 3, self.in_h, self.in_w)
+
+    @property
+    def tensor_dtype(self) -> np.dtype:
+        """Element type of the tensors made (the model's input type)."""
+        return self._dtype
+
+    def __call__(self, image: np.ndarray, encoding: str,
+                 out: Optional[np.ndarray] = None) -> tuple[np.ndarray, Letterbox]:
+        """
+        Fill and return the model tensor for one image, with the letterbox used.
+
+        ``out``: a tensor to fill instead of one of the pool's (a shared-memory sample loaned
+        by the transport, so the tensor reaches another process without a copy). Its padding
+        is written every time: a loaned sample holds whatever an earlier frame left in it.
+        """
+        if out is not None and (out.shape != self.tensor_shape or out.dtype != self._dtype):
+            raise ValueError(f'out must be a {self._dtype} array of shape '
+                             f'{list(self.tensor_shape)}, got {out.dtype} {list(out.shape)}')
         height, width = image.shape[:2]
         channels = image.shape[2] if image.ndim == 3 else 1
         if self._geometry != (width, height, channels):
@@ -81,14 +102,27 @@ class Preprocessor:
             sources = (0, 1, 2)
         else:
             sources = (2, 1, 0)
-        tensor = self._tensors.acquire()
-        if self._tensor_geometry.get(id(tensor)) != self._box:
+        if out is not None:
+            tensor = out
+            self._write_padding(tensor)
+        else:
+            tensor = self._tensors.acquire()
+        if out is None and self._tensor_geometry.get(id(tensor)) != self._box:
             tensor.fill(self._pad)  # new geometry for this buffer: write its padding once
             self._tensor_geometry[id(tensor)] = self._box
         region = tensor[0, :, top:top + new_h, left:left + new_w]
         for channel, source in enumerate(sources):
             np.multiply(planes[source], self._SCALE, out=region[channel], casting='unsafe')
         return frozen_view(tensor), self._letterbox
+
+    def _write_padding(self, tensor: np.ndarray) -> None:
+        """Write only the pad strips around the image region (not the whole tensor)."""
+        left, top, new_w, new_h = self._box
+        planes = tensor[0]
+        planes[:, :top, :] = self._pad
+        planes[:, top + new_h:, :] = self._pad
+        planes[:, top:top + new_h, :left] = self._pad
+        planes[:, top:top + new_h, left + new_w:] = self._pad
 
     @property
     def tensor_allocations(self) -> int:

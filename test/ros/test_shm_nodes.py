@@ -7,7 +7,7 @@ cross by iceoryx2, and fall back to DDS, with a diagnostic, where iceoryx2 is mi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 from edge_infer_ros.core import shm
 from edge_infer_ros.ros.nodes.base import OK, WARN
@@ -49,9 +49,12 @@ def _spin(executors: list) -> None:
         executor.spin_once(timeout_sec=0.01)
 
 
-def _run(camera: Any, preprocess: Any, executors: list, frames: int) -> None:
+def _run(camera: Any, preprocess: Any, executors: list, frames: int,
+         on_started: Optional[Callable[[], None]] = None) -> None:
     """Run the camera to its end; ``frames`` must reach preprocess (DDS may lose some)."""
     assert preprocess.start()
+    if on_started is not None:
+        on_started()
     camera.trigger_configure()
     assert wait_for(lambda: camera.image_out.ros_publisher.get_subscription_count() > 0,
                     15.0, executor=executors[0])
@@ -157,5 +160,37 @@ def test_frames_from_a_dds_publisher_are_received_and_noted(ros_context, second_
         assert 'came by DDS' in values['transport_note']
         assert values['transport_note'].startswith(str(preprocess.inputs[0].stats.received))
     finally:
+        camera.destroy_node()
+        preprocess.destroy_node()
+
+
+@needs_iceoryx2
+def test_preprocess_writes_tensors_straight_into_shared_memory(ros_context, second_context):
+    """A detector in another process: the tensor is made in the loaned sample, not copied."""
+    camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2')
+    seen: list[tuple[float, float, float]] = []
+
+    def on_tensor(envelope: Any, received_ns: int) -> None:
+        tensor = envelope.payload.tensor  # a view of the sample: read, do not keep
+        seen.append((float(tensor[0, :, 0, :].min()), float(tensor[0, :, 0, :].max()),
+                     float(tensor[0, :, 160, :].max())))
+
+    subscribers: list[Any] = []
+
+    def detector_side() -> None:  # the tensor output exists once preprocess is configured
+        subscribers.append(shm.ShmSubscriber(preprocess.tensor_out.topic, on_tensor))
+        subscribers[0].start()
+    try:
+        _run(camera, preprocess, executors, 39, on_started=detector_side)
+        stats = preprocess.tensor_out.shm.stats
+        assert wait_for(lambda: len(seen) >= 35, 10.0), (len(seen), stats)
+        assert stats.zero_copy >= 39 and stats.copied == 0, stats
+        pad = 114 / 255
+        for row0_min, row0_max, middle_max in seen:
+            assert abs(row0_min - pad) < 1e-6 and abs(row0_max - pad) < 1e-6  # letterbox pad
+            assert 0.0 <= middle_max <= 1.0 and middle_max != pad  # the image itself
+    finally:
+        for subscriber in subscribers:
+            subscriber.close()
         camera.destroy_node()
         preprocess.destroy_node()

@@ -58,3 +58,26 @@ def test_preprocessor_reuses_tensors_nobody_holds() -> None:
     held = [pre(image, 'bgr8')[0] for _ in range(5)]  # a deep queue holds five
     assert pre.tensor_allocations >= 5
     assert len({id(t.base) for t in held}) == 5  # never handed out twice while held
+
+
+@pytest.mark.parametrize('shape', [(480, 640, 3), (640, 480, 3), (320, 320, 3)])
+def test_preprocessor_fills_a_given_tensor_whatever_it_held(shape) -> None:
+    """A loaned sample holds an earlier frame's bytes: the result must not show them."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, shape, dtype=np.uint8)
+    pre = Preprocessor(320, 320, 'rgb')
+    out = np.full(pre.tensor_shape, np.nan, pre.tensor_dtype)
+    allocations = pre.tensor_allocations
+    tensor, _ = pre(image, 'bgr8', out=out)
+    assert np.shares_memory(tensor, out)  # written in place: nothing to copy afterwards
+    np.testing.assert_allclose(tensor, _reference(image, 320, True), atol=1e-6)
+    assert pre.tensor_allocations == allocations  # the pool untouched
+
+
+def test_preprocessor_refuses_a_tensor_of_another_shape_or_type() -> None:
+    pre = Preprocessor(64, 64)
+    image = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match='shape'):
+        pre(image, 'bgr8', out=np.empty((1, 3, 64, 32), np.float32))
+    with pytest.raises(ValueError, match='float32'):
+        pre(image, 'bgr8', out=np.empty((1, 3, 64, 64), np.float64))

@@ -406,10 +406,15 @@ class StageNode(LifecycleNode):
                            now_ns())
 
     def emit(self, output: StagePublisher, envelope: Envelope[Any], payload: Any,
-             received_ns: int, start_ns: int) -> Envelope[Any]:
-        """Add this stage's timing to the frame, publish it with its new payload, return it."""
+             received_ns: int, start_ns: int, loan: Any = None) -> Envelope[Any]:
+        """
+        Add this stage's timing to the frame, publish it with its new payload, return it.
+
+        ``loan``: the shared-memory sample the payload's array was written into, if any
+        (``output.loaned()``).
+        """
         done = envelope.forward(payload, self.timing(received_ns, start_ns))
-        output.publish(done)
+        output.publish(done, loan)
         return done
 
     # -- faults -----------------------------------------------------------------------------

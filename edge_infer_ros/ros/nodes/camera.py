@@ -21,6 +21,7 @@ from edge_infer_ros.core.payloads import ImagePayload
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.stages.camera import FrameSource, open_source, SOURCE_KINDS
+import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
 
@@ -139,15 +140,9 @@ class CameraNode(StageNode):
             self.compressed_out.publish(envelope)
 
     def _loan(self) -> Any:
-        """Loan a shared-memory sample to render into (shm subscribers, no local ones)."""
-        shm = self.image_out.shm
+        """Loan a shared-memory sample to render into (see StagePublisher.loan)."""
         shape = self._frame_shape
-        if shm is None or shape is None or self.bus.inputs(self.image_out.topic):
-            return None
-        try:
-            return shm.loan(shape) if shm.subscribers() else None
-        except Exception:  # noqa: B902 - no loan: this frame goes by copy (counted by shm)
-            return None
+        return None if shape is None else self.image_out.loan(shape, np.uint8)
 
     def _capture_loop(self) -> None:
         index = 0

@@ -109,10 +109,15 @@ class PreprocessNode(StageNode):
                           'check the driver and the clock')
             self.get_logger().warning(self.fault, throttle_duration_sec=1.0)
         self._last_stamp[envelope.camera] = envelope.stamp_ns
-        tensor, letterbox = self._preprocessors[topic](payload.image, payload.encoding)
-        height, width = payload.image.shape[:2]
-        out = TensorPayload(tensor, letterbox, width, height, payload.image)
-        self.emit(self.tensor_out, envelope, out, received_ns, start)
+        preprocessor = self._preprocessors[topic]
+        # Into a shared-memory sample when the detector is another process on this host.
+        with self.tensor_out.loaned(preprocessor.tensor_shape,
+                                    preprocessor.tensor_dtype) as loan:
+            tensor, letterbox = preprocessor(payload.image, payload.encoding,
+                                             None if loan is None else loan.array)
+            height, width = payload.image.shape[:2]
+            out = TensorPayload(tensor, letterbox, width, height, payload.image)
+            self.emit(self.tensor_out, envelope, out, received_ns, start, loan)
 
     def stage_status(self) -> DiagnosticStatus:
         """Report the base status; a stamp fault clears stamp_fault_hold_s after the last."""
