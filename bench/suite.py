@@ -11,8 +11,9 @@ each in a process of its own (sampled for CPU time and memory, children included
 3. ``composed``: this package, every stage in one process, zero-copy handoff;
 4. ``split_raw`` / ``split_tensor`` / ``split_compressed``: this package split across
    processes with DDS between them (raw images, tensors, JPEG); ``split_iceoryx2``: the same
-   processes as ``split_raw`` with iceoryx2 shared memory between them (``transport.same_host``;
-   left out, with the reason, where iceoryx2 is missing);
+   processes as ``split_raw`` with iceoryx2 shared memory between them (``transport.same_host``),
+   ``split_tensor_iceoryx2`` those of ``split_tensor`` (camera side | detector side); both
+   left out, with the reason, where iceoryx2 is missing;
 5. ``foreign``: a stand-in camera driver in another process into the package, against a plain
    rclpy subscriber, with and without the Fast DDS profile (:mod:`bench.foreign_publisher`).
 
@@ -56,6 +57,9 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
                          ['--mode', 'split', '--transport', 'compressed']),
     'split_iceoryx2': ('(4) package, split iceoryx2 shm', 'bench.pipeline_variant',
                        ['--mode', 'split', '--transport', 'raw', '--same-host', 'iceoryx2']),
+    'split_tensor_iceoryx2': ('(4) package, split tensor iceoryx2 shm', 'bench.pipeline_variant',
+                              ['--mode', 'split', '--transport', 'tensor', '--same-host',
+                               'iceoryx2']),
 }
 QUICK_VARIANTS = ('seed_loop', 'naive_rclpy', 'composed', 'split_raw')
 SIZES = ((640, 480), (1920, 1080))
@@ -417,9 +421,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names = args.variant or list(QUICK_VARIANTS if args.quick else VARIANTS)
     from edge_infer_ros.core.shm import unavailable_reason
     shm_missing = unavailable_reason()
-    if shm_missing and 'split_iceoryx2' in names:
-        print(f'[suite] split_iceoryx2 left out: {shm_missing}', flush=True)
-        names.remove('split_iceoryx2')
+    for name in [n for n in names if n.endswith('_iceoryx2')] if shm_missing else []:
+        print(f'[suite] {name} left out: {shm_missing}', flush=True)
+        names.remove(name)
     sizes = ([tuple(int(v) for v in s.lower().split('x')) for s in args.size] or
              ([SIZES[0]] if args.quick else list(SIZES)))
     frames = args.frames or (60 if args.quick else 300)
