@@ -7,8 +7,6 @@ round (same load, same warm caches) is what still tells them apart. ``off`` repr
 previous behaviour: the detector's input on its worker thread (``input_mode: thread``), the
 numpy NMS loop, and the budget monitor's verdicts sent from the executor's timer.
 ``--compare threads`` alternates ONNX Runtime on 1 and 2 intra-op threads instead (``off`` is 1);
-``--compare wake_spin`` alternates the camera sleeping to each capture (``off``) with
-polling the clock for the last ``--wake-spin-ms`` of the wait (``on``);
 ``--saturate`` runs the camera at 1000 fps paced to the pipeline (throughput is then printed).
 
 ``. scripts/env.sh && python -m bench.ab_composed --rounds 6 --frames 200 [--json out.json]``
@@ -35,18 +33,15 @@ import numpy as np  # noqa: E402
 
 
 def run_once(setting: str, frames: int, width: int, height: int, fps: float,
-             model: str, compare: str = 'changes', saturate: bool = False,
-             wake_spin_ms: float = 1.0) -> dict[str, Any]:
+             model: str, compare: str = 'changes', saturate: bool = False) -> dict[str, Any]:
     """Run the composed pipeline once with the changes ``on`` or ``off``; return its figures."""
     extra: dict[str, dict[str, Any]] = {}
     if compare == 'threads':
         extra['detector'] = {'intra_op_threads': 1 if setting == 'off' else 2}
-    elif compare == 'wake_spin':
-        extra['camera'] = {'wake_spin_ms': 0.0 if setting == 'off' else wake_spin_ms}
     elif setting == 'off':
         extra['detector'] = {'input_mode': 'thread'}
     if saturate:
-        extra.setdefault('camera', {})['pace_to_pipeline'] = True
+        extra['camera'] = {'pace_to_pipeline': True}
         fps = 1000.0
     patches = []
     if setting == 'off' and compare == 'changes':
@@ -97,10 +92,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument('--fps', type=float, default=30.0)
     parser.add_argument('--model', default='')
     parser.add_argument('--json', default='')
-    parser.add_argument('--compare', choices=('changes', 'threads', 'wake_spin'),
-                        default='changes')
+    parser.add_argument('--compare', choices=('changes', 'threads'), default='changes')
     parser.add_argument('--saturate', action='store_true')
-    parser.add_argument('--wake-spin-ms', type=float, default=1.0)
     args = parser.parse_args(argv)
     model, _ = common.resolve_model(args.model, common.RESULTS / 'models')
     runs = []
@@ -110,7 +103,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         order = ('off', 'on') if index % 2 == 0 else ('on', 'off')
         for setting in order:
             result = run_once(setting, args.frames, args.width, args.height, args.fps, model,
-                              args.compare, args.saturate, args.wake_spin_ms)
+                              args.compare, args.saturate)
             runs.append(result)
             print(f'round {index} {setting:3s} load {result["load_1min"]:5.2f} '
                   + ' '.join(f'{k} {result[k]:.3f}' for k in keys), flush=True)

@@ -16,7 +16,6 @@ from typing import Any, Optional
 from edge_infer_ros.core.frame import Envelope, now_ns
 from edge_infer_ros.core.handoff import report_idle, take_ready_at_ns
 from edge_infer_ros.core.image import frozen_view
-from edge_infer_ros.core.pacing import MAX_SPIN_S, sleep_until
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload
 from edge_infer_ros.ros import convert, topics
@@ -45,10 +44,6 @@ class CameraNode(StageNode):
         ParamSpec('pace_to_pipeline', False, 'synthetic, video and folder sources: capture each '
                   'frame just in time for the busiest stage to take it (as fast as the '
                   'pipeline takes frames, at most fps) instead of letting its queue drop them'),
-        ParamSpec('wake_spin_ms', 0.0, 'poll the clock for the last part of the wait before '
-                  'each capture instead of sleeping: the capture starts on time on a CPU '
-                  'already awake, for that much CPU time per frame (0: sleep only)', low=0.0,
-                  high=MAX_SPIN_S * 1e3),
         ParamSpec('seed', 0, 'seed of the synthetic scene', low=0, high=2**31 - 1,
                   runtime=False),
         ParamSpec('loop', True, 'start a video file or image folder again at its end',
@@ -214,7 +209,7 @@ class CameraNode(StageNode):
             delay = next_time - now
             idle_ns = int(delay * 1e9) if delay > 0 else 0
             if delay > 0:
-                sleep_until(next_time, self.p['wake_spin_ms'] / 1e3)
+                time.sleep(delay)
             elif delay < -period:
                 next_time = time.perf_counter()  # fell behind: do not burst to catch up
         report_idle(None)
