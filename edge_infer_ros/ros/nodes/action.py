@@ -17,14 +17,13 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
-from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import Command, DetectionPayload, ImagePayload
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import OK, run_single, StageNode, WARN
+from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.stages.action import ActionPolicy
 from edge_infer_ros.stages.debug_view import draw_debug_image
 from edge_infer_ros_msgs.msg import DetectionArray, FrameTrace as FrameTraceMsg
@@ -212,18 +211,12 @@ class ActionNode(StageNode):
         if missing:
             self.get_logger().warning(self.class_warning)
 
-    def stage_status(self) -> DiagnosticStatus:
-        """Report the base status, WARN while the watchdog stops or classes do not match."""
-        status = super().stage_status()
-        if status.level == OK:  # nothing more urgent to say
-            silent_s = (now_ns() - self._last_fresh_ns) / 1e9
-            if self.active and silent_s > self.p['command_timeout_s']:
-                status.level = WARN
-                status.message = (f'watchdog: no fresh detections for {silent_s:.1f} s, '
-                                  'publishing stops')
-            elif self.class_warning:
-                status.level, status.message = WARN, self.class_warning
-        return status
+    def stage_warning(self) -> str:
+        """WARN while the watchdog publishes stops, else while classes do not match."""
+        silent_s = (now_ns() - self._last_fresh_ns) / 1e9
+        if self.active and silent_s > self.p['command_timeout_s']:
+            return f'watchdog: no fresh detections for {silent_s:.1f} s, publishing stops'
+        return self.class_warning
 
     def _draw_debug(self, envelope: Envelope, received_ns: int) -> None:
         detections: DetectionPayload = envelope.payload
