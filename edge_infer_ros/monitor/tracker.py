@@ -33,9 +33,10 @@ from typing import Any
 
 from edge_infer_ros.core import frame
 from edge_infer_ros.core.frame import FrameTrace, hops
+from edge_infer_ros.core.health import Level
 from edge_infer_ros.core.validate import CAMERA_NAME_RE, check_name, InputRefused, STAGE_NAME_RE
 from edge_infer_ros.monitor.config import BudgetConfig, END_TO_END, INGEST, own_copy, TRANSPORT
-from edge_infer_ros.monitor.verdicts import (cause_of, DeadlineMiss, fmt_ms, json_ms, Level,
+from edge_infer_ros.monitor.verdicts import (cause_of, DeadlineMiss, fmt_ms, json_ms,
                                              percentile_key, QUEUE_WAIT, SERVICE, StageStatus,
                                              window_entry, window_values, worst_item)
 from edge_infer_ros.monitor.windows import SlidingWindow

@@ -8,10 +8,10 @@ Each verdict is one record, rendered twice: as diagnostic key/values (the node t
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 from typing import Any
 
+from edge_infer_ros.core.health import Level  # the levels of every status of the package
 from edge_infer_ros.monitor.windows import WindowSummary
 
 #: Values of ``DeadlineMiss.worst_component``.
@@ -24,19 +24,6 @@ QUEUE_WAIT = 'queue_wait'
 #: When the smaller of a stage's service and queue-wait percentiles is at least
 #: this fraction of the larger, the WARN message blames both.
 BOTH_CAUSES_RATIO = 0.75
-
-
-class Level(enum.IntEnum):
-    """Status levels, numerically equal to diagnostic_msgs/DiagnosticStatus's."""
-
-    OK = 0
-    WARN = 1
-    ERROR = 2
-    STALE = 3
-
-    def as_byte(self) -> bytes:
-        """Return the level as rclpy's ``byte`` field of DiagnosticStatus wants it."""
-        return bytes((int(self),))
 
 
 @dataclasses.dataclass(frozen=True)

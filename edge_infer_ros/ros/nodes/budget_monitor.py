@@ -172,7 +172,7 @@ class BudgetMonitorNode(StageNode):
             verdicts = self.tracker.statuses(at_ns if at_ns is not None else now_ns())
         statuses = []
         for verdict in verdicts:
-            status = DiagnosticStatus(level=int(verdict.level).to_bytes(1, 'little'),
+            status = DiagnosticStatus(level=verdict.level.as_byte(),
                                       name=f'{self.get_name()}: {verdict.camera}/{verdict.name}',
                                       message=verdict.message, hardware_id=self.p['hardware_id'])
             status.values = [KeyValue(key=k, value=v) for k, v in verdict.values]
