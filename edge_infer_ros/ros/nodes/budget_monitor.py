@@ -151,20 +151,32 @@ class BudgetMonitorNode(StageNode):
         check_trace(trace.stamp_ns, trace.stages, received_ns)
         with self._tracker_lock:
             miss = self.tracker.observe(trace, received_ns)
+        self._count_trace(trace, received_ns)
+        if miss is not None:
+            self._publish_miss(miss)
+        if self._diagnostics_due:  # marked by the timer: now is the pipeline's idle time
+            self._publish_diagnostics_after_trace()
+
+    def _count_trace(self, trace: FrameTrace, received_ns: int) -> None:
+        """Count a trace the tracker took, and hand it to the main job's hooks."""
         self.traces_seen += 1
         self.last_trace_ns = received_ns
         for hook in self.trace_hooks:
             hook(trace)
-        if miss is not None:
-            self.misses_published += 1
-            self.miss_out.publish(Envelope(miss.camera, miss.seq, miss.stamp_ns,
-                                           miss.frame_id, (), miss))
-            for miss_hook in self.miss_hooks:
-                miss_hook(miss)
-        if self._diagnostics_due:
-            self._diagnostics_due = False
-            self.diagnostics_after_trace += 1
-            self._publish_diagnostics_now()
+
+    def _publish_diagnostics_after_trace(self) -> None:
+        """Publish the diagnostics the timer marked due, right after a frame ended."""
+        self._diagnostics_due = False
+        self.diagnostics_after_trace += 1
+        self._publish_diagnostics_now()
+
+    def _publish_miss(self, miss: DeadlineMiss) -> None:
+        """Publish a deadline miss at once (and tell the main job's hooks)."""
+        self.misses_published += 1
+        self.miss_out.publish(Envelope(miss.camera, miss.seq, miss.stamp_ns, miss.frame_id, (),
+                                       miss))
+        for hook in self.miss_hooks:
+            hook(miss)
 
     def budget_statuses(self, at_ns: Optional[int] = None) -> list[DiagnosticStatus]:
         """Return the monitor's verdicts as DiagnosticStatus messages."""
