@@ -30,7 +30,7 @@ from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 from edge_infer_ros.core.shm import choose_same_host, SAME_HOST_TRANSPORTS
 from edge_infer_ros.core.validate import InputRefused, MAX_HARDWARE_ID, REASONS
-from edge_infer_ros.ros import process, topics
+from edge_infer_ros.ros import convert, process, topics
 from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
                                        SubscriptionEventCallbacks)
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
@@ -251,13 +251,16 @@ class StageNode(LifecycleNode):
     # -- inputs and outputs -----------------------------------------------------------------
     def add_input(self, topic: str, msg_type: Any, from_msg: Callable[[Any], Envelope],
                   callback: Callable[[Envelope, int], None],
-                  key_of: Callable[[Any], Hashable], mode: Optional[str] = None,
-                  depth: Optional[int] = None, qos: Optional[QoSProfile] = None) -> StageInput:
+                  key_of: Callable[[Any], Hashable] = convert.message_key,
+                  mode: Optional[str] = None, depth: Optional[int] = None,
+                  qos: Optional[QoSProfile] = None) -> StageInput:
         """
         Subscribe a stage callback to a topic, locally by reference and through DDS.
 
-        An explicit ``mode`` or ``depth`` pins the input: the stage-wide ``input_mode`` and
-        ``queue_depth`` parameters then leave it alone.
+        ``key_of`` names the frame a message belongs to, so that a frame that came by
+        reference is not taken again from its DDS echo; the default (header stamp and
+        frame_id) fits every message with a header. An explicit ``mode`` or ``depth`` pins the
+        input: the stage-wide ``input_mode`` and ``queue_depth`` parameters then leave it alone.
         """
         resolved = self.resolve_topic_name(topic)
         stage_input = StageInput(resolved, callback, mode=mode or self.p['input_mode'],
@@ -316,9 +319,14 @@ class StageNode(LifecycleNode):
         return asked[1] == 1
 
     def add_output(self, topic: str, msg_type: Any, to_msg: Callable[[Envelope], Any],
-                   key_of: Callable[[Envelope], Hashable],
+                   key_of: Callable[[Envelope], Hashable] = convert.envelope_key,
                    qos: Optional[QoSProfile] = None) -> StagePublisher:
-        """Create a publisher that hands frames on by reference and builds messages on demand."""
+        """
+        Create a publisher that hands frames on by reference and builds messages on demand.
+
+        ``key_of`` names a frame as its message's ``key_of`` at the inputs will (the default:
+        capture stamp and frame_id, as :func:`convert.message_key` reads them from a header).
+        """
         resolved = self.resolve_topic_name(topic)
         if qos is None:
             qos = qos_from(self.p['qos.output.reliability'], self.p['qos.output.durability'],
