@@ -113,11 +113,9 @@ class ActionNode(StageNode):
     def create_io(self) -> None:
         """Input detections; outputs cmd_vel, trace, debug_image."""
         self.add_input(topics.DETECTIONS, DetectionArray, convert.detections_from_msg,
-                       self._on_detections, convert.message_key)
-        self.cmd_out = self.add_output(topics.CMD_VEL, TwistStamped, convert.command_to_msg,
-                                       convert.envelope_key)
-        self.trace_out = self.add_output(topics.TRACE, FrameTraceMsg, convert.trace_to_msg,
-                                         convert.envelope_key)
+                       self._on_detections)
+        self.cmd_out = self.add_output(topics.CMD_VEL, TwistStamped, convert.command_to_msg)
+        self.trace_out = self.add_output(topics.TRACE, FrameTraceMsg, convert.trace_to_msg)
         self.debug_pub = self.create_publisher(Image, topics.DEBUG_IMAGE, 1)
         # The debug view has its own keep-latest worker: drawing never delays a command.
         self._debug_input = StageInput('debug_image', self._draw_debug, mode='thread',

@@ -140,9 +140,8 @@ class BudgetMonitorNode(StageNode):
     def create_io(self) -> None:
         """Input trace (every trace counts: a deep queue of its own), output deadline_miss."""
         self.add_input(topics.TRACE, FrameTraceMsg, convert.trace_from_msg, self._on_trace,
-                       convert.message_key, mode='thread', depth=TRACE_QUEUE_DEPTH)
-        self.miss_out = self.add_output(topics.DEADLINE_MISS, DeadlineMissMsg, _miss_to_msg,
-                                        convert.envelope_key)
+                       mode='thread', depth=TRACE_QUEUE_DEPTH)
+        self.miss_out = self.add_output(topics.DEADLINE_MISS, DeadlineMissMsg, _miss_to_msg)
 
     def _on_trace(self, envelope: Envelope, received_ns: int) -> None:
         trace: FrameTrace = envelope.payload

@@ -70,10 +70,9 @@ class DetectorNode(StageNode):
 
     def create_io(self) -> None:
         """Input tensor, output candidates."""
-        self.add_input(topics.TENSOR, TensorFrame, convert.tensor_from_msg, self._on_tensor,
-                       convert.message_key)
+        self.add_input(topics.TENSOR, TensorFrame, convert.tensor_from_msg, self._on_tensor)
         self.candidates_out = self.add_output(topics.CANDIDATES, CandidateArray,
-                                              convert.candidates_to_msg, convert.envelope_key)
+                                              convert.candidates_to_msg)
 
     def _backend_options(self) -> dict[str, Any]:
         return {'intra_op_threads': self.p['intra_op_threads'],

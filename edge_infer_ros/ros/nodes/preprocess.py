@@ -70,8 +70,7 @@ class PreprocessNode(StageNode):
         """Create an input per image topic (or its compressed form) and the tensor output."""
         for topic in self.p['image_topics']:
             self._add_image_input(topic)
-        self.tensor_out = self.add_output(topics.TENSOR, TensorFrame, convert.tensor_to_msg,
-                                          convert.envelope_key)
+        self.tensor_out = self.add_output(topics.TENSOR, TensorFrame, convert.tensor_to_msg)
 
     def _add_image_input(self, topic: str) -> None:
         """One camera's input: raw images, or their JPEG/PNG form on <topic>/compressed."""
@@ -80,8 +79,7 @@ class PreprocessNode(StageNode):
         self.add_input(f'{topic}/compressed' if compressed else topic,
                        CompressedImage if compressed else Image,
                        lambda msg: self._from_msg(msg, topic, decode),
-                       lambda envelope, received_ns: self._on_image(envelope, received_ns, topic),
-                       convert.message_key)
+                       lambda envelope, received_ns: self._on_image(envelope, received_ns, topic))
 
     def configure_stage(self) -> None:
         """Read the model's input format and allocate the buffers."""
