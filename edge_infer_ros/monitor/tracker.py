@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Any
+from typing import Any, Optional
 
 from edge_infer_ros.core import frame
 from edge_infer_ros.core.frame import FrameTrace, hops
@@ -47,7 +47,7 @@ class _StageState:
 
     __slots__ = ('service', 'queue_wait', 'total', 'transport', 'last_ns')
 
-    def __init__(self, size: int, max_age_s: float | None, now_ns: int) -> None:
+    def __init__(self, size: int, max_age_s: Optional[float], now_ns: int) -> None:
         self.service = SlidingWindow(size, max_age_s)
         self.queue_wait = SlidingWindow(size, max_age_s)
         self.total = SlidingWindow(size, max_age_s)
@@ -64,7 +64,7 @@ class _CameraState:
     __slots__ = ('stages', 'ingest', 'transport', 'end_to_end', 'last_ns', 'frames',
                  'misses', 'blamed', 'recent_misses')
 
-    def __init__(self, size: int, max_age_s: float | None, now_ns: int) -> None:
+    def __init__(self, size: int, max_age_s: Optional[float], now_ns: int) -> None:
         self.stages: dict[str, _StageState] = {}
         self.ingest = SlidingWindow(size, max_age_s)
         self.transport = SlidingWindow(size, max_age_s)
@@ -94,7 +94,7 @@ class BudgetTracker:
     Not thread-safe: call it from one thread (one callback group).
     """
 
-    def __init__(self, config: BudgetConfig | None = None) -> None:
+    def __init__(self, config: Optional[BudgetConfig] = None) -> None:
         """Start with no cameras; ``config`` defaults to ``BudgetConfig()``."""
         self._config = own_copy(BudgetConfig() if config is None else config.validate())
         self._deadline_ms = float(self._config.deadline_ms)
@@ -109,7 +109,7 @@ class BudgetTracker:
         """Return the cameras seen, in order of first trace."""
         return list(self._cameras)
 
-    def _max_age_s(self) -> float | None:
+    def _max_age_s(self) -> Optional[float]:
         return self._config.window_max_age_s or None
 
     def set_config(self, config: BudgetConfig) -> None:
@@ -132,7 +132,7 @@ class BudgetTracker:
                     window.max_age_s = max_age
                 camera.recent_misses = collections.deque(camera.recent_misses, maxlen=size)
 
-    def observe(self, trace: FrameTrace, now_ns: int | None = None) -> DeadlineMiss | None:
+    def observe(self, trace: FrameTrace, now_ns: Optional[int] = None) -> Optional[DeadlineMiss]:
         """
         Record one frame's trace; return a DeadlineMiss if it ended after the deadline.
 
@@ -147,7 +147,7 @@ class BudgetTracker:
         camera = self._admit(trace, now_ns)
         states = camera.stages
         hops_ms = 0.0
-        ingest_ms: float | None = None
+        ingest_ms: Optional[float] = None
         for timing, hop_ns in hops(trace.stamp_ns, stages):
             state = states.get(timing.stage)
             if state is None:
@@ -253,7 +253,7 @@ class BudgetTracker:
 
     # ----------------------------------------------------------------- verdicts
 
-    def statuses(self, now_ns: int | None = None) -> list[StageStatus]:
+    def statuses(self, now_ns: Optional[int] = None) -> list[StageStatus]:
         """
         Judge every (camera, stage) and each camera's ingest, transport, end_to_end.
 
@@ -264,7 +264,7 @@ class BudgetTracker:
         """
         return [status for status, _ in self._judge(now_ns)]
 
-    def _judge(self, now_ns: int | None) -> list[tuple[StageStatus, dict[str, Any]]]:
+    def _judge(self, now_ns: Optional[int]) -> list[tuple[StageStatus, dict[str, Any]]]:
         """Return (status, summary entry) for every item, in statuses() order."""
         if now_ns is None:
             now_ns = frame.now_ns()
@@ -279,7 +279,7 @@ class BudgetTracker:
         return results
 
     def _stale_message(self, camera: _CameraState, last_ns: int, now_ns: int
-                       ) -> str | None:
+                       ) -> Optional[str]:
         """Return why an item is stale at ``now_ns``, or None when it is live."""
         timeout_ns = self._config.stale_timeout_s * 1e9
         silent_ns = now_ns - camera.last_ns
@@ -488,7 +488,7 @@ class BudgetTracker:
 
     # ------------------------------------------------------------------ reports
 
-    def summary(self, now_ns: int | None = None) -> dict[str, Any]:
+    def summary(self, now_ns: Optional[int] = None) -> dict[str, Any]:
         """
         Return the JSON-ready latency report (None where a window has no data).
 

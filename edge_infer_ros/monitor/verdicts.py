@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Optional
 
 from edge_infer_ros.core.health import Level  # the levels of every status of the package
 from edge_infer_ros.monitor.windows import WindowSummary
@@ -85,7 +85,7 @@ class StageStatus:
     message: str
     values: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
-    def value(self, key: str) -> str | None:
+    def value(self, key: str) -> Optional[str]:
         """Return the value string under ``key``, or None."""
         for k, v in self.values:
             if k == key:
@@ -93,14 +93,14 @@ class StageStatus:
         return None
 
 
-def fmt_ms(value: float | None) -> str:
+def fmt_ms(value: Optional[float]) -> str:
     """Format a number for a diagnostics value (3 decimals, 'nan' for no data)."""
     if value is None:
         return 'nan'
     return f'{value:.3f}'
 
 
-def json_ms(value: float | None) -> float | None:
+def json_ms(value: Optional[float]) -> Optional[float]:
     """Return a JSON-safe float (None for NaN or None)."""
     if value is None or math.isnan(value):
         return None
