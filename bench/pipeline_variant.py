@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import Any
+from typing import Any, Optional
 
 if __package__ in (None, ''):  # run as a file: make ``bench`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -61,7 +61,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='camera paced to the pipeline (as fast as it takes frames)')
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     """Command line: run the pipeline and write its records as JSON."""
     return common.variant_main(
         argv, __doc__, True,

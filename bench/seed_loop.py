@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Optional
 
 if __package__ in (None, ''):  # run as a file: make ``bench`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -157,7 +157,7 @@ def run(model: str, frames: int, width: int, height: int, fps: float,
             'description': 'serial loop, one thread, a copy per step'}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     """Command line: run the loop and write its records as JSON."""
     return common.variant_main(
         argv, __doc__, False,

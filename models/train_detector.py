@@ -27,7 +27,7 @@ from pathlib import Path
 import platform
 import sys
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -507,7 +507,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse arguments, render data, train, export, evaluate and write the metadata."""
     ap = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     ap.add_argument('--out', type=Path, default=REPO / 'models')

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 import sys
+from typing import Optional
 
 from catkin_pkg.package import parse_package
 import pytest
@@ -65,7 +66,7 @@ def _imports(*dirs: str) -> dict[str, str]:
     return found
 
 
-def _key(module: str) -> str | None:
+def _key(module: str) -> Optional[str]:
     if module in NO_KEY:
         return None
     if module in KEYS:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import time
-from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Optional, TypeVar
 
 #: The clock every stage stamps with. A module attribute so tests can swap it.
 now_ns: Callable[[], int] = time.time_ns
@@ -85,7 +85,7 @@ class Envelope(Generic[PayloadT]):
         return Envelope(self.camera, self.seq, self.stamp_ns, self.frame_id,
                         self.trace + (timing,), payload)
 
-    def with_payload(self, payload: OtherT, camera: str | None = None) -> Envelope[OtherT]:
+    def with_payload(self, payload: OtherT, camera: Optional[str] = None) -> Envelope[OtherT]:
         """
         Return the same frame (identity, stamp) with another payload and no trace.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -104,7 +104,7 @@ def check_name(name: str, what: str, pattern: re.Pattern[str] = CAMERA_NAME_RE) 
 
 
 def check_boxes(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
-                num_classes: int, what: str, image_size: tuple[int, int] | None = None
+                num_classes: int, what: str, image_size: Optional[tuple[int, int]] = None
                 ) -> None:
     """
     Refuse non-finite or inverted boxes, scores outside [0, 1] and class ids out of range.

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import numbers
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from edge_infer_ros.core.params import flatten_parameters
 from edge_infer_ros.core.validate import MAX_HARDWARE_ID
@@ -208,7 +208,7 @@ class BudgetConfig:
         return mapping
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], base: 'BudgetConfig | None' = None,
+    def from_mapping(cls, mapping: Mapping[str, Any], base: 'Optional[BudgetConfig]' = None,
                      strict: bool = False) -> 'BudgetConfig':
         """
         Build a validated config from ROS parameters (flat or nested names).

@@ -29,15 +29,16 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Any
+from typing import Any, Optional, Union
 
 from edge_infer_ros.core import frame
 from edge_infer_ros.core.frame import FrameTrace, hops
+from edge_infer_ros.core.health import Level
 from edge_infer_ros.core.validate import CAMERA_NAME_RE, check_name, InputRefused, STAGE_NAME_RE
 from edge_infer_ros.monitor.config import BudgetConfig, END_TO_END, INGEST, own_copy, TRANSPORT
-from edge_infer_ros.monitor.verdicts import (cause_of, DeadlineMiss, fmt_ms, json_ms, Level,
-                                             percentile_key, QUEUE_WAIT, SERVICE, StageStatus,
-                                             window_entry, window_values, worst_item)
+from edge_infer_ros.monitor.verdicts import (cause_of, DeadlineMiss, EndToEndVerdict, fmt_ms,
+                                             PathVerdict, percentile_key, QUEUE_WAIT, SERVICE,
+                                             StageStatus, StageVerdict, Verdict, worst_item)
 from edge_infer_ros.monitor.windows import SlidingWindow
 
 
@@ -46,7 +47,7 @@ class _StageState:
 
     __slots__ = ('service', 'queue_wait', 'total', 'transport', 'last_ns')
 
-    def __init__(self, size: int, max_age_s: float | None, now_ns: int) -> None:
+    def __init__(self, size: int, max_age_s: Optional[float], now_ns: int) -> None:
         self.service = SlidingWindow(size, max_age_s)
         self.queue_wait = SlidingWindow(size, max_age_s)
         self.total = SlidingWindow(size, max_age_s)
@@ -63,7 +64,7 @@ class _CameraState:
     __slots__ = ('stages', 'ingest', 'transport', 'end_to_end', 'last_ns', 'frames',
                  'misses', 'blamed', 'recent_misses')
 
-    def __init__(self, size: int, max_age_s: float | None, now_ns: int) -> None:
+    def __init__(self, size: int, max_age_s: Optional[float], now_ns: int) -> None:
         self.stages: dict[str, _StageState] = {}
         self.ingest = SlidingWindow(size, max_age_s)
         self.transport = SlidingWindow(size, max_age_s)
@@ -93,7 +94,7 @@ class BudgetTracker:
     Not thread-safe: call it from one thread (one callback group).
     """
 
-    def __init__(self, config: BudgetConfig | None = None) -> None:
+    def __init__(self, config: Optional[BudgetConfig] = None) -> None:
         """Start with no cameras; ``config`` defaults to ``BudgetConfig()``."""
         self._config = own_copy(BudgetConfig() if config is None else config.validate())
         self._deadline_ms = float(self._config.deadline_ms)
@@ -108,7 +109,7 @@ class BudgetTracker:
         """Return the cameras seen, in order of first trace."""
         return list(self._cameras)
 
-    def _max_age_s(self) -> float | None:
+    def _max_age_s(self) -> Optional[float]:
         return self._config.window_max_age_s or None
 
     def set_config(self, config: BudgetConfig) -> None:
@@ -131,7 +132,7 @@ class BudgetTracker:
                     window.max_age_s = max_age
                 camera.recent_misses = collections.deque(camera.recent_misses, maxlen=size)
 
-    def observe(self, trace: FrameTrace, now_ns: int | None = None) -> DeadlineMiss | None:
+    def observe(self, trace: FrameTrace, now_ns: Optional[int] = None) -> Optional[DeadlineMiss]:
         """
         Record one frame's trace; return a DeadlineMiss if it ended after the deadline.
 
@@ -146,7 +147,7 @@ class BudgetTracker:
         camera = self._admit(trace, now_ns)
         states = camera.stages
         hops_ms = 0.0
-        ingest_ms: float | None = None
+        ingest_ms: Optional[float] = None
         for timing, hop_ns in hops(trace.stamp_ns, stages):
             state = states.get(timing.stage)
             if state is None:
@@ -252,7 +253,7 @@ class BudgetTracker:
 
     # ----------------------------------------------------------------- verdicts
 
-    def statuses(self, now_ns: int | None = None) -> list[StageStatus]:
+    def statuses(self, now_ns: Optional[int] = None) -> list[StageStatus]:
         """
         Judge every (camera, stage) and each camera's ingest, transport, end_to_end.
 
@@ -261,24 +262,30 @@ class BudgetTracker:
         'ingest', 'transport' or 'end_to_end' in its traces would share a name
         with a path item: stage nodes should not.)
         """
-        return [status for status, _ in self._judge(now_ns)]
+        return [verdict.status() for verdict in self.verdicts(now_ns)]
 
-    def _judge(self, now_ns: int | None) -> list[tuple[StageStatus, dict[str, Any]]]:
-        """Return (status, summary entry) for every item, in statuses() order."""
+    def verdicts(self, now_ns: Optional[int] = None) -> list[Verdict]:
+        """
+        Return every item's statistics and verdict, in statuses() order.
+
+        Each window is summarised once per call; statuses() and summary() render these.
+        """
         if now_ns is None:
             now_ns = frame.now_ns()
         self.expire(now_ns)
-        results = []
+        results: list[Verdict] = []
         for name, camera in self._cameras.items():
-            for stage, state in camera.stages.items():
-                results.append(self._stage_verdict(name, camera, stage, state, now_ns))
-            for item in (INGEST, TRANSPORT):
-                results.append(self._path_verdict(name, camera, item, now_ns))
-            results.append(self._end_to_end_verdict(name, camera, now_ns))
+            stages = [self._stage_verdict(name, camera, stage, state, now_ns)
+                      for stage, state in camera.stages.items()]
+            ingest, transport = (self._path_verdict(name, camera, item, now_ns)
+                                 for item in (INGEST, TRANSPORT))
+            results += stages + [ingest, transport,
+                                 self._end_to_end_verdict(name, camera, now_ns,
+                                                          stages, ingest, transport)]
         return results
 
     def _stale_message(self, camera: _CameraState, last_ns: int, now_ns: int
-                       ) -> str | None:
+                       ) -> Optional[str]:
         """Return why an item is stale at ``now_ns``, or None when it is live."""
         timeout_ns = self._config.stale_timeout_s * 1e9
         silent_ns = now_ns - camera.last_ns
@@ -290,17 +297,13 @@ class BudgetTracker:
         return None
 
     def _stage_verdict(self, camera_name: str, camera: _CameraState, stage: str,
-                       state: _StageState, now_ns: int
-                       ) -> tuple[StageStatus, dict[str, Any]]:
+                       state: _StageState, now_ns: int) -> StageVerdict:
         config = self._config
         q = float(config.warn_percentile)
         service = state.service.summary(now_ns)
         wait = state.queue_wait.summary(now_ns)
         total = state.total.summary(now_ns)
-        hop = state.transport.summary(now_ns)
-        service_q = service.percentile(q)
-        wait_q = wait.percentile(q)
-        total_q = total.percentile(q)
+        service_q, wait_q, total_q = (s.percentile(q) for s in (service, wait, total))
         budget = config.stage_budgets_ms.get(stage)
         over = total.count_above(budget) if budget is not None else 0
         stale = self._stale_message(camera, state.last_ns, now_ns)
@@ -320,55 +323,12 @@ class BudgetTracker:
         else:
             level = Level.OK
             message = f'{stage} {percentile_key(q)} {total_q:.3f} ms <= budget {budget:.3f} ms'
-        total_p95, total_p99 = total.percentiles((95.0, 99.0))
-        values = [
-            ('count', str(total.count)),
-            ('budget_ms', fmt_ms(budget)),
-            ('service_p50_ms', fmt_ms(service.p50)),
-            ('service_p95_ms', fmt_ms(service.p95)),
-            ('service_p99_ms', fmt_ms(service.p99)),
-            ('service_max_ms', fmt_ms(service.max)),
-            ('queue_wait_p50_ms', fmt_ms(wait.p50)),
-            ('queue_wait_p95_ms', fmt_ms(wait.p95)),
-            ('queue_wait_p99_ms', fmt_ms(wait.p99)),
-            ('queue_wait_max_ms', fmt_ms(wait.max)),
-            ('total_p95_ms', fmt_ms(total_p95)),
-            ('total_p99_ms', fmt_ms(total_p99)),
-            ('total_max_ms', fmt_ms(total.max)),
-            ('warn_percentile', fmt_ms(q)),
-            ('total_at_warn_percentile_ms', fmt_ms(total_q)),
-            ('transport_in_p95_ms', fmt_ms(hop.p95)),
-            ('over_budget', str(over)),
-            ('misses', str(camera.blamed.get(stage, 0))),
-            ('last_seen_age_s', fmt_ms((now_ns - state.last_ns) / 1e9)),
-        ]
-        status = StageStatus(stage, camera_name, level, message, values)
-        entry = {
-            'count': service.count,
-            'p50_ms': json_ms(service.p50),
-            'p95_ms': json_ms(service.p95),
-            'p99_ms': json_ms(service.p99),
-            'max_ms': json_ms(service.max),
-            'mean_ms': json_ms(service.mean),
-            'queue_wait_p50_ms': json_ms(wait.p50),
-            'queue_wait_p95_ms': json_ms(wait.p95),
-            'queue_wait_p99_ms': json_ms(wait.p99),
-            'queue_wait_max_ms': json_ms(wait.max),
-            'total_p50_ms': json_ms(total.p50),
-            'total_p95_ms': json_ms(total.p95),
-            'total_p99_ms': json_ms(total.p99),
-            'total_max_ms': json_ms(total.max),
-            'transport_in_p95_ms': json_ms(hop.p95),
-            'budget_ms': budget,
-            'over_budget': over,
-            'deadline_misses_blamed': camera.blamed.get(stage, 0),
-            'status': level.name,
-            'message': message,
-        }
-        return status, entry
+        return StageVerdict(stage, camera_name, level, message, total, q, total_q, budget,
+                            service, wait, state.transport.summary(now_ns), over,
+                            camera.blamed.get(stage, 0), (now_ns - state.last_ns) / 1e9)
 
-    def _path_verdict(self, camera_name: str, camera: _CameraState, item: str, now_ns: int
-                      ) -> tuple[StageStatus, dict[str, Any]]:
+    def _path_verdict(self, camera_name: str, camera: _CameraState, item: str,
+                      now_ns: int) -> PathVerdict:
         """Judge a camera's ingest or transport sum against its budget."""
         config = self._config
         q = float(config.warn_percentile)
@@ -380,7 +340,6 @@ class BudgetTracker:
             what = 'sum of the hops between stages'
         summary = window.summary(now_ns)
         value_q = summary.percentile(q)
-        over = summary.count_above(budget)
         stale = self._stale_message(camera, camera.last_ns, now_ns)
         if stale is not None:
             level, message = Level.STALE, f'{item}: {stale}'
@@ -395,20 +354,12 @@ class BudgetTracker:
         else:
             level = Level.OK
             message = f'{item} {percentile_key(q)} {value_q:.3f} ms <= budget {budget:.3f} ms'
-        values = window_values(summary, budget) + [
-            ('warn_percentile', fmt_ms(q)),
-            ('at_warn_percentile_ms', fmt_ms(value_q)),
-            ('over_budget', str(over)),
-            ('misses', str(camera.blamed.get(item, 0))),
-        ]
-        entry = window_entry(summary, budget)
-        entry.update({'over_budget': over,
-                      'deadline_misses_blamed': camera.blamed.get(item, 0),
-                      'status': level.name, 'message': message})
-        return StageStatus(item, camera_name, level, message, values), entry
+        return PathVerdict(item, camera_name, level, message, summary, q, value_q, budget,
+                           summary.count_above(budget), camera.blamed.get(item, 0))
 
-    def _end_to_end_verdict(self, camera_name: str, camera: _CameraState, now_ns: int
-                            ) -> tuple[StageStatus, dict[str, Any]]:
+    def _end_to_end_verdict(self, camera_name: str, camera: _CameraState, now_ns: int,
+                            stages: list[StageVerdict], ingest: PathVerdict,
+                            transport: PathVerdict) -> EndToEndVerdict:
         """
         Judge a camera's deadline misses in the window.
 
@@ -423,7 +374,8 @@ class BudgetTracker:
         value_q = summary.percentile(q)
         misses = summary.count_above(deadline)
         rate = misses / summary.count if summary.count else 0.0
-        worst = self._worst_in_window(camera, now_ns) if misses else None
+        worst = self._worst_in_window(camera, now_ns, [ingest, *stages, transport]) \
+            if misses else None
         timeout_ns = config.stale_timeout_s * 1e9
         silent_ns = now_ns - camera.last_ns
         if silent_ns > timeout_ns:
@@ -438,30 +390,18 @@ class BudgetTracker:
             message = (f'{misses} of {summary.count} frames missed the {deadline:.3f} ms '
                        f'deadline ({rate:.1%} {">" if rate > config.miss_rate_error else "<="}'
                        f' {config.miss_rate_error:.1%}); worst stage: {worst}')
-        values = window_values(summary, deadline) + [
-            ('deadline_ms', fmt_ms(deadline)),
-            ('warn_percentile', fmt_ms(q)),
-            ('at_warn_percentile_ms', fmt_ms(value_q)),
-            ('misses', str(misses)),
-            ('miss_rate', f'{rate:.4f}'),
-            ('miss_rate_error', f'{config.miss_rate_error:.4f}'),
-            ('worst_stage', worst or ''),
-            ('frames_total', str(camera.frames)),
-            ('misses_total', str(camera.misses)),
-            ('last_frame_age_s', fmt_ms(silent_ns / 1e9)),
-        ]
-        entry = window_entry(summary, deadline)
-        entry.update({'misses': misses, 'miss_rate': rate, 'worst_stage': worst,
-                      'status': level.name, 'message': message})
-        return StageStatus(END_TO_END, camera_name, level, message, values), entry
+        return EndToEndVerdict(END_TO_END, camera_name, level, message, summary, q, value_q,
+                               deadline, misses, rate, config.miss_rate_error, worst,
+                               camera.frames, camera.misses, silent_ns / 1e9)
 
-    def _worst_in_window(self, camera: _CameraState, now_ns: int) -> str:
+    def _worst_in_window(self, camera: _CameraState, now_ns: int,
+                         items: list[Union[StageVerdict, PathVerdict]]) -> str:
         """
         Name the item blamed most among the window's misses.
 
-        Falls back to ranking the items' warn percentiles against their budgets
-        like a single miss (e.g. after a lower deadline made old frames count as
-        misses that raised no event).
+        Falls back to ranking the items' warn percentiles (of their verdicts, in pipeline
+        order) against their budgets like a single miss (e.g. after a lower deadline made
+        old frames count as misses that raised no event).
         """
         oldest = camera.end_to_end.oldest_time_ns(now_ns)
         blamed = collections.Counter(stage for t, stage in camera.recent_misses
@@ -469,25 +409,18 @@ class BudgetTracker:
         if blamed:
             stage, count = blamed.most_common(1)[0]
             return f'{stage} ({count} of {sum(blamed.values())} misses)'
-        config = self._config
-        q = float(config.warn_percentile)
-        items: list[tuple[str, str, float, float]] = [
-            (INGEST, TRANSPORT, camera.ingest.summary(now_ns).percentile(q), config.ingest_ms)]
-        for stage, state in camera.stages.items():
-            budget = config.stage_budgets_ms.get(stage)
-            items.append((stage, '', state.total.summary(now_ns).percentile(q),
-                          math.nan if budget is None else budget))
-        items.append((TRANSPORT, TRANSPORT, camera.transport.summary(now_ns).percentile(q),
-                      config.transport_ms))
-        items = [item for item in items if not math.isnan(item[2])]
-        if not items:
+        ranked = [(item.name, '', item.at_warn_percentile_ms,
+                   math.nan if item.budget_ms is None else item.budget_ms)
+                  for item in items if not math.isnan(item.at_warn_percentile_ms)]
+        if not ranked:
             return 'unknown'
-        stage, _, value, budget = worst_item(items)
+        stage, _, value, budget = worst_item(ranked)
+        q = float(self._config.warn_percentile)
         return f'{stage} ({percentile_key(q)} {value:.3f} ms vs budget {fmt_ms(budget)} ms)'
 
     # ------------------------------------------------------------------ reports
 
-    def summary(self, now_ns: int | None = None) -> dict[str, Any]:
+    def summary(self, now_ns: Optional[int] = None) -> dict[str, Any]:
         """
         Return the JSON-ready latency report (None where a window has no data).
 
@@ -500,10 +433,10 @@ class BudgetTracker:
         """
         if now_ns is None:
             now_ns = frame.now_ns()
-        judged = iter(self._judge(now_ns))
+        judged = iter(self.verdicts(now_ns))
         cameras: dict[str, Any] = {}
         for name, camera in self._cameras.items():
-            stages = {stage: next(judged)[1] for stage in camera.stages}
+            stages = {stage: next(judged).entry() for stage in camera.stages}
             report: dict[str, Any] = {
                 'frames': camera.frames,
                 'deadline_misses': camera.misses,
@@ -511,7 +444,7 @@ class BudgetTracker:
                 'stages': stages,
             }
             for item in (INGEST, TRANSPORT, END_TO_END):
-                report[item] = next(judged)[1]
+                report[item] = next(judged).entry()
             cameras[name] = report
         return {
             'now_ns': int(now_ns),

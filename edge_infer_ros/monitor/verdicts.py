@@ -8,10 +8,10 @@ Each verdict is one record, rendered twice: as diagnostic key/values (the node t
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
-from typing import Any
+from typing import Any, Optional
 
+from edge_infer_ros.core.health import Level  # the levels of every status of the package
 from edge_infer_ros.monitor.windows import WindowSummary
 
 #: Values of ``DeadlineMiss.worst_component``.
@@ -24,19 +24,6 @@ QUEUE_WAIT = 'queue_wait'
 #: When the smaller of a stage's service and queue-wait percentiles is at least
 #: this fraction of the larger, the WARN message blames both.
 BOTH_CAUSES_RATIO = 0.75
-
-
-class Level(enum.IntEnum):
-    """Status levels, numerically equal to diagnostic_msgs/DiagnosticStatus's."""
-
-    OK = 0
-    WARN = 1
-    ERROR = 2
-    STALE = 3
-
-    def as_byte(self) -> bytes:
-        """Return the level as rclpy's ``byte`` field of DiagnosticStatus wants it."""
-        return bytes((int(self),))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +85,7 @@ class StageStatus:
     message: str
     values: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
-    def value(self, key: str) -> str | None:
+    def value(self, key: str) -> Optional[str]:
         """Return the value string under ``key``, or None."""
         for k, v in self.values:
             if k == key:
@@ -106,14 +93,14 @@ class StageStatus:
         return None
 
 
-def fmt_ms(value: float | None) -> str:
+def fmt_ms(value: Optional[float]) -> str:
     """Format a number for a diagnostics value (3 decimals, 'nan' for no data)."""
     if value is None:
         return 'nan'
     return f'{value:.3f}'
 
 
-def json_ms(value: float | None) -> float | None:
+def json_ms(value: Optional[float]) -> Optional[float]:
     """Return a JSON-safe float (None for NaN or None)."""
     if value is None or math.isnan(value):
         return None
@@ -177,3 +164,162 @@ def window_entry(summary: WindowSummary, budget: float) -> dict[str, Any]:
     entry: dict[str, Any] = dict(summary.as_dict())
     entry['budget_ms'] = float(budget)
     return entry
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """
+    One item's statistics at one instant and the verdict drawn from them.
+
+    The tracker computes each window's summary once into one of these; ``status()`` renders
+    it for diagnostics and ``entry()`` for the JSON report, so the two cannot disagree.
+    """
+
+    name: str
+    camera: str
+    level: Level
+    message: str
+    #: The window judged: a stage's queue wait + service, a path item, end to end.
+    window: WindowSummary
+    warn_percentile: float
+    #: ``window``'s value at ``warn_percentile`` (what is compared with the budget).
+    at_warn_percentile_ms: float
+
+    def values(self) -> list[tuple[str, str]]:
+        """Return the diagnostics key/values."""
+        raise NotImplementedError
+
+    def entry(self) -> dict[str, Any]:
+        """Return the JSON report form; None where a window has no data."""
+        raise NotImplementedError
+
+    def status(self) -> StageStatus:
+        """Return the diagnostics form."""
+        return StageStatus(self.name, self.camera, self.level, self.message, self.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class StageVerdict(Verdict):
+    """A stage: its queue wait + service (``window``) against its budget, if it has one."""
+
+    budget_ms: Optional[float]
+    service: WindowSummary
+    queue_wait: WindowSummary
+    transport_in: WindowSummary
+    over_budget: int
+    misses_blamed: int
+    last_seen_age_s: float
+
+    def values(self) -> list[tuple[str, str]]:
+        """Return the diagnostics key/values: service, queue wait and total separately."""
+        total, service, wait = self.window, self.service, self.queue_wait
+        return [
+            ('count', str(total.count)),
+            ('budget_ms', fmt_ms(self.budget_ms)),
+            ('service_p50_ms', fmt_ms(service.p50)),
+            ('service_p95_ms', fmt_ms(service.p95)),
+            ('service_p99_ms', fmt_ms(service.p99)),
+            ('service_max_ms', fmt_ms(service.max)),
+            ('queue_wait_p50_ms', fmt_ms(wait.p50)),
+            ('queue_wait_p95_ms', fmt_ms(wait.p95)),
+            ('queue_wait_p99_ms', fmt_ms(wait.p99)),
+            ('queue_wait_max_ms', fmt_ms(wait.max)),
+            ('total_p95_ms', fmt_ms(total.p95)),
+            ('total_p99_ms', fmt_ms(total.p99)),
+            ('total_max_ms', fmt_ms(total.max)),
+            ('warn_percentile', fmt_ms(self.warn_percentile)),
+            ('total_at_warn_percentile_ms', fmt_ms(self.at_warn_percentile_ms)),
+            ('transport_in_p95_ms', fmt_ms(self.transport_in.p95)),
+            ('over_budget', str(self.over_budget)),
+            ('misses', str(self.misses_blamed)),
+            ('last_seen_age_s', fmt_ms(self.last_seen_age_s)),
+        ]
+
+    def entry(self) -> dict[str, Any]:
+        """Return the report entry: service time under the plain keys, the rest prefixed."""
+        total, service, wait = self.window, self.service, self.queue_wait
+        return {
+            'count': service.count,
+            'p50_ms': json_ms(service.p50),
+            'p95_ms': json_ms(service.p95),
+            'p99_ms': json_ms(service.p99),
+            'max_ms': json_ms(service.max),
+            'mean_ms': json_ms(service.mean),
+            'queue_wait_p50_ms': json_ms(wait.p50),
+            'queue_wait_p95_ms': json_ms(wait.p95),
+            'queue_wait_p99_ms': json_ms(wait.p99),
+            'queue_wait_max_ms': json_ms(wait.max),
+            'total_p50_ms': json_ms(total.p50),
+            'total_p95_ms': json_ms(total.p95),
+            'total_p99_ms': json_ms(total.p99),
+            'total_max_ms': json_ms(total.max),
+            'transport_in_p95_ms': json_ms(self.transport_in.p95),
+            'budget_ms': self.budget_ms,
+            'over_budget': self.over_budget,
+            'deadline_misses_blamed': self.misses_blamed,
+            'status': self.level.name,
+            'message': self.message,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class PathVerdict(Verdict):
+    """A camera's ingest or transport sum against its budget."""
+
+    budget_ms: float
+    over_budget: int
+    misses_blamed: int
+
+    def values(self) -> list[tuple[str, str]]:
+        """Return the diagnostics key/values."""
+        return window_values(self.window, self.budget_ms) + [
+            ('warn_percentile', fmt_ms(self.warn_percentile)),
+            ('at_warn_percentile_ms', fmt_ms(self.at_warn_percentile_ms)),
+            ('over_budget', str(self.over_budget)),
+            ('misses', str(self.misses_blamed)),
+        ]
+
+    def entry(self) -> dict[str, Any]:
+        """Return the report entry."""
+        entry = window_entry(self.window, self.budget_ms)
+        entry.update({'over_budget': self.over_budget,
+                      'deadline_misses_blamed': self.misses_blamed,
+                      'status': self.level.name, 'message': self.message})
+        return entry
+
+
+@dataclasses.dataclass(frozen=True)
+class EndToEndVerdict(Verdict):
+    """A camera's frames against the deadline: the misses in the window and their rate."""
+
+    deadline_ms: float
+    misses: int
+    miss_rate: float
+    miss_rate_error: float
+    worst_stage: Optional[str]
+    frames_total: int
+    misses_total: int
+    last_frame_age_s: float
+
+    def values(self) -> list[tuple[str, str]]:
+        """Return the diagnostics key/values."""
+        return window_values(self.window, self.deadline_ms) + [
+            ('deadline_ms', fmt_ms(self.deadline_ms)),
+            ('warn_percentile', fmt_ms(self.warn_percentile)),
+            ('at_warn_percentile_ms', fmt_ms(self.at_warn_percentile_ms)),
+            ('misses', str(self.misses)),
+            ('miss_rate', f'{self.miss_rate:.4f}'),
+            ('miss_rate_error', f'{self.miss_rate_error:.4f}'),
+            ('worst_stage', self.worst_stage or ''),
+            ('frames_total', str(self.frames_total)),
+            ('misses_total', str(self.misses_total)),
+            ('last_frame_age_s', fmt_ms(self.last_frame_age_s)),
+        ]
+
+    def entry(self) -> dict[str, Any]:
+        """Return the report entry."""
+        entry = window_entry(self.window, self.deadline_ms)
+        entry.update({'misses': self.misses, 'miss_rate': self.miss_rate,
+                      'worst_stage': self.worst_stage, 'status': self.level.name,
+                      'message': self.message})
+        return entry

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable
+from typing import Iterable, Optional, Union
 
 import numpy as np
 
@@ -28,7 +28,7 @@ _EMPTY = np.empty(0, dtype=np.float64)
 _EMPTY.setflags(write=False)
 
 
-def _json_float(value: float) -> float | None:
+def _json_float(value: float) -> Optional[float]:
     """Return ``value``, or None for NaN so ``json.dumps`` stays strict JSON."""
     return None if math.isnan(value) else float(value)
 
@@ -105,7 +105,7 @@ class WindowSummary:
         """Count samples strictly greater than ``threshold``."""
         return int(np.count_nonzero(self.samples > threshold))
 
-    def as_dict(self) -> dict[str, float | int | None]:
+    def as_dict(self) -> dict[str, Optional[Union[float, int]]]:
         """
         Return ``count`` and the statistics under ``*_ms`` keys (NaN -> None).
 
@@ -133,7 +133,7 @@ class SlidingWindow:
 
     __slots__ = ('_values', '_times', '_capacity', '_next', '_count', '_max_age_ns')
 
-    def __init__(self, capacity: int, max_age_s: float | None = None) -> None:
+    def __init__(self, capacity: int, max_age_s: Optional[float] = None) -> None:
         """Preallocate the ring; ``max_age_s`` None (or 0) means no age limit."""
         capacity = self._check_capacity(capacity)
         self._values = np.zeros(capacity, dtype=np.float64)
@@ -141,7 +141,7 @@ class SlidingWindow:
         self._capacity = capacity
         self._next = 0
         self._count = 0
-        self._max_age_ns: int | None = None
+        self._max_age_ns: Optional[int] = None
         self.max_age_s = max_age_s
 
     @staticmethod
@@ -162,12 +162,12 @@ class SlidingWindow:
         return self._capacity
 
     @property
-    def max_age_s(self) -> float | None:
+    def max_age_s(self) -> Optional[float]:
         """Return the age limit in seconds, or None when there is none."""
         return None if self._max_age_ns is None else self._max_age_ns / 1e9
 
     @max_age_s.setter
-    def max_age_s(self, value: float | None) -> None:
+    def max_age_s(self, value: Optional[float]) -> None:
         """Set the age limit; None or 0 disables it."""
         if value is None or value == 0:
             self._max_age_ns = None
@@ -205,7 +205,7 @@ class SlidingWindow:
         return (np.concatenate((self._values[i:], self._values[:i])),
                 np.concatenate((self._times[i:], self._times[:i])))
 
-    def values(self, now_ns: int | None = None) -> np.ndarray:
+    def values(self, now_ns: Optional[int] = None) -> np.ndarray:
         """
         Return a copy of the samples not older than the age limit, oldest first.
 
@@ -216,7 +216,7 @@ class SlidingWindow:
             return values
         return values[times >= now_ns - self._max_age_ns]
 
-    def oldest_time_ns(self, now_ns: int | None = None) -> int | None:
+    def oldest_time_ns(self, now_ns: Optional[int] = None) -> Optional[int]:
         """Return the time of the oldest sample counted at ``now_ns``, or None."""
         n = self._count
         if n == 0:
@@ -226,7 +226,7 @@ class SlidingWindow:
             times = times[times >= now_ns - self._max_age_ns]
         return int(times.min()) if times.size else None
 
-    def summary(self, now_ns: int | None = None) -> WindowSummary:
+    def summary(self, now_ns: Optional[int] = None) -> WindowSummary:
         """
         Summarise the samples not older than ``max_age_s`` at ``now_ns``.
 
@@ -234,7 +234,7 @@ class SlidingWindow:
         """
         return WindowSummary.of(self.values(now_ns))
 
-    def count_above(self, threshold: float, now_ns: int | None = None) -> int:
+    def count_above(self, threshold: float, now_ns: Optional[int] = None) -> int:
         """Count the samples counted at ``now_ns`` that are strictly above ``threshold``."""
         n = self._count
         values = self._values[:n]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import array
 import math
-from typing import Hashable
+from typing import Hashable, Optional
 
 from builtin_interfaces.msg import Time
 from edge_infer_ros.core import frame, validate
@@ -33,7 +33,7 @@ def stamp_to_ns(stamp: Time) -> int:
     return stamp.sec * _NS + stamp.nanosec
 
 
-def ns_to_stamp(value_ns: int, out: Time | None = None) -> Time:
+def ns_to_stamp(value_ns: int, out: Optional[Time] = None) -> Time:
     """Integer nanoseconds to builtin_interfaces/Time."""
     stamp = out if out is not None else Time()
     stamp.sec, stamp.nanosec = divmod(int(value_ns), _NS)

@@ -12,7 +12,7 @@ step (:func:`bounded_command`), so it is finite and within the limits whatever c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import math
 
 from edge_infer_ros.core import validate
@@ -114,3 +114,43 @@ class ActionPolicy:
         linear = self.max_linear_speed * (1.0 - closeness) * (1.0 - min(1.0, abs(offset)))
         name = names[int(class_ids[best])] if int(class_ids[best]) < len(names) else ''
         return Command(linear, angular, False, f'tracking {name}', best, ignored)
+
+
+@dataclass
+class CommandCounts:
+    """What the action stage decided since it started."""
+
+    commands: int = 0
+    stops: int = 0
+    stale_frames: int = 0
+    ignored_detections: int = 0
+
+
+@dataclass
+class FrameCommander:
+    """
+    One command per frame: a stop for a frame captured too long ago, else the policy's.
+
+    A stop for a stale frame keeps the robot from acting on an old view of the world; such a
+    frame is not *fresh*, so it does not hold off the watchdog either. Every decision is
+    counted in ``counts``.
+    """
+
+    policy: ActionPolicy
+    max_frame_age_s: float
+    counts: CommandCounts = field(default_factory=CommandCounts)
+
+    def command(self, detections: DetectionPayload, stamp_ns: int,
+                now_ns: int) -> tuple[Command, bool]:
+        """Return the frame's command and whether the frame was fresh."""
+        age_s = (now_ns - stamp_ns) / 1e9
+        fresh = age_s <= self.max_frame_age_s
+        if fresh:
+            command = self.policy.decide(detections)
+        else:
+            self.counts.stale_frames += 1
+            command = Command(0.0, 0.0, True, f'frame {age_s:.3f} s old > max_frame_age_s')
+        self.counts.commands += 1
+        self.counts.stops += command.stop
+        self.counts.ignored_detections += command.ignored
+        return command, fresh

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
-from typing import Iterator
+from typing import Iterator, Optional, Union
 
 import cv2
 import numpy as np
@@ -200,7 +200,7 @@ class SyntheticScene:
         return pos, neg
 
     # ------------------------------------------------------------------ objects
-    def _slot_life(self, slot: int, index: int) -> tuple[int, int, int] | None:
+    def _slot_life(self, slot: int, index: int) -> Optional[tuple[int, int, int]]:
         """Return (life number, life start, life length) of ``slot`` at ``index``, or None."""
         if slot < self.min_objects:
             return 0, 0, 1 << 62
@@ -328,7 +328,7 @@ class SyntheticScene:
 
     @staticmethod
     def _fill(img: np.ndarray, polys: list[np.ndarray], ellipses: list[_Ellipse],
-              colour: tuple[int, ...] | int, scale: float) -> None:
+              colour: Union[tuple[int, ...], int], scale: float) -> None:
         """Fill the given shapes into ``img``, coordinates multiplied by ``scale``."""
         shift = 4
         k = scale * (1 << shift)
@@ -378,7 +378,8 @@ class SyntheticScene:
         """Return only the ground truth of frame ``index`` (no image is drawn)."""
         return self._render(index, None)[1]
 
-    def render(self, index: int, out: np.ndarray | None = None) -> tuple[np.ndarray, GroundTruth]:
+    def render(self, index: int,
+               out: Optional[np.ndarray] = None) -> tuple[np.ndarray, GroundTruth]:
         """
         Frame ``index`` of this scene: (H, W, 3) uint8 BGR image and its ground truth.
 
@@ -393,7 +394,7 @@ class SyntheticScene:
                              f'uint8 array')
         return self._render(index, out)
 
-    def _render(self, index: int, out: np.ndarray | None) -> tuple[np.ndarray, GroundTruth]:
+    def _render(self, index: int, out: Optional[np.ndarray]) -> tuple[np.ndarray, GroundTruth]:
         """Draw frame ``index`` into ``out`` (if given) and compute its ground truth."""
         index = int(index)
         if index < 0:
@@ -459,7 +460,7 @@ class SyntheticScene:
         trunk = 0.8 * w * 0.75 * body_h
         return math.pi * head_r ** 2 + shoulders + trunk
 
-    def frames(self, start: int = 0, stop: int | None = None,
+    def frames(self, start: int = 0, stop: Optional[int] = None,
                step: int = 1) -> Iterator[tuple[int, np.ndarray, GroundTruth]]:
         """
         Yield ``(index, image, ground_truth)`` for frames ``start, start + step, ...``.

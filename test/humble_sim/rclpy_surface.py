@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 import subprocess
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, Union
 
 HERE = Path(__file__).resolve().parent
 HUMBLE_SURFACE = HERE / 'rclpy_humble_surface.json'
@@ -24,7 +24,7 @@ HUMBLE_SURFACE = HERE / 'rclpy_humble_surface.json'
 Surface = dict[str, dict[str, Any]]
 
 
-def _params(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+def _params(function: Union[ast.FunctionDef, ast.AsyncFunctionDef]) -> list[str]:
     args = function.args
     return [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
 

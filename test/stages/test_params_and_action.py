@@ -1,10 +1,10 @@
-"""Parameter specs (validation, docs) and the steering policy of the action stage."""
+"""Parameter specs (validation, docs); the action stage's steering policy and commander."""
 
 from __future__ import annotations
 
 from edge_infer_ros.core.params import markdown_table, ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.payloads import DetectionPayload
-from edge_infer_ros.stages.action import ActionPolicy
+from edge_infer_ros.stages.action import ActionPolicy, CommandCounts, FrameCommander
 import numpy as np
 import pytest
 
@@ -42,6 +42,49 @@ def test_policy_stops_for_a_near_obstacle_only() -> None:
 def test_policy_without_target_holds_still() -> None:
     command = ActionPolicy().decide(_detections(((0, 0, 10, 10), 0.9, 'cone')))
     assert (command.linear_x, command.angular_z, command.target_index) == (0.0, 0.0, -1)
+
+
+MS = 1_000_000
+BALL_AHEAD = ((300, 200, 340, 240), 0.9, 'ball')
+
+
+def test_a_fresh_frame_gets_the_policy_command() -> None:
+    commander = FrameCommander(ActionPolicy(), max_frame_age_s=0.5)
+    detections = _detections(BALL_AHEAD)
+    command, fresh = commander.command(detections, 1000 * MS, 1100 * MS)
+    assert fresh and command == ActionPolicy().decide(detections) and not command.stop
+    assert commander.counts == CommandCounts(commands=1)
+
+
+def test_a_stale_frame_gets_a_stop_and_is_not_fresh() -> None:
+    commander = FrameCommander(ActionPolicy(), max_frame_age_s=0.5)
+    command, fresh = commander.command(_detections(BALL_AHEAD), 1000 * MS, 1501 * MS)
+    assert not fresh
+    assert (command.linear_x, command.angular_z, command.stop) == (0.0, 0.0, True)
+    assert command.reason == 'frame 0.501 s old > max_frame_age_s'
+    assert commander.counts == CommandCounts(commands=1, stops=1, stale_frames=1)
+
+
+def test_a_frame_exactly_max_frame_age_s_old_is_still_fresh() -> None:
+    commander = FrameCommander(ActionPolicy(), max_frame_age_s=0.5)
+    assert commander.command(_detections(BALL_AHEAD), 0, 500 * MS)[1]
+
+
+def test_commands_stops_and_ignored_detections_are_counted() -> None:
+    commander = FrameCommander(ActionPolicy(), max_frame_age_s=0.5)
+    near_person = _detections(((300, 100, 420, 400), 0.9, 'person'))
+    outside = _detections(((600, 200, 900, 240), 0.9, 'ball'), BALL_AHEAD)  # box off the image
+    for detections in (near_person, outside, near_person):
+        commander.command(detections, 0, 0)
+    commander.command(outside, 0, 600 * MS)  # stale: the policy does not see it
+    assert commander.counts == CommandCounts(commands=4, stops=3, stale_frames=1,
+                                             ignored_detections=1)
+
+
+def test_a_new_max_frame_age_applies_to_the_next_frame() -> None:
+    commander = FrameCommander(ActionPolicy(), max_frame_age_s=0.5)
+    commander.max_frame_age_s = 0.1
+    assert not commander.command(_detections(BALL_AHEAD), 0, 200 * MS)[1]
 
 
 def test_param_spec_validation_reasons() -> None:

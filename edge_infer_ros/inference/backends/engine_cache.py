@@ -126,7 +126,7 @@ class EngineCache:
     :attr:`last_info` holds the ``info`` stored with the plan that hit (else {}).
     """
 
-    def __init__(self, directory: Union[str, 'os.PathLike[str]', None] = None) -> None:
+    def __init__(self, directory: Optional[Union[str, 'os.PathLike[str]']] = None) -> None:
         self.directory = resolve_cache_dir(directory)
         self.last_reason = ''
         self.last_info: dict[str, Any] = {}

@@ -17,15 +17,14 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
-from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import Command, DetectionPayload, ImagePayload
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import OK, run_single, StageNode, WARN
-from edge_infer_ros.stages.action import ActionPolicy
+from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.stages.action import ActionPolicy, FrameCommander
 from edge_infer_ros.stages.debug_view import draw_debug_image
 from edge_infer_ros_msgs.msg import DetectionArray, FrameTrace as FrameTraceMsg
 from geometry_msgs.msg import TwistStamped
@@ -67,14 +66,10 @@ class ActionNode(StageNode):
 
     def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self.policy = self._policy()
-        self.commands = 0
-        self.stops = 0
+        self.commander = FrameCommander(self._policy(), self.p['max_frame_age_s'])
         self.debug_images_drawn = 0
         self._debug_input: Optional[StageInput] = None
         self._debug_lock = threading.Lock()
-        self.ignored_detections = 0
-        self.stale_frames = 0
         self.watchdog_stops = 0
         self.class_warning = ''
         self._checked_names: Optional[tuple[str, ...]] = None
@@ -86,6 +81,21 @@ class ActionNode(StageNode):
         self._watchdog_wake = threading.Event()
         self._watchdog_quit = False
 
+    @property
+    def policy(self) -> ActionPolicy:
+        """Return the steering policy in force."""
+        return self.commander.policy
+
+    @property
+    def commands(self) -> int:
+        """Count the commands published for frames (watchdog stops aside)."""
+        return self.commander.counts.commands
+
+    @property
+    def stale_frames(self) -> int:
+        """Count the frames older than max_frame_age_s (a stop instead of their command)."""
+        return self.commander.counts.stale_frames
+
     def _policy(self) -> ActionPolicy:
         values: dict[str, Any] = {name: (tuple(self.p[name]) if isinstance(self.p[name], list)
                                          else self.p[name]) for name in POLICY_PARAMS}
@@ -94,19 +104,18 @@ class ActionNode(StageNode):
     def parameters_changed(self, changed: dict[str, Any]) -> None:
         """Apply new policy values from the next frame on."""
         if any(name in changed for name in POLICY_PARAMS):
-            self.policy = self._policy()
+            self.commander.policy = self._policy()
             self._checked_names = None  # check the classes again
+        self.commander.max_frame_age_s = self.p['max_frame_age_s']
         if 'command_timeout_s' in changed:
             self._watchdog_wake.set()  # the new timeout applies at once
 
     def create_io(self) -> None:
         """Input detections; outputs cmd_vel, trace, debug_image."""
         self.add_input(topics.DETECTIONS, DetectionArray, convert.detections_from_msg,
-                       self._on_detections, convert.message_key)
-        self.cmd_out = self.add_output(topics.CMD_VEL, TwistStamped, convert.command_to_msg,
-                                       convert.envelope_key)
-        self.trace_out = self.add_output(topics.TRACE, FrameTraceMsg, convert.trace_to_msg,
-                                         convert.envelope_key)
+                       self._on_detections)
+        self.cmd_out = self.add_output(topics.CMD_VEL, TwistStamped, convert.command_to_msg)
+        self.trace_out = self.add_output(topics.TRACE, FrameTraceMsg, convert.trace_to_msg)
         self.debug_pub = self.create_publisher(Image, topics.DEBUG_IMAGE, 1)
         # The debug view has its own keep-latest worker: drawing never delays a command.
         self._debug_input = StageInput('debug_image', self._draw_debug, mode='thread',
@@ -174,27 +183,25 @@ class ActionNode(StageNode):
         detections: DetectionPayload = envelope.payload
         if detections.class_names is not self._checked_names:
             self._check_classes(detections)
-        age_s = (start - envelope.stamp_ns) / 1e9
-        if age_s > self.p['max_frame_age_s']:
-            self.stale_frames += 1
-            command = Command(0.0, 0.0, True, f'frame {age_s:.3f} s old > max_frame_age_s')
-        else:
-            command = self.policy.decide(detections)
-        self.ignored_detections += command.ignored
-        self.commands += 1
-        self.stops += command.stop
-        timing_start = start
+        command, fresh = self.commander.command(detections, envelope.stamp_ns, start)
+        self._command_frame(envelope, command, fresh, start)
+        self._publish_views(envelope.forward(detections, self.timing(received_ns, start)))
+
+    def _command_frame(self, envelope: Envelope, command: Command, fresh: bool,
+                       now: int) -> None:
+        """Publish a frame's command; only a fresh frame moves the watchdog's deadline on."""
         with self._command_lock:
             self._last_frame = (envelope.camera, envelope.frame_id)
-            if age_s <= self.p['max_frame_age_s']:
-                self._last_fresh_ns = start  # a stale frame does not feed the watchdog
+            if fresh:
+                self._last_fresh_ns = now
             self._publish_command(envelope.stamp_ns, command, envelope.camera, envelope.seq,
                                   envelope.frame_id)
-        done = envelope.forward(detections, self.timing(received_ns, timing_start))
+
+    def _publish_views(self, done: Envelope[DetectionPayload]) -> None:
+        """Publish the frame's trace (budget monitor), and the debug view while watched."""
         if self.p['publish_trace']:
-            trace = FrameTrace.of(done)
-            self.trace_out.publish(envelope.with_payload(trace))
-        if self.p['debug_image'] and detections.image is not None and \
+            self.trace_out.publish(done.with_payload(FrameTrace.of(done)))
+        if self.p['debug_image'] and done.payload.image is not None and \
                 self.debug_pub.get_subscription_count() > 0:
             self._debug_input.deliver(done)
 
@@ -212,18 +219,12 @@ class ActionNode(StageNode):
         if missing:
             self.get_logger().warning(self.class_warning)
 
-    def stage_status(self) -> DiagnosticStatus:
-        """Report the base status, WARN while the watchdog stops or classes do not match."""
-        status = super().stage_status()
-        if status.level == OK:  # nothing more urgent to say
-            silent_s = (now_ns() - self._last_fresh_ns) / 1e9
-            if self.active and silent_s > self.p['command_timeout_s']:
-                status.level = WARN
-                status.message = (f'watchdog: no fresh detections for {silent_s:.1f} s, '
-                                  'publishing stops')
-            elif self.class_warning:
-                status.level, status.message = WARN, self.class_warning
-        return status
+    def stage_warning(self) -> str:
+        """WARN while the watchdog publishes stops, else while classes do not match."""
+        silent_s = (now_ns() - self._last_fresh_ns) / 1e9
+        if self.active and silent_s > self.p['command_timeout_s']:
+            return f'watchdog: no fresh detections for {silent_s:.1f} s, publishing stops'
+        return self.class_warning
 
     def _draw_debug(self, envelope: Envelope, received_ns: int) -> None:
         detections: DetectionPayload = envelope.payload
@@ -236,10 +237,11 @@ class ActionNode(StageNode):
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Command counters and the debug view's cost counter."""
-        return [('commands', str(self.commands)), ('stops', str(self.stops)),
+        counts = self.commander.counts
+        return [('commands', str(counts.commands)), ('stops', str(counts.stops)),
                 ('watchdog_stops', str(self.watchdog_stops)),
-                ('stale_frames', str(self.stale_frames)),
-                ('ignored_detections', str(self.ignored_detections)),
+                ('stale_frames', str(counts.stale_frames)),
+                ('ignored_detections', str(counts.ignored_detections)),
                 ('debug_images_drawn', str(self.debug_images_drawn))]
 
 

@@ -25,11 +25,12 @@ from typing import Any, Callable, Hashable, Optional, Sequence
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
+from edge_infer_ros.core.health import HealthSources, stage_health
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 from edge_infer_ros.core.shm import choose_same_host, SAME_HOST_TRANSPORTS
 from edge_infer_ros.core.validate import InputRefused, MAX_HARDWARE_ID, REASONS
-from edge_infer_ros.ros import process, topics
+from edge_infer_ros.ros import convert, process, topics
 from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
                                        SubscriptionEventCallbacks)
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
@@ -250,13 +251,16 @@ class StageNode(LifecycleNode):
     # -- inputs and outputs -----------------------------------------------------------------
     def add_input(self, topic: str, msg_type: Any, from_msg: Callable[[Any], Envelope],
                   callback: Callable[[Envelope, int], None],
-                  key_of: Callable[[Any], Hashable], mode: Optional[str] = None,
-                  depth: Optional[int] = None, qos: Optional[QoSProfile] = None) -> StageInput:
+                  key_of: Callable[[Any], Hashable] = convert.message_key,
+                  mode: Optional[str] = None, depth: Optional[int] = None,
+                  qos: Optional[QoSProfile] = None) -> StageInput:
         """
         Subscribe a stage callback to a topic, locally by reference and through DDS.
 
-        An explicit ``mode`` or ``depth`` pins the input: the stage-wide ``input_mode`` and
-        ``queue_depth`` parameters then leave it alone.
+        ``key_of`` names the frame a message belongs to, so that a frame that came by
+        reference is not taken again from its DDS echo; the default (header stamp and
+        frame_id) fits every message with a header. An explicit ``mode`` or ``depth`` pins the
+        input: the stage-wide ``input_mode`` and ``queue_depth`` parameters then leave it alone.
         """
         resolved = self.resolve_topic_name(topic)
         stage_input = StageInput(resolved, callback, mode=mode or self.p['input_mode'],
@@ -315,9 +319,14 @@ class StageNode(LifecycleNode):
         return asked[1] == 1
 
     def add_output(self, topic: str, msg_type: Any, to_msg: Callable[[Envelope], Any],
-                   key_of: Callable[[Envelope], Hashable],
+                   key_of: Callable[[Envelope], Hashable] = convert.envelope_key,
                    qos: Optional[QoSProfile] = None) -> StagePublisher:
-        """Create a publisher that hands frames on by reference and builds messages on demand."""
+        """
+        Create a publisher that hands frames on by reference and builds messages on demand.
+
+        ``key_of`` names a frame as its message's ``key_of`` at the inputs will (the default:
+        capture stamp and frame_id, as :func:`convert.message_key` reads them from a header).
+        """
         resolved = self.resolve_topic_name(topic)
         if qos is None:
             qos = qos_from(self.p['qos.output.reliability'], self.p['qos.output.durability'],
@@ -535,6 +544,10 @@ class StageNode(LifecycleNode):
         """Extra key/value pairs for this node's diagnostics status."""
         return []
 
+    def stage_warning(self) -> str:
+        """Return the stage's own least urgent warning, shown when nothing else is ('')."""
+        return ''
+
     # -- diagnostics ------------------------------------------------------------------------
     def frames_lost_in_transport(self) -> Optional[int]:
         """Frames DDS lost on the way to this stage's inputs; None when it cannot tell."""
@@ -580,6 +593,21 @@ class StageNode(LifecycleNode):
 
     def stage_status(self) -> DiagnosticStatus:
         """Report this node's own health: state, counters, last error, QoS problems."""
+        loss_values, loss_text = self.transport_loss_status()
+        health = stage_health(HealthSources(
+            active=self._active, configured=self._configured, now_ns=now_ns(),
+            diagnostics_period_s=self.p['diagnostics_period_s'], last_error=self.last_error,
+            last_error_ns=self._last_error_ns, fault=self.fault, qos_warnings=self._qos_warnings,
+            shm_note=self.shm_note, transport_loss=loss_text, stage_warning=self.stage_warning(),
+            values=(self.counter_values() + self.shm_values() + self.diagnostic_values() +
+                    loss_values + self.matched_values())))
+        status = DiagnosticStatus(level=health.level.as_byte(), name=f'{self._fqn}: {self.STAGE}',
+                                  message=health.message, hardware_id=self.p['hardware_id'])
+        status.values = [KeyValue(key=k, value=v) for k, v in health.values]
+        return status
+
+    def counter_values(self) -> list[tuple[str, str]]:
+        """Frame counters over the inputs and outputs, and refused inputs per reason."""
         received = sum(i.stats.received for i in self.inputs)
         processed = sum(i.stats.processed for i in self.inputs)
         dropped = sum(i.stats.dropped for i in self.inputs)
@@ -587,41 +615,15 @@ class StageNode(LifecycleNode):
         # (keep-latest), exactly as a frame replaced in an in-process queue.
         shm_dropped = sum(s.stats.dropped for s, _ in self._shm_inputs)
         received, dropped = received + shm_dropped, dropped + shm_dropped
-        errors = self.error_count()
-        values = [('state', 'active' if self._active else
-                   'inactive' if self._configured else 'unconfigured'),
-                  ('frames_received', str(received)), ('frames_processed', str(processed)),
-                  ('frames_dropped', str(dropped)), ('frame_errors', str(errors)),
+        values = [('frames_received', str(received)), ('frames_processed', str(processed)),
+                  ('frames_dropped', str(dropped)), ('frame_errors', str(self.error_count())),
                   ('frames_published', str(max((o.stats.published for o in self._outputs),
                                                default=0))),
                   ('messages_built', str(sum(o.stats.messages_built for o in self._outputs))),
                   ('local_deliveries',
                    str(sum(o.stats.local_deliveries for o in self._outputs)))]
-        values += [(f'refused.{reason}', str(count))
-                   for reason, count in self.refusals.items() if count]
-        values += self.shm_values()
-        values += self.diagnostic_values()
-        loss_values, loss_text = self.transport_loss_status()
-        values += loss_values + self.matched_values()
-        level, message = OK, 'running' if self._active else 'not active'
-        if loss_text:
-            level, message = WARN, loss_text
-        if self.shm_note:
-            level, message = WARN, self.shm_note
-        if self._qos_warnings:
-            level, message = WARN, self._qos_warnings[-1]
-        if self.fault:
-            level, message = WARN, self.fault
-        recent = max(2.0 * self.p['diagnostics_period_s'], 1.0) * 1e9
-        if self._last_error_ns and now_ns() - self._last_error_ns < recent:
-            level, message = ERROR, self.last_error  # failed frames within the last periods
-        elif not self._configured and self.last_error:
-            level, message = ERROR, self.last_error
-        status = DiagnosticStatus(level=level, name=f'{self._fqn}: {self.STAGE}',
-                                  message=message[:1024],
-                                  hardware_id=self.p['hardware_id'])
-        status.values = [KeyValue(key=k, value=v) for k, v in values]
-        return status
+        return values + [(f'refused.{reason}', str(count))
+                         for reason, count in self.refusals.items() if count]
 
     def shm_values(self) -> list[tuple[str, str]]:
         """Same-host transport in use, its counters; dead shm subscribers are cleaned up here."""

@@ -140,9 +140,8 @@ class BudgetMonitorNode(StageNode):
     def create_io(self) -> None:
         """Input trace (every trace counts: a deep queue of its own), output deadline_miss."""
         self.add_input(topics.TRACE, FrameTraceMsg, convert.trace_from_msg, self._on_trace,
-                       convert.message_key, mode='thread', depth=TRACE_QUEUE_DEPTH)
-        self.miss_out = self.add_output(topics.DEADLINE_MISS, DeadlineMissMsg, _miss_to_msg,
-                                        convert.envelope_key)
+                       mode='thread', depth=TRACE_QUEUE_DEPTH)
+        self.miss_out = self.add_output(topics.DEADLINE_MISS, DeadlineMissMsg, _miss_to_msg)
 
     def _on_trace(self, envelope: Envelope, received_ns: int) -> None:
         trace: FrameTrace = envelope.payload
@@ -151,20 +150,32 @@ class BudgetMonitorNode(StageNode):
         check_trace(trace.stamp_ns, trace.stages, received_ns)
         with self._tracker_lock:
             miss = self.tracker.observe(trace, received_ns)
+        self._count_trace(trace, received_ns)
+        if miss is not None:
+            self._publish_miss(miss)
+        if self._diagnostics_due:  # marked by the timer: now is the pipeline's idle time
+            self._publish_diagnostics_after_trace()
+
+    def _count_trace(self, trace: FrameTrace, received_ns: int) -> None:
+        """Count a trace the tracker took, and hand it to the main job's hooks."""
         self.traces_seen += 1
         self.last_trace_ns = received_ns
         for hook in self.trace_hooks:
             hook(trace)
-        if miss is not None:
-            self.misses_published += 1
-            self.miss_out.publish(Envelope(miss.camera, miss.seq, miss.stamp_ns,
-                                           miss.frame_id, (), miss))
-            for miss_hook in self.miss_hooks:
-                miss_hook(miss)
-        if self._diagnostics_due:
-            self._diagnostics_due = False
-            self.diagnostics_after_trace += 1
-            self._publish_diagnostics_now()
+
+    def _publish_diagnostics_after_trace(self) -> None:
+        """Publish the diagnostics the timer marked due, right after a frame ended."""
+        self._diagnostics_due = False
+        self.diagnostics_after_trace += 1
+        self._publish_diagnostics_now()
+
+    def _publish_miss(self, miss: DeadlineMiss) -> None:
+        """Publish a deadline miss at once (and tell the main job's hooks)."""
+        self.misses_published += 1
+        self.miss_out.publish(Envelope(miss.camera, miss.seq, miss.stamp_ns, miss.frame_id, (),
+                                       miss))
+        for hook in self.miss_hooks:
+            hook(miss)
 
     def budget_statuses(self, at_ns: Optional[int] = None) -> list[DiagnosticStatus]:
         """Return the monitor's verdicts as DiagnosticStatus messages."""
@@ -172,7 +183,7 @@ class BudgetMonitorNode(StageNode):
             verdicts = self.tracker.statuses(at_ns if at_ns is not None else now_ns())
         statuses = []
         for verdict in verdicts:
-            status = DiagnosticStatus(level=int(verdict.level).to_bytes(1, 'little'),
+            status = DiagnosticStatus(level=verdict.level.as_byte(),
                                       name=f'{self.get_name()}: {verdict.camera}/{verdict.name}',
                                       message=verdict.message, hardware_id=self.p['hardware_id'])
             status.values = [KeyValue(key=k, value=v) for k, v in verdict.values]

@@ -79,17 +79,14 @@ class CameraNode(StageNode):
 
     def create_io(self) -> None:
         """Create outputs image_raw (+ compressed) and, relaying a topic, input image_in."""
-        self.image_out = self.add_output(topics.IMAGE_RAW, Image, convert.image_to_msg,
-                                         convert.envelope_key)
+        self.image_out = self.add_output(topics.IMAGE_RAW, Image, convert.image_to_msg)
         self.compressed_out = None
         if self.p['publish_compressed']:
             self.compressed_out = self.add_output(
                 'image_raw/compressed', CompressedImage,
-                lambda e: convert.compressed_to_msg(e, self.p['jpeg_quality']),
-                convert.envelope_key)
+                lambda e: convert.compressed_to_msg(e, self.p['jpeg_quality']))
         if self.p['source'] == 'topic':
-            self.add_input(topics.IMAGE_IN, Image, self._from_topic, self._relay,
-                           convert.message_key)
+            self.add_input(topics.IMAGE_IN, Image, self._from_topic, self._relay)
 
     def configure_stage(self) -> None:
         """Open the source (fails configure with the reason when it cannot be opened)."""

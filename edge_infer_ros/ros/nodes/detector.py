@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, now_ns
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import CandidatePayload, TensorPayload
@@ -20,7 +19,7 @@ from edge_infer_ros.inference.backends.factory import BACKENDS, FallbackBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
 from edge_infer_ros.inference.yolo import YoloDecoder
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import OK, run_single, StageNode, WARN
+from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
 from edge_infer_ros_msgs.msg import CandidateArray, TensorFrame
 
@@ -71,10 +70,9 @@ class DetectorNode(StageNode):
 
     def create_io(self) -> None:
         """Input tensor, output candidates."""
-        self.add_input(topics.TENSOR, TensorFrame, convert.tensor_from_msg, self._on_tensor,
-                       convert.message_key)
+        self.add_input(topics.TENSOR, TensorFrame, convert.tensor_from_msg, self._on_tensor)
         self.candidates_out = self.add_output(topics.CANDIDATES, CandidateArray,
-                                              convert.candidates_to_msg, convert.envelope_key)
+                                              convert.candidates_to_msg)
 
     def _backend_options(self) -> dict[str, Any]:
         return {'intra_op_threads': self.p['intra_op_threads'],
@@ -149,13 +147,10 @@ class DetectorNode(StageNode):
         return (f'model {self.model.path} is not pinned (no sha256 in its metadata, '
                 f'model_sha256 empty): set model_sha256 to {self.model.sha256}')
 
-    def stage_status(self) -> DiagnosticStatus:
-        """Report the base status; an unpinned model is WARN when nothing is more urgent."""
-        status = super().stage_status()
-        if status.level == OK and self.model is not None and not self.model.pinned:
-            # Loaded, but said: a swapped file would go unnoticed (see models/README.md).
-            status.level, status.message = WARN, self._unpinned_message()
-        return status
+    def stage_warning(self) -> str:
+        """WARN for an unpinned model: a swapped file would go unnoticed (models/README.md)."""
+        unpinned = self.model is not None and not self.model.pinned
+        return self._unpinned_message() if unpinned else ''
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Backend in use and why it may not be the preferred one."""

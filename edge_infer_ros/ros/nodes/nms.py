@@ -56,9 +56,9 @@ class NmsNode(StageNode):
         """Input candidates; outputs detections (+ Detection2DArray, per-camera topics)."""
         self.add_input(topics.CANDIDATES, CandidateArray,
                        lambda m: convert.candidates_from_msg(m, self.p['max_candidates']),
-                       self._on_candidates, convert.message_key)
+                       self._on_candidates)
         self.detections_out = self.add_output(topics.DETECTIONS, DetectionArray,
-                                              convert.detections_to_msg, convert.envelope_key)
+                                              convert.detections_to_msg)
         self.vision_out = None
         if self.p['publish_vision_msgs']:
             msgs = load_vision_msgs()
@@ -68,8 +68,7 @@ class NmsNode(StageNode):
             else:
                 self.vision_out = self.add_output(
                     topics.DETECTIONS_2D, msgs.Detection2DArray,
-                    lambda e: to_detection2d_array(e, msgs, convert.ns_to_stamp(e.stamp_ns)),
-                    convert.envelope_key)
+                    lambda e: to_detection2d_array(e, msgs, convert.ns_to_stamp(e.stamp_ns)))
         self._camera_outputs = {}
 
     def cleanup_stage(self) -> None:
@@ -81,8 +80,7 @@ class NmsNode(StageNode):
         if output is None:  # once per camera, not per frame
             topic = 'detections/' + ''.join(c if c.isalnum() or c == '_' else '_'
                                             for c in camera)
-            output = self.add_output(topic, DetectionArray, convert.detections_to_msg,
-                                     convert.envelope_key)
+            output = self.add_output(topic, DetectionArray, convert.detections_to_msg)
             self._camera_outputs[camera] = output
         return output
 

@@ -15,6 +15,7 @@ from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload, TensorPayload
 from edge_infer_ros.core.resources import resolve_model_path
+from edge_infer_ros.core.stamps import StampOrder
 from edge_infer_ros.inference.model_info import load_model_info
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
@@ -54,16 +55,22 @@ class PreprocessNode(StageNode):
         # One preprocessor (reused buffers) per image topic: cameras run in their own threads.
         self._preprocessors: dict[str, Preprocessor] = {}
         self._seq: dict[str, int] = {}
-        self._last_stamp: dict[str, int] = {}
-        self.non_monotonic_stamps = 0
-        self._stamp_fault_ns = 0
+        self.stamps = StampOrder(self.p['stamp_fault_hold_s'])
+
+    @property
+    def non_monotonic_stamps(self) -> int:
+        """Stamps that went back since the start, over every camera."""
+        return self.stamps.count
+
+    def parameters_changed(self, changed: dict[str, Any]) -> None:
+        """Apply a new stamp_fault_hold_s to the fault shown now."""
+        self.stamps.hold_s = self.p['stamp_fault_hold_s']
 
     def create_io(self) -> None:
         """Create an input per image topic (or its compressed form) and the tensor output."""
         for topic in self.p['image_topics']:
             self._add_image_input(topic)
-        self.tensor_out = self.add_output(topics.TENSOR, TensorFrame, convert.tensor_to_msg,
-                                          convert.envelope_key)
+        self.tensor_out = self.add_output(topics.TENSOR, TensorFrame, convert.tensor_to_msg)
 
     def _add_image_input(self, topic: str) -> None:
         """One camera's input: raw images, or their JPEG/PNG form on <topic>/compressed."""
@@ -72,8 +79,7 @@ class PreprocessNode(StageNode):
         self.add_input(f'{topic}/compressed' if compressed else topic,
                        CompressedImage if compressed else Image,
                        lambda msg: self._from_msg(msg, topic, decode),
-                       lambda envelope, received_ns: self._on_image(envelope, received_ns, topic),
-                       convert.message_key)
+                       lambda envelope, received_ns: self._on_image(envelope, received_ns, topic))
 
     def configure_stage(self) -> None:
         """Read the model's input format and allocate the buffers."""
@@ -98,17 +104,9 @@ class PreprocessNode(StageNode):
         payload = envelope.payload
         if not isinstance(payload, ImagePayload):
             raise ImageError(f'expected an image, got {type(payload).__name__}')
-        last = self._last_stamp.get(envelope.camera, 0)
-        if envelope.stamp_ns < last:
-            # A driver restart or a clock jump: latencies of this camera are suspect. The
-            # frame is still processed (it is a valid image), but it is counted and reported.
-            self.non_monotonic_stamps += 1
-            self._stamp_fault_ns = now_ns()
-            self.fault = (f'camera {envelope.camera}: stamp went back '
-                          f'{(last - envelope.stamp_ns) / 1e6:.3f} ms (frame {envelope.seq}); '
-                          'check the driver and the clock')
-            self.get_logger().warning(self.fault, throttle_duration_sec=1.0)
-        self._last_stamp[envelope.camera] = envelope.stamp_ns
+        fault = self.stamps.observe(envelope.camera, envelope.stamp_ns, envelope.seq, start)
+        if fault:  # counted and reported; the frame is still a valid image
+            self.get_logger().warning(fault, throttle_duration_sec=1.0)
         preprocessor = self._preprocessors[topic]
         # Into a shared-memory sample when the detector is another process on this host.
         with self.tensor_out.loaned(preprocessor.tensor_shape,
@@ -121,10 +119,7 @@ class PreprocessNode(StageNode):
 
     def stage_status(self) -> DiagnosticStatus:
         """Report the base status; a stamp fault clears stamp_fault_hold_s after the last."""
-        if self._stamp_fault_ns and \
-                now_ns() - self._stamp_fault_ns > self.p['stamp_fault_hold_s'] * 1e9:
-            self._stamp_fault_ns = 0
-            self.fault = ''  # the count stays in non_monotonic_stamps
+        self.fault = self.stamps.fault(now_ns())
         return super().stage_status()
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
