@@ -13,14 +13,13 @@ from typing import Any, Optional
 
 from edge_infer_ros.core.frame import Envelope, now_ns
 from edge_infer_ros.core.params import ParamSpec
-from edge_infer_ros.core.payloads import CandidatePayload, TensorPayload
 from edge_infer_ros.core.resources import resolve_model_path
 from edge_infer_ros.inference.backends.factory import BACKENDS, FallbackBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
-from edge_infer_ros.inference.yolo import YoloDecoder
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
+from edge_infer_ros.stages.detector import Detector
 from edge_infer_ros_msgs.msg import CandidateArray, TensorFrame
 
 
@@ -64,9 +63,9 @@ class DetectorNode(StageNode):
         super().__init__(node_name, **kwargs)
         self.model: Optional[ModelInfo] = None
         self.backend: Optional[FallbackBackend] = None
-        self._decoder: Optional[YoloDecoder] = None
-        self.non_finite_outputs = 0
-        self.inferences = 0
+        self.detector: Optional[Detector] = None
+        # Kept across reconfigurations: diagnostics count over the node's life.
+        self._counted = (0, 0)
 
     def create_io(self) -> None:
         """Input tensor, output candidates."""
@@ -95,8 +94,7 @@ class DetectorNode(StageNode):
         self.model, self.backend = model, backend  # only now: a failed configure shows none
         if not model.pinned:
             self.get_logger().warning(self._unpinned_message())
-        self._decoder = YoloDecoder(model.layout, model.num_classes,
-                                    max_candidates=self.p['max_candidates'])
+        self.detector = Detector(backend, model, self.p['max_candidates'])
         self.get_logger().info(f'model {model.path} ({model.layout}, '
                                f'{model.num_classes} classes) on {self.backend.description}')
 
@@ -115,32 +113,31 @@ class DetectorNode(StageNode):
         if self.backend is not None:
             self.backend.release()
         self.backend = None
-        self._decoder = None
+        self._counted = (self.inferences, self.non_finite_outputs)
+        self.detector = None
         self.model = None
 
     def parameters_changed(self, changed: dict[str, Any]) -> None:
         """max_candidates takes effect on the next frame."""
-        if 'max_candidates' in changed and self.model is not None:
-            self._decoder = YoloDecoder(self.model.layout, self.model.num_classes,
-                                        max_candidates=self.p['max_candidates'])
+        if 'max_candidates' in changed and self.detector is not None:
+            self.detector.set_max_candidates(self.p['max_candidates'])
+
+    @property
+    def inferences(self) -> int:
+        """Model runs over the node's life (all configurations)."""
+        return self._counted[0] + (self.detector.inferences if self.detector else 0)
+
+    @property
+    def non_finite_outputs(self) -> int:
+        """Anchors with NaN/inf outputs over the node's life (dropped)."""
+        return self._counted[1] + (self.detector.non_finite_outputs if self.detector else 0)
 
     def _on_tensor(self, envelope: Envelope, received_ns: int) -> None:
         start = now_ns()
-        payload: TensorPayload = envelope.payload
-        expected = self.model.input_shape
-        if tuple(payload.tensor.shape) != tuple(expected):
-            raise ValueError(f'tensor shape {list(payload.tensor.shape)} does not fit the model '
-                             f'input {list(expected)}')
-        output = self.backend.infer(payload.tensor)
-        self.inferences += 1
-        boxes, scores, class_ids = self._decoder.decode(output, self.p['score_threshold'])
-        if self._decoder.last_non_finite:
-            self.non_finite_outputs += self._decoder.last_non_finite
-            self.last_error = (f'model output held {self._decoder.last_non_finite} non-finite '
+        out = self.detector(envelope.payload, self.p['score_threshold'])
+        if self.detector.last_non_finite:
+            self.last_error = (f'model output held {self.detector.last_non_finite} non-finite '
                                f'values (frame {envelope.camera}#{envelope.seq}); dropped')
-        out = CandidatePayload(boxes, scores, class_ids, self.model.class_names,
-                               payload.letterbox, payload.image_width, payload.image_height,
-                               self.backend.name, payload.image)
         self.emit(self.candidates_out, envelope, out, received_ns, start)
 
     def _unpinned_message(self) -> str:

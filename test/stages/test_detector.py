@@ -1,0 +1,78 @@
+"""The detector stage on a real ONNX Runtime session: run, decode, count bad outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_infer_ros.core.geometry import Letterbox
+from edge_infer_ros.core.payloads import TensorPayload
+from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_infer_ros.inference.model_info import load_model_info
+from edge_infer_ros.stages.detector import Detector
+import numpy as np
+import pytest
+from support.onnx_models import make_yolov8_model
+
+LETTERBOX = Letterbox(0.5, 0.0, 4.0)
+
+
+def _detector(tmp_path: Path, scores: np.ndarray, boxes: np.ndarray,
+              max_candidates: int = 300) -> Detector:
+    # Low-score background anchors after the planted ones: a layout needs more anchors than
+    # channels.
+    pad = 16
+    scores = np.vstack([scores, np.full((pad, scores.shape[1]), 0.01, np.float32)])
+    boxes = np.vstack([boxes, np.full((pad, 4), 8.0, np.float32)])
+    path, _ = make_yolov8_model(tmp_path / 'm.onnx', scores.shape[1], scores.shape[0],
+                                (32, 32), boxes=boxes, scores=scores)
+    model = load_model_info(path)
+    backend = OnnxRuntimeBackend(model, {'intra_op_threads': 1})
+    backend.load()
+    return Detector(backend, model, max_candidates)
+
+
+def _tensor(shape=(1, 3, 32, 32), dtype=np.float32) -> TensorPayload:
+    return TensorPayload(np.zeros(shape, dtype), LETTERBOX, 64, 56)
+
+
+def test_candidates_above_the_threshold_carry_the_frame_geometry(tmp_path) -> None:
+    scores = np.array([[0.9, 0.1], [0.2, 0.6], [0.1, 0.1]], np.float32)
+    boxes = np.array([[10, 10, 4, 4], [20, 20, 6, 8], [5, 5, 2, 2]], np.float32)
+    detector = _detector(tmp_path, scores, boxes)
+    out = detector(_tensor(), 0.5)
+    assert sorted(out.scores.tolist()) == pytest.approx([0.6, 0.9])
+    assert sorted(out.class_ids.tolist()) == [0, 1]
+    assert out.letterbox == LETTERBOX and (out.image_width, out.image_height) == (64, 56)
+    assert out.backend == 'onnxruntime' and detector.inferences == 1
+    assert detector.last_non_finite == 0
+
+
+def test_non_finite_outputs_are_dropped_and_counted(tmp_path) -> None:
+    scores = np.array([[0.9], [np.nan], [0.8]], np.float32)
+    boxes = np.array([[10, 10, 4, 4], [20, 20, 6, 8], [np.inf, 5, 2, 2]], np.float32)
+    detector = _detector(tmp_path, scores, boxes)
+    out = detector(_tensor(), 0.5)
+    assert out.scores.tolist() == pytest.approx([0.9]) and np.isfinite(out.boxes).all()
+    assert detector.last_non_finite == 2
+    detector(_tensor(), 0.5)
+    assert detector.non_finite_outputs == 4 and detector.inferences == 2
+
+
+def test_max_candidates_applies_from_the_next_frame(tmp_path) -> None:
+    scores = np.linspace(0.5, 0.95, 10, dtype=np.float32)[:, None]
+    boxes = np.tile(np.array([[10, 10, 4, 4]], np.float32), (10, 1))
+    detector = _detector(tmp_path, scores, boxes, max_candidates=8)
+    assert detector(_tensor(), 0.4).scores.size == 8
+    detector.set_max_candidates(3)
+    assert sorted(detector(_tensor(), 0.4).scores.tolist()) == pytest.approx(
+        sorted(scores[-3:, 0].tolist()))
+
+
+@pytest.mark.parametrize('shape, dtype', [((1, 3, 16, 32), np.float32),
+                                          ((1, 3, 32, 32), np.float64)])
+def test_a_tensor_that_does_not_fit_the_model_is_refused(tmp_path, shape, dtype) -> None:
+    detector = _detector(tmp_path, np.full((2, 1), 0.9, np.float32),
+                         np.full((2, 4), 8.0, np.float32))
+    with pytest.raises(ValueError, match='expects a tensor of shape'):
+        detector(_tensor(shape, dtype), 0.5)
+    assert detector.inferences == 0
