@@ -21,8 +21,13 @@ from edge_infer_ros.core.payloads import ImagePayload
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.stages.camera import FrameSource, open_source, SOURCE_KINDS
+from edge_infer_ros.stages.pacing import CapturePacer
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
+
+
+#: What _capture() returns for a frame it could not read (counted; capture goes on).
+_READ_FAILED = object()
 
 
 class CameraNode(StageNode):
@@ -143,74 +148,66 @@ class CameraNode(StageNode):
 
     def _capture_loop(self) -> None:
         index = 0
-        next_time = time.perf_counter()
-        source = self._source
-        idle_ns = 0  # slept before this frame: tells 'auto' inputs downstream if inline pays
-        work_s = 0.0  # running mean of capture + the stages run before the frame is queued
+        pacer = CapturePacer(time.perf_counter())
         take_ready_at_ns()
-        while self._running.is_set():
+        while self._running.is_set() and not (self.p['max_frames'] and
+                                              index >= self.p['max_frames']):
             began = time.perf_counter()
-            limit = self.p['max_frames']
-            if limit and index >= limit:
-                break
-            loan = self._loan()
-            try:
-                image = source.read(index) if loan is None else source.read_into(index,
-                                                                                 loan.array)
-            except Exception as error:  # noqa: B902 - a bad file must not kill the camera
-                if loan is not None:
-                    loan.discard()
-                self.read_errors += 1
-                self._stage_error(error, None, f'cannot read frame {index}')
-                image = None
-                if self.read_errors > 100:
-                    break
-                index += 1
-                continue
-            if loan is not None and image is not loan.array:
-                loan.discard()  # the source could not write into it: send by copy
-                loan = None
-            if image is not None:
-                self._frame_shape = image.shape
-            if image is None:
-                self.source_ended = True
-                self.get_logger().info(f'source {self.p["source"]} ended after {index} frames')
-                break
-            stamp = now_ns()
-            envelope = Envelope(self.camera_name, index, stamp, self.p['frame_id'], (),
-                                ImagePayload(frozen_view(image), 'bgr8'))
-            self.captured += 1
-            self.zero_copy_frames += loan is not None
-            report_idle(idle_ns)
-            try:
-                self._publish(envelope, loan)
-            except Exception as error:  # noqa: B902 - a failed publish must not kill capture
-                if not self.context.ok():
-                    break  # shutting down (Ctrl-C, SIGTERM): stop quietly
-                self._stage_error(error, envelope, 'publishing a frame failed')
+            captured = self._capture(index)
+            if captured is None:
+                break  # the source ended, or failed too often
             index += 1
-            period = 1.0 / self.p['fps']
-            next_time += period
-            pace = self.p['pace_to_pipeline']
+            if captured is _READ_FAILED:
+                continue
+            report_idle(pacer.idle_ns)
+            if not self._send(*captured):
+                break
             published = time.perf_counter()
+            pace = self.p['pace_to_pipeline']
             # Paced: wait (bounded) until the stage that queued this frame has taken it.
             ready_ns = take_ready_at_ns(wait_s=0.5 if pace else 0.0)
-            now = time.perf_counter()
-            if ready_ns and pace:
-                took = published - began  # capture + the stages before the frame was queued
-                work_s = took if not work_s else work_s + 0.1 * (min(took, 2 * work_s) - work_s)
-                # Capture the next frame so that it is ready when the busiest stage is free:
-                # no frame waits in (or is dropped from) its queue, latency stays that of
-                # one pass, and capture still overlaps the stage's work.
-                next_time = max(next_time, ready_ns / 1e9 - work_s)
-            delay = next_time - now
-            idle_ns = int(delay * 1e9) if delay > 0 else 0
+            delay = pacer.delay(began, published, time.perf_counter(), 1.0 / self.p['fps'],
+                                ready_ns, pace)
             if delay > 0:
                 time.sleep(delay)
-            elif delay < -period:
-                next_time = time.perf_counter()  # fell behind: do not burst to catch up
         report_idle(None)
         self._running.clear()
+
+    def _capture(self, index: int) -> Any:
+        """Read frame ``index`` (into a loan where one helps): (envelope, loan), or why not."""
+        loan = self._loan()
+        try:
+            image = self._source.read(index) if loan is None else \
+                self._source.read_into(index, loan.array)
+        except Exception as error:  # noqa: B902 - a bad file must not kill the camera
+            if loan is not None:
+                loan.discard()
+            self.read_errors += 1
+            self._stage_error(error, None, f'cannot read frame {index}')
+            return None if self.read_errors > 100 else _READ_FAILED
+        if loan is not None and image is not loan.array:
+            loan.discard()  # the source could not write into it: send by copy
+            loan = None
+        if image is None:
+            self.source_ended = True
+            self.get_logger().info(f'source {self.p["source"]} ended after {index} frames')
+            return None
+        self._frame_shape = image.shape
+        envelope = Envelope(self.camera_name, index, now_ns(), self.p['frame_id'], (),
+                            ImagePayload(frozen_view(image), 'bgr8'))
+        return envelope, loan
+
+    def _send(self, envelope: Envelope, loan: Any) -> bool:
+        """Publish a captured frame; False when the process is shutting down."""
+        self.captured += 1
+        self.zero_copy_frames += loan is not None
+        try:
+            self._publish(envelope, loan)
+        except Exception as error:  # noqa: B902 - a failed publish must not kill capture
+            if not self.context.ok():
+                return False  # shutting down (Ctrl-C, SIGTERM): stop quietly
+            self._stage_error(error, envelope, 'publishing a frame failed')
+        return True
 
     def _from_topic(self, msg: Image) -> Envelope:
         envelope = convert.image_from_msg(msg, self._topic_seq)
