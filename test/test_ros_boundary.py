@@ -1,5 +1,6 @@
-"""The ROS boundary is a checked fact: the plain packages import with every ROS module blocked."""
+"""The ROS boundary and the layers are checked facts: ROS-free packages, imports pointing down."""
 
+import ast
 from pathlib import Path
 import subprocess
 import sys
@@ -63,3 +64,41 @@ def test_the_probe_really_blocks_ros() -> None:
                             text=True, timeout=120)
     assert result.returncode != 0
     assert 'blocked by the boundary test' in result.stderr
+
+
+#: What each layer may import from the package (itself included); docs/architecture.md.
+ALLOWED_IMPORTS = {
+    'core': {'core'},
+    'inference': {'core', 'inference'},
+    'stages': {'core', 'inference', 'stages'},
+    'monitor': {'core', 'inference', 'monitor'},
+}
+
+
+def _package_imports(path: Path) -> set[str]:
+    """Return the edge_infer_ros subpackages a module imports (from its syntax tree)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+        names = ([node.module or ''] if isinstance(node, ast.ImportFrom) else
+                 [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+        for name in names:
+            parts = name.split('.')
+            if parts[0] == 'edge_infer_ros' and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def test_imports_point_down_only() -> None:
+    wrong = {}
+    for layer, allowed in ALLOWED_IMPORTS.items():
+        for path in (ROOT / 'edge_infer_ros' / layer).rglob('*.py'):
+            extra = _package_imports(path) - allowed
+            if extra:
+                wrong[str(path.relative_to(ROOT))] = sorted(extra)
+    assert not wrong, wrong
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path) -> None:
+    module = tmp_path / 'upward.py'
+    module.write_text('from edge_infer_ros.ros import convert\nimport edge_infer_ros.monitor\n')
+    assert _package_imports(module) == {'ros', 'monitor'}
