@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -91,13 +92,24 @@ def poll(condition: Callable[[], Any], timeout: float, interval: float = 0.5) ->
         time.sleep(interval)
 
 
+#: Run a command with SIGINT and SIGQUIT at their defaults, as a shell in a terminal does. A
+#: test run started in the background (``cmd &`` without job control, as CI runners may) has
+#: them ignored, and an ignored signal stays ignored across exec: ``ros2 launch`` would then
+#: never see the Ctrl-C these tests send it.
+AS_IN_A_TERMINAL = [sys.executable, '-c',
+                    'import os, signal, sys\n'
+                    'for s in (signal.SIGINT, signal.SIGQUIT): signal.signal(s, signal.SIG_DFL)\n'
+                    'os.execvp(sys.argv[1], sys.argv[1:])']
+
+
 class Launch:
     """One ``ros2 launch`` in a process group of its own, its output in a file."""
 
     def __init__(self, log: Path, *args: str) -> None:
         self.log = log
         self.stream = open(log, 'w', encoding='utf-8')
-        self.process = subprocess.Popen(['ros2', 'launch', *args], stdout=self.stream,
+        self.process = subprocess.Popen([*AS_IN_A_TERMINAL, 'ros2', 'launch', *args],
+                                        stdout=self.stream,
                                         stderr=subprocess.STDOUT, start_new_session=True,
                                         env=ENV)
 
