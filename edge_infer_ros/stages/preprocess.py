@@ -41,7 +41,7 @@ class Preprocessor:
         self.color_order = color_order
         self._pad = pad_value / 255.0
         self._dtype = np.dtype(dtype)
-        self._tensors = BufferPool(lambda: np.empty((1, 3, in_h, in_w), dtype=self._dtype))
+        self._tensors = BufferPool(lambda: np.empty(self.tensor_shape, dtype=self._dtype))
         self._tensor_geometry: dict[int, tuple[int, int, int, int]] = {}
         self._geometry: Optional[tuple[int, int, int]] = None
         self._resized = np.empty((0, 0, 3), np.uint8)
@@ -102,14 +102,14 @@ class Preprocessor:
             sources = (0, 1, 2)
         else:
             sources = (2, 1, 0)
-        if out is not None:
-            tensor = out
-            self._write_padding(tensor)
-        else:
+        if out is None:
             tensor = self._tensors.acquire()
-        if out is None and self._tensor_geometry.get(id(tensor)) != self._box:
-            tensor.fill(self._pad)  # new geometry for this buffer: write its padding once
-            self._tensor_geometry[id(tensor)] = self._box
+            if self._tensor_geometry.get(id(tensor)) != self._box:
+                self._write_padding(tensor)  # new geometry for this buffer: pad it once
+                self._tensor_geometry[id(tensor)] = self._box
+        else:
+            tensor = out
+            self._write_padding(tensor)  # a loaned sample holds an earlier frame's bytes
         region = tensor[0, :, top:top + new_h, left:left + new_w]
         for channel, source in enumerate(sources):
             np.multiply(planes[source], self._SCALE, out=region[channel], casting='unsafe')

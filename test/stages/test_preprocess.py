@@ -81,3 +81,13 @@ def test_preprocessor_refuses_a_tensor_of_another_shape_or_type() -> None:
         pre(image, 'bgr8', out=np.empty((1, 3, 64, 32), np.float32))
     with pytest.raises(ValueError, match='float32'):
         pre(image, 'bgr8', out=np.empty((1, 3, 64, 64), np.float64))
+
+
+def test_a_pooled_tensor_reused_for_another_geometry_shows_no_earlier_frame() -> None:
+    rng = np.random.default_rng(2)
+    pre = Preprocessor(320, 320, 'rgb')
+    for shape in [(480, 640, 3), (640, 480, 3), (480, 640, 3), (200, 320, 3)]:
+        image = rng.integers(0, 255, shape, dtype=np.uint8)
+        tensor, _ = pre(image, 'bgr8')
+        np.testing.assert_allclose(tensor, _reference(image, 320, True), atol=1e-6)
+        del tensor  # free for the pool: the next size reuses it
