@@ -431,9 +431,11 @@ class StageInput:
         try:
             self._callback(envelope, received_ns)
         except Exception as error:  # noqa: B902 - a stage must survive any bad frame
-            self.stats.errors += 1
-            if self._on_error is not None:
-                self._on_error(error, envelope)
+            try:
+                if self._on_error is not None:
+                    self._on_error(error, envelope)
+            finally:
+                self.stats.errors += 1  # after the reason: whoever sees the count sees why
         else:
             self.stats.processed += 1
         took = time.perf_counter_ns() - started

@@ -560,10 +560,10 @@ class ShmSubscriber:
             self._subscriber.delete()
 
     def _error(self, text: str) -> None:
-        self.stats.errors += 1
         self.last_error = text
         if self._on_error is not None:
             self._on_error(text)
+        self.stats.errors += 1  # after the reason: whoever sees the count sees why
 
     def _loop(self) -> None:
         timeout = _iox2.Duration.from_secs_f64(_WAIT_S)

@@ -79,6 +79,20 @@ def test_a_failing_frame_is_counted_and_the_stage_goes_on() -> None:
     assert errors == [('bad frame', 1)]
 
 
+def test_an_error_is_counted_only_after_its_reason_is_recorded() -> None:
+    # Whoever polls the count from another thread (a test, the diagnostics timer) must find
+    # the reason already there.
+    counts_seen_by_the_handler = []
+    stage = StageInput('/t', lambda e, r: 1 / 0, mode='thread', depth=1,
+                       on_error=lambda error, envelope: counts_seen_by_the_handler.append(
+                           stage.stats.errors))
+    stage.start()
+    stage.deliver(_envelope(0))
+    assert wait_for(lambda: stage.stats.errors == 1)
+    stage.stop()
+    assert counts_seen_by_the_handler == [0]
+
+
 def test_frames_delivered_while_stopped_are_dropped_and_counted() -> None:
     release = threading.Event()
     stage = StageInput('/t', lambda e, r: release.wait(5.0), mode='thread', depth=1)

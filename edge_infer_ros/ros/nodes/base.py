@@ -284,8 +284,8 @@ class StageNode(LifecycleNode):
                 envelope = from_msg(msg)
             except Exception as error:  # noqa: B902 - any malformed message is counted
                 stage_input.stats.received += 1
-                stage_input.stats.errors += 1
                 self._stage_error(error, None, f'bad message on {resolved}')
+                stage_input.stats.errors += 1  # after the reason: whoever sees it sees why
                 return
             echoes = stage_input.stats.duplicates_ignored
             if shm_input is not None:
@@ -430,11 +430,11 @@ class StageNode(LifecycleNode):
     def _stage_error(self, error: BaseException, envelope: Optional[Envelope],
                      what: str = '') -> None:
         frame = f' (frame {envelope.camera}#{envelope.seq})' if envelope is not None else ''
-        if isinstance(error, InputRefused):
-            self.refusals[error.reason] += 1
         self.last_error = f'{what or self.STAGE + " failed"}{frame}: ' \
                           f'{type(error).__name__}: {error}'
         self._last_error_ns = now_ns()
+        if isinstance(error, InputRefused):
+            self.refusals[error.reason] += 1
         self.get_logger().error(self.last_error, throttle_duration_sec=1.0)
 
     def error_count(self) -> int:

@@ -182,8 +182,8 @@ class CameraNode(StageNode):
         except Exception as error:  # noqa: B902 - a bad file must not kill the camera
             if loan is not None:
                 loan.discard()
-            self.read_errors += 1
             self._stage_error(error, None, f'cannot read frame {index}')
+            self.read_errors += 1
             return None if self.read_errors > 100 else _READ_FAILED
         if loan is not None and image is not loan.array:
             loan.discard()  # the source could not write into it: send by copy
