@@ -201,6 +201,9 @@ class StageInput:
         self._busy = False
         self._running = False
         self._worker: Optional[threading.Thread] = None
+        # Frames seen, by key. Shared memory and DDS deliver from different threads: one lock
+        # makes "seen? then remember" a single step, so a frame that comes both ways runs once.
+        self._keys_lock = threading.Lock()
         self._recent_keys: deque[Hashable] = deque(maxlen=dedup_window)
         self._recent_set: set[Hashable] = set()
         self.stats = InputStats()
@@ -290,9 +293,10 @@ class StageInput:
     def deliver_from_ros(self, envelope: Envelope[Any], key: Hashable) -> None:
         """Hand a frame that came through DDS, unless it was already delivered locally."""
         received_ns = now_ns()
-        if key in self._recent_set:
-            self.stats.duplicates_ignored += 1
-            return
+        with self._keys_lock:
+            if key in self._recent_set:
+                self.stats.duplicates_ignored += 1
+                return
         # This is the executor's thread, which serves parameters, services and diagnostics:
         # no auto input runs a stage here, nor further down an inline chain started here.
         outer = getattr(_pace, 'from_dds', False)
@@ -305,14 +309,19 @@ class StageInput:
     def deliver_once(self, envelope: Envelope[Any], key: Hashable) -> None:
         """Hand a frame that may come by two ways (shared memory and DDS): the first one wins."""
         received_ns = now_ns()
-        if key in self._recent_set:
-            self.stats.duplicates_ignored += 1
-            return
-        self.remember(key)
+        with self._keys_lock:
+            if key in self._recent_set:
+                self.stats.duplicates_ignored += 1
+                return
+            self._remember(key)
         self._accept(envelope, received_ns)
 
     def remember(self, key: Hashable) -> None:
         """Note a frame delivered locally, so that its DDS echo is ignored."""
+        with self._keys_lock:
+            self._remember(key)
+
+    def _remember(self, key: Hashable) -> None:
         if len(self._recent_keys) == self._recent_keys.maxlen:
             self._recent_set.discard(self._recent_keys[0])
         self._recent_keys.append(key)

@@ -111,6 +111,38 @@ def test_frames_delivered_while_stopped_are_dropped_and_counted() -> None:
     assert stage.stats.received == stage.stats.processed + stage.stats.dropped == 4
 
 
+class _SlowKey:
+    """A frame key whose hashing lets the other thread run, as a preemption would."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+
+    def __hash__(self) -> int:
+        time.sleep(0.0002)
+        return hash(self.seq)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _SlowKey) and other.seq == self.seq
+
+
+def test_a_frame_that_comes_by_two_ways_at_once_runs_once() -> None:
+    # Shared memory and DDS hand the same frame over from two threads.
+    seen = []
+    stage = StageInput('/t', lambda e, r: seen.append(e.seq), mode='inline')
+    stage.start()
+
+    def one_way() -> None:
+        for seq in range(40):
+            stage.deliver_once(_envelope(seq), _SlowKey(seq))
+    ways = [threading.Thread(target=one_way) for _ in range(2)]
+    for way in ways:
+        way.start()
+    for way in ways:
+        way.join()
+    assert sorted(seen) == list(range(40))
+    assert stage.stats.duplicates_ignored == 40
+
+
 def test_dds_echo_of_a_locally_delivered_frame_is_ignored() -> None:
     seen = []
     stage = StageInput('/t', lambda e, r: seen.append(e.seq), mode='inline')
