@@ -131,7 +131,8 @@ def test_dds_echo_of_a_local_frame_is_not_processed_twice(composed, second_conte
     while time.monotonic() < deadline and nodes['nms'].outputs[0].stats.messages_built < 10:
         executor.spin_once(timeout_sec=0.05)
     nodes['camera'].trigger_deactivate()
-    time.sleep(0.5)
+    time.sleep(0.5)  # the echoes still on their way arrive
+    assert wait_for(lambda: all(i.idle() for n in nodes.values() for i in n.inputs), 5.0)
     action_input = nodes['action'].inputs[0]
     assert nodes['nms'].outputs[0].stats.messages_built >= 10
     assert action_input.stats.duplicates_ignored >= 5

@@ -75,11 +75,6 @@ def test_two_cameras_share_one_detector_with_results_per_camera(ros_context, sec
                          for box, score, cls in planted_model.expected)
         assert_detections_match(boxes, [d.score for d in rear_msg.detections],
                                 [d.class_id for d in rear_msg.detections], expected)
-        # Each camera's path has its own budget verdicts.
-        names = {s.name for s in monitor.budget_statuses()}
-        for camera in ('front', 'rear'):
-            for item in ('preprocess', 'detector', 'nms', 'action', 'end_to_end'):
-                assert f'budget_monitor: {camera}/{item}' in names
         # Fair sharing: neither camera starves the other at the shared detector. (The
         # monitor counts a frame after the action stage, a little after nms published it.)
 
@@ -87,6 +82,11 @@ def test_two_cameras_share_one_detector_with_results_per_camera(ros_context, sec
             return {k: v['frames'] for k, v in monitor.summary()['cameras'].items()}
         assert wait_for(lambda: min(frames_seen().get(c, 0) for c in got) >= 5, 5.0), \
             frames_seen()
+        # Each camera's path has its own budget verdicts.
+        names = {s.name for s in monitor.budget_statuses()}
+        for camera in ('front', 'rear'):
+            for item in ('preprocess', 'detector', 'nms', 'action', 'end_to_end'):
+                assert f'budget_monitor: {camera}/{item}' in names
         assert nms.outputs  # detections, detections/front, detections/rear
     finally:
         outside.destroy_node()
@@ -180,6 +180,7 @@ def test_debug_image_is_drawn_only_while_someone_watches(composed, second_contex
     viewer.destroy_node()
     executor.shutdown()
     assert wait_for(lambda: action.debug_pub.get_subscription_count() == 0, 10.0)
+    assert wait_for(action._debug_input.idle, 5.0)  # a frame taken before may still be drawn
     drawn = action.debug_images_drawn
     commands = action.commands
     assert wait_for(lambda: action.commands > commands + 10, 10.0)

@@ -220,9 +220,13 @@ def test_verdicts_go_out_after_a_trace_while_traces_flow(harness: Harness) -> No
     harness.send(detector_service_ms=3.0, count=5)
     # 30 fps for 1.5 s: the timer only marks the verdicts due, the monitor thread sends them.
     before = monitor.diagnostics_after_trace
+    seen = monitor.traces_seen
     started = time.monotonic()
     harness.send(detector_service_ms=3.0, count=45, gap_s=1 / 30)
     spent = time.monotonic() - started
+    # Every trace handled, none still queued: only the timer can publish from here on.
+    assert harness.spin_until(lambda: monitor.traces_seen >= seen + 45 and
+                              all(i.idle() for i in monitor.inputs), 5.0)
     assert spent >= 1.4 and monitor.diagnostics_after_trace - before >= 2  # ~7 periods
     assert harness.spin_until(lambda: harness.level_of('end_to_end') == DiagnosticStatus.OK, 3.0)
     # Traces stop: the timer publishes by itself again (here: STALE after stale_timeout_s).

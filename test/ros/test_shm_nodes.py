@@ -65,7 +65,7 @@ def _run(camera: Any, preprocess: Any, executors: list, frames: int,
         _spin(executors)
         shm_dropped = sum(sub.stats.dropped for sub, _ in preprocess._shm_inputs)
         return (stats.received + stats.duplicates_ignored + shm_dropped >= frames and
-                not camera._running.is_set())
+                not camera._running.is_set() and preprocess.inputs[0].idle())
     assert wait_for(done, 30.0, interval=0.001), \
         (stats, camera.captured, camera.image_out.stats)
 
@@ -75,6 +75,9 @@ def test_frames_cross_by_shared_memory_without_dds_messages(ros_context, second_
     camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2')
     try:
         _run(camera, preprocess, executors, 39)
+        subscriber, stage_input = preprocess._shm_inputs[0]
+        assert wait_for(lambda: stage_input.stats.received + subscriber.stats.dropped == 40 and
+                        stage_input.idle(), 5.0), subscriber.stats  # the last frame too
         out = camera.image_out
         assert out.shm is not None and out.stats.shm_sent == 40
         assert out.stats.messages_built == 0  # nobody outside: no DDS message built
@@ -183,8 +186,9 @@ def test_preprocess_writes_tensors_straight_into_shared_memory(ros_context, seco
     try:
         _run(camera, preprocess, executors, 39, on_started=detector_side)
         stats = preprocess.tensor_out.shm.stats
-        assert wait_for(lambda: len(seen) >= 35, 10.0), (len(seen), stats)
-        assert stats.zero_copy >= 39 and stats.copied == 0, stats
+        assert wait_for(lambda: len(seen) >= 35 and stats.zero_copy >= 39, 10.0), \
+            (len(seen), stats)
+        assert stats.copied == 0, stats
         pad = 114 / 255
         for row0_min, row0_max, middle_max in seen:
             assert abs(row0_min - pad) < 1e-6 and abs(row0_max - pad) < 1e-6  # letterbox pad

@@ -123,9 +123,10 @@ def test_any_detection_array_from_outside_gives_a_bounded_cmd_vel_or_a_stop(
             Detection(x_min=b[0], y_min=b[1], x_max=b[2], y_max=b[3], score=s, class_id=c,
                       class_name='ball') for b, s, c in rows])
         _stamp(msg)
-        received = action.inputs[0].stats.received
+        stats = action.inputs[0].stats
+        handled = stats.processed + stats.errors  # counted once the frame's fate is known
         publisher.publish(msg)
-        assert outside.spin_until(lambda: action.inputs[0].stats.received > received, 10.0)
+        assert outside.spin_until(lambda: stats.processed + stats.errors > handled, 10.0)
         sent['accepted' if action.commands > sent['accepted'] else 'refused'] += 1
 
     send()
