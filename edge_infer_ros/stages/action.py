@@ -215,5 +215,5 @@ class DriveCamera:
                 self.drive_camera not in self.cameras_seen:
             shown = ', '.join(self.cameras_seen[:8])
             return (f'drive_camera {self.drive_camera!r} sent no frame; frames came from '
-                    f'{shown} (ignored): check drive_camera against the frames\' frame_id')
+                    f"{shown} (ignored): check drive_camera against the frames' frame_id")
         return ''

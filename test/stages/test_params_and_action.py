@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from edge_infer_ros.core.params import markdown_table, ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.payloads import DetectionPayload
-from edge_infer_ros.stages.action import (ActionPolicy, CommandCounts, DriveCamera, FrameCommander,
-                                         MAX_DRIVE_CAMERAS)
+from edge_infer_ros.stages.action import (ActionPolicy, CommandCounts, DriveCamera,
+                                          FrameCommander, MAX_DRIVE_CAMERAS)
 import numpy as np
 import pytest
 

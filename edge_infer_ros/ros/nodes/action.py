@@ -21,8 +21,8 @@ from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
-from edge_infer_ros.core.validate import MAX_NAME_LENGTH
 from edge_infer_ros.core.payloads import Command, DetectionPayload, ImagePayload
+from edge_infer_ros.core.validate import MAX_NAME_LENGTH
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.stages.action import ActionPolicy, DriveCamera, FrameCommander
@@ -67,7 +67,7 @@ class ActionNode(StageNode):
                   high=60.0),
         ParamSpec('max_frame_age_s', 0.5, 'detections of a frame captured longer ago than '
                   'this give a stop instead of a command, s', low=0.001, high=60.0),
-        ParamSpec('drive_camera', '', 'the camera (its frames\' frame_id) whose frames steer the '
+        ParamSpec('drive_camera', '', "the camera (its frames' frame_id) whose frames steer the "
                   "robot; other cameras' frames are ignored and counted ('': the only camera; "
                   'frames from a second one give stops and a WARN)'),
         ParamSpec('command_type', 'twist_stamped', 'message type of cmd_vel: twist_stamped '

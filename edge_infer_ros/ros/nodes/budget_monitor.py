@@ -117,7 +117,7 @@ class BudgetMonitorNode(StageNode):
         self._diagnostics_due = False
 
     def instance_specs(self) -> tuple[ParamSpec, ...]:
-        """The budget file's ``cameras`` sections: a deadline and budgets per camera."""
+        """Declare the budget file's ``cameras`` sections: a deadline and budgets per camera."""
         given = parameter_overrides(self, CAMERAS_PREFIX)
         if len(given) > MAX_CAMERA_PARAMETERS:
             raise ValueError(f'the cameras sections set {len(given)} parameters, at most '
@@ -216,11 +216,12 @@ class BudgetMonitorNode(StageNode):
             return []
         with self._tracker_lock:
             silent = self.tracker.silent_configured_cameras()
-        return [DiagnosticStatus(
-            level=WARN, name=f'{self._fqn}: {camera}/end_to_end', hardware_id=self.hardware_id,
-            message=f'no frame from camera {camera!r} (named in the budget file) in '
-                    f'{waited_s:.0f} s: check its driver, topic and frame_id')
-            for camera in silent]
+        return [DiagnosticStatus(level=WARN, name=f'{self._fqn}: {camera}/end_to_end',
+                                 hardware_id=self.hardware_id,
+                                 message=f'no frame from camera {camera!r} (named in the budget '
+                                 f'file) in {waited_s:.0f} s: check its driver, topic and '
+                                 'frame_id')
+                for camera in silent]
 
     def summary(self, at_ns: Optional[int] = None) -> dict[str, Any]:
         """
