@@ -1,6 +1,8 @@
 """
-What a robot stack needs when it wires the pipeline in: one camera drives, each camera has its
-own deadline, the base gets the command type it takes in its own frame, mistakes are named.
+What a robot stack needs when it wires the pipeline in.
+
+One camera drives, each camera has its own deadline, the base gets the command type it takes
+in its own frame, and wiring mistakes are named.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _image(pixels: np.ndarray, frame_id: str, node: Node) -> Image:
 
 
 def _target_scene() -> np.ndarray:
-    """A synthetic frame with boxes well left of the image's centre: targets to steer to."""
+    """Return a synthetic frame with boxes well left of its centre: targets to steer to."""
     pixels, truth = SyntheticScene(640, 480, seed=3).render(0)
     box = CLASS_NAMES.index('box')
     assert any(c == box and (x0 + x1) / 2 < 200 for (x0, _, x1, _), c in
@@ -46,8 +48,8 @@ def _target_scene() -> np.ndarray:
     return pixels
 
 
-def test_front_camera_drives_and_each_camera_has_its_deadline(ros_context,
-                                                               second_context) -> None:
+def test_front_camera_drives_and_each_camera_has_its_deadline(
+        ros_context, second_context) -> None:
     """Rear frames with a target never steer the robot while the front camera drives."""
     container = Container(ros_context)
     container.load(_stage('edge_infer_ros::Preprocess', 'preprocess',
