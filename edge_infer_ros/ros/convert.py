@@ -21,7 +21,7 @@ from edge_infer_ros.core.image import ENCODINGS, image_view, ImageError, read_on
 from edge_infer_ros.core.payloads import (CandidatePayload, Command, DetectionPayload,
                                           ImagePayload, TensorPayload)
 from edge_infer_ros_msgs import msg as eir
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import Twist, TwistStamped
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -269,11 +269,20 @@ def detections_from_msg(msg: eir.DetectionArray) -> Envelope:
 # -- outputs of the last stage --------------------------------------------------------------------
 def command_to_msg(envelope: Envelope) -> TwistStamped:
     """Build the TwistStamped of a command, stamped with the frame's capture time."""
-    command: Command = envelope.payload
     msg = _header(TwistStamped(), envelope)
-    msg.twist.linear.x = float(command.linear_x)
-    msg.twist.angular.z = float(command.angular_z)
+    _fill_twist(msg.twist, envelope.payload)
     return msg
+
+
+def command_to_twist(envelope: Envelope) -> Twist:
+    """Build the plain Twist of a command, for a base that takes no header (Humble's)."""
+    return _fill_twist(Twist(), envelope.payload)
+
+
+def _fill_twist(twist: Twist, command: Command) -> Twist:
+    twist.linear.x = float(command.linear_x)
+    twist.angular.z = float(command.angular_z)
+    return twist
 
 
 def trace_to_msg(envelope: Envelope) -> eir.FrameTrace:

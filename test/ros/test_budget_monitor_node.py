@@ -91,7 +91,7 @@ class Harness:
         return sent
 
     def status(self, item: str) -> DiagnosticStatus:
-        return self.statuses.get(f'budget_monitor: front/{item}')
+        return self.statuses.get(f'/budget_monitor: front/{item}')
 
     def level_of(self, item: str) -> bytes:
         status = self.status(item)

@@ -21,17 +21,20 @@ ended, in the pipeline's idle time. When traces stop, the timer publishes them i
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.validate import check_stamp, check_trace
-from edge_infer_ros.monitor.config import BudgetConfig, MAX_CAMERAS_RANGE, MAX_STAGES_RANGE
+from edge_infer_ros.monitor.config import (BudgetConfig, CAMERAS_PREFIX, MAX_CAMERAS_RANGE,
+                                           MAX_STAGES_RANGE)
 from edge_infer_ros.monitor.tracker import BudgetTracker
 from edge_infer_ros.monitor.verdicts import DeadlineMiss
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import COMMON_PARAMS, run_single, StageNode
+from edge_infer_ros.ros.compat import parameter_overrides
+from edge_infer_ros.ros.nodes.base import COMMON_PARAMS, run_single, StageNode, WARN
 from edge_infer_ros_msgs.msg import DeadlineMiss as DeadlineMissMsg, FrameTrace as FrameTraceMsg
 
 _DESCRIPTIONS = {
@@ -57,6 +60,10 @@ _ZERO_ALLOWED = frozenset({'budget_ms.slack', 'window_max_age_s', 'miss_rate_err
 #: Smallest value of a parameter that must be > 0.
 _POSITIVE_LOW = 0.001
 _COMMON_NAMES = {spec.name for spec in COMMON_PARAMS}
+
+
+#: Most per-camera parameters a budget file may set (64 cameras, a deadline and 7 budgets each).
+MAX_CAMERA_PARAMETERS = 512
 
 
 #: Traces waiting for the monitor: every trace counts, so the queue is deep and pinned (the
@@ -108,6 +115,18 @@ class BudgetMonitorNode(StageNode):
         self.config_warnings: list[str] = []
         self.diagnostics_after_trace = 0
         self._diagnostics_due = False
+
+    def instance_specs(self) -> tuple[ParamSpec, ...]:
+        """Declare the budget file's ``cameras`` sections: a deadline and budgets per camera."""
+        given = parameter_overrides(self, CAMERAS_PREFIX)
+        if len(given) > MAX_CAMERA_PARAMETERS:
+            raise ValueError(f'the cameras sections set {len(given)} parameters, at most '
+                             f'{MAX_CAMERA_PARAMETERS}')
+        return tuple(ParamSpec(name, float(value) if isinstance(value, (int, float)) and
+                               not isinstance(value, bool) else 0.0,
+                               f'{name.split(".", 2)[2]} of camera {name.split(".")[1]}, ms',
+                               low=_POSITIVE_LOW, high=1e6)
+                     for name, value in sorted(given.items()))
 
     def _config_from_params(self, values: dict[str, Any]) -> BudgetConfig:
         mapping = {k: v for k, v in values.items() if k in self.param_specs}
@@ -184,11 +203,25 @@ class BudgetMonitorNode(StageNode):
         statuses = []
         for verdict in verdicts:
             status = DiagnosticStatus(level=verdict.level.as_byte(),
-                                      name=f'{self.get_name()}: {verdict.camera}/{verdict.name}',
-                                      message=verdict.message, hardware_id=self.p['hardware_id'])
+                                      name=f'{self._fqn}: {verdict.camera}/{verdict.name}',
+                                      message=verdict.message, hardware_id=self.hardware_id)
             status.values = [KeyValue(key=k, value=v) for k, v in verdict.values]
             statuses.append(status)
-        return statuses
+        return statuses + self._silent_camera_statuses()
+
+    def _silent_camera_statuses(self) -> list[DiagnosticStatus]:
+        """WARN for each camera the budget file names that sent nothing past the grace."""
+        waited_s = time.monotonic() - self._activated_s
+        if waited_s < self.p['startup_grace_s']:
+            return []
+        with self._tracker_lock:
+            silent = self.tracker.silent_configured_cameras()
+        return [DiagnosticStatus(level=WARN, name=f'{self._fqn}: {camera}/end_to_end',
+                                 hardware_id=self.hardware_id,
+                                 message=f'no frame from camera {camera!r} (named in the budget '
+                                 f'file) in {waited_s:.0f} s: check its driver, topic and '
+                                 'frame_id')
+                for camera in silent]
 
     def summary(self, at_ns: Optional[int] = None) -> dict[str, Any]:
         """
