@@ -385,3 +385,38 @@ def own_copy(config: BudgetConfig) -> BudgetConfig:
     """Copy a config so later changes by the caller cannot bypass set_config."""
     return dataclasses.replace(config, stage_budgets_ms=dict(config.stage_budgets_ms),
                                cameras={k: dict(v) for k, v in config.cameras.items()})
+
+
+#: Largest budget file read (a parameter file of a few kB; anything larger is a mistake).
+MAX_BUDGET_FILE_BYTES = 1_000_000
+
+
+def load_budget_file(path: str) -> BudgetConfig:
+    """
+    Read a budget file (config/budget.yaml's format) into a validated config.
+
+    Raises ValueError with a one-line reason naming the file: missing, too large, not YAML,
+    or invalid budgets.
+    """
+    import yaml  # only where a file is read: the monitor's plain logic needs no YAML
+
+    try:
+        with open(path, 'rb') as stream:
+            data = stream.read(MAX_BUDGET_FILE_BYTES + 1)
+    except OSError as error:
+        raise ValueError(f'budget file {path}: {error.strerror or error}') from None
+    if len(data) > MAX_BUDGET_FILE_BYTES:
+        raise ValueError(f'budget file {path} is larger than {MAX_BUDGET_FILE_BYTES} bytes')
+    try:
+        document = yaml.safe_load(data)
+    except yaml.YAMLError as error:
+        mark = getattr(error, 'problem_mark', None)
+        where = f' line {mark.line + 1}' if mark is not None else ''
+        raise ValueError(f'budget file {path}{where}: not valid YAML '
+                         f'({getattr(error, "problem", None) or error})') from None
+    if not isinstance(document, Mapping):
+        raise ValueError(f'budget file {path}: expected a mapping of node sections')
+    try:
+        return BudgetConfig.from_mapping(document)
+    except ValueError as error:
+        raise ValueError(f'budget file {path}: {error}') from None

@@ -187,7 +187,7 @@ class BudgetTracker:
         camera.frames += 1
         if latency_ms <= self.budgets(trace.camera).deadline_ms:
             return None
-        miss = self._blame(trace, latency_ms, ingest_ms, hops_ms)
+        miss = blame(trace, self.budgets(trace.camera), latency_ms, ingest_ms, hops_ms)
         camera.misses += 1
         camera.blamed[miss.worst_stage] += 1
         camera.recent_misses.append((now_ns, miss.worst_stage))
@@ -243,26 +243,6 @@ class BudgetTracker:
                 del camera.stages[stage]
             count += len(stages)
         return count
-
-    def _blame(self, trace: FrameTrace, latency_ms: float, ingest_ms: float,
-               transport_ms: float) -> DeadlineMiss:
-        """Name the item most over its own budget, for the miss event (see worst_item)."""
-        config = self.budgets(trace.camera)
-        # (name, component, time, budget or NaN), in pipeline order.
-        items: list[tuple[str, str, float, float]] = [
-            (INGEST, TRANSPORT, ingest_ms, config.ingest_ms)]
-        for timing in trace.stages:
-            wait_ms = timing.queue_wait_ns / 1e6
-            service_ms = timing.service_ns / 1e6
-            budget = config.stage_budgets_ms.get(timing.stage)
-            items.append((timing.stage, SERVICE if service_ms >= wait_ms else QUEUE_WAIT,
-                          wait_ms + service_ms, math.nan if budget is None else budget))
-        items.append((TRANSPORT, TRANSPORT, transport_ms, config.transport_ms))
-        worst = worst_item(items)
-        deadline = config.deadline_ms
-        return DeadlineMiss(trace.camera, trace.seq, trace.stamp_ns, trace.frame_id,
-                            deadline, latency_ms, latency_ms - deadline,
-                            worst[0], worst[1], worst[2], worst[3])
 
     # ----------------------------------------------------------------- verdicts
 
@@ -467,6 +447,36 @@ class BudgetTracker:
             'config': self._config.to_mapping(),
             'cameras': cameras,
         }
+
+
+def blame(trace: FrameTrace, config: BudgetConfig, latency_ms: float,
+          ingest_ms: Optional[float] = None, transport_ms: Optional[float] = None
+          ) -> DeadlineMiss:
+    """
+    Return the deadline miss of a late frame, naming the item most over its own budget.
+
+    ``config`` holds the budgets of the frame's camera. Ingest and transport are taken from the
+    trace's hops unless given (the tracker has summed them already); see worst_item.
+    """
+    if ingest_ms is None or transport_ms is None:
+        walked = [hop_ns / 1e6 for _, hop_ns in hops(trace.stamp_ns, trace.stages)]
+        ingest_ms = walked[0] if walked else 0.0
+        transport_ms = sum(walked[1:])
+    # (name, component, time, budget or NaN), in pipeline order.
+    items: list[tuple[str, str, float, float]] = [
+        (INGEST, TRANSPORT, ingest_ms, config.ingest_ms)]
+    for timing in trace.stages:
+        wait_ms = timing.queue_wait_ns / 1e6
+        service_ms = timing.service_ns / 1e6
+        budget = config.stage_budgets_ms.get(timing.stage)
+        items.append((timing.stage, SERVICE if service_ms >= wait_ms else QUEUE_WAIT,
+                      wait_ms + service_ms, math.nan if budget is None else budget))
+    items.append((TRANSPORT, TRANSPORT, transport_ms, config.transport_ms))
+    worst = worst_item(items)
+    deadline = float(config.deadline_ms)
+    return DeadlineMiss(trace.camera, trace.seq, trace.stamp_ns, trace.frame_id,
+                        deadline, latency_ms, latency_ms - deadline,
+                        worst[0], worst[1], worst[2], worst[3])
 
 
 def _evict(entries: dict[str, Any], stale_before_ns: float, wanted: int) -> int:

@@ -20,6 +20,7 @@ from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.image import ENCODINGS, image_view, ImageError, read_only
 from edge_infer_ros.core.payloads import (CandidatePayload, Command, DetectionPayload,
                                           ImagePayload, TensorPayload)
+from edge_infer_ros.monitor.verdicts import DeadlineMiss
 from edge_infer_ros_msgs import msg as eir
 from geometry_msgs.msg import Twist, TwistStamped
 import numpy as np
@@ -299,3 +300,21 @@ def trace_from_msg(msg: eir.FrameTrace) -> Envelope:
     camera, stamp, stages = _checked_header(msg, msg.camera, msg.stages)
     trace = FrameTrace(camera, msg.seq, stamp, msg.header.frame_id, stages)
     return Envelope(trace.camera, trace.seq, trace.stamp_ns, trace.frame_id, (), trace)
+
+
+def deadline_miss_to_msg(envelope: Envelope) -> eir.DeadlineMiss:
+    """Build the DeadlineMiss message of a late frame (stamped with its capture time)."""
+    miss: DeadlineMiss = envelope.payload
+    msg = eir.DeadlineMiss(camera=miss.camera, seq=miss.seq, deadline_ms=miss.deadline_ms,
+                           latency_ms=miss.latency_ms, overrun_ms=miss.overrun_ms,
+                           worst_stage=miss.worst_stage, worst_component=miss.worst_component,
+                           worst_stage_ms=miss.worst_stage_ms,
+                           worst_stage_budget_ms=miss.worst_stage_budget_ms)
+    ns_to_stamp(miss.stamp_ns, msg.header.stamp)
+    msg.header.frame_id = miss.frame_id
+    return msg
+
+
+def deadline_miss_key(msg: eir.DeadlineMiss) -> tuple[int, str]:
+    """Identity of the frame a DeadlineMiss reports: its capture stamp and camera."""
+    return (stamp_to_ns(msg.header.stamp), msg.camera)

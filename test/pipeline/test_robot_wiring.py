@@ -61,7 +61,8 @@ def test_front_camera_drives_and_each_camera_has_its_deadline(
     monitor = container.load(ComponentSpec(
         'edge_infer_ros::BudgetMonitor', 'budget_monitor',
         param_files=(config_path('budget.yaml'),),
-        parameters={'diagnostics_period_s': 0.2, f'cameras.{FRONT}.deadline_ms': 0.5,
+        parameters={'diagnostics_period_s': 0.2, 'deadline_grace_s': 0.0,
+                    f'cameras.{FRONT}.deadline_ms': 0.5,
                     f'cameras.{REAR}.deadline_ms': 5000.0}))
     outside = Outside(second_context, listen_commands=True)
     front_pub = outside.node.create_publisher(Image, '/front/image_raw', qos_profile_sensor_data)

@@ -50,6 +50,10 @@ MESSAGE_INFO_MISSING = '' if hasattr(rclpy.subscription.Subscription, 'CallbackT
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
                           DiagnosticStatus.STALE)
 
+#: Shortest time between two checks for a changed level outside the diagnostics period (s): a
+#: status that flaps cannot flood /diagnostics (at most five extra publications a second).
+LEVEL_CHANGE_PERIOD_S = 0.2
+
 #: hardware_id of a node in the root namespace (elsewhere: the namespace).
 DEFAULT_HARDWARE_ID = 'edge_infer_ros'
 
@@ -193,6 +197,8 @@ class StageNode(LifecycleNode):
         self._publisher_counts: dict[str, tuple[float, int]] = {}
         #: Outputs the robot needs a subscriber on (cmd_vel), with what to check if none.
         self._activated_s = 0.0
+        self._last_level: Optional[bytes] = None  # of the status computed last
+        self._last_change_check = 0.0
         self._required: list[tuple[StagePublisher, str]] = []
         #: Per topic: when (monotonic s) it last had a peer, or activation when never.
         self._peer_seen_s: dict[str, float] = {}
@@ -490,6 +496,18 @@ class StageNode(LifecycleNode):
         if isinstance(error, InputRefused):
             self.refusals[error.reason] += 1
         self.get_logger().error(self.last_error, throttle_duration_sec=1.0)
+        self.publish_if_level_changed()
+
+    def publish_if_level_changed(self) -> None:
+        """Publish the status at once when its level changed (checked at most 5 times a s)."""
+        now = time.monotonic()
+        if now - self._last_change_check < LEVEL_CHANGE_PERIOD_S or \
+                getattr(self, '_destroyed', False):
+            return
+        self._last_change_check = now
+        before = self._last_level
+        if self.stage_status().level != before:
+            self.publish_diagnostics()
 
     def error_count(self) -> int:
         """Frames this stage failed on (dropped and counted)."""
@@ -525,6 +543,7 @@ class StageNode(LifecycleNode):
         self._active = True
         self._peer_seen_s.clear()
         self._activated_s = time.monotonic()
+        self.publish_if_level_changed()
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -660,6 +679,7 @@ class StageNode(LifecycleNode):
                     loss_values + self.matched_values())))
         status = DiagnosticStatus(level=health.level.as_byte(), name=f'{self._fqn}: {self.STAGE}',
                                   message=health.message, hardware_id=self.hardware_id)
+        self._last_level = status.level
         status.values = [KeyValue(key=k, value=v) for k, v in health.values]
         return status
 
