@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from support.onnx_models import make_yolov8_model
 from support.outside import Outside
+from support.waiting import wait_for
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -108,7 +110,9 @@ def test_with_a_generous_deadline_commands_flow(composed, second_context) -> Non
         assert controller.spin_until(lambda: len(controller.of('cmd', stamps)) >= 20, 20.0)
         assert controller.of('miss', stamps) == []
         # The planted model's ball steers the robot: commands that move.
-        assert all(a[2].twist.linear.x > 0 for a in controller.of('cmd', stamps))
+        assert all(a[2].twist.linear.x > 0 for a in controller.of('cmd', stamps)), (
+            [a[2].twist.linear.x for a in controller.of('cmd', stamps)],
+            nodes['action'].stage_status().message, nodes['action'].commander.counts)
     finally:
         controller.close()
 
@@ -129,5 +133,57 @@ def test_hold_publishes_nothing_and_publish_acts_on_late_frames(composed, second
             assert controller.spin_until(lambda: len(controller.of('cmd', stamps)) >= 20, 10.0)
             assert all(a[2].twist.linear.x > 0 for a in controller.of('cmd', stamps))
             assert counts.published_late >= 20
+    finally:
+        controller.close()
+
+
+def test_a_model_slower_than_its_budget_warns_before_its_first_frame(
+        composed, tmp_path) -> None:
+    slow, _ = make_yolov8_model(tmp_path / 'slow.onnx', input_hw=(320, 320), slow_matmuls=25)
+    _, nodes = composed(frames=0, model_path=str(slow), names={'detector'},
+                        overrides={'detector': {'expected_fps': 30.0}})
+    detector = nodes['detector']
+    status = detector.stage_status()
+    assert detector.inferences == 0 and status.level == b'\x01', status.message
+    assert 'model too slow' in status.message and 'detector budget 14.0 ms' in status.message
+    assert "fps < the camera's 30.0 fps" in status.message
+    values = {kv.key: kv.value for kv in status.values}
+    assert float(values['warmup_inference_ms']) > 14.0
+
+
+def test_a_detector_that_drops_most_frames_is_warn(composed, tmp_path) -> None:
+    slow, _ = make_yolov8_model(tmp_path / 'slow.onnx', input_hw=(320, 320), slow_matmuls=25)
+    budget = tmp_path / 'budget.yaml'
+    budget.write_text('/**/budget_monitor:\n  ros__parameters:\n    budget_ms:\n'
+                      '      detector: 1000.0\n')
+    _, nodes = composed(frames=0, fps=30.0, model_path=str(slow),
+                        names={'camera', 'preprocess', 'detector'},
+                        overrides={'detector': {'budget_file': str(budget),
+                                                'input_mode': 'thread',
+                                                'max_drop_share': 0.1}})
+    detector = nodes['detector']
+    assert detector.onboarding is not None and detector.onboarding.warning() == ''
+    assert wait_for(lambda: 'dropping' in detector.stage_status().message, 15.0), \
+        detector.stage_status().message
+
+
+def test_start_ups_with_a_driver_already_running_judge_no_frame_late(
+        composed, second_context) -> None:
+    """The first frames pay the start; the grace keeps them from reading as misses."""
+    controller = Controller(second_context)
+    try:
+        for _ in range(3):
+            container, nodes = composed(frames=0, start=False, overrides={
+                'camera': {'source': 'topic'},
+                'action': {'deadline_grace_s': 1.0, 'obstacle_classes': ['cone']},
+                'budget_monitor': {'deadline_grace_s': 1.0}})
+            stamps = controller.drive(3)  # frames already flowing while the pipeline starts
+            assert not container.start()
+            stamps |= controller.drive(50)  # ~4 s at 15 Hz
+            monitor, action = nodes['budget_monitor'], nodes['action']
+            assert wait_for(lambda: monitor.traces_seen + monitor.traces_in_grace >= 40, 10.0)
+            assert controller.of('miss', stamps) == []
+            assert monitor.misses_published == 0 and action.gate.counts.late_frames == 0
+            container.shutdown()
     finally:
         controller.close()
