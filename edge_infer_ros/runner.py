@@ -82,7 +82,11 @@ class RunOptions:
         result: dict[str, dict[str, Any]] = {
             'camera': {'max_frames': self.frames, 'width': self.width, 'height': self.height,
                        'fps': self.fps, 'seed': self.seed},
-            'detector': {'backend': self.backend},
+            'detector': {'backend': self.backend, 'expected_fps': self.fps},
+            # The camera starts once every stage is active and warm: the report judges every
+            # frame (the start-up grace is for drivers that start before the pipeline).
+            'action': {'deadline_grace_s': 0.0},
+            'budget_monitor': {'deadline_grace_s': 0.0},
         }
         if self.model_path:
             for name in ('preprocess', 'detector'):

@@ -172,3 +172,13 @@ def test_quick_foreign_publisher_results_are_well_formed(tmp_path: Path) -> None
     assert package['exact'] is True  # delivered + counted lost = sent
     assert package['delivered'] + package['lost_counted'] == package['sent']
     _check_stats(package['end_to_end'], 'package.end_to_end')
+
+
+def test_quick_lateness_check_results_are_well_formed() -> None:
+    result = _run(['bench.lateness_check', '--quick'], timeout=120)
+    figures = json.loads(result.stdout)
+    assert figures['frames'] == 400
+    for name in ('action_work', 'action_work_with_check', 'late_frame_trace_and_blame'):
+        for key in ('p50_ms', 'p99_ms'):
+            _positive(figures[name][key], f'{name}.{key}')
+    assert isinstance(figures['added_p99_ms'], float)

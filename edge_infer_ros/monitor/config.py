@@ -38,6 +38,15 @@ RESERVED_NAMES = frozenset({INGEST, TRANSPORT, END_TO_END, SLACK})
 BUDGET_PREFIX = 'budget_ms.'
 
 
+#: Prefix of the per-camera sections: ``cameras.<camera>.deadline_ms``,
+#: ``cameras.<camera>.budget_ms.<item>``.
+CAMERAS_PREFIX = 'cameras.'
+
+
+#: Keys a camera's section may set (besides ``budget_ms.<stage>``).
+CAMERA_KEYS = frozenset({'deadline_ms'})
+
+
 DEFAULT_STAGE_BUDGETS_MS: dict[str, float] = {
     'preprocess': 4.0,
     'detector': 14.0,
@@ -88,11 +97,22 @@ class BudgetConfig:
     stale_timeout_s: float = 1.0
     min_samples: int = 5
     diagnostics_period_s: float = 1.0
-    hardware_id: str = 'edge_infer_ros'
+    #: '' : the monitor node's namespace (see ros/nodes/base.py hardware_id_for).
+    hardware_id: str = ''
     #: Bounds of the tracker's state (traces with ever-new names must not grow it).
     max_cameras: int = 16
     max_stages: int = 16
     entry_timeout_s: float = 30.0
+    #: Per camera (named by its frames' frame_id): ``deadline_ms`` and ``budget_ms.<item>``
+    #: overriding the values above for that camera's frames.
+    cameras: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+
+    def for_camera(self, camera: str) -> 'BudgetConfig':
+        """Return the budgets of one camera: the defaults with its section applied."""
+        section = self.cameras.get(camera)
+        if not section:
+            return self
+        return BudgetConfig.from_mapping(section, base=dataclasses.replace(self, cameras={}))
 
     def problems(self) -> list[str]:
         """Return every reason the configuration is invalid (empty when valid)."""
@@ -142,6 +162,7 @@ class BudgetConfig:
             problems.append(f'hardware_id has {len(self.hardware_id)} characters, at most '
                             f'{MAX_HARDWARE_ID}')
         problems.extend(_bound_problems(self))
+        problems.extend(_camera_problems(self))
         return problems
 
     def validate(self) -> 'BudgetConfig':
@@ -205,6 +226,9 @@ class BudgetConfig:
             'max_stages': int(self.max_stages),
             'entry_timeout_s': float(self.entry_timeout_s),
         })
+        for camera, section in self.cameras.items():
+            for key, value in section.items():
+                mapping[f'{CAMERAS_PREFIX}{camera}.{key}'] = float(value)
         return mapping
 
     @classmethod
@@ -228,8 +252,12 @@ class BudgetConfig:
             base, stage_budgets_ms=dict(base.stage_budgets_ms))
         stages: dict[str, float] = {}
         unknown: list[str] = []
+        cameras: dict[str, dict[str, float]] = {}
         for key, value in flat.items():
-            if key.startswith(BUDGET_PREFIX):
+            if key.startswith(CAMERAS_PREFIX):
+                camera, _, item = key[len(CAMERAS_PREFIX):].partition('.')
+                cameras.setdefault(camera, {})[item] = _number(key, value)
+            elif key.startswith(BUDGET_PREFIX):
                 name = key[len(BUDGET_PREFIX):]
                 number = _number(key, value)
                 if name == INGEST:
@@ -257,6 +285,11 @@ class BudgetConfig:
                 config.stage_budgets_ms = stages
             else:
                 config.stage_budgets_ms.update(stages)
+        if cameras:
+            merged = {name: dict(section) for name, section in config.cameras.items()}
+            for name, section in cameras.items():
+                merged.setdefault(name, {}).update(section)
+            config.cameras = merged
         return config.validate()
 
 
@@ -291,6 +324,36 @@ def _bound_problems(config: BudgetConfig) -> list[str]:
     return problems
 
 
+#: Most cameras a budget file may name (each is followed like any other camera).
+MAX_CONFIGURED_CAMERAS = 64
+
+
+def _camera_problems(config: BudgetConfig) -> list[str]:
+    """Return why the per-camera sections are invalid: names, keys, values."""
+    problems: list[str] = []
+    if not isinstance(config.cameras, Mapping):
+        return [f'cameras must be a mapping of camera name to budgets, got '
+                f'{type(config.cameras).__name__}']
+    if len(config.cameras) > MAX_CONFIGURED_CAMERAS:
+        problems.append(f'cameras names {len(config.cameras)} cameras, at most '
+                        f'{MAX_CONFIGURED_CAMERAS}')
+    for camera, section in config.cameras.items():
+        if not isinstance(camera, str) or not _NAME_RE.match(camera):
+            problems.append(f'camera name {camera!r} in cameras is not a valid parameter name '
+                            "(letters, digits, underscores; the frames' frame_id)")
+            continue
+        for key, value in section.items():
+            where = f'{CAMERAS_PREFIX}{camera}.{key}'
+            item = key[len(BUDGET_PREFIX):] if key.startswith(BUDGET_PREFIX) else ''
+            if key not in CAMERA_KEYS and not (item and _NAME_RE.match(item)):
+                problems.append(f'{where}: unknown key (deadline_ms or budget_ms.<stage>)')
+            elif item == SLACK or item == END_TO_END:
+                problems.append(f'{where}: {item} cannot be set per camera')
+            elif not _is_finite(value) or value <= 0:
+                problems.append(f'{where} must be a finite number > 0, got {value!r}')
+    return problems
+
+
 def _unwrap(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     """Strip a ``node: ros__parameters:`` wrapper, if there is one."""
     if not isinstance(mapping, Mapping):
@@ -320,4 +383,40 @@ def _integer(key: str, value: Any) -> int:
 
 def own_copy(config: BudgetConfig) -> BudgetConfig:
     """Copy a config so later changes by the caller cannot bypass set_config."""
-    return dataclasses.replace(config, stage_budgets_ms=dict(config.stage_budgets_ms))
+    return dataclasses.replace(config, stage_budgets_ms=dict(config.stage_budgets_ms),
+                               cameras={k: dict(v) for k, v in config.cameras.items()})
+
+
+#: Largest budget file read (a parameter file of a few kB; anything larger is a mistake).
+MAX_BUDGET_FILE_BYTES = 1_000_000
+
+
+def load_budget_file(path: str) -> BudgetConfig:
+    """
+    Read a budget file (config/budget.yaml's format) into a validated config.
+
+    Raises ValueError with a one-line reason naming the file: missing, too large, not YAML,
+    or invalid budgets.
+    """
+    import yaml  # only where a file is read: the monitor's plain logic needs no YAML
+
+    try:
+        with open(path, 'rb') as stream:
+            data = stream.read(MAX_BUDGET_FILE_BYTES + 1)
+    except OSError as error:
+        raise ValueError(f'budget file {path}: {error.strerror or error}') from None
+    if len(data) > MAX_BUDGET_FILE_BYTES:
+        raise ValueError(f'budget file {path} is larger than {MAX_BUDGET_FILE_BYTES} bytes')
+    try:
+        document = yaml.safe_load(data)
+    except yaml.YAMLError as error:
+        mark = getattr(error, 'problem_mark', None)
+        where = f' line {mark.line + 1}' if mark is not None else ''
+        raise ValueError(f'budget file {path}{where}: not valid YAML '
+                         f'({getattr(error, "problem", None) or error})') from None
+    if not isinstance(document, Mapping):
+        raise ValueError(f'budget file {path}: expected a mapping of node sections')
+    try:
+        return BudgetConfig.from_mapping(document)
+    except ValueError as error:
+        raise ValueError(f'budget file {path}: {error}') from None

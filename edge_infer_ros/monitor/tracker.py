@@ -97,7 +97,7 @@ class BudgetTracker:
     def __init__(self, config: Optional[BudgetConfig] = None) -> None:
         """Start with no cameras; ``config`` defaults to ``BudgetConfig()``."""
         self._config = own_copy(BudgetConfig() if config is None else config.validate())
-        self._deadline_ms = float(self._config.deadline_ms)
+        self._per_camera: dict[str, BudgetConfig] = {}
         self._cameras: dict[str, _CameraState] = {}
 
     @property
@@ -108,6 +108,19 @@ class BudgetTracker:
     def cameras(self) -> list[str]:
         """Return the cameras seen, in order of first trace."""
         return list(self._cameras)
+
+    def silent_configured_cameras(self) -> list[str]:
+        """Return the cameras the budget file names that no trace has come from."""
+        return [name for name in self._config.cameras if name not in self._cameras]
+
+    def budgets(self, camera: str) -> BudgetConfig:
+        """Return the budgets in force for one camera (its section of the file applied)."""
+        config = self._per_camera.get(camera)
+        if config is None:
+            config = self._config.for_camera(camera)
+            if camera in self._config.cameras:  # bounded: only the file's cameras are kept
+                self._per_camera[camera] = config
+        return config
 
     def _max_age_s(self) -> Optional[float]:
         return self._config.window_max_age_s or None
@@ -122,7 +135,7 @@ class BudgetTracker:
         config = own_copy(config.validate())
         old = self._config
         self._config = config
-        self._deadline_ms = float(config.deadline_ms)
+        self._per_camera.clear()
         size = int(config.window_size)
         max_age = self._max_age_s()
         if size != old.window_size or config.window_max_age_s != old.window_max_age_s:
@@ -172,9 +185,9 @@ class BudgetTracker:
         camera.end_to_end.add(latency_ms, now_ns)
         camera.last_ns = now_ns
         camera.frames += 1
-        if latency_ms <= self._deadline_ms:
+        if latency_ms <= self.budgets(trace.camera).deadline_ms:
             return None
-        miss = self._blame(trace, latency_ms, ingest_ms, hops_ms)
+        miss = blame(trace, self.budgets(trace.camera), latency_ms, ingest_ms, hops_ms)
         camera.misses += 1
         camera.blamed[miss.worst_stage] += 1
         camera.recent_misses.append((now_ns, miss.worst_stage))
@@ -231,26 +244,6 @@ class BudgetTracker:
             count += len(stages)
         return count
 
-    def _blame(self, trace: FrameTrace, latency_ms: float, ingest_ms: float,
-               transport_ms: float) -> DeadlineMiss:
-        """Name the item most over its own budget, for the miss event (see worst_item)."""
-        config = self._config
-        # (name, component, time, budget or NaN), in pipeline order.
-        items: list[tuple[str, str, float, float]] = [
-            (INGEST, TRANSPORT, ingest_ms, config.ingest_ms)]
-        for timing in trace.stages:
-            wait_ms = timing.queue_wait_ns / 1e6
-            service_ms = timing.service_ns / 1e6
-            budget = config.stage_budgets_ms.get(timing.stage)
-            items.append((timing.stage, SERVICE if service_ms >= wait_ms else QUEUE_WAIT,
-                          wait_ms + service_ms, math.nan if budget is None else budget))
-        items.append((TRANSPORT, TRANSPORT, transport_ms, config.transport_ms))
-        worst = worst_item(items)
-        deadline = self._deadline_ms
-        return DeadlineMiss(trace.camera, trace.seq, trace.stamp_ns, trace.frame_id,
-                            deadline, latency_ms, latency_ms - deadline,
-                            worst[0], worst[1], worst[2], worst[3])
-
     # ----------------------------------------------------------------- verdicts
 
     def statuses(self, now_ns: Optional[int] = None) -> list[StageStatus]:
@@ -298,7 +291,7 @@ class BudgetTracker:
 
     def _stage_verdict(self, camera_name: str, camera: _CameraState, stage: str,
                        state: _StageState, now_ns: int) -> StageVerdict:
-        config = self._config
+        config = self.budgets(camera_name)
         q = float(config.warn_percentile)
         service = state.service.summary(now_ns)
         wait = state.queue_wait.summary(now_ns)
@@ -330,7 +323,7 @@ class BudgetTracker:
     def _path_verdict(self, camera_name: str, camera: _CameraState, item: str,
                       now_ns: int) -> PathVerdict:
         """Judge a camera's ingest or transport sum against its budget."""
-        config = self._config
+        config = self.budgets(camera_name)
         q = float(config.warn_percentile)
         if item == INGEST:
             window, budget = camera.ingest, float(config.ingest_ms)
@@ -367,9 +360,9 @@ class BudgetTracker:
         the window holds at least min_samples frames (one slow first frame of
         a fresh start is a WARN, not an ERROR); ERROR when no frames arrive.
         """
-        config = self._config
+        config = self.budgets(camera_name)
         q = float(config.warn_percentile)
-        deadline = self._deadline_ms
+        deadline = float(config.deadline_ms)
         summary = camera.end_to_end.summary(now_ns)
         value_q = summary.percentile(q)
         misses = summary.count_above(deadline)
@@ -438,6 +431,7 @@ class BudgetTracker:
         for name, camera in self._cameras.items():
             stages = {stage: next(judged).entry() for stage in camera.stages}
             report: dict[str, Any] = {
+                'deadline_ms': float(self.budgets(name).deadline_ms),
                 'frames': camera.frames,
                 'deadline_misses': camera.misses,
                 'miss_rate': camera.misses / camera.frames if camera.frames else 0.0,
@@ -448,11 +442,41 @@ class BudgetTracker:
             cameras[name] = report
         return {
             'now_ns': int(now_ns),
-            'deadline_ms': self._deadline_ms,
+            'deadline_ms': float(self._config.deadline_ms),
             'warn_percentile': float(self._config.warn_percentile),
             'config': self._config.to_mapping(),
             'cameras': cameras,
         }
+
+
+def blame(trace: FrameTrace, config: BudgetConfig, latency_ms: float,
+          ingest_ms: Optional[float] = None, transport_ms: Optional[float] = None
+          ) -> DeadlineMiss:
+    """
+    Return the deadline miss of a late frame, naming the item most over its own budget.
+
+    ``config`` holds the budgets of the frame's camera. Ingest and transport are taken from the
+    trace's hops unless given (the tracker has summed them already); see worst_item.
+    """
+    if ingest_ms is None or transport_ms is None:
+        walked = [hop_ns / 1e6 for _, hop_ns in hops(trace.stamp_ns, trace.stages)]
+        ingest_ms = walked[0] if walked else 0.0
+        transport_ms = sum(walked[1:])
+    # (name, component, time, budget or NaN), in pipeline order.
+    items: list[tuple[str, str, float, float]] = [
+        (INGEST, TRANSPORT, ingest_ms, config.ingest_ms)]
+    for timing in trace.stages:
+        wait_ms = timing.queue_wait_ns / 1e6
+        service_ms = timing.service_ns / 1e6
+        budget = config.stage_budgets_ms.get(timing.stage)
+        items.append((timing.stage, SERVICE if service_ms >= wait_ms else QUEUE_WAIT,
+                      wait_ms + service_ms, math.nan if budget is None else budget))
+    items.append((TRANSPORT, TRANSPORT, transport_ms, config.transport_ms))
+    worst = worst_item(items)
+    deadline = float(config.deadline_ms)
+    return DeadlineMiss(trace.camera, trace.seq, trace.stamp_ns, trace.frame_id,
+                        deadline, latency_ms, latency_ms - deadline,
+                        worst[0], worst[1], worst[2], worst[3])
 
 
 def _evict(entries: dict[str, Any], stale_before_ns: float, wanted: int) -> int:

@@ -194,3 +194,17 @@ class ParameterServicesClient:
 
 #: rclpy's client where it exists, else the fallback above (same calls, same replies).
 AsyncParameterClient: Any = _NativeParameterClient or ParameterServicesClient
+
+
+def parameter_overrides(node: Node, prefix: str) -> dict[str, Any]:
+    """
+    Return the values a parameter file or ``-p`` gave for names under ``prefix``.
+
+    A node can declare parameters whose names the file chooses (a camera's section of the
+    budget file) only by reading its overrides before declaring. rclpy keeps them in
+    ``Node._parameter_overrides`` on every distribution from Humble to Kilted and has no public
+    getter (``automatically_declare_parameters_from_overrides`` would declare them without
+    descriptors); without the attribute, no such section is read.
+    """
+    overrides = getattr(node, '_parameter_overrides', None) or {}
+    return {name: param.value for name, param in overrides.items() if name.startswith(prefix)}

@@ -20,8 +20,9 @@ from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.image import ENCODINGS, image_view, ImageError, read_only
 from edge_infer_ros.core.payloads import (CandidatePayload, Command, DetectionPayload,
                                           ImagePayload, TensorPayload)
+from edge_infer_ros.monitor.verdicts import DeadlineMiss
 from edge_infer_ros_msgs import msg as eir
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import Twist, TwistStamped
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -269,11 +270,20 @@ def detections_from_msg(msg: eir.DetectionArray) -> Envelope:
 # -- outputs of the last stage --------------------------------------------------------------------
 def command_to_msg(envelope: Envelope) -> TwistStamped:
     """Build the TwistStamped of a command, stamped with the frame's capture time."""
-    command: Command = envelope.payload
     msg = _header(TwistStamped(), envelope)
-    msg.twist.linear.x = float(command.linear_x)
-    msg.twist.angular.z = float(command.angular_z)
+    _fill_twist(msg.twist, envelope.payload)
     return msg
+
+
+def command_to_twist(envelope: Envelope) -> Twist:
+    """Build the plain Twist of a command, for a base that takes no header (Humble's)."""
+    return _fill_twist(Twist(), envelope.payload)
+
+
+def _fill_twist(twist: Twist, command: Command) -> Twist:
+    twist.linear.x = float(command.linear_x)
+    twist.angular.z = float(command.angular_z)
+    return twist
 
 
 def trace_to_msg(envelope: Envelope) -> eir.FrameTrace:
@@ -290,3 +300,21 @@ def trace_from_msg(msg: eir.FrameTrace) -> Envelope:
     camera, stamp, stages = _checked_header(msg, msg.camera, msg.stages)
     trace = FrameTrace(camera, msg.seq, stamp, msg.header.frame_id, stages)
     return Envelope(trace.camera, trace.seq, trace.stamp_ns, trace.frame_id, (), trace)
+
+
+def deadline_miss_to_msg(envelope: Envelope) -> eir.DeadlineMiss:
+    """Build the DeadlineMiss message of a late frame (stamped with its capture time)."""
+    miss: DeadlineMiss = envelope.payload
+    msg = eir.DeadlineMiss(camera=miss.camera, seq=miss.seq, deadline_ms=miss.deadline_ms,
+                           latency_ms=miss.latency_ms, overrun_ms=miss.overrun_ms,
+                           worst_stage=miss.worst_stage, worst_component=miss.worst_component,
+                           worst_stage_ms=miss.worst_stage_ms,
+                           worst_stage_budget_ms=miss.worst_stage_budget_ms)
+    ns_to_stamp(miss.stamp_ns, msg.header.stamp)
+    msg.header.frame_id = miss.frame_id
+    return msg
+
+
+def deadline_miss_key(msg: eir.DeadlineMiss) -> tuple[int, str]:
+    """Identity of the frame a DeadlineMiss reports: its capture stamp and camera."""
+    return (stamp_to_ns(msg.header.stamp), msg.camera)

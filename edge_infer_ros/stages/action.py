@@ -154,3 +154,66 @@ class FrameCommander:
         self.counts.stops += command.stop
         self.counts.ignored_detections += command.ignored
         return command, fresh
+
+
+#: Most cameras the drive rule remembers (names from the frames: bounded state).
+MAX_DRIVE_CAMERAS = 64
+
+
+@dataclass
+class DriveCamera:
+    """
+    Which camera's frames may steer the robot.
+
+    Several cameras can feed one detector; their commands must not interleave on one
+    ``cmd_vel`` (a target seen behind the robot would steer it as if ahead). With
+    ``drive_camera`` set, only that camera's frames give commands and the others are ignored
+    and counted. Unset, the stage drives while a single camera sends frames and refuses to
+    drive (stops) once a second one appears, saying what to set.
+    """
+
+    drive_camera: str = ''
+    cameras_seen: list[str] = field(default_factory=list)
+    other_camera_frames: int = 0
+    ambiguous_frames: int = 0
+
+    def reset(self, drive_camera: str) -> None:
+        """Start again (a new ``drive_camera``, or the stage activated anew)."""
+        self.drive_camera = drive_camera
+        self.cameras_seen.clear()
+
+    def admit(self, camera: str) -> tuple[bool, str]:
+        """
+        Return (drives, refusal) for a frame of ``camera``.
+
+        ``(True, '')``: the frame's command is published. ``(False, '')``: another camera's
+        frame, ignored (counted). ``(False, reason)``: the robot must stop, for ``reason``.
+        """
+        if camera not in self.cameras_seen and len(self.cameras_seen) < MAX_DRIVE_CAMERAS:
+            self.cameras_seen.append(camera)
+        if self.drive_camera:
+            if camera == self.drive_camera:
+                return True, ''
+            self.other_camera_frames += 1
+            return False, ''
+        if len(self.cameras_seen) > 1:
+            self.ambiguous_frames += 1
+            return False, self.ambiguity()
+        return True, ''
+
+    def ambiguity(self) -> str:
+        """Return why the stage refuses to drive ('' while it may)."""
+        if self.drive_camera or len(self.cameras_seen) < 2:
+            return ''
+        shown = ', '.join(self.cameras_seen[:8])
+        return (f'frames from {len(self.cameras_seen)} cameras ({shown}) and no drive_camera: '
+                'stopping; set drive_camera to the camera that steers the robot')
+
+    def missing(self) -> str:
+        """Return a warning while other cameras send frames but drive_camera sends none."""
+        if self.drive_camera and self.cameras_seen and \
+                self.drive_camera not in self.cameras_seen:
+            shown = ', '.join(self.cameras_seen[:8])
+            return (f'drive_camera {self.drive_camera!r} sent no frame; frames came from '
+                    f"{shown} (ignored): check drive_camera against the frames' frame_id")
+        return ''

@@ -8,10 +8,16 @@ loads the model (with fallback) and reports the counters.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+import math
+import time
+from typing import Optional
+
 from edge_infer_ros.core.payloads import CandidatePayload, TensorPayload
 from edge_infer_ros.inference.backends.base import DetectorBackend
 from edge_infer_ros.inference.model_info import ModelInfo
 from edge_infer_ros.inference.yolo import YoloDecoder
+import numpy as np
 
 
 class Detector:
@@ -48,3 +54,73 @@ class Detector:
     def last_non_finite(self) -> int:
         """Anchors of the last frame whose output held NaN or inf."""
         return self.decoder.last_non_finite
+
+
+def warm_up(detector: Detector, runs: int) -> list[float]:
+    """
+    Run the model ``runs`` times on a blank tensor; return each run's time (ms, monotonic).
+
+    The first runs of a session pay allocation, kernel selection and cold caches; paid at
+    configure, they are not paid by the first frames (and not counted as inferences).
+    """
+    model = detector.model
+    tensor = np.zeros(model.input_shape, dtype=np.dtype(model.input_dtype))
+    times_ms = []
+    for _ in range(runs):
+        began = time.perf_counter_ns()
+        detector.backend.infer(tensor)
+        times_ms.append((time.perf_counter_ns() - began) / 1e6)
+    return times_ms
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    """
+    What the warm-up says of a model before any frame flows: its time against the budget.
+
+    ``inference_ms`` is the median of the warm-up runs after the first (the first pays the
+    session's start); ``budget_ms`` the detector's stage budget (None: none known) and
+    ``expected_fps`` the camera rate the detector must keep up with (0: unknown).
+    """
+
+    inference_ms: float
+    budget_ms: Optional[float]
+    expected_fps: float
+
+    @classmethod
+    def from_runs(cls, times_ms: list[float], budget_ms: Optional[float],
+                  expected_fps: float) -> Optional['Onboarding']:
+        """Judge the warm-up runs (None: too few runs to judge)."""
+        steady = sorted(times_ms[1:] if len(times_ms) > 1 else times_ms)
+        if not steady:
+            return None
+        return cls(steady[len(steady) // 2], budget_ms, expected_fps)
+
+    @property
+    def sustainable_fps(self) -> float:
+        """Frames per second this model can run back to back."""
+        return 1000.0 / self.inference_ms if self.inference_ms > 0 else math.inf
+
+    def warning(self) -> str:
+        """Return why the model will not hold its budget or the camera rate ('' if it will)."""
+        problems = []
+        if self.budget_ms is not None and self.inference_ms > self.budget_ms:
+            problems.append(f'inference takes {self.inference_ms:.1f} ms (warm-up median) > '
+                            f'the detector budget {self.budget_ms:.1f} ms')
+        if self.expected_fps > 0 and self.sustainable_fps < self.expected_fps:
+            problems.append(f"it sustains about {self.sustainable_fps:.1f} fps < the camera's "
+                            f'{self.expected_fps:.1f} fps: keep-latest will drop about '
+                            f'{1 - self.sustainable_fps / self.expected_fps:.0%} of the frames')
+        if not problems:
+            return ''
+        return ('model too slow for this pipeline: ' + '; '.join(problems) +
+                ' (a smaller input, an INT8 model or TensorRT, or a lower camera rate)')
+
+
+def drop_warning(dropped: int, received: int, max_share: float, window_s: float) -> str:
+    """Return a WARN when more than ``max_share`` of the window's frames were dropped."""
+    if received <= 0 or dropped / received <= max_share:
+        return ''
+    share = dropped / received
+    return (f'dropping {dropped} of {received} frames in {window_s:.0f} s ({share:.0%} > '
+            f'max_drop_share {max_share:.0%}): inference cannot keep up with the camera')

@@ -585,3 +585,42 @@ def test_format_table():
     widths = {len(line) for line in lines[1:3]}
     assert len(widths) == 1
     assert format_table(BudgetTracker().summary(0)) == 'no frames observed\n'
+
+
+def test_each_camera_gets_the_deadline_and_budgets_of_its_section():
+    """A camera's section overrides the defaults for that camera's frames only."""
+    config = BudgetConfig.from_mapping({'cameras': {
+        'front': {'deadline_ms': 15.0, 'budget_ms': {'detector': 8.0}},
+        'rear': {'deadline_ms': 100.0}}})
+    assert config.for_camera('front').deadline_ms == 15.0
+    assert config.for_camera('front').stage_budgets_ms['detector'] == 8.0
+    assert config.for_camera('front').stage_budgets_ms['nms'] == 5.0
+    assert config.for_camera('other') is config
+    tracker = BudgetTracker(config)
+    front, _ = feed(tracker, 20, camera='front')   # 19.5 ms each: over front's 15 ms
+    rear, _ = feed(tracker, 20, camera='rear', late_every=1)  # 49.5 ms: under rear's 100 ms
+    other, now = feed(tracker, 20, camera='side', late_every=1)  # 49.5 ms: over 45 ms
+    assert (len(front), len(rear), len(other)) == (20, 0, 20)
+    assert {m.deadline_ms for m in front} == {15.0} and {m.deadline_ms for m in other} == {45.0}
+    detector = {(s.camera, s.name): s for s in tracker.statuses(now)}
+    assert detector[('front', 'detector')].level == Level.WARN  # 10.5 ms > front's 8 ms
+    assert 'budget 8.000 ms' in detector[('front', 'detector')].message
+    assert 'budget 14.000 ms' in detector[('side', 'detector')].message
+    summary = tracker.summary(now)
+    assert summary['cameras']['front']['deadline_ms'] == 15.0
+    assert summary['config']['cameras.front.deadline_ms'] == 15.0
+
+
+def test_camera_sections_are_validated_and_named_when_silent():
+    with pytest.raises(ValueError, match='cameras.front.deadline_ms must be a finite number'):
+        BudgetConfig.from_mapping({'cameras.front.deadline_ms': -1.0})
+    with pytest.raises(ValueError, match='cameras.front.color: unknown key'):
+        BudgetConfig.from_mapping({'cameras.front.color': 1.0})
+    with pytest.raises(ValueError, match="camera name 'a b'"):
+        BudgetConfig(cameras={'a b': {'deadline_ms': 1.0}}).validate()
+    with pytest.raises(ValueError, match='slack cannot be set per camera'):
+        BudgetConfig.from_mapping({'cameras.front.budget_ms.slack': 1.0})
+    tracker = BudgetTracker(BudgetConfig.from_mapping({'cameras.front.deadline_ms': 20.0,
+                                                       'cameras.rear.deadline_ms': 20.0}))
+    feed(tracker, 3, camera='front')
+    assert tracker.silent_configured_cameras() == ['rear']

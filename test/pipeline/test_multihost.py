@@ -176,8 +176,8 @@ class Feed:
 def monitor_items(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Return the budget monitor's statuses of the camera, by item (stage or path)."""
     statuses = report['statuses']
-    return {item: statuses[f'budget_monitor: {CAMERA}/{item}'] for item in ITEMS
-            if f'budget_monitor: {CAMERA}/{item}' in statuses}
+    return {item: statuses[f'/budget_monitor: {CAMERA}/{item}'] for item in ITEMS
+            if f'/budget_monitor: {CAMERA}/{item}' in statuses}
 
 
 def node_status(report: dict[str, Any], node: str) -> Optional[dict[str, Any]]:

@@ -86,7 +86,7 @@ def test_two_cameras_share_one_detector_with_results_per_camera(ros_context, sec
         names = {s.name for s in monitor.budget_statuses()}
         for camera in ('front', 'rear'):
             for item in ('preprocess', 'detector', 'nms', 'action', 'end_to_end'):
-                assert f'budget_monitor: {camera}/{item}' in names
+                assert f'/budget_monitor: {camera}/{item}' in names
         assert nms.outputs  # detections, detections/front, detections/rear
     finally:
         outside.destroy_node()

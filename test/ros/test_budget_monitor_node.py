@@ -37,7 +37,7 @@ class Harness:
             'edge_infer_ros::BudgetMonitor', 'budget_monitor',
             param_files=(config_path('budget.yaml'),),
             parameters={'diagnostics_period_s': PERIOD, 'stale_timeout_s': STALE,
-                        'window_max_age_s': 2.0, 'min_samples': 3}))
+                        'window_max_age_s': 2.0, 'min_samples': 3, 'deadline_grace_s': 0.0}))
         self.container.spin_in_background()
         assert not self.container.start()
         self.node = Node('robot', context=second_context)
@@ -91,7 +91,7 @@ class Harness:
         return sent
 
     def status(self, item: str) -> DiagnosticStatus:
-        return self.statuses.get(f'budget_monitor: front/{item}')
+        return self.statuses.get(f'/budget_monitor: front/{item}')
 
     def level_of(self, item: str) -> bytes:
         status = self.status(item)
@@ -181,8 +181,9 @@ def test_budget_changed_through_parameter_services_takes_effect(harness: Harness
 
 def test_stage_wide_input_settings_leave_the_pinned_trace_queue_alone(harness: Harness) -> None:
     """`ros2 param set /budget_monitor queue_depth 2` must not shrink the 1000-deep trace queue."""
-    (trace_input,) = harness.monitor.inputs
+    trace_input, reported_input = harness.monitor.inputs  # traces, misses the action published
     assert (trace_input.mode, trace_input.depth) == ('thread', 1000)
+    assert (reported_input.mode, reported_input.depth) == ('inline', 1)
     assert harness.params.wait_for_services(timeout_sec=5.0)
     future = harness.params.set_parameters([Parameter('queue_depth', value=2),
                                             Parameter('input_mode', value='inline')])
@@ -190,6 +191,7 @@ def test_stage_wide_input_settings_leave_the_pinned_trace_queue_alone(harness: H
     assert all(r.successful for r in future.result().results)
     assert harness.monitor.p['queue_depth'] == 2  # accepted, and applies to frame inputs only
     assert (trace_input.mode, trace_input.depth) == ('thread', 1000)
+    assert (reported_input.mode, reported_input.depth) == ('inline', 1)
     # Traces still flow and are judged after the change.
     before = harness.monitor.traces_seen
     harness.send(detector_service_ms=3.0, count=5)

@@ -162,7 +162,7 @@ def test_a_hung_stage_is_reported_by_the_watchdog(composed) -> None:
     try:
         def path_level() -> bytes:
             statuses = {s.name: s for s in monitor.budget_statuses()}
-            return statuses['budget_monitor: camera_optical_frame/end_to_end'].level
+            return statuses['/budget_monitor: camera_optical_frame/end_to_end'].level
         assert wait_for(lambda: path_level() == DiagnosticStatus.ERROR, 3.0)
     finally:
         detector_input._callback = original

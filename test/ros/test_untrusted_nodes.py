@@ -227,8 +227,9 @@ _FLOOD = textwrap.dedent("""
     import json, time
     import psutil, rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
     rclpy.init()
-    node = BudgetMonitorNode()
+    node = BudgetMonitorNode(parameter_overrides=[Parameter('deadline_grace_s', value=0.0)])
     assert node.start()
     trace_input = node.inputs[0]
     process = psutil.Process()

@@ -8,7 +8,7 @@ from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.payloads import TensorPayload
 from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_infer_ros.inference.model_info import load_model_info
-from edge_infer_ros.stages.detector import Detector
+from edge_infer_ros.stages.detector import Detector, drop_warning, Onboarding, warm_up
 import numpy as np
 import pytest
 from support.onnx_models import make_yolov8_model
@@ -76,3 +76,31 @@ def test_a_tensor_that_does_not_fit_the_model_is_refused(tmp_path, shape, dtype)
     with pytest.raises(ValueError, match='expects a tensor of shape'):
         detector(_tensor(shape, dtype), 0.5)
     assert detector.inferences == 0
+
+
+def test_warm_up_runs_the_model_without_counting_frames(tmp_path) -> None:
+    detector = _detector(tmp_path, np.array([[0.9, 0.1]], np.float32),
+                         np.array([[10, 10, 4, 4]], np.float32))
+    times = warm_up(detector, 4)
+    assert len(times) == 4 and all(t > 0 for t in times)
+    assert detector.inferences == 0
+
+
+def test_onboarding_names_the_sustainable_rate_of_a_slow_model() -> None:
+    slow = Onboarding.from_runs([90.0, 40.0, 41.0, 39.0], budget_ms=14.0, expected_fps=30.0)
+    assert slow.inference_ms == 40.0 and slow.sustainable_fps == 25.0
+    text = slow.warning()
+    assert '40.0 ms (warm-up median) > the detector budget 14.0 ms' in text
+    assert "about 25.0 fps < the camera's 30.0 fps" in text and '17%' in text
+    fast = Onboarding.from_runs([30.0, 5.0, 5.0], budget_ms=14.0, expected_fps=30.0)
+    assert fast.warning() == ''
+    unknown_rate = Onboarding.from_runs([30.0, 20.0], budget_ms=None, expected_fps=0.0)
+    assert unknown_rate.warning() == ''
+    assert Onboarding.from_runs([], 14.0, 30.0) is None
+
+
+def test_a_detector_dropping_most_frames_warns() -> None:
+    assert drop_warning(40, 100, 0.5, 10.0) == ''
+    assert 'dropping 60 of 100 frames in 10 s (60% > max_drop_share 50%)' in \
+        drop_warning(60, 100, 0.5, 10.0)
+    assert drop_warning(0, 0, 0.5, 10.0) == ''

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from edge_infer_ros.core.params import markdown_table, ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.payloads import DetectionPayload
-from edge_infer_ros.stages.action import ActionPolicy, CommandCounts, FrameCommander
+from edge_infer_ros.stages.action import (ActionPolicy, CommandCounts, DriveCamera,
+                                          FrameCommander, MAX_DRIVE_CAMERAS)
 import numpy as np
 import pytest
 
@@ -120,3 +121,30 @@ def test_markdown_table_lists_every_spec() -> None:
                                               runtime=False)])
     assert '| `fps` | double | `30` | [0.1, 1000] | yes | rate |' in table
     assert "| `source` | string | `'synthetic'` | a \\| b | no | s |" in table
+
+
+def test_drive_camera_ignores_the_other_cameras() -> None:
+    drive = DriveCamera('front')
+    assert drive.admit('front') == (True, '')
+    assert drive.admit('rear') == (False, '')
+    assert drive.admit('rear') == (False, '') and drive.other_camera_frames == 2
+    assert drive.admit('front') == (True, '') and drive.missing() == ''
+
+
+def test_without_drive_camera_a_second_camera_stops_the_robot() -> None:
+    drive = DriveCamera()
+    assert drive.admit('front') == (True, '')
+    drives, refusal = drive.admit('rear')
+    assert not drives and 'set drive_camera' in refusal and 'front, rear' in refusal
+    assert drive.admit('front')[0] is False and drive.ambiguous_frames == 2
+    drive.reset('rear')
+    assert drive.admit('rear') == (True, '') and drive.ambiguity() == ''
+
+
+def test_a_drive_camera_that_never_sends_is_named() -> None:
+    drive = DriveCamera('front_camera')
+    drive.admit('front_optical_frame')
+    assert "drive_camera 'front_camera' sent no frame" in drive.missing()
+    for index in range(MAX_DRIVE_CAMERAS * 2):  # names from frames: bounded
+        drive.admit(f'camera{index}')
+    assert len(drive.cameras_seen) == MAX_DRIVE_CAMERAS

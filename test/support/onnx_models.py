@@ -35,13 +35,15 @@ def make_constant_output_model(path: PathLike, output: np.ndarray,
                                input_dims: Optional[Sequence[Union[int, str]]] = None,
                                output_dims: Optional[Sequence[Union[int, str]]] = None,
                                extra_outputs: int = 0,
-                               metadata: Optional[dict[str, str]] = None) -> Path:
+                               metadata: Optional[dict[str, str]] = None,
+                               slow_matmuls: int = 0) -> Path:
     """
     Write a model whose output is always ``output``; return the path.
 
     ``input_dims`` / ``output_dims`` override the declared shapes (strings make dims
     dynamic); by default they are [1, 3, H, W] and ``output.shape``. ``extra_outputs`` adds
-    more outputs (copies of the first) to test multi-output handling.
+    more outputs (copies of the first) to test multi-output handling. ``slow_matmuls`` adds
+    that many 512x512 matrix products that depend on the input (a slow model, same output).
     """
     elem = _ELEM[dtype]
     out = np.asarray(output, dtype=dtype)
@@ -55,6 +57,17 @@ def make_constant_output_model(path: PathLike, output: np.ndarray,
     inits = [numpy_helper.from_array(out, 'planted'),
              numpy_helper.from_array(np.zeros((), dtype=dtype), 'zero')]
     nodes.insert(0, helper.make_node('Identity', [input_name], ['images_in']))
+    if slow_matmuls:  # work ONNX Runtime cannot fold: it depends on the input's mean
+        inits.append(numpy_helper.from_array(np.full((512, 512), 1e-3, dtype), 'weights'))
+        work = [helper.make_node('Mul', ['weights', 'mean'], ['work0'])]
+        for i in range(slow_matmuls):
+            work.append(helper.make_node('MatMul', [f'work{i}', 'weights'], [f'work{i + 1}']))
+        work += [helper.make_node('ReduceMean', [f'work{slow_matmuls}'], ['work_mean'],
+                                  keepdims=0),
+                 helper.make_node('Mul', ['work_mean', 'zero'], ['more_nothing'])]
+        nodes[2:2] = work  # after ReduceMean(images_in) -> mean
+        nodes[-1] = helper.make_node('Add', ['planted', 'nothing'], ['planted_out'])
+        nodes.append(helper.make_node('Add', ['planted_out', 'more_nothing'], [output_name]))
     outputs = [helper.make_tensor_value_info(output_name, elem, out_dims)]
     for i in range(extra_outputs):
         name = f'extra{i}'

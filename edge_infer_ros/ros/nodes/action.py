@@ -14,28 +14,42 @@ expects of its inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any, Optional
 
-from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
+from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns, StageTiming
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import Command, DetectionPayload, ImagePayload
+from edge_infer_ros.core.resources import config_path
+from edge_infer_ros.core.validate import MAX_NAME_LENGTH
+from edge_infer_ros.monitor.config import BudgetConfig, load_budget_file
+from edge_infer_ros.monitor.lateness import LATE_FRAME_POLICIES, LateFrameGate
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
-from edge_infer_ros.stages.action import ActionPolicy, FrameCommander
+from edge_infer_ros.stages.action import ActionPolicy, DriveCamera, FrameCommander
 from edge_infer_ros.stages.debug_view import draw_debug_image
-from edge_infer_ros_msgs.msg import DetectionArray, FrameTrace as FrameTraceMsg
-from geometry_msgs.msg import TwistStamped
+from edge_infer_ros_msgs.msg import (DeadlineMiss as DeadlineMissMsg, DetectionArray,
+                                     FrameTrace as FrameTraceMsg)
+from geometry_msgs.msg import Twist, TwistStamped
 from sensor_msgs.msg import Image
 
 POLICY_PARAMS = ('target_classes', 'obstacle_classes', 'min_score', 'near_field_fraction',
                  'max_linear_speed', 'max_angular_speed', 'steering_gain')
 
 
+def _frame_id_problem(value: str) -> Optional[str]:
+    """Refuse a command frame that no TF tree can hold (empty, spaces, absurd length)."""
+    if not value or len(value) > MAX_NAME_LENGTH or any(c.isspace() for c in value):
+        return (f'command_frame_id {value[:80]!r} must be 1 to {MAX_NAME_LENGTH} characters '
+                'without spaces')
+    return None
+
+
 class ActionNode(StageNode):
-    """Publishes ``cmd_vel`` (TwistStamped) and the frame ``trace``."""
+    """Publishes ``cmd_vel`` (TwistStamped or Twist) and the frame ``trace``."""
 
     STAGE = 'action'
     DEFAULT_NAME = 'action'
@@ -58,6 +72,28 @@ class ActionNode(StageNode):
                   high=60.0),
         ParamSpec('max_frame_age_s', 0.5, 'detections of a frame captured longer ago than '
                   'this give a stop instead of a command, s', low=0.001, high=60.0),
+        ParamSpec('drive_camera', '', "the camera (its frames' frame_id) whose frames steer the "
+                  "robot; other cameras' frames are ignored and counted ('': the only camera; "
+                  'frames from a second one give stops and a WARN)'),
+        ParamSpec('command_type', 'twist_stamped', 'message type of cmd_vel: twist_stamped '
+                  "(ros2_control's diff_drive_controller on Jazzy and later) or twist (Humble, "
+                  'most other bases)', choices=('twist_stamped', 'twist'), runtime=False),
+        ParamSpec('command_frame_id', 'base_link', 'header.frame_id of every command, the '
+                  "watchdog's stops included (the frame the twist is expressed in)",
+                  check=_frame_id_problem),
+        ParamSpec('late_frame_policy', 'stop', "a frame older than its camera's deadline when "
+                  'it reaches this stage: its DeadlineMiss is published first, then stop (a zero '
+                  'command), hold (no command; the base keeps its last one until its own '
+                  'timeout) or publish (its command as if on time)', choices=LATE_FRAME_POLICIES),
+        ParamSpec('budget_file', '', "the budget monitor's file whose deadline (per camera) "
+                  "late frames are judged by ('': the shipped config/budget.yaml)",
+                  runtime=False),
+        ParamSpec('deadline_ms', 0.0, "end-to-end deadline, ms (0: the budget file's; a "
+                  "camera's section there still wins); the launch argument deadline_ms sets "
+                  "this and the monitor's", low=0.0, high=1e6),
+        ParamSpec('deadline_grace_s', 1.0, 'frames captured within this long after activation '
+                  'are not judged late (start-up: discovery, first allocations), s', low=0.0,
+                  high=600.0),
         ParamSpec('publish_trace', True, "publish each frame's trace on trace (the budget "
                   'monitor needs it)'),
         ParamSpec('debug_image', False, 'publish debug_image (boxes, labels, stage latencies) '
@@ -67,6 +103,9 @@ class ActionNode(StageNode):
     def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.commander = FrameCommander(self._policy(), self.p['max_frame_age_s'])
+        self.drive = DriveCamera(self.p['drive_camera'])
+        self.gate: Optional[LateFrameGate] = None
+        self._budget = BudgetConfig()
         self.debug_images_drawn = 0
         self._debug_input: Optional[StageInput] = None
         self._debug_lock = threading.Lock()
@@ -76,7 +115,7 @@ class ActionNode(StageNode):
         self._command_lock = threading.Lock()
         self._last_fresh_ns = 0
         self._last_stop_ns = 0
-        self._last_frame = ('', '')  # camera, frame_id of the latest command
+        self._last_camera = ''  # camera of the latest command
         self._watchdog: Optional[threading.Thread] = None
         self._watchdog_wake = threading.Event()
         self._watchdog_quit = False
@@ -107,6 +146,14 @@ class ActionNode(StageNode):
             self.commander.policy = self._policy()
             self._checked_names = None  # check the classes again
         self.commander.max_frame_age_s = self.p['max_frame_age_s']
+        if self.gate is not None:
+            self.gate.policy = self.p['late_frame_policy']
+            self.gate.grace_ns = int(self.p['deadline_grace_s'] * 1e9)
+            if 'deadline_ms' in changed:
+                self.gate.set_config(self._with_deadline(self._budget))
+        if 'drive_camera' in changed:
+            with self._command_lock:
+                self.drive.reset(self.p['drive_camera'])
         if 'command_timeout_s' in changed:
             self._watchdog_wake.set()  # the new timeout applies at once
 
@@ -114,17 +161,39 @@ class ActionNode(StageNode):
         """Input detections; outputs cmd_vel, trace, debug_image."""
         self.add_input(topics.DETECTIONS, DetectionArray, convert.detections_from_msg,
                        self._on_detections)
-        self.cmd_out = self.add_output(topics.CMD_VEL, TwistStamped, convert.command_to_msg)
+        if self.p['command_type'] == 'twist':
+            self.cmd_out = self.add_output(topics.CMD_VEL, Twist, convert.command_to_twist)
+        else:
+            self.cmd_out = self.add_output(topics.CMD_VEL, TwistStamped, convert.command_to_msg)
+        self.require_subscriber(self.cmd_out, 'the base controller hears nothing: check its '
+                                f'topic and that it takes {self.p["command_type"]} '
+                                '(command_type)')
         self.trace_out = self.add_output(topics.TRACE, FrameTraceMsg, convert.trace_to_msg)
+        self.miss_out = self.add_output(topics.DEADLINE_MISS, DeadlineMissMsg,
+                                        convert.deadline_miss_to_msg)
         self.debug_pub = self.create_publisher(Image, topics.DEBUG_IMAGE, 1)
         # The debug view has its own keep-latest worker: drawing never delays a command.
         self._debug_input = StageInput('debug_image', self._draw_debug, mode='thread',
                                        depth=1, name=f'{self.get_name()}:debug',
                                        on_error=self._stage_error)
 
+    def configure_stage(self) -> None:
+        """Read the budget file: the deadline each camera's frames are judged by."""
+        self._budget = load_budget_file(self.p['budget_file'] or config_path('budget.yaml'))
+        self.gate = LateFrameGate(self._with_deadline(self._budget), self.p['late_frame_policy'],
+                                  self.p['deadline_grace_s'])
+
+    def _with_deadline(self, config: BudgetConfig) -> BudgetConfig:
+        """Return the budgets with the deadline_ms parameter applied (when set)."""
+        if self.p['deadline_ms'] > 0:
+            return dataclasses.replace(config, deadline_ms=float(self.p['deadline_ms']))
+        return config
+
     def activate_stage(self) -> None:
         """Start the debug worker and the command watchdog (its clock starts now)."""
+        self.gate.start(now_ns())
         self._debug_input.start()
+        self.drive.reset(self.p['drive_camera'])
         self._last_fresh_ns = now_ns()
         self._last_stop_ns = 0
         self._watchdog_quit = False
@@ -166,10 +235,10 @@ class ActionNode(StageNode):
             self._watchdog_wake.clear()
 
     def _publish_command(self, stamp_ns: int, command: Command, camera: str = '',
-                         seq: int = 0, frame_id: str = '') -> None:
-        if not camera:
-            camera, frame_id = self._last_frame
-        self.cmd_out.publish(Envelope(camera, seq, stamp_ns, frame_id, (), command))
+                         seq: int = 0) -> None:
+        """Publish a command in command_frame_id, stamped with its frame's capture time."""
+        self.cmd_out.publish(Envelope(camera or self._last_camera, seq, stamp_ns,
+                                      self.p['command_frame_id'], (), command))
 
     def cleanup_stage(self) -> None:
         """Drop the debug publisher."""
@@ -183,19 +252,45 @@ class ActionNode(StageNode):
         detections: DetectionPayload = envelope.payload
         if detections.class_names is not self._checked_names:
             self._check_classes(detections)
-        command, fresh = self.commander.command(detections, envelope.stamp_ns, start)
-        self._command_frame(envelope, command, fresh, start)
+        with self._command_lock:
+            drives, refusal = self.drive.admit(envelope.camera)
+        if drives or refusal:
+            command, fresh = self.commander.command(detections, envelope.stamp_ns, start)
+            if refusal:
+                command, fresh = Command(0.0, 0.0, True, refusal), False
+            late = self._late_command(envelope, received_ns, start, command)
+            if late is not None:
+                command, fresh = late
+            if command is not None:
+                self._command_frame(envelope, command, fresh, start)
         self._publish_views(envelope.forward(detections, self.timing(received_ns, start)))
+
+    def _late_command(self, envelope: Envelope, received_ns: int, now: int,
+                      command: Command) -> Optional[tuple[Optional[Command], bool]]:
+        """
+        Publish a late frame's DeadlineMiss before anything else of it; return its command.
+
+        None: the frame is on time. Otherwise (the policy's command or None for hold, False:
+        a late frame never counts as fresh for the watchdog).
+        """
+        gate = self.gate
+        if gate is None or not gate.is_late(envelope.camera, envelope.stamp_ns, now):
+            return None
+        own = StageTiming(self.STAGE, self._fqn, received_ns, now, now)
+        miss = gate.miss(FrameTrace(envelope.camera, envelope.seq, envelope.stamp_ns,
+                                    envelope.frame_id, envelope.trace + (own,)), now)
+        self.miss_out.publish(Envelope(miss.camera, miss.seq, miss.stamp_ns, miss.frame_id, (),
+                                       miss))
+        return gate.command_for(command, miss), False
 
     def _command_frame(self, envelope: Envelope, command: Command, fresh: bool,
                        now: int) -> None:
         """Publish a frame's command; only a fresh frame moves the watchdog's deadline on."""
         with self._command_lock:
-            self._last_frame = (envelope.camera, envelope.frame_id)
+            self._last_camera = envelope.camera
             if fresh:
                 self._last_fresh_ns = now
-            self._publish_command(envelope.stamp_ns, command, envelope.camera, envelope.seq,
-                                  envelope.frame_id)
+            self._publish_command(envelope.stamp_ns, command, envelope.camera, envelope.seq)
 
     def _publish_views(self, done: Envelope[DetectionPayload]) -> None:
         """Publish the frame's trace (budget monitor), and the debug view while watched."""
@@ -222,9 +317,11 @@ class ActionNode(StageNode):
     def stage_warning(self) -> str:
         """WARN while the watchdog publishes stops, else while classes do not match."""
         silent_s = (now_ns() - self._last_fresh_ns) / 1e9
+        drive = self.drive.ambiguity() or self.drive.missing()
         if self.active and silent_s > self.p['command_timeout_s']:
-            return f'watchdog: no fresh detections for {silent_s:.1f} s, publishing stops'
-        return self.class_warning
+            return f'watchdog: no fresh detections for {silent_s:.1f} s, publishing stops' + (
+                f' ({drive})' if drive else '')
+        return drive or self.class_warning
 
     def _draw_debug(self, envelope: Envelope, received_ns: int) -> None:
         detections: DetectionPayload = envelope.payload
@@ -241,8 +338,21 @@ class ActionNode(StageNode):
         return [('commands', str(counts.commands)), ('stops', str(counts.stops)),
                 ('watchdog_stops', str(self.watchdog_stops)),
                 ('stale_frames', str(counts.stale_frames)),
+                ('drive_camera', self.drive.drive_camera or '(the only camera)'),
+                ('other_camera_frames', str(self.drive.other_camera_frames)),
+                ('no_drive_camera_stops', str(self.drive.ambiguous_frames)),
                 ('ignored_detections', str(counts.ignored_detections)),
-                ('debug_images_drawn', str(self.debug_images_drawn))]
+                ('debug_images_drawn', str(self.debug_images_drawn))] + self._lateness_values()
+
+    def _lateness_values(self) -> list[tuple[str, str]]:
+        if self.gate is None:
+            return []
+        counts = self.gate.counts
+        return [('late_frame_policy', self.gate.policy), ('late_frames', str(counts.late_frames)),
+                ('late_frames_stopped', str(counts.stopped)),
+                ('late_frames_held', str(counts.held)),
+                ('late_frames_published', str(counts.published_late)),
+                ('frames_in_deadline_grace', str(counts.not_judged))]
 
 
 def main(args: Optional[list[str]] = None) -> None:

@@ -50,6 +50,19 @@ MESSAGE_INFO_MISSING = '' if hasattr(rclpy.subscription.Subscription, 'CallbackT
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
                           DiagnosticStatus.STALE)
 
+#: Shortest time between two checks for a changed level outside the diagnostics period (s): a
+#: status that flaps cannot flood /diagnostics (at most five extra publications a second).
+LEVEL_CHANGE_PERIOD_S = 0.2
+
+#: hardware_id of a node in the root namespace (elsewhere: the namespace).
+DEFAULT_HARDWARE_ID = 'edge_infer_ros'
+
+
+def hardware_id_for(value: str, namespace: str) -> str:
+    """Return the hardware_id in force: the parameter, else the namespace (robots differ)."""
+    return value or namespace.strip('/') or DEFAULT_HARDWARE_ID
+
+
 #: Parameters every stage node has.
 COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('autostart', True, 'configure and activate at start (false: wait for lifecycle '
@@ -77,10 +90,14 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               runtime=False),
     ParamSpec('diagnostics_period_s', 1.0, "period of this node's /diagnostics status",
               low=0.05, high=60.0),
-    ParamSpec('hardware_id', 'edge_infer_ros', 'hardware_id of the diagnostics statuses '
-              f'(at most {MAX_HARDWARE_ID} characters)', check=lambda v: None if len(v) <=
+    ParamSpec('hardware_id', '', "hardware_id of the diagnostics statuses ('': the node's "
+              f'namespace without its slash, {DEFAULT_HARDWARE_ID} in the root namespace; at most '
+              f'{MAX_HARDWARE_ID} characters)', check=lambda v: None if len(v) <=
               MAX_HARDWARE_ID else f'hardware_id has {len(v)} characters, at most '
               f'{MAX_HARDWARE_ID}'),
+    ParamSpec('startup_grace_s', 5.0, 'an input with no publisher, or an output the robot '
+              'needs with no subscriber, for this long after activation is a WARN naming the '
+              'topic (a mistyped topic or remapping), s', low=0.1, high=3600.0),
     ParamSpec('transport.same_host', 'dds', "how frames travel between the package's own "
               'processes on this host: dds, or iceoryx2 (shared memory, zero-copy; DDS is still '
               'published for other subscribers, and used with a diagnostic when iceoryx2 is '
@@ -178,6 +195,13 @@ class StageNode(LifecycleNode):
         self.transport_loss: dict[str, SequenceTracker] = {}
         self._recent_loss: dict[str, RecentLoss] = {}
         self._publisher_counts: dict[str, tuple[float, int]] = {}
+        #: Outputs the robot needs a subscriber on (cmd_vel), with what to check if none.
+        self._activated_s = 0.0
+        self._last_level: Optional[bytes] = None  # of the status computed last
+        self._last_change_check = 0.0
+        self._required: list[tuple[StagePublisher, str]] = []
+        #: Per topic: when (monotonic s) it last had a peer, or activation when never.
+        self._peer_seen_s: dict[str, float] = {}
         self._fqn = self.get_fully_qualified_name()
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
@@ -186,7 +210,7 @@ class StageNode(LifecycleNode):
     # -- parameters -------------------------------------------------------------------------
     def _declare_parameters(self) -> None:
         """Declare every spec with its descriptor; raise on a value the spec refuses."""
-        self.param_specs = self.declared_specs()
+        self.param_specs = {**self.declared_specs(), **spec_map(self.instance_specs())}
         for spec in self.param_specs.values():
             default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
             if isinstance(default, list) and not default:
@@ -202,6 +226,10 @@ class StageNode(LifecycleNode):
         reason = validate_updates(self.param_specs, self.p, active=False)
         if reason:
             raise ValueError(f'{self.get_fully_qualified_name()}: bad parameter: {reason}')
+
+    def instance_specs(self) -> tuple[ParamSpec, ...]:
+        """Parameters whose names this node's own files choose (none unless overridden)."""
+        return ()
 
     def _param_value(self, name: str) -> Any:
         value = self.get_parameter(name).value
@@ -310,6 +338,37 @@ class StageNode(LifecycleNode):
         self._inputs.append((stage_input, subscription, resolved))
         return stage_input
 
+    def require_subscriber(self, output: StagePublisher, hint: str) -> None:
+        """Mark an output the robot needs: no subscriber past startup_grace_s is a WARN."""
+        self._required.append((output, hint))
+
+    def wiring_warning(self) -> str:
+        """
+        Return a WARN naming a topic that has had no peer for startup_grace_s ('' if none).
+
+        A mistyped topic or remapping leaves every node "running" while nothing flows; this
+        names the topic, and clears as soon as a peer appears.
+        """
+        if not self._active:
+            return ''
+        now = time.monotonic()
+        grace = self.p['startup_grace_s']
+        lonely = [(topic, 'publisher', 'check the topic name, the remapping and the driver')
+                  for _, _, topic in self._inputs if self.count_publishers(topic) == 0]
+        lonely += [(o.topic, 'subscriber', hint) for o, hint in self._required
+                   if o.ros_publisher is not None and
+                   o.ros_publisher.get_subscription_count() == 0]
+        found = ''
+        for topic, peer, hint in lonely:
+            since = self._peer_seen_s.setdefault(topic, self._activated_s)
+            if not found and now - since >= grace:
+                found = f'no {peer} on {topic} for {now - since:.0f} s: {hint}'
+        missing = {topic for topic, _, _ in lonely}
+        for topic in list(self._peer_seen_s):
+            if topic not in missing:
+                self._peer_seen_s[topic] = now
+        return found
+
     def _one_publisher(self, topic: str) -> bool:
         """Tell whether one publisher feeds the topic (graph asked at most once a second)."""
         now = time.monotonic()
@@ -398,6 +457,7 @@ class StageNode(LifecycleNode):
                 output.shm.close()
         self._inputs.clear()
         self._outputs.clear()
+        self._required.clear()
 
     @property
     def inputs(self) -> list[StageInput]:
@@ -436,6 +496,18 @@ class StageNode(LifecycleNode):
         if isinstance(error, InputRefused):
             self.refusals[error.reason] += 1
         self.get_logger().error(self.last_error, throttle_duration_sec=1.0)
+        self.publish_if_level_changed()
+
+    def publish_if_level_changed(self) -> None:
+        """Publish the status at once when its level changed (checked at most 5 times a s)."""
+        now = time.monotonic()
+        if now - self._last_change_check < LEVEL_CHANGE_PERIOD_S or \
+                getattr(self, '_destroyed', False):
+            return
+        self._last_change_check = now
+        before = self._last_level
+        if self.stage_status().level != before:
+            self.publish_diagnostics()
 
     def error_count(self) -> int:
         """Frames this stage failed on (dropped and counted)."""
@@ -469,6 +541,9 @@ class StageNode(LifecycleNode):
                 stage_input.stop()
             return TransitionCallbackReturn.FAILURE
         self._active = True
+        self._peer_seen_s.clear()
+        self._activated_s = time.monotonic()
+        self.publish_if_level_changed()
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -598,13 +673,20 @@ class StageNode(LifecycleNode):
             active=self._active, configured=self._configured, now_ns=now_ns(),
             diagnostics_period_s=self.p['diagnostics_period_s'], last_error=self.last_error,
             last_error_ns=self._last_error_ns, fault=self.fault, qos_warnings=self._qos_warnings,
-            shm_note=self.shm_note, transport_loss=loss_text, stage_warning=self.stage_warning(),
+            shm_note=self.shm_note, transport_loss=loss_text,
+            stage_warning=self.wiring_warning() or self.stage_warning(),
             values=(self.counter_values() + self.shm_values() + self.diagnostic_values() +
                     loss_values + self.matched_values())))
         status = DiagnosticStatus(level=health.level.as_byte(), name=f'{self._fqn}: {self.STAGE}',
-                                  message=health.message, hardware_id=self.p['hardware_id'])
+                                  message=health.message, hardware_id=self.hardware_id)
+        self._last_level = status.level
         status.values = [KeyValue(key=k, value=v) for k, v in health.values]
         return status
+
+    @property
+    def hardware_id(self) -> str:
+        """Return the hardware_id of this node's statuses (two robots never share one)."""
+        return hardware_id_for(self.p['hardware_id'], self.get_namespace())
 
     def counter_values(self) -> list[tuple[str, str]]:
         """Frame counters over the inputs and outputs, and refused inputs per reason."""

@@ -20,18 +20,22 @@ ended, in the pipeline's idle time. When traces stop, the timer publishes them i
 
 from __future__ import annotations
 
+import collections
 import threading
+import time
 from typing import Any, Callable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
 from edge_infer_ros.core.params import ParamSpec
-from edge_infer_ros.core.validate import check_stamp, check_trace
-from edge_infer_ros.monitor.config import BudgetConfig, MAX_CAMERAS_RANGE, MAX_STAGES_RANGE
+from edge_infer_ros.core.validate import check_stamp, check_trace, MAX_NAME_LENGTH
+from edge_infer_ros.monitor.config import (BudgetConfig, CAMERAS_PREFIX, END_TO_END,
+                                           MAX_CAMERAS_RANGE, MAX_STAGES_RANGE)
 from edge_infer_ros.monitor.tracker import BudgetTracker
 from edge_infer_ros.monitor.verdicts import DeadlineMiss
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import COMMON_PARAMS, run_single, StageNode
+from edge_infer_ros.ros.compat import parameter_overrides
+from edge_infer_ros.ros.nodes.base import COMMON_PARAMS, OK, run_single, StageNode, WARN
 from edge_infer_ros_msgs.msg import DeadlineMiss as DeadlineMissMsg, FrameTrace as FrameTraceMsg
 
 _DESCRIPTIONS = {
@@ -57,6 +61,19 @@ _ZERO_ALLOWED = frozenset({'budget_ms.slack', 'window_max_age_s', 'miss_rate_err
 #: Smallest value of a parameter that must be > 0.
 _POSITIVE_LOW = 0.001
 _COMMON_NAMES = {spec.name for spec in COMMON_PARAMS}
+
+
+#: Most per-camera parameters a budget file may set (64 cameras, a deadline and 7 budgets each).
+MAX_CAMERA_PARAMETERS = 512
+
+
+#: Frames whose miss another node published, remembered to publish each miss once.
+REPORTED_KEYS = 256
+
+
+#: Shortest time between two publications made because a level changed (s): a flapping
+#: status cannot flood /diagnostics.
+LEVEL_CHANGE_PERIOD_S = 0.2
 
 
 #: Traces waiting for the monitor: every trace counts, so the queue is deep and pinned (the
@@ -94,7 +111,11 @@ class BudgetMonitorNode(StageNode):
 
     STAGE = 'budget_monitor'
     DEFAULT_NAME = 'budget_monitor'
-    PARAMS = budget_param_specs()
+    PARAMS = budget_param_specs() + (
+        ParamSpec('deadline_grace_s', 1.0, 'traces of frames captured within this long after '
+                  'activation are counted but not judged (start-up: discovery, first '
+                  'allocations), s', low=0.0, high=600.0),
+    )
 
     def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -108,6 +129,27 @@ class BudgetMonitorNode(StageNode):
         self.config_warnings: list[str] = []
         self.diagnostics_after_trace = 0
         self._diagnostics_due = False
+        #: Frames whose DeadlineMiss another node (the action stage) already published:
+        #: (stamp, camera), the most recent REPORTED_KEYS of them.
+        self._reported: collections.OrderedDict[tuple[int, str], None] = \
+            collections.OrderedDict()
+        self.misses_reported_upstream = 0
+        self.traces_in_grace = 0
+        self._judge_from_ns = 0
+        self._published_levels: dict[str, bytes] = {}
+        self._last_change_publish = 0.0
+
+    def instance_specs(self) -> tuple[ParamSpec, ...]:
+        """Declare the budget file's ``cameras`` sections: a deadline and budgets per camera."""
+        given = parameter_overrides(self, CAMERAS_PREFIX)
+        if len(given) > MAX_CAMERA_PARAMETERS:
+            raise ValueError(f'the cameras sections set {len(given)} parameters, at most '
+                             f'{MAX_CAMERA_PARAMETERS}')
+        return tuple(ParamSpec(name, float(value) if isinstance(value, (int, float)) and
+                               not isinstance(value, bool) else 0.0,
+                               f'{name.split(".", 2)[2]} of camera {name.split(".")[1]}, ms',
+                               low=_POSITIVE_LOW, high=1e6)
+                     for name, value in sorted(given.items()))
 
     def _config_from_params(self, values: dict[str, Any]) -> BudgetConfig:
         mapping = {k: v for k, v in values.items() if k in self.param_specs}
@@ -141,18 +183,45 @@ class BudgetMonitorNode(StageNode):
         """Input trace (every trace counts: a deep queue of its own), output deadline_miss."""
         self.add_input(topics.TRACE, FrameTraceMsg, convert.trace_from_msg, self._on_trace,
                        mode='thread', depth=TRACE_QUEUE_DEPTH)
-        self.miss_out = self.add_output(topics.DEADLINE_MISS, DeadlineMissMsg, _miss_to_msg)
+        self.miss_out = self.add_output(topics.DEADLINE_MISS, DeadlineMissMsg,
+                                        convert.deadline_miss_to_msg)
+        # The action stage publishes a late frame's miss before its command; this input
+        # remembers which, so each miss is published once. Inline: in one process it is
+        # remembered before the frame's trace can arrive.
+        self.add_input(topics.DEADLINE_MISS, DeadlineMissMsg, _reported_from_msg,
+                       self._on_reported_miss, mode='inline', depth=1)
+
+    def activate_stage(self) -> None:
+        """Judge frames captured deadline_grace_s from now on."""
+        self._judge_from_ns = now_ns() + int(self.p['deadline_grace_s'] * 1e9)
+
+    def _on_reported_miss(self, envelope: Envelope, received_ns: int) -> None:
+        with self._tracker_lock:
+            self._reported[(envelope.stamp_ns, envelope.camera)] = None
+            while len(self._reported) > REPORTED_KEYS:
+                self._reported.popitem(last=False)
 
     def _on_trace(self, envelope: Envelope, received_ns: int) -> None:
         trace: FrameTrace = envelope.payload
         # In-process traces too: no zero, future or out-of-order time enters the windows.
         check_stamp(trace.stamp_ns, received_ns, 'trace stamp')
         check_trace(trace.stamp_ns, trace.stages, received_ns)
+        if trace.stamp_ns < self._judge_from_ns:
+            self.traces_in_grace += 1
+            self._count_trace(trace, received_ns)
+            return
         with self._tracker_lock:
             miss = self.tracker.observe(trace, received_ns)
+            reported = miss is not None and (miss.stamp_ns, miss.camera) in self._reported
         self._count_trace(trace, received_ns)
         if miss is not None:
-            self._publish_miss(miss)
+            if reported:
+                self.misses_reported_upstream += 1
+                for hook in self.miss_hooks:
+                    hook(miss)
+            else:
+                self._publish_miss(miss)
+            self._publish_if_first_miss(miss.camera)
         if self._diagnostics_due:  # marked by the timer: now is the pipeline's idle time
             self._publish_diagnostics_after_trace()
 
@@ -184,11 +253,25 @@ class BudgetMonitorNode(StageNode):
         statuses = []
         for verdict in verdicts:
             status = DiagnosticStatus(level=verdict.level.as_byte(),
-                                      name=f'{self.get_name()}: {verdict.camera}/{verdict.name}',
-                                      message=verdict.message, hardware_id=self.p['hardware_id'])
+                                      name=f'{self._fqn}: {verdict.camera}/{verdict.name}',
+                                      message=verdict.message, hardware_id=self.hardware_id)
             status.values = [KeyValue(key=k, value=v) for k, v in verdict.values]
             statuses.append(status)
-        return statuses
+        return statuses + self._silent_camera_statuses()
+
+    def _silent_camera_statuses(self) -> list[DiagnosticStatus]:
+        """WARN for each camera the budget file names that sent nothing past the grace."""
+        waited_s = time.monotonic() - self._activated_s
+        if waited_s < self.p['startup_grace_s']:
+            return []
+        with self._tracker_lock:
+            silent = self.tracker.silent_configured_cameras()
+        return [DiagnosticStatus(level=WARN, name=f'{self._fqn}: {camera}/end_to_end',
+                                 hardware_id=self.hardware_id,
+                                 message=f'no frame from camera {camera!r} (named in the budget '
+                                 f'file) in {waited_s:.0f} s: check its driver, topic and '
+                                 'frame_id')
+                for camera in silent]
 
     def summary(self, at_ns: Optional[int] = None) -> dict[str, Any]:
         """
@@ -209,32 +292,40 @@ class BudgetMonitorNode(StageNode):
         self._diagnostics_due = False
         self._publish_diagnostics_now()
 
+    def _publish_if_first_miss(self, camera: str) -> None:
+        """Publish at once when a camera's path was last published OK (at most 5 per s)."""
+        name = f'{self._fqn}: {camera}/{END_TO_END}'
+        if self._published_levels.get(name, OK) != OK:
+            return
+        now = time.monotonic()
+        if now - self._last_change_publish < LEVEL_CHANGE_PERIOD_S:
+            return
+        self._last_change_publish = now
+        self._publish_diagnostics_now()
+
     def _publish_diagnostics_now(self) -> None:
         array_msg = DiagnosticArray()
         array_msg.header.stamp = self.get_clock().now().to_msg()
         array_msg.status = [self.stage_status()] + (self.budget_statuses() if self.active
                                                     else [])
+        self._published_levels = {s.name: s.level for s in array_msg.status}
         self._diag_pub.publish(array_msg)
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Counters of the monitor itself."""
         values = [('traces_seen', str(self.traces_seen)),
                   ('deadline_misses_published', str(self.misses_published)),
+                  ('deadline_misses_published_by_action', str(self.misses_reported_upstream)),
+                  ('traces_in_deadline_grace', str(self.traces_in_grace)),
                   ('diagnostics_after_trace', str(self.diagnostics_after_trace))]
         values += [(f'config_warning_{i}', w) for i, w in enumerate(self.config_warnings)]
         return values
 
 
-def _miss_to_msg(envelope: Envelope) -> DeadlineMissMsg:
-    miss: DeadlineMiss = envelope.payload
-    msg = DeadlineMissMsg(camera=miss.camera, seq=miss.seq, deadline_ms=miss.deadline_ms,
-                          latency_ms=miss.latency_ms, overrun_ms=miss.overrun_ms,
-                          worst_stage=miss.worst_stage, worst_component=miss.worst_component,
-                          worst_stage_ms=miss.worst_stage_ms,
-                          worst_stage_budget_ms=miss.worst_stage_budget_ms)
-    convert.ns_to_stamp(miss.stamp_ns, msg.header.stamp)
-    msg.header.frame_id = miss.frame_id
-    return msg
+def _reported_from_msg(msg: DeadlineMissMsg) -> Envelope:
+    """Keep only which frame a DeadlineMiss message reports (stamp and camera)."""
+    stamp, camera = convert.deadline_miss_key(msg)
+    return Envelope(camera[:MAX_NAME_LENGTH], 0, stamp, '', (), None)
 
 
 def main(args: Optional[list[str]] = None) -> None:

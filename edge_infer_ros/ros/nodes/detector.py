@@ -9,18 +9,25 @@ and says so in its diagnostics (WARN with the reason) and in the frame's candida
 
 from __future__ import annotations
 
+import time
 from typing import Any, Optional
 
 from edge_infer_ros.core.frame import Envelope, now_ns
 from edge_infer_ros.core.params import ParamSpec
-from edge_infer_ros.core.resources import resolve_model_path
+from edge_infer_ros.core.resources import config_path, resolve_model_path
+from edge_infer_ros.core.sequence import RecentLoss
 from edge_infer_ros.inference.backends.factory import BACKENDS, FallbackBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
+from edge_infer_ros.monitor.config import load_budget_file
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
-from edge_infer_ros.stages.detector import Detector
+from edge_infer_ros.stages.detector import Detector, drop_warning, Onboarding, warm_up
 from edge_infer_ros_msgs.msg import CandidateArray, TensorFrame
+
+
+#: Window over which the share of dropped frames is judged (s).
+DROP_WINDOW_S = 10.0
 
 
 class DetectorNode(StageNode):
@@ -57,6 +64,16 @@ class DetectorNode(StageNode):
                   '~/.cache/edge_infer_ros/engines)', runtime=False),
         ParamSpec('device', 0, 'CUDA device index for TensorRT', low=0, high=64,
                   runtime=False),
+        ParamSpec('warmup_runs', 5, 'inferences on a blank tensor at configure, so the first '
+                  'frames do not pay first-run costs; also timed, to judge the model before '
+                  'any frame flows', low=0, high=100, runtime=False),
+        ParamSpec('expected_fps', 0.0, 'camera rate the detector must keep up with (0: not '
+                  'checked); a slower model is a WARN at configure', low=0.0, high=1000.0),
+        ParamSpec('budget_file', '', "the budget monitor's file whose detector budget the "
+                  "warm-up time is judged by ('': the shipped config/budget.yaml)",
+                  runtime=False),
+        ParamSpec('max_drop_share', 0.5, 'dropping more than this share of the frames '
+                  '(keep-latest) over 10 s is a WARN', low=0.0, high=1.0),
     )
 
     def __init__(self, node_name: Optional[str] = None, **kwargs: Any) -> None:
@@ -66,6 +83,9 @@ class DetectorNode(StageNode):
         self.detector: Optional[Detector] = None
         # Kept across reconfigurations: diagnostics count over the node's life.
         self._counted = (0, 0)
+        self.onboarding: Optional[Onboarding] = None
+        self.warmup_ms: list[float] = []
+        self._drops = RecentLoss(DROP_WINDOW_S)
 
     def create_io(self) -> None:
         """Input tensor, output candidates."""
@@ -97,6 +117,21 @@ class DetectorNode(StageNode):
         self.detector = Detector(backend, model, self.p['max_candidates'])
         self.get_logger().info(f'model {model.path} ({model.layout}, '
                                f'{model.num_classes} classes) on {self.backend.description}')
+        self._onboard()
+
+    def _onboard(self) -> None:
+        """Warm the model up and judge its time against the budget and the camera rate."""
+        self.warmup_ms = warm_up(self.detector, self.p['warmup_runs'])
+        budget_file = self.p['budget_file'] or config_path('budget.yaml')
+        budget = load_budget_file(budget_file).stage_budgets_ms.get(self.STAGE)
+        self.onboarding = Onboarding.from_runs(self.warmup_ms, budget, self.p['expected_fps'])
+        if self.onboarding is None:
+            return
+        self.get_logger().info(f'warm-up: {len(self.warmup_ms)} runs, '
+                               f'{self.onboarding.inference_ms:.2f} ms median after the first '
+                               f'({self.warmup_ms[0]:.1f} ms)')
+        if self.onboarding.warning():
+            self.get_logger().warning(self.onboarding.warning())
 
     @property
     def fallback_reason(self) -> Optional[str]:
@@ -145,9 +180,16 @@ class DetectorNode(StageNode):
                 f'model_sha256 empty): set model_sha256 to {self.model.sha256}')
 
     def stage_warning(self) -> str:
-        """WARN for an unpinned model: a swapped file would go unnoticed (models/README.md)."""
+        """WARN: a model too slow (warm-up), frames dropped, or a model not pinned."""
+        received = sum(i.stats.received for i in self.inputs)
+        dropped = sum(i.stats.dropped for i in self.inputs)
+        window_dropped, window_total = self._drops.update(time.monotonic(), received - dropped,
+                                                          dropped)
+        slow = self.onboarding.warning() if self.onboarding is not None else ''
         unpinned = self.model is not None and not self.model.pinned
-        return self._unpinned_message() if unpinned else ''
+        return (slow or drop_warning(window_dropped, window_total, self.p['max_drop_share'],
+                                     DROP_WINDOW_S) or
+                (self._unpinned_message() if unpinned else ''))
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Backend in use and why it may not be the preferred one."""
@@ -159,6 +201,9 @@ class DetectorNode(StageNode):
             values.append(('backend_description', self.backend.description))
         if self.fallback_reason:
             values.append(('fallback_reason', self.fallback_reason))
+        if self.onboarding is not None:
+            values += [('warmup_inference_ms', f'{self.onboarding.inference_ms:.3f}'),
+                       ('sustainable_fps', f'{self.onboarding.sustainable_fps:.1f}')]
         if self.model is not None:
             values += [('model', self.model.path), ('model_sha256', self.model.sha256),
                        ('model_pinned', str(self.model.pinned).lower()),
