@@ -32,6 +32,8 @@ class TensorPayload:
     image_width: int
     image_height: int
     image: Optional[np.ndarray] = None
+    #: ROS encoding of ``image`` (the raw frame as it came: a debug view converts it)
+    image_encoding: str = 'bgr8'
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class CandidatePayload:
     image_height: int
     backend: str
     image: Optional[np.ndarray] = None
+    image_encoding: str = 'bgr8'
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class DetectionPayload:
     image: Optional[np.ndarray] = None
     #: False when class_names holds only the classes present (a DetectionArray from DDS)
     class_names_complete: bool = True
+    image_encoding: str = 'bgr8'
 
     def __len__(self) -> int:
         return len(self.scores)

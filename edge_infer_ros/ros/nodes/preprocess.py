@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
+from edge_infer_ros.core.encodings import image_size
 from edge_infer_ros.core.frame import Envelope, now_ns
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
@@ -44,6 +45,11 @@ class PreprocessNode(StageNode):
                   'cameras share one detector (each keeps its own frame_id and trace)',
                   list_of=str, runtime=False, check=lambda names: None if names else
                   'image_topics needs at least one topic'),
+        ParamSpec('range16_min', 0, '16-bit images (mono16, rgb16, 16-bit Bayer...): the value '
+                  'mapped to 0 (e.g. the coldest of a thermal camera\'s scene)', low=0,
+                  high=65534),
+        ParamSpec('range16_max', 65535, '16-bit images: the value mapped to 255 (above it '
+                  'saturates); must exceed range16_min', low=1, high=65535),
         ParamSpec('stamp_fault_hold_s', 5.0, 'a stamp going back keeps the node WARN this '
                   'long after the last one, s', low=0.1, high=3600.0),
     )
@@ -63,8 +69,16 @@ class PreprocessNode(StageNode):
         return self.stamps.count
 
     def parameters_changed(self, changed: dict[str, Any]) -> None:
-        """Apply a new stamp_fault_hold_s to the fault shown now."""
+        """Apply a new stamp_fault_hold_s to the fault shown now, a new 16-bit range."""
         self.stamps.hold_s = self.p['stamp_fault_hold_s']
+        for preprocessor in self._preprocessors.values():
+            preprocessor.converter.set_range(self.p['range16_min'], self.p['range16_max'])
+
+    def check_parameters(self, updates: dict[str, Any]) -> Optional[str]:
+        """The 16-bit range must not be empty."""
+        low = updates.get('range16_min', self.p['range16_min'])
+        high = updates.get('range16_max', self.p['range16_max'])
+        return None if low < high else f'range16_min {low} must be below range16_max {high}'
 
     def create_io(self) -> None:
         """Create an input per image topic (or its compressed form) and the tensor output."""
@@ -88,7 +102,9 @@ class PreprocessNode(StageNode):
         _, _, height, width = model.input_shape
         self._preprocessors = {
             topic: Preprocessor(width, height, model.color_order, model.letterbox_pad_value,
-                                model.input_dtype) for topic in self.p['image_topics']}
+                                model.input_dtype,
+                                (self.p['range16_min'], self.p['range16_max']))
+            for topic in self.p['image_topics']}
 
     def cleanup_stage(self) -> None:
         """Free the buffers."""
@@ -113,8 +129,9 @@ class PreprocessNode(StageNode):
                                     preprocessor.tensor_dtype) as loan:
             tensor, letterbox = preprocessor(payload.image, payload.encoding,
                                              None if loan is None else loan.array)
-            height, width = payload.image.shape[:2]
-            out = TensorPayload(tensor, letterbox, width, height, payload.image)
+            width, height = image_size(payload.image, payload.encoding)
+            out = TensorPayload(tensor, letterbox, width, height, payload.image,
+                                payload.encoding)
             self.emit(self.tensor_out, envelope, out, received_ns, start, loan)
 
     def stage_status(self) -> DiagnosticStatus:
