@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 #: 8-bit encodings used as they are: name -> (channels, order of colour channels); every
-#: encoding accepted is in :data:`edge_infer_ros.core.encodings.ENCODINGS`.
+#: encoding accepted is in :data:`edge_infer_ros.core.image_encodings.ENCODINGS`.
 ENCODINGS: dict[str, tuple[int, str]] = {
     'bgr8': (3, 'bgr'),
     'rgb8': (3, 'rgb'),
@@ -36,9 +36,9 @@ def image_view(height: int, width: int, encoding: str, step: int, data: Any,
     Return a read-only view of a raw image buffer in any accepted encoding, or raise ImageError.
 
     No pixel is copied. 8-bit BGR/RGB/mono give (H, W, C) uint8 as they always did; the others
-    are described in :func:`edge_infer_ros.core.encodings.raw_view` (the one ingest path).
+    are described in :func:`edge_infer_ros.core.image_encodings.raw_view` (the one ingest path).
     """
-    from edge_infer_ros.core.encodings import raw_view  # it builds on this module
+    from edge_infer_ros.core.image_encodings import raw_view  # it builds on this module
     return raw_view(height, width, encoding, step, data, is_bigendian)
 
 

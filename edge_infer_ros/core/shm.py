@@ -42,8 +42,8 @@ from typing import Any, Callable, Optional
 
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.geometry import Letterbox
-from edge_infer_ros.core.encodings import check_array
 from edge_infer_ros.core.image import read_only
+from edge_infer_ros.core.image_encodings import check_array
 from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload, ImagePayload,
                                           TensorPayload)
 import numpy as np

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import cv2
-from edge_infer_ros.core.encodings import to_bgr
 from edge_infer_ros.core.frame import hops, StageTiming
+from edge_infer_ros.core.image_encodings import to_bgr
 from edge_infer_ros.core.payloads import DetectionPayload
 import numpy as np
 

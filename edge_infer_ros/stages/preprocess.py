@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 
 import cv2
 from edge_infer_ros.core.geometry import Letterbox, letterbox_geometry
-from edge_infer_ros.core.encodings import Converter
 from edge_infer_ros.core.image import BufferPool, frozen_view
+from edge_infer_ros.core.image_encodings import Converter
 import numpy as np
 
 
@@ -76,7 +76,7 @@ class Preprocessor:
         """
         Fill and return the model tensor for one image, with the letterbox used.
 
-        ``image``: a raw view in ``encoding`` (see :mod:`edge_infer_ros.core.encodings`); one
+        ``image``: a raw view in ``encoding`` (see :mod:`edge_infer_ros.core.image_encodings`); one
         that is not 8-bit BGR/RGB/mono is converted here, once, into a reused buffer.
 
         ``out``: a tensor to fill instead of one of the pool's (a shared-memory sample loaned

@@ -9,6 +9,7 @@ padded when asked. The tests compare what the package makes of these bytes with 
 from __future__ import annotations
 
 import cv2
+from edge_infer_ros.core.geometry import letterbox_geometry
 import numpy as np
 
 #: ROS Bayer pattern -> the colour (BGR index) of photosites (0,0), (0,1), (1,0), (1,1)
@@ -36,7 +37,7 @@ LOSSLESS = ('bgr8', 'rgb8', 'bgra8', 'rgba8', 'mono8', 'mono16', 'bgr16', 'rgb16
 
 
 def reference_scene(width: int = 640, height: int = 480) -> np.ndarray:
-    """A BGR scene with smooth gradients and large flat patches, as a camera sees a room."""
+    """Return a BGR scene with smooth gradients and large flat patches, as a camera sees a room."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     scene = np.empty((height, width, 3), np.float32)
     scene[..., 0] = 40 + 160 * x / width
@@ -64,7 +65,7 @@ def _byte(values: np.ndarray) -> np.ndarray:
 
 
 def pixels(scene: np.ndarray, encoding: str) -> np.ndarray:
-    """The raw elements of ``scene`` in ``encoding`` (native byte order), rows unpadded."""
+    """Return the raw elements of ``scene`` in ``encoding`` (native byte order), rows unpadded."""
     height, width = scene.shape[:2]
     base = encoding.rstrip('0123456789')
     sixteen = encoding.endswith('16')
@@ -103,7 +104,7 @@ def pixels(scene: np.ndarray, encoding: str) -> np.ndarray:
 
 def encode(scene: np.ndarray, encoding: str, bigendian: bool = False,
            pad: int = 0) -> tuple[int, bytes, np.ndarray]:
-    """(step, data, raw elements) of ``scene`` as a driver sends it, ``pad`` bytes a row."""
+    """Return (step, data, raw elements) of ``scene`` as a driver sends it, ``pad`` bytes a row."""
     raw = pixels(scene, encoding)
     stored = raw.astype('>u2') if bigendian and raw.dtype == np.uint16 else raw
     rows = stored.reshape(raw.shape[0], -1).view(np.uint8)
@@ -113,7 +114,7 @@ def encode(scene: np.ndarray, encoding: str, bigendian: bool = False,
 
 
 def opencv_bgr(raw: np.ndarray, encoding: str) -> np.ndarray:
-    """Independent OpenCV decoding of the raw elements to 8-bit BGR (or grey)."""
+    """Decode independently with OpenCV of the raw elements to 8-bit BGR (or grey)."""
     eight = (raw // 257).astype(np.uint8) if raw.dtype == np.uint16 else raw
     name = encoding.rstrip('0123456789') if encoding.startswith('bayer_') else encoding
     if name in OPENCV_CODES:
@@ -123,3 +124,23 @@ def opencv_bgr(raw: np.ndarray, encoding: str) -> np.ndarray:
         return cv2.cvtColor(eight, cv2.COLOR_GRAY2BGR)
     bgr = eight[..., :3]
     return np.ascontiguousarray(bgr[..., ::-1] if base.startswith('rgb') else bgr)
+
+
+def model_tensor(bgr: np.ndarray, size: int = 320) -> np.ndarray:
+    """Return the letterboxed RGB model tensor of a BGR image, the plain way."""
+    new_w, new_h, left, top, _ = letterbox_geometry(bgr.shape[1], bgr.shape[0], size, size)
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    canvas[top:top + new_h, left:left + new_w] = cv2.resize(bgr, (new_w, new_h),
+                                                            interpolation=cv2.INTER_LINEAR)
+    rgb = canvas[:, :, ::-1].astype(np.float32) * np.float32(1 / 255)  # as the stage scales
+    return rgb.transpose(2, 0, 1)[None]
+
+
+def assert_same_tensor(tensor: np.ndarray, expected: np.ndarray) -> None:
+    """Identical 8-bit values (the stage's 1/255 and pad rounding differ by 1 ulp)."""
+    np.testing.assert_array_equal(np.rint(tensor * 255), np.rint(expected * 255))
+
+
+def mean_error(tensor: np.ndarray, expected: np.ndarray) -> float:
+    """Mean absolute difference of two tensors, counted in whole 8-bit steps."""
+    return float(np.abs(np.rint(tensor * 255) - np.rint(expected * 255)).mean() / 255)

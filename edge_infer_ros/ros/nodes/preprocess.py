@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from edge_infer_ros.core.encodings import image_size
 from edge_infer_ros.core.frame import Envelope, now_ns
 from edge_infer_ros.core.image import ImageError
+from edge_infer_ros.core.image_encodings import image_size
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload, TensorPayload
 from edge_infer_ros.core.resources import resolve_model_path
@@ -46,7 +46,7 @@ class PreprocessNode(StageNode):
                   list_of=str, runtime=False, check=lambda names: None if names else
                   'image_topics needs at least one topic'),
         ParamSpec('range16_min', 0, '16-bit images (mono16, rgb16, 16-bit Bayer...): the value '
-                  'mapped to 0 (e.g. the coldest of a thermal camera\'s scene)', low=0,
+                  'mapped to 0 (e.g. the coldest of a thermal camera scene)', low=0,
                   high=65534),
         ParamSpec('range16_max', 65535, '16-bit images: the value mapped to 255 (above it '
                   'saturates); must exceed range16_min', low=1, high=65535),
@@ -75,7 +75,7 @@ class PreprocessNode(StageNode):
             preprocessor.converter.set_range(self.p['range16_min'], self.p['range16_max'])
 
     def check_parameters(self, updates: dict[str, Any]) -> Optional[str]:
-        """The 16-bit range must not be empty."""
+        """Refuse an empty 16-bit range."""
         low = updates.get('range16_min', self.p['range16_min'])
         high = updates.get('range16_max', self.p['range16_max'])
         return None if low < high else f'range16_min {low} must be below range16_max {high}'

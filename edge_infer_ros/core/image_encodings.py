@@ -77,7 +77,7 @@ _NOT_CAMERA = ('16UC1', '32FC1', '8UC3', '64FC1', '16SC1')
 
 
 def describe_accepted() -> str:
-    """The accepted encodings, for refusal messages."""
+    """Return the accepted encodings, for refusal messages."""
     return ', '.join(ENCODINGS)
 
 
@@ -137,12 +137,13 @@ def raw_view(height: int, width: int, encoding: str, step: int, data: Any,
     buffer = np.frombuffer(data, dtype=np.uint8)
     expected = step * shape[0]
     if buffer.size != expected:
-        raise EncodingError(f'data has {buffer.size} bytes, expected {expected} '
+        rows = 'step*height*3/2' if spec.layout == 'yuv420sp' else 'step*height'
+        raise EncodingError(f'data has {buffer.size} bytes, expected {rows} = {expected} '
                             f'({width}x{height} {encoding}, step {step})')
     dtype = np.dtype(np.uint8) if spec.depth == 1 else np.dtype('>u2' if is_bigendian
                                                                 else '<u2')
     strides = (step, spec.channels * spec.depth, spec.depth)[:len(shape)]
-    view = np.ndarray(shape, dtype, buffer=buffer, strides=strides)
+    view: np.ndarray = np.ndarray(shape, dtype, buffer=buffer, strides=strides)
     view.flags.writeable = False
     return view
 
@@ -244,13 +245,13 @@ class Converter:
 
 
 def _scalar(value: int, raw: np.ndarray) -> Any:
-    """A scalar OpenCV applies to every channel of ``raw``."""
+    """Return ``value`` as a scalar OpenCV applies to every channel of ``raw``."""
     return float(value) if raw.ndim == 2 else (float(value),) * 4
 
 
 def to_bgr(raw: np.ndarray, encoding: str,
            converter: Optional[Converter] = None) -> np.ndarray:
-    """A new (H, W, 3) BGR copy of a raw view (off the hot path: debug images, JPEG out)."""
+    """Return a new (H, W, 3) BGR copy of a raw view (off the hot path: debug, JPEG out)."""
     image, order = (converter or Converter())(raw, encoding)
     if order == 'mono':
         return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)

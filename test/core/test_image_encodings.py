@@ -3,41 +3,21 @@
 from __future__ import annotations
 
 import cv2
-from edge_infer_ros.core.encodings import (check_array, Converter, EncodingError, image_size,
+from edge_infer_ros.core.image_encodings import (check_array, Converter, EncodingError, image_size,
                                            raw_to_bytes, raw_view, to_bgr)
-from edge_infer_ros.core.geometry import letterbox_geometry
 from edge_infer_ros.stages.preprocess import Preprocessor
 import numpy as np
 import pytest
-from support.camera_encoder import (ALL_ENCODINGS, encode, LOSSLESS, opencv_bgr, OPENCV_CODES,
+from support.camera_encoder import (ALL_ENCODINGS, assert_same_tensor, encode, LOSSLESS,
+                                    mean_error, model_tensor, opencv_bgr, OPENCV_CODES,
                                     reference_scene)
 
 SCENE = reference_scene(640, 480)
 SIXTEEN = [e for e in ALL_ENCODINGS if e.endswith('16')]
 
 
-def _tensor(bgr: np.ndarray, size: int = 320) -> np.ndarray:
-    """The letterboxed RGB model tensor of a BGR image, the plain way."""
-    new_w, new_h, left, top, _ = letterbox_geometry(bgr.shape[1], bgr.shape[0], size, size)
-    canvas = np.full((size, size, 3), 114, np.uint8)
-    canvas[top:top + new_h, left:left + new_w] = cv2.resize(bgr, (new_w, new_h),
-                                                            interpolation=cv2.INTER_LINEAR)
-    rgb = canvas[:, :, ::-1].astype(np.float32) * np.float32(1 / 255)  # as the stage scales
-    return rgb.transpose(2, 0, 1)[None]
-
-
-def assert_same_tensor(tensor: np.ndarray, expected: np.ndarray) -> None:
-    """Identical 8-bit values (the stage's 1/255 and pad rounding differ by 1 ulp)."""
-    np.testing.assert_array_equal(np.rint(tensor * 255), np.rint(expected * 255))
-
-
-def mean_error(tensor: np.ndarray, expected: np.ndarray) -> float:
-    """Mean absolute difference of two tensors, counted in whole 8-bit steps."""
-    return float(np.abs(np.rint(tensor * 255) - np.rint(expected * 255)).mean() / 255)
-
-
 def _scene_for(encoding: str) -> np.ndarray:
-    """What a perfect decoder gives back: the scene (in grey for mono)."""
+    """Return what a perfect decoder gives back: the scene (in grey for mono)."""
     if encoding.startswith('mono'):
         return cv2.cvtColor(cv2.cvtColor(SCENE, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     return SCENE
@@ -51,8 +31,8 @@ def test_every_encoding_gives_opencvs_conversion_then_the_same_letterbox(encodin
     view = raw_view(480, 640, encoding, step, data)
     assert image_size(view, encoding) == (640, 480) and not view.flags.writeable
     tensor, _ = Preprocessor(320, 320, 'rgb')(view, encoding)
-    assert_same_tensor(tensor, _tensor(opencv_bgr(raw, encoding)))
-    error = mean_error(tensor, _tensor(_scene_for(encoding)))
+    assert_same_tensor(tensor, model_tensor(opencv_bgr(raw, encoding)))
+    error = mean_error(tensor, model_tensor(_scene_for(encoding)))
     if encoding in LOSSLESS:
         assert error == 0.0
     else:
@@ -85,7 +65,7 @@ def test_a_wrong_mapping_is_caught_by_the_error_bound(encoding: str, wrong: int)
     """The 2/255 bound above tells a right mapping from a swapped one."""
     _, _, raw = encode(SCENE, encoding)
     swapped = cv2.cvtColor(raw, wrong)
-    assert mean_error(_tensor(swapped), _tensor(SCENE)) > 2 / 255
+    assert mean_error(model_tensor(swapped), model_tensor(SCENE)) > 2 / 255
     assert OPENCV_CODES[encoding.rstrip('8')] != wrong
 
 
@@ -138,11 +118,11 @@ def test_raw_views_go_back_to_the_same_bytes(encoding: str) -> None:
     ('nv24', 4, 4, 12, 48, "'nv24' \\(unknown\\): expected one of .*nv12"),
     ('nv12', 5, 4, 4, 30, 'even width and height'),
     ('nv12', 4, 5, 5, 30, 'even width and height'),
-    ('nv21', 4, 4, 4, 16, 'has 16 bytes, expected 24'),
+    ('nv21', 4, 4, 4, 16, 'has 16 bytes, expected step\\*height\\*3/2 = 24'),
     ('yuyv', 4, 5, 10, 40, 'even width'),
     ('uyvy', 4, 4, 6, 24, 'step 6 is smaller than the 8 bytes'),
     ('mono16', 4, 4, 9, 36, 'step 9 of 16-bit mono16 is odd'),
-    ('rgb16', 4, 4, 24, 95, 'has 95 bytes, expected 96'),
+    ('rgb16', 4, 4, 24, 95, 'has 95 bytes, expected step\\*height = 96'),
     ('bayer_rggb8', 1, 4, 4, 4, 'at least 2x2'),
     ('bayer_gbrg16', 4, 4, 6, 24, 'smaller than the 8 bytes'),
 ])
