@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import cv2
-from edge_infer_ros.core.image_encodings import (check_array, Converter, EncodingError, image_size,
-                                           raw_to_bytes, raw_view, to_bgr)
+from edge_infer_ros.core.image_encodings import (check_array, Converter, EncodingError,
+                                                 image_size, raw_to_bytes, raw_view, to_bgr)
 from edge_infer_ros.stages.preprocess import Preprocessor
 import numpy as np
 import pytest
