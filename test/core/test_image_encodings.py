@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 from edge_infer_ros.core.image_encodings import (check_array, Converter, EncodingError,
                                                  image_size, raw_to_bytes, raw_view, to_bgr)
+from edge_infer_ros.core.payloads import DetectionPayload
+from edge_infer_ros.stages.debug_view import draw_debug_image
 from edge_infer_ros.stages.preprocess import Preprocessor
 import numpy as np
 import pytest
@@ -140,3 +142,16 @@ def test_arrays_from_shared_memory_must_fit_their_encoding() -> None:
         check_array(np.zeros((4, 4), np.uint8), 'mono16')
     with pytest.raises(EncodingError, match='unsupported encoding'):
         check_array(np.zeros((4, 4), np.float32), '32FC1')
+
+
+@pytest.mark.parametrize('encoding', ['rgb8', 'rgba8', 'mono8', 'mono16', 'yuyv', 'nv12',
+                                      'bayer_gbrg16', 'bgra16'])
+def test_the_debug_image_is_right_for_every_encoding(encoding: str) -> None:
+    """The raw frame travels to the debug view with its encoding; it is drawn in true colour."""
+    step, data, raw = encode(SCENE, encoding, bigendian=encoding.endswith('16'), pad=2)
+    view = raw_view(480, 640, encoding, step, data, int(encoding.endswith('16')))
+    empty = np.zeros((0, 4), np.float32)
+    detections = DetectionPayload(empty, np.zeros(0, np.float32), np.zeros(0, np.int32), (),
+                                  640, 480, view, image_encoding=encoding)
+    canvas = draw_debug_image(detections, (), 0)
+    np.testing.assert_array_equal(canvas, opencv_bgr(raw, encoding))
