@@ -19,11 +19,21 @@ from typing import Any, Optional
 
 import cv2
 from edge_infer_ros.core.image import ImageError, MAX_PIXELS
+from edge_infer_ros.core.validate import InputRefused
 import numpy as np
 
 
-class EncodingError(ImageError):
-    """A raw image that cannot be used (unknown encoding, wrong size), with the reason."""
+class EncodingError(InputRefused, ImageError):
+    """
+    An image that cannot be used, with the reason, counted per kind (a key of REASONS).
+
+    ``unsupported_encoding``: a name not accepted (depth, float, unknown); ``bad_image_size``:
+    a size the layout cannot have or above MAX_PIXELS; ``bad_image_data``: step and data that
+    do not fit the size; ``bad_compressed``: compressed data that cannot be trusted.
+    """
+
+    def __init__(self, detail: str, reason: str = 'bad_image_size') -> None:
+        InputRefused.__init__(self, reason, detail)
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,7 @@ def encoding_of(name: str) -> Encoding:
     what = ('a depth or float image, not a camera image'
             if name[:1].isdigit() or name.upper() in _NOT_CAMERA else 'unknown')
     raise EncodingError(f'unsupported encoding {name[:64]!r} ({what}): expected one of '
-                        f'{describe_accepted()}')
+                        f'{describe_accepted()}', 'unsupported_encoding')
 
 
 def _raw_shape(spec: Encoding, name: str, height: int, width: int) -> tuple[int, ...]:
@@ -130,16 +140,16 @@ def raw_view(height: int, width: int, encoding: str, step: int, data: Any,
     row_bytes = width * spec.channels * spec.depth
     if step < row_bytes:
         raise EncodingError(f'step {step} is smaller than the {row_bytes} bytes of a '
-                            f'{width}-pixel row of {encoding}')
+                            f'{width}-pixel row of {encoding}', 'bad_image_data')
     if spec.depth == 2 and step % 2:
         raise EncodingError(f'step {step} of 16-bit {encoding} is odd: rows would split '
-                            'their pixels')
+                            'their pixels', 'bad_image_data')
     buffer = np.frombuffer(data, dtype=np.uint8)
     expected = step * shape[0]
     if buffer.size != expected:
         rows = 'step*height*3/2' if spec.layout == 'yuv420sp' else 'step*height'
         raise EncodingError(f'data has {buffer.size} bytes, expected {rows} = {expected} '
-                            f'({width}x{height} {encoding}, step {step})')
+                            f'({width}x{height} {encoding}, step {step})', 'bad_image_data')
     dtype = np.dtype(np.uint8) if spec.depth == 1 else np.dtype('>u2' if is_bigendian
                                                                 else '<u2')
     strides = (step, spec.channels * spec.depth, spec.depth)[:len(shape)]

@@ -17,10 +17,13 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class ImagePayload:
-    """A camera frame: (H, W, C) uint8, read-only, with its ROS encoding."""
+    """A camera frame: a read-only view in its ROS encoding (see core.image_encodings)."""
 
     image: np.ndarray
     encoding: str
+    #: a JPEG decoded at 1/scale_down of the (width, height) it was sent at (full_size)
+    scale_down: int = 1
+    full_size: Optional[tuple[int, int]] = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import math
 from typing import Hashable, Optional
 
 from builtin_interfaces.msg import Time
-from edge_infer_ros.core import frame, validate
+from edge_infer_ros.core import compressed, frame, validate
 from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
 from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.image import image_view, ImageError, read_only
@@ -125,16 +125,19 @@ def compressed_to_msg(envelope: Envelope, quality: int = 90) -> CompressedImage:
     return msg
 
 
-def compressed_from_msg(msg: CompressedImage, seq: int) -> Envelope:
-    """sensor_msgs/CompressedImage (jpeg/png) to an envelope with the decoded BGR image."""
-    import cv2
+def compressed_from_msg(msg: CompressedImage, seq: int,
+                        model: Optional[tuple[int, int]] = None) -> Envelope:
+    """
+    sensor_msgs/CompressedImage (jpeg/png) to an envelope with the decoded BGR image.
+
+    Size, format and integrity are checked before decoding (core.compressed); ``model``: the
+    model input (w, h), so that a JPEG is decoded at the reduced scale it needs.
+    """
     validate.check_stamp(stamp_to_ns(msg.header.stamp), frame.now_ns())
-    buffer = np.frombuffer(msg.data, np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
-    if image is None:
-        raise ImageError(f'cannot decode compressed image (format {msg.format!r}, '
-                         f'{buffer.size} bytes)')
-    return _envelope(msg, ImagePayload(read_only(image), 'bgr8'), seq=seq)
+    image, width, height, factor = compressed.decode(bytes(msg.data), msg.format, model)
+    payload = ImagePayload(read_only(image), 'bgr8', factor,
+                           (width, height) if factor > 1 else None)
+    return _envelope(msg, payload, seq=seq)
 
 
 # -- tensors ------------------------------------------------------------------------------------

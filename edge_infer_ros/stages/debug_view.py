@@ -19,6 +19,9 @@ def draw_debug_image(detections: DetectionPayload, trace: tuple[StageTiming, ...
     if image is None:
         raise ValueError('draw_debug_image needs detections that carry their image')
     canvas = to_bgr(image, detections.image_encoding)  # a new BGR image in any encoding
+    size = (detections.image_width, detections.image_height)
+    if canvas.shape[1::-1] != size:  # a JPEG decoded at reduced scale: draw at the true size
+        canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_LINEAR)
     names = detections.class_names
     for box, score, class_id in zip(detections.boxes, detections.scores, detections.class_ids):
         x0, y0, x1, y1 = (int(round(float(v))) for v in box)

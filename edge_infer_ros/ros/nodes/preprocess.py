@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.image_encodings import image_size
 from edge_infer_ros.core.params import ParamSpec
@@ -61,6 +62,7 @@ class PreprocessNode(StageNode):
         # One preprocessor (reused buffers) per image topic: cameras run in their own threads.
         self._preprocessors: dict[str, Preprocessor] = {}
         self._seq: dict[str, int] = {}
+        self._model_size: Optional[tuple[int, int]] = None
         self.stamps = StampOrder(self.p['stamp_fault_hold_s'])
 
     @property
@@ -89,7 +91,7 @@ class PreprocessNode(StageNode):
     def _add_image_input(self, topic: str) -> None:
         """One camera's input: raw images, or their JPEG/PNG form on <topic>/compressed."""
         compressed = self.p['input_transport'] == 'compressed'
-        decode = convert.compressed_from_msg if compressed else convert.image_from_msg
+        decode = self._decompress if compressed else convert.image_from_msg
         self.add_input(f'{topic}/compressed' if compressed else topic,
                        CompressedImage if compressed else Image,
                        lambda msg: self._from_msg(msg, topic, decode),
@@ -100,6 +102,7 @@ class PreprocessNode(StageNode):
         model = load_model_info(resolve_model_path(self.p['model_path']),
                                 expected_sha256=self.p['model_sha256'])
         _, _, height, width = model.input_shape
+        self._model_size = (width, height)
         self._preprocessors = {
             topic: Preprocessor(width, height, model.color_order, model.letterbox_pad_value,
                                 model.input_dtype,
@@ -109,6 +112,10 @@ class PreprocessNode(StageNode):
     def cleanup_stage(self) -> None:
         """Free the buffers."""
         self._preprocessors = {}
+
+    def _decompress(self, msg: CompressedImage, seq: int) -> Envelope:
+        """A JPEG is decoded at the reduced scale the model input needs."""
+        return convert.compressed_from_msg(msg, seq, self._model_size)
 
     def _from_msg(self, msg: Any, topic: str, convert_msg: Any) -> Envelope:
         seq = self._seq.get(topic, 0)
@@ -129,7 +136,10 @@ class PreprocessNode(StageNode):
                                     preprocessor.tensor_dtype) as loan:
             tensor, letterbox = preprocessor(payload.image, payload.encoding,
                                              None if loan is None else loan.array)
-            width, height = image_size(payload.image, payload.encoding)
+            width, height = payload.full_size or image_size(payload.image, payload.encoding)
+            if payload.scale_down > 1:  # decoded reduced: map boxes to the pixels as sent
+                letterbox = Letterbox(letterbox.scale / payload.scale_down, letterbox.pad_x,
+                                      letterbox.pad_y)
             out = TensorPayload(tensor, letterbox, width, height, payload.image,
                                 payload.encoding)
             self.emit(self.tensor_out, envelope, out, received_ns, start, loan)
