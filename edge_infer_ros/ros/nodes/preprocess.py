@@ -114,7 +114,7 @@ class PreprocessNode(StageNode):
         self._preprocessors = {}
 
     def _decompress(self, msg: CompressedImage, seq: int) -> Envelope:
-        """A JPEG is decoded at the reduced scale the model input needs."""
+        """Decode a JPEG at the reduced scale the model input needs."""
         return convert.compressed_from_msg(msg, seq, self._model_size)
 
     def _from_msg(self, msg: Any, topic: str, convert_msg: Any) -> Envelope:
