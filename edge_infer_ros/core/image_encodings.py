@@ -166,6 +166,12 @@ def image_size(raw: np.ndarray, encoding: str) -> tuple[int, int]:
     return width, rows
 
 
+def output_channels(encoding: str) -> int:
+    """Channels of the 8-bit image an encoding becomes (3 for YUV and Bayer)."""
+    spec = encoding_of(encoding)
+    return 3 if spec.layout in ('yuv422', 'yuv420sp', 'bayer') else spec.channels
+
+
 def check_array(raw: np.ndarray, encoding: str) -> None:
     """Refuse an array that cannot be a raw view of ``encoding`` (e.g. from shared memory)."""
     spec = encoding_of(encoding)
@@ -221,11 +227,23 @@ class Converter:
             buffer = self._buffers[key] = np.empty(shape, dtype)
         return buffer
 
-    def __call__(self, raw: np.ndarray, encoding: str) -> tuple[np.ndarray, str]:
-        """Return (8-bit image of shape (H, W[, C]), its colour order) for a raw view."""
+    def __call__(self, raw: np.ndarray, encoding: str,
+                 size: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, str]:
+        """
+        Return (8-bit image of shape (H, W[, C]), its colour order) for a raw view.
+
+        ``size``: the (w, h) the caller resizes to next. A 16-bit BGR/RGB/mono frame larger
+        than that is resized here first, at 16 bits, and converted to 8 at that size: a
+        fraction of the pixels, and no precision lost before the interpolation.
+        """
         spec = encoding_of(encoding)
         if spec.layout == 'direct':
             return raw, spec.order
+        if spec.layout == 'bits16' and size is not None and size != image_size(raw, encoding):
+            shape = (size[1], size[0]) + raw.shape[2:]
+            small = self._buffer('small', shape, np.uint16)
+            cv2.resize(self._native(raw), size, dst=small, interpolation=cv2.INTER_LINEAR)
+            return self._to_8bit(small), spec.order
         if spec.layout in ('yuv422', 'yuv420sp'):
             width, height = image_size(raw, encoding)
             out = self._buffer('bgr', (height, width, 3))
@@ -238,13 +256,17 @@ class Converter:
             return out, spec.order
         return eight, spec.order
 
+    def _native(self, raw: np.ndarray) -> np.ndarray:
+        """Return 16-bit elements in this machine's byte order (OpenCV reads no other)."""
+        if raw.dtype.byteorder in ('=', '|') or raw.dtype.isnative:
+            return raw
+        native = self._buffer('swap', raw.shape, np.uint16)
+        np.copyto(native, raw)  # numpy swaps the bytes
+        return native
+
     def _to_8bit(self, raw: np.ndarray) -> np.ndarray:
         """16-bit to 8-bit over [low, high], rounding, saturating outside it."""
-        source = raw
-        if raw.dtype.byteorder == '>' or (raw.dtype.byteorder == '=' and
-                                          np.little_endian is False):
-            source = self._buffer('swap', raw.shape, np.uint16)
-            np.copyto(source, raw)  # numpy swaps the bytes, OpenCV reads native order only
+        source = self._native(raw)
         out = self._buffer('eight', raw.shape, np.uint8)
         if self.low:
             shifted = self._buffer('shift', raw.shape, np.uint16)

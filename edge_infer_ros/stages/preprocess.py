@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import cv2
 from edge_infer_ros.core.geometry import Letterbox, letterbox_geometry
 from edge_infer_ros.core.image import BufferPool, frozen_view
-from edge_infer_ros.core.image_encodings import Converter
+from edge_infer_ros.core.image_encodings import Converter, image_size, output_channels
 import numpy as np
 
 
@@ -86,13 +86,14 @@ class Preprocessor:
         if out is not None and (out.shape != self.tensor_shape or out.dtype != self._dtype):
             raise ValueError(f'out must be a {self._dtype} array of shape '
                              f'{list(self.tensor_shape)}, got {out.dtype} {list(out.shape)}')
-        image, order = self.converter(image, encoding)
-        height, width = image.shape[:2]
-        channels = image.shape[2] if image.ndim == 3 else 1
+        width, height = image_size(image, encoding)
+        channels = output_channels(encoding)
         if self._geometry != (width, height, channels):
             self._prepare(width, height, channels)
         left, top, new_w, new_h = self._box
-        if (new_w, new_h) == (width, height):
+        # 16-bit: scaled down at 16 bits, then to 8 at the size needed (a fraction of the pixels)
+        image, order = self.converter(image, encoding, (new_w, new_h))
+        if image.shape[:2] == (new_h, new_w):
             resized = image
         else:
             cv2.resize(image, (new_w, new_h), dst=self._resized, interpolation=cv2.INTER_LINEAR)

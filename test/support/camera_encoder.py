@@ -144,3 +144,19 @@ def assert_same_tensor(tensor: np.ndarray, expected: np.ndarray) -> None:
 def mean_error(tensor: np.ndarray, expected: np.ndarray) -> float:
     """Mean absolute difference of two tensors, counted in whole 8-bit steps."""
     return float(np.abs(np.rint(tensor * 255) - np.rint(expected * 255)).mean() / 255)
+
+
+def expected_tensor(raw: np.ndarray, encoding: str, size: int = 320) -> np.ndarray:
+    """
+    Return OpenCV's conversion of the raw elements followed by the letterbox, as a tensor.
+
+    16-bit BGR/RGB/mono are letterboxed at 16 bits and then scaled to 8 (what a careful
+    reader does: no precision dropped before the interpolation); the others are converted to
+    8-bit BGR at full size first.
+    """
+    if raw.dtype != np.uint16 or encoding.startswith('bayer_'):
+        return model_tensor(opencv_bgr(raw, encoding), size)
+    new_w, new_h = letterbox_geometry(raw.shape[1], raw.shape[0], size, size)[:2]
+    small = cv2.resize(raw, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return model_tensor(opencv_bgr(np.asarray(cv2.convertScaleAbs(small, alpha=1 / 257),
+                                              np.uint16) * 257, encoding), size)
