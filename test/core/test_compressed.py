@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import cv2
 from edge_infer_ros.core import compressed
 from edge_infer_ros.core.geometry import Letterbox, letterbox_geometry
@@ -12,32 +9,12 @@ from edge_infer_ros.core.image_encodings import EncodingError
 from edge_infer_ros.stages.preprocess import Preprocessor
 import numpy as np
 import pytest
-from support.camera_encoder import mean_error, model_tensor, reference_scene
+from support.camera_encoder import (jpeg_claiming, mean_error, model_tensor, png_bomb,
+                                    reference_scene)
 
 SCENE = reference_scene(640, 480)
 JPEG = cv2.imencode('.jpg', SCENE, (cv2.IMWRITE_JPEG_QUALITY, 95))[1].tobytes()
 PNG = cv2.imencode('.png', SCENE)[1].tobytes()
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """Return a small PNG whose header claims width x height of grey (mostly zeros)."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack('>I', len(body)) + kind + body + \
-            struct.pack('>I', zlib.crc32(kind + body) & 0xffffffff)
-    rows = zlib.compress(bytes(4000), 9)  # far fewer rows than claimed: never decoded anyway
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0,
-                                                              0, 0, 0)) +
-            chunk(b'IDAT', rows) + chunk(b'IEND', b''))
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    """Return a real JPEG whose SOF says width x height (what a decoder would allocate)."""
-    data = bytearray(cv2.imencode('.jpg', SCENE[:16, :16])[1].tobytes())
-    index = 2
-    while data[index + 1] not in (0xC0, 0xC1, 0xC2):
-        index += 2 + struct.unpack('>H', data[index + 2:index + 4])[0]
-    data[index + 5:index + 9] = struct.pack('>HH', height, width)
-    return bytes(data)
 
 
 @pytest.mark.parametrize('fmt, codec', [

@@ -8,6 +8,9 @@ padded when asked. The tests compare what the package makes of these bytes with 
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import cv2
 from edge_infer_ros.core.geometry import letterbox_geometry
 import numpy as np
@@ -160,3 +163,24 @@ def expected_tensor(raw: np.ndarray, encoding: str, size: int = 320) -> np.ndarr
     small = cv2.resize(raw, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     return model_tensor(opencv_bgr(np.asarray(cv2.convertScaleAbs(small, alpha=1 / 257),
                                               np.uint16) * 257, encoding), size)
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """Return a small PNG whose header claims width x height of grey (mostly zeros)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack('>I', len(body)) + kind + body + \
+            struct.pack('>I', zlib.crc32(kind + body) & 0xffffffff)
+    rows = zlib.compress(bytes(4000), 9)  # far fewer rows than claimed: never decoded anyway
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0,
+                                                              0, 0, 0)) +
+            chunk(b'IDAT', rows) + chunk(b'IEND', b''))
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """Return a real JPEG whose SOF says width x height (what a decoder would allocate)."""
+    data = bytearray(cv2.imencode('.jpg', reference_scene(16, 16))[1].tobytes())
+    index = 2
+    while data[index + 1] not in (0xC0, 0xC1, 0xC2):
+        index += 2 + struct.unpack('>H', data[index + 2:index + 4])[0]
+    data[index + 5:index + 9] = struct.pack('>HH', height, width)
+    return bytes(data)
