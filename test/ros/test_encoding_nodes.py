@@ -17,7 +17,7 @@ from edge_infer_ros_msgs.msg import TensorFrame
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from support.camera_encoder import (ALL_ENCODINGS, assert_same_tensor, encode,
                                     expected_tensor, LOSSLESS, mean_error, model_tensor,
                                     opencv_bgr, reference_scene)
@@ -119,3 +119,44 @@ def test_every_encoding_through_the_camera_topic_source(composed, outside) -> No
             if raw.dtype == np.uint16 else raw
         assert bytes(image.data) == elements.tobytes()  # republished as it came, unpadded
     assert nodes['camera'].error_count() == 0
+
+
+@pytest.mark.parametrize('codec, fmt', [
+    ('png', 'png'), ('png', 'rgb8; png compressed bgr8'),
+    ('jpeg', 'jpeg'), ('jpeg', 'bgr8; jpeg compressed bgr8')])
+def test_compressed_frames_from_a_driver_give_the_same_tensor(composed, outside, codec,
+                                                              fmt) -> None:
+    """CompressedImage in both format spellings: PNG exact, JPEG as OpenCV decodes it."""
+    import cv2
+    composed(frames=0, names={'preprocess'},
+             overrides={'preprocess': {'input_transport': 'compressed'}})
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    publisher = outside.node.create_publisher(CompressedImage, 'image_raw/compressed', qos)
+    tensors: dict[int, TensorFrame] = {}
+    outside.node.create_subscription(
+        TensorFrame, 'tensor',
+        lambda m: tensors.__setitem__(convert.stamp_to_ns(m.header.stamp), m), qos)
+    assert outside.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
+    data = cv2.imencode('.png' if codec == 'png' else '.jpg', SCENE)[1].tobytes()
+    msg = CompressedImage(format=fmt, data=data)
+    sent: list[int] = []
+
+    def publish() -> bool:
+        if not any(s in tensors for s in sent) and (
+                not sent or time.time_ns() - sent[-1] > 200_000_000):
+            sent.append(time.time_ns())
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(sent[-1], 10**9)
+            publisher.publish(msg)
+        return any(s in tensors for s in sent)
+
+    assert outside.spin_until(publish, 30.0)
+    frame = tensors[next(s for s in sent if s in tensors)]
+    tensor = np.frombuffer(frame.data, np.float32).reshape(tuple(frame.shape))
+    assert (frame.image_width, frame.image_height) == (640, 480)
+    if codec == 'png':
+        assert_same_tensor(tensor, model_tensor(SCENE))
+    else:  # the model needs 320x240 of a 640x480 frame: libjpeg decodes it at half scale
+        reduced = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_2)
+        assert_same_tensor(tensor, model_tensor(reduced))
+        assert frame.scale == pytest.approx(0.5)  # boxes map to the 640x480 frame as sent
+        assert mean_error(tensor, model_tensor(SCENE)) < 2 / 255
