@@ -373,8 +373,8 @@ def test_every_camera_encoding_travels_with_its_encoding_and_byte_order():
             assert received == encoding and image.dtype == view.dtype
             np.testing.assert_array_equal(image, view)
         # An array whose shape cannot be its encoding's is refused on arrival, and counted.
-        bad = Envelope('cam', 99, 2_000, 'f', (), ImagePayload(np.zeros((7, 64), np.uint8),
-                                                                'nv12'))
+        misfit = ImagePayload(np.zeros((7, 64), np.uint8), 'nv12')
+        bad = Envelope('cam', 99, 2_000, 'f', (), misfit)
         assert publisher.send(bad)
         assert wait_for(lambda: subscriber.stats.errors == 1)
         assert 'nv12 image of shape [7, 64]' in subscriber.last_error

@@ -126,7 +126,7 @@ def test_every_encoding_through_the_camera_topic_source(composed, outside) -> No
     ('jpeg', 'jpeg'), ('jpeg', 'bgr8; jpeg compressed bgr8')])
 def test_compressed_frames_from_a_driver_give_the_same_tensor(composed, outside, codec,
                                                               fmt) -> None:
-    """CompressedImage in both format spellings: PNG exact, JPEG as OpenCV decodes it."""
+    """Compressed frames in both format spellings: PNG exact, JPEG as OpenCV decodes it."""
     import cv2
     composed(frames=0, names={'preprocess'},
              overrides={'preprocess': {'input_transport': 'compressed'}})
