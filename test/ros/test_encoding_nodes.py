@@ -160,3 +160,37 @@ def test_compressed_frames_from_a_driver_give_the_same_tensor(composed, outside,
         assert_same_tensor(tensor, model_tensor(reduced))
         assert frame.scale == pytest.approx(0.5)  # boxes map to the 640x480 frame as sent
         assert mean_error(tensor, model_tensor(SCENE)) < 2 / 255
+
+
+def test_the_16_bit_range_is_a_run_time_parameter(composed, outside) -> None:
+    """A thermal camera: range16_min/max map its few hundred counts over 0..255."""
+    from rclpy.parameter import Parameter
+    _, nodes = composed(frames=0, names={'preprocess'})
+    preprocess = nodes['preprocess']
+    refused = preprocess.set_parameters_atomically([Parameter('range16_min', value=3000),
+                                                    Parameter('range16_max', value=2000)])
+    assert not refused.successful and 'must be below' in refused.reason
+    result = preprocess.set_parameters_atomically([Parameter('range16_min', value=1000),
+                                                   Parameter('range16_max', value=2000)])
+    assert result.successful, result.reason
+    driver = Driver(outside, 'image_raw')
+    counts = np.full((480, 640), 1500, np.uint16)
+    counts[:, 320:] = 2600  # above the range: saturates
+    step, data = 1280, counts.tobytes()
+    msg = Image(height=480, width=640, encoding='mono16', step=step, data=data)
+    msg.header.frame_id = 'thermal'
+    sent: list[int] = []
+
+    def publish() -> bool:
+        if not any(s in driver.tensors for s in sent) and (
+                not sent or time.time_ns() - sent[-1] > 200_000_000):
+            sent.append(time.time_ns())
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(sent[-1], 10**9)
+            driver.publisher.publish(msg)
+        return any(s in driver.tensors for s in sent)
+
+    assert outside.spin_until(publish, 30.0)
+    frame = driver.tensors[next(s for s in sent if s in driver.tensors)]
+    tensor = np.frombuffer(frame.data, np.float32).reshape(tuple(frame.shape))
+    row = np.rint(tensor[0, 0, 160] * 255)  # the middle row: left half 1500, right half 2600
+    assert row[10] == 128 and row[310] == 255  # (1500 - 1000) / 1000 * 255 = 127.5 -> 128
