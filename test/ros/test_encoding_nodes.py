@@ -13,6 +13,7 @@ import time
 from typing import Iterator, Optional
 
 from edge_infer_ros.ros import convert
+from edge_infer_ros.stages.camera import FrameSource
 from edge_infer_ros_msgs.msg import TensorFrame
 import numpy as np
 import pytest
@@ -194,3 +195,37 @@ def test_the_16_bit_range_is_a_run_time_parameter(composed, outside) -> None:
     tensor = np.frombuffer(frame.data, np.float32).reshape(tuple(frame.shape))
     row = np.rint(tensor[0, 0, 160] * 255)  # the middle row: left half 1500, right half 2600
     assert row[10] == 128 and row[310] == 255  # (1500 - 1000) / 1000 * 255 = 127.5 -> 128
+
+
+class _RgbSource(FrameSource):
+    """A source that delivers RGB (as many drivers' SDKs do), and says so."""
+
+    encoding = 'rgb8'
+
+    def read(self, index: int) -> Optional[np.ndarray]:
+        return np.ascontiguousarray(SCENE[:, :, ::-1])
+
+
+def test_the_camera_stamps_what_its_source_delivers(composed, outside) -> None:
+    """The envelope carries the source's encoding: an RGB source's frame is not read as BGR."""
+    _, nodes = composed(frames=0, names={'camera', 'preprocess'},
+                        overrides={'camera': {'source': 'topic'}})  # no capture thread
+    camera = nodes['camera']
+    driver = Driver(outside, 'image_in')
+    assert outside.spin_until(lambda: nodes['preprocess'].tensor_out.ros_publisher
+                              .get_subscription_count() > 0, 10.0)
+    camera._source = _RgbSource()
+    sent: list[int] = []
+
+    def capture() -> bool:
+        if not driver.tensors and (not sent or time.time_ns() - sent[-1] > 200_000_000):
+            envelope, loan = camera._capture(len(sent))
+            sent.append(envelope.stamp_ns)
+            assert envelope.payload.encoding == 'rgb8'
+            camera._send(envelope, loan)
+        return bool(driver.tensors)
+
+    assert outside.spin_until(capture, 30.0)
+    frame = next(iter(driver.tensors.values()))
+    tensor = np.frombuffer(frame.data, np.float32).reshape(tuple(frame.shape))
+    assert_same_tensor(tensor, model_tensor(SCENE))
