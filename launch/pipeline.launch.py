@@ -51,6 +51,8 @@ def generate_launch_description() -> LaunchDescription:
                               namespace=namespace, extra_arguments=forward,
                               parameters=[*parameters, same_host], **kwargs)
 
+    # image_transport:=compressed: the driver's JPEG/PNG frames straight to preprocess
+    compressed_topic = [LaunchConfiguration('image_topic'), '/compressed']
     return LaunchDescription([
         DeclareLaunchArgument(
             'config', default_value=PathJoinSubstitution([share, 'config', 'pipeline.yaml']),
@@ -71,6 +73,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'image_topic', default_value='image_in',
             description="the robot's camera topic the camera node reads with source:=topic"),
+        DeclareLaunchArgument(
+            'image_transport', default_value='raw', choices=['raw', 'compressed'],
+            description='compressed: preprocess reads <image_topic>/compressed (JPEG/PNG '
+                        'sensor_msgs/CompressedImage from a driver) instead of the camera '
+                        'node; use it with source:=topic'),
         DeclareLaunchArgument(
             'image_qos', default_value='best_effort', choices=['best_effort', 'reliable'],
             description='reliability of the image input (best_effort accepts both kinds of '
@@ -113,7 +120,10 @@ def generate_launch_description() -> LaunchDescription:
                           'qos.input.reliability': LaunchConfiguration('image_qos'),
                       },),
                       remappings=[('image_in', LaunchConfiguration('image_topic'))]),
-                stage('Preprocess', 'preprocess', parameters=({'model_path': model},)),
+                stage('Preprocess', 'preprocess',
+                      parameters=({'model_path': model,
+                                   'input_transport': LaunchConfiguration('image_transport')},),
+                      remappings=[('image_raw/compressed', compressed_topic)]),
                 stage('Detector', 'detector',
                       parameters=({'model_path': model,
                                    'backend': LaunchConfiguration('backend')},)),

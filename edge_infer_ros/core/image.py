@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-#: Encodings accepted on image inputs: name -> (channels, order of colour channels).
+#: 8-bit encodings used as they are: name -> (channels, order of colour channels); every
+#: encoding accepted is in :data:`edge_infer_ros.core.image_encodings.ENCODINGS`.
 ENCODINGS: dict[str, tuple[int, str]] = {
     'bgr8': (3, 'bgr'),
     'rgb8': (3, 'rgb'),
@@ -32,33 +33,13 @@ class ImageError(ValueError):
 def image_view(height: int, width: int, encoding: str, step: int, data: Any,
                is_bigendian: int = 0) -> np.ndarray:
     """
-    Return a read-only (H, W, C) uint8 view of a raw image buffer, or raise ImageError.
+    Return a read-only view of a raw image buffer in any accepted encoding, or raise ImageError.
 
-    No pixel is copied: the view points into ``data`` (for example ``sensor_msgs/Image.data``).
-    Rows padded beyond ``width * channels`` (``step`` larger) are handled by striding.
+    No pixel is copied. 8-bit BGR/RGB/mono give (H, W, C) uint8 as they always did; the others
+    are described in :func:`edge_infer_ros.core.image_encodings.raw_view` (the one ingest path).
     """
-    if encoding not in ENCODINGS:
-        raise ImageError(f'unsupported encoding {encoding!r}: expected one of '
-                         f'{", ".join(ENCODINGS)}')
-    channels = ENCODINGS[encoding][0]
-    if height <= 0 or width <= 0:
-        raise ImageError(f'zero-sized image {width}x{height}')
-    if height * width > MAX_PIXELS:
-        raise ImageError(f'image {width}x{height} is larger than the {MAX_PIXELS} pixels '
-                         'accepted')
-    row_bytes = width * channels
-    if step < row_bytes:
-        raise ImageError(f'step {step} is smaller than width*channels = {row_bytes} for '
-                         f'{encoding}')
-    del is_bigendian  # 8-bit encodings only: byte order does not matter
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    expected = step * height
-    if buffer.size != expected:
-        raise ImageError(f'data has {buffer.size} bytes, expected step*height = {expected} '
-                         f'({width}x{height} {encoding}, step {step})')
-    view = np.lib.stride_tricks.as_strided(
-        buffer, shape=(height, width, channels), strides=(step, channels, 1), writeable=False)
-    return view
+    from edge_infer_ros.core.image_encodings import raw_view  # it builds on this module
+    return raw_view(height, width, encoding, step, data, is_bigendian)
 
 
 def read_only(array: np.ndarray) -> np.ndarray:

@@ -17,10 +17,13 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class ImagePayload:
-    """A camera frame: (H, W, C) uint8, read-only, with its ROS encoding."""
+    """A camera frame: a read-only view in its ROS encoding (see core.image_encodings)."""
 
     image: np.ndarray
     encoding: str
+    #: a JPEG decoded at 1/scale_down of the (width, height) it was sent at (full_size)
+    scale_down: int = 1
+    full_size: Optional[tuple[int, int]] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,8 @@ class TensorPayload:
     image_width: int
     image_height: int
     image: Optional[np.ndarray] = None
+    #: ROS encoding of ``image`` (the raw frame as it came: a debug view converts it)
+    image_encoding: str = 'bgr8'
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,7 @@ class CandidatePayload:
     image_height: int
     backend: str
     image: Optional[np.ndarray] = None
+    image_encoding: str = 'bgr8'
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class DetectionPayload:
     image: Optional[np.ndarray] = None
     #: False when class_names holds only the classes present (a DetectionArray from DDS)
     class_names_complete: bool = True
+    image_encoding: str = 'bgr8'
 
     def __len__(self) -> int:
         return len(self.scores)

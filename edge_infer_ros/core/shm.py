@@ -43,6 +43,7 @@ from typing import Any, Callable, Optional
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
 from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.image import read_only
+from edge_infer_ros.core.image_encodings import check_array
 from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload, ImagePayload,
                                           TensorPayload)
 import numpy as np
@@ -127,7 +128,9 @@ def _split_image(payload: ImagePayload) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def _join_image(array: np.ndarray, fields: dict[str, Any]) -> ImagePayload:
-    return ImagePayload(array, str(fields['encoding']))
+    encoding = str(fields['encoding'])
+    check_array(array, encoding)  # any encoding raw_view accepts; its shape must fit it
+    return ImagePayload(array, encoding)
 
 
 def _split_tensor(payload: TensorPayload) -> tuple[np.ndarray, dict[str, Any]]:

@@ -21,7 +21,8 @@ import numpy as np
 #: Every reason a refusal may name (the keys of the nodes' refusal counters).
 REASONS = ('zero_stamp', 'negative_stamp', 'future_stamp', 'bad_letterbox', 'bad_image_size',
            'non_finite', 'inverted_box', 'box_outside_image', 'score_out_of_range',
-           'class_id_out_of_range', 'too_many', 'bad_name', 'bad_trace')
+           'class_id_out_of_range', 'too_many', 'bad_name', 'bad_trace',
+           'unsupported_encoding', 'bad_image_data', 'bad_compressed')
 
 #: A stamp up to this far ahead of the receiver's clock is accepted (hosts' clock skew).
 FUTURE_TOLERANCE_NS = 1_000_000_000

@@ -14,10 +14,11 @@ import math
 from typing import Hashable, Optional
 
 from builtin_interfaces.msg import Time
-from edge_infer_ros.core import frame, validate
+from edge_infer_ros.core import compressed, frame, validate
 from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
 from edge_infer_ros.core.geometry import Letterbox
-from edge_infer_ros.core.image import ENCODINGS, image_view, ImageError, read_only
+from edge_infer_ros.core.image import image_view, ImageError, read_only
+from edge_infer_ros.core.image_encodings import image_size, raw_to_bytes, to_bgr
 from edge_infer_ros.core.payloads import (CandidatePayload, Command, DetectionPayload,
                                           ImagePayload, TensorPayload)
 from edge_infer_ros.monitor.verdicts import DeadlineMiss
@@ -91,15 +92,13 @@ def _envelope(msg, payload, camera: str = '', seq: int = 0, stages=()) -> Envelo
 
 # -- images -----------------------------------------------------------------------------------
 def image_to_msg(envelope: Envelope) -> Image:
-    """Build sensor_msgs/Image of an image payload (one copy of the pixels: DDS needs it)."""
+    """Build sensor_msgs/Image of an image payload in its own encoding (one copy: DDS needs it)."""
     payload: ImagePayload = envelope.payload
-    image = payload.image
     msg = _header(Image(), envelope)
-    msg.height, msg.width = image.shape[0], image.shape[1]
+    msg.width, msg.height = image_size(payload.image, payload.encoding)
     msg.encoding = payload.encoding
-    msg.is_bigendian = 0
-    msg.step = image.shape[1] * (image.shape[2] if image.ndim == 3 else 1)
-    msg.data = array.array('B', np.ascontiguousarray(image).tobytes())
+    msg.step, msg.is_bigendian, data = raw_to_bytes(payload.image)
+    msg.data = array.array('B', data)
     return msg
 
 
@@ -116,8 +115,8 @@ def compressed_to_msg(envelope: Envelope, quality: int = 90) -> CompressedImage:
     import cv2
     payload: ImagePayload = envelope.payload
     image = payload.image
-    if ENCODINGS[payload.encoding][1] == 'rgb':
-        image = image[:, :, 2::-1]
+    if payload.encoding != 'bgr8':
+        image = to_bgr(image, payload.encoding)  # JPEG holds BGR (or grey), whatever came
     ok, encoded = cv2.imencode('.jpg', image, (cv2.IMWRITE_JPEG_QUALITY, quality))
     if not ok:
         raise ImageError('JPEG encoding failed')
@@ -127,16 +126,19 @@ def compressed_to_msg(envelope: Envelope, quality: int = 90) -> CompressedImage:
     return msg
 
 
-def compressed_from_msg(msg: CompressedImage, seq: int) -> Envelope:
-    """sensor_msgs/CompressedImage (jpeg/png) to an envelope with the decoded BGR image."""
-    import cv2
+def compressed_from_msg(msg: CompressedImage, seq: int,
+                        model: Optional[tuple[int, int]] = None) -> Envelope:
+    """
+    sensor_msgs/CompressedImage (jpeg/png) to an envelope with the decoded BGR image.
+
+    Size, format and integrity are checked before decoding (core.compressed); ``model``: the
+    model input (w, h), so that a JPEG is decoded at the reduced scale it needs.
+    """
     validate.check_stamp(stamp_to_ns(msg.header.stamp), frame.now_ns())
-    buffer = np.frombuffer(msg.data, np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
-    if image is None:
-        raise ImageError(f'cannot decode compressed image (format {msg.format!r}, '
-                         f'{buffer.size} bytes)')
-    return _envelope(msg, ImagePayload(read_only(image), 'bgr8'), seq=seq)
+    image, width, height, factor = compressed.decode(bytes(msg.data), msg.format, model)
+    payload = ImagePayload(read_only(image), 'bgr8', factor,
+                           (width, height) if factor > 1 else None)
+    return _envelope(msg, payload, seq=seq)
 
 
 # -- tensors ------------------------------------------------------------------------------------

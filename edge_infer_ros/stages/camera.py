@@ -25,8 +25,9 @@ class SourceError(RuntimeError):
 
 
 class FrameSource(abc.ABC):
-    """Something that yields BGR frames on request."""
+    """Something that yields frames on request, in the ROS encoding it declares."""
 
+    #: ROS encoding of what read() returns: the camera node stamps its frames with it
     encoding = 'bgr8'
 
     @abc.abstractmethod

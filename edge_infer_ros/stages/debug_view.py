@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 from edge_infer_ros.core.frame import hops, StageTiming
+from edge_infer_ros.core.image_encodings import to_bgr
 from edge_infer_ros.core.payloads import DetectionPayload
 import numpy as np
 
@@ -17,10 +18,10 @@ def draw_debug_image(detections: DetectionPayload, trace: tuple[StageTiming, ...
     image = detections.image
     if image is None:
         raise ValueError('draw_debug_image needs detections that carry their image')
-    if image.ndim == 2 or image.shape[2] == 1:
-        canvas = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
-    else:
-        canvas = np.ascontiguousarray(image[:, :, :3]).copy()
+    canvas = to_bgr(image, detections.image_encoding)  # a new BGR image in any encoding
+    size = (detections.image_width, detections.image_height)
+    if canvas.shape[1::-1] != size:  # a JPEG decoded at reduced scale: draw at the true size
+        canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_LINEAR)
     names = detections.class_names
     for box, score, class_id in zip(detections.boxes, detections.scores, detections.class_ids):
         x0, y0, x1, y1 = (int(round(float(v))) for v in box)

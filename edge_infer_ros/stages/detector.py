@@ -48,7 +48,7 @@ class Detector:
         self.non_finite_outputs += self.decoder.last_non_finite
         return CandidatePayload(boxes, scores, class_ids, self.model.class_names,
                                 payload.letterbox, payload.image_width, payload.image_height,
-                                self.backend.name, payload.image)
+                                self.backend.name, payload.image, payload.image_encoding)
 
     @property
     def last_non_finite(self) -> int:

@@ -227,4 +227,5 @@ def detections_from_candidates(c: CandidatePayload,
     mapped = unletterbox(boxes[keep], c.letterbox, c.image_width, c.image_height)
     return DetectionPayload(read_only(mapped), read_only(scores[keep]),
                             read_only(class_ids[keep]), c.class_names, c.image_width,
-                            c.image_height, c.image), truncated
+                            c.image_height, c.image,
+                            image_encoding=c.image_encoding), truncated

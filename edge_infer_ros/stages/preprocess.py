@@ -11,7 +11,8 @@ from typing import Optional, Sequence
 
 import cv2
 from edge_infer_ros.core.geometry import Letterbox, letterbox_geometry
-from edge_infer_ros.core.image import BufferPool, ENCODINGS, frozen_view
+from edge_infer_ros.core.image import BufferPool, frozen_view
+from edge_infer_ros.core.image_encodings import Converter, image_size, output_channels
 import numpy as np
 
 
@@ -34,7 +35,8 @@ class Preprocessor:
     _SCALE = np.float32(1.0 / 255.0)
 
     def __init__(self, in_w: int, in_h: int, color_order: str = 'rgb',
-                 pad_value: int = 114, dtype: str = 'float32') -> None:
+                 pad_value: int = 114, dtype: str = 'float32',
+                 range16: tuple[int, int] = (0, 65535)) -> None:
         if color_order not in ('rgb', 'bgr'):
             raise ValueError(f'model colour order must be rgb or bgr, got {color_order!r}')
         self.in_w, self.in_h = in_w, in_h
@@ -48,6 +50,8 @@ class Preprocessor:
         self._planes: list[np.ndarray] = []
         self._box = (0, 0, 0, 0)
         self._letterbox = Letterbox(1.0, 0.0, 0.0)
+        #: raw encodings (YUV, Bayer, 16-bit) to 8-bit, once, into buffers it reuses
+        self.converter = Converter(*range16)
 
     def _prepare(self, width: int, height: int, channels: int) -> None:
         new_w, new_h, left, top, self._letterbox = letterbox_geometry(
@@ -72,6 +76,9 @@ class Preprocessor:
         """
         Fill and return the model tensor for one image, with the letterbox used.
 
+        ``image``: a raw view in ``encoding`` (see :mod:`edge_infer_ros.core.image_encodings`); one
+        that is not 8-bit BGR/RGB/mono is converted here, once, into a reused buffer.
+
         ``out``: a tensor to fill instead of one of the pool's (a shared-memory sample loaned
         by the transport, so the tensor reaches another process without a copy). Its padding
         is written every time: a loaned sample holds whatever an earlier frame left in it.
@@ -79,12 +86,14 @@ class Preprocessor:
         if out is not None and (out.shape != self.tensor_shape or out.dtype != self._dtype):
             raise ValueError(f'out must be a {self._dtype} array of shape '
                              f'{list(self.tensor_shape)}, got {out.dtype} {list(out.shape)}')
-        height, width = image.shape[:2]
-        channels = image.shape[2] if image.ndim == 3 else 1
+        width, height = image_size(image, encoding)
+        channels = output_channels(encoding)
         if self._geometry != (width, height, channels):
             self._prepare(width, height, channels)
         left, top, new_w, new_h = self._box
-        if (new_w, new_h) == (width, height):
+        # 16-bit: scaled down at 16 bits, then to 8 at the size needed (a fraction of the pixels)
+        image, order = self.converter(image, encoding, (new_w, new_h))
+        if image.shape[:2] == (new_h, new_w):
             resized = image
         else:
             cv2.resize(image, (new_w, new_h), dst=self._resized, interpolation=cv2.INTER_LINEAR)
@@ -95,7 +104,6 @@ class Preprocessor:
         else:
             planes = self._planes
             cv2.split(resized, planes)
-        order = ENCODINGS[encoding][1]
         if order == 'mono':
             sources = (0, 0, 0)
         elif order == self.color_order:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge_infer_ros.core.image import BufferPool, frozen_view, image_view, ImageError
+from edge_infer_ros.core.image_encodings import image_size
 from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
@@ -24,11 +25,12 @@ def test_image_view_honours_row_padding() -> None:
 
 
 @pytest.mark.parametrize('kwargs, reason', [
-    ({'encoding': 'yuv422'}, 'unsupported encoding'),
-    ({'encoding': '16UC1'}, 'unsupported encoding'),
+    ({'encoding': 'nv24'}, "unsupported encoding 'nv24' \\(unknown\\)"),
+    ({'encoding': '16UC1'}, "unsupported encoding '16UC1' \\(a depth or float image"),
+    ({'encoding': '32FC1'}, 'expected one of bgr8, .*mono16, .*yuyv, .*nv12, .*bayer_rggb8'),
     ({'step': 10}, 'step 10 is smaller'),
-    ({'data': bytes(4 * 18 - 1)}, 'expected step\\*height'),
-    ({'data': bytes(4 * 18 + 7)}, 'expected step\\*height'),
+    ({'data': bytes(4 * 18 - 1)}, 'expected step\\*height = 72'),
+    ({'data': bytes(4 * 18 + 7)}, 'expected step\\*height = 72'),
     ({'height': 0}, 'zero-sized'),
     ({'width': 0}, 'zero-sized'),
     ({'height': 100_000, 'width': 100_000}, 'larger than'),
@@ -42,15 +44,17 @@ def test_bad_images_are_refused_with_the_reason(kwargs: dict, reason: str) -> No
 
 @settings(max_examples=200, deadline=None)
 @given(height=st.integers(-2, 40), width=st.integers(-2, 40),
-       encoding=st.sampled_from(['bgr8', 'rgb8', 'mono8', 'rgba8', 'bgra8', 'bad', '']),
+       encoding=st.sampled_from(['bgr8', 'rgb8', 'mono8', 'rgba8', 'bgra8', 'bad', '', 'yuyv',
+                                 'uyvy', 'nv12', 'nv21', 'mono16', 'rgba16',
+                                 'bayer_gbrg8', 'bayer_bggr16', '16UC1']),
        step=st.integers(-5, 200), size=st.integers(0, 8000))
 def test_image_view_fuzz_never_crashes_otherwise(height, width, encoding, step, size) -> None:
     """Any header/data combination gives a valid view or an ImageError: nothing else."""
     try:
-        view = image_view(height, width, encoding, step, bytes(size))
+        view = image_view(height, width, encoding, step, bytes(size), size % 2)
     except ImageError:
         return
-    assert view.shape[:2] == (height, width)
+    assert image_size(view, encoding) == (width, height)
 
 
 def test_buffer_pool_never_reuses_a_buffer_still_referenced() -> None:

@@ -346,3 +346,38 @@ def _main(argv: list[str]) -> Optional[int]:
 
 if __name__ == '__main__':
     sys.exit(_main(sys.argv[1:]))
+
+
+def test_every_camera_encoding_travels_with_its_encoding_and_byte_order():
+    """Raw YUV, Bayer and 16-bit frames (big-endian too) arrive as they left; misfits refused."""
+    from edge_infer_ros.core.image_encodings import raw_view
+    from support.camera_encoder import encode, reference_scene
+    topic = _topic('encodings')
+    got: list[tuple[str, np.ndarray]] = []  # copies: a held view holds its sample
+    subscriber = shm.ShmSubscriber(
+        topic, lambda e, r: got.append((e.payload.encoding, np.array(e.payload.image))),
+        domain=DOMAIN)
+    publisher = shm.ShmPublisher(topic, domain=DOMAIN)
+    subscriber.start()
+    scene = reference_scene(64, 48)
+    cases = [('nv12', False), ('yuyv', False), ('bayer_grbg16', True), ('mono16', True),
+             ('rgba16', False), ('uyvy', False)]
+    try:
+        for seq, (encoding, bigendian) in enumerate(cases):
+            step, data, _ = encode(scene, encoding, bigendian, pad=4)
+            view = raw_view(48, 64, encoding, step, data, int(bigendian))
+            assert publisher.send(Envelope('cam', seq, 1_000 + seq, 'f', (),
+                                           ImagePayload(view, encoding)))
+            assert wait_for(lambda: len(got) == seq + 1), subscriber.last_error
+            received, image = got[-1]
+            assert received == encoding and image.dtype == view.dtype
+            np.testing.assert_array_equal(image, view)
+        # An array whose shape cannot be its encoding's is refused on arrival, and counted.
+        misfit = ImagePayload(np.zeros((7, 64), np.uint8), 'nv12')
+        bad = Envelope('cam', 99, 2_000, 'f', (), misfit)
+        assert publisher.send(bad)
+        assert wait_for(lambda: subscriber.stats.errors == 1)
+        assert 'nv12 image of shape [7, 64]' in subscriber.last_error
+    finally:
+        subscriber.close()
+        publisher.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import time
 
+from edge_infer_ros.core.image_encodings import image_size
 from edge_infer_ros.core.validate import InputRefused, REASONS
 from edge_infer_ros.ros import convert
 from edge_infer_ros.stages.preprocess import Preprocessor
@@ -35,29 +36,40 @@ def _stamp(msg, stamp) -> None:
 
 @FUZZ
 @given(height=st.integers(0, 64), width=st.integers(0, 64), step=st.integers(0, 300),
-       encoding=st.sampled_from(['bgr8', 'rgb8', 'mono8', 'rgba8', 'bgra8', '16UC1', 'x', '']),
-       data=st.binary(max_size=5000), stamp=stamps)
-def test_image_decoding_never_fails_otherwise(height, width, step, encoding, data,
+       encoding=st.sampled_from(['bgr8', 'rgb8', 'mono8', 'rgba8', 'bgra8', '16UC1', 'x', '',
+                                 'yuyv', 'yuv422', 'nv12', 'nv21', 'mono16', 'bgra16',
+                                 'bayer_rggb8', 'bayer_grbg16', '32FC1']),
+       bigendian=st.integers(0, 1), data=st.binary(max_size=5000), stamp=stamps)
+def test_image_decoding_never_fails_otherwise(height, width, step, encoding, bigendian, data,
                                               stamp) -> None:
-    msg = Image(height=height, width=width, step=step, encoding=encoding, data=data)
+    msg = Image(height=height, width=width, step=step, encoding=encoding, data=data,
+                is_bigendian=bigendian)
     _stamp(msg, stamp)
     try:
         envelope = convert.image_from_msg(msg, 0)
+    except InputRefused as refused:
+        assert refused.reason in REASONS
+        return
     except ValueError:
         return
     image = envelope.payload.image
-    assert image.shape[:2] == (height, width) and not image.flags.writeable
+    assert image_size(image, encoding) == (width, height) and not image.flags.writeable
     tensor, _ = Preprocessor(32, 32)(image, envelope.payload.encoding)
     assert tensor.shape == (1, 3, 32, 32) and 0.0 <= tensor.min() <= tensor.max() <= 1.0
 
 
 @FUZZ
-@given(data=st.binary(max_size=3000), stamp=stamps)
-def test_compressed_decoding_never_fails_otherwise(data, stamp) -> None:
-    msg = CompressedImage(format='jpeg', data=data)
+@given(head=st.sampled_from([b'', b'\xff\xd8', b'\xff\xd8\xff\xc0\x00\x11\x08',
+                             b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR']),
+       data=st.binary(max_size=3000), stamp=stamps,
+       fmt=st.sampled_from(['jpeg', 'png', 'bgr8; jpeg compressed bgr8', 'tiff', '']))
+def test_compressed_decoding_never_fails_otherwise(head, data, stamp, fmt) -> None:
+    msg = CompressedImage(format=fmt, data=head + data)
     _stamp(msg, stamp)
     try:
-        convert.compressed_from_msg(msg, 0)
+        convert.compressed_from_msg(msg, 0, (32, 32))
+    except InputRefused as refused:
+        assert refused.reason in REASONS
     except ValueError:
         pass
 

@@ -482,6 +482,45 @@ def test_user_launch_includes_pipeline_with_its_camera_topic(
         launch.kill()
 
 
+def test_image_transport_compressed_reads_a_drivers_jpeg(tmp_path: Path, daemon: None,
+                                                         probe: Probe) -> None:
+    """image_transport:=compressed: a driver's <topic>/compressed, in image_transport's format."""
+    import cv2
+    from edge_infer_ros_msgs.msg import DetectionArray
+    from sensor_msgs.msg import CompressedImage
+    probe.listen('/robot2/detections', DetectionArray)  # only frames make detections
+    camera = probe.node.create_publisher(CompressedImage, '/robot/cam/image_raw/compressed', 10)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[120:360, 200:440] = (40, 200, 40)
+    jpeg = cv2.imencode('.jpg', frame)[1].tobytes()
+    stop = threading.Event()
+
+    def drive() -> None:  # e.g. usb_cam with pixel_format mjpeg, at 15 Hz
+        while not stop.wait(1 / 15):
+            msg = CompressedImage(format='bgr8; jpeg compressed bgr8', data=jpeg)
+            msg.header.stamp = probe.node.get_clock().now().to_msg()
+            camera.publish(msg)
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    launch = Launch(tmp_path / 'launch.log', 'edge_infer_ros', 'pipeline.launch.py',
+                    'source:=topic', 'image_topic:=/robot/cam/image_raw',
+                    'image_transport:=compressed', 'namespace:=robot2', 'monitor:=false')
+    try:
+        assert poll(lambda: probe.messages('/robot2/detections') or
+                    launch.process.poll() is not None, START_TIMEOUT) \
+            and launch.process.poll() is None, launch.output()[-3000:]
+        frame_size = probe.messages('/robot2/detections')[-1]
+        assert (frame_size.image_width, frame_size.image_height) == (640, 480)
+        launch.process.send_signal(signal.SIGINT)
+        assert_clean_exit(launch, launch.wait(), processes=1)
+    finally:
+        stop.set()
+        driver.join(2)
+        probe.node.destroy_publisher(camera)
+        launch.kill()
+
+
 def test_every_executable_answers_help() -> None:
     for executable in ('camera_node', 'preprocess_node', 'detector_node', 'nms_node',
                        'action_node', 'budget_monitor', 'component_container', 'pipeline'):

@@ -71,7 +71,7 @@ def test_composed_and_split_take_the_same_arguments() -> None:
     composed, split = launch_arguments(COMPOSED), launch_arguments(SPLIT)
     assert set(composed) == set(split) == {
         'config', 'budget', 'model', 'source', 'uri', 'image_topic', 'image_qos', 'namespace',
-        'backend', 'monitor', 'fastdds_profile', 'same_host'}
+        'backend', 'monitor', 'fastdds_profile', 'same_host', 'image_transport'}
     for name, argument in composed.items():
         assert argument.choices == split[name].choices, name
         assert default_text(argument) == default_text(split[name]), name
@@ -86,6 +86,9 @@ def test_argument_choices_are_the_nodes_own() -> None:
     assert tuple(arguments['backend'].choices) == BACKENDS
     assert tuple(arguments['image_qos'].choices) == camera['qos.input.reliability'].choices
     assert default_text(arguments['image_qos']) == camera['qos.input.reliability'].default
+    preprocess = load_plugin('edge_infer_ros::Preprocess').declared_specs()
+    assert tuple(arguments['image_transport'].choices) == \
+        preprocess['input_transport'].choices
 
 
 def test_argument_defaults_are_the_configured_values() -> None:
@@ -95,7 +98,9 @@ def test_argument_defaults_are_the_configured_values() -> None:
     for argument, (section, parameter) in {'source': ('/**/camera', 'source'),
                                            'uri': ('/**/camera', 'uri'),
                                            'model': ('/**/detector', 'model_path'),
-                                           'backend': ('/**/detector', 'backend')}.items():
+                                           'backend': ('/**/detector', 'backend'),
+                                           'image_transport': ('/**/preprocess',
+                                                               'input_transport')}.items():
         key = f'{section}.ros__parameters.{parameter}'
         assert default_text(arguments[argument]) == str(config.get(key, '')), argument
 

@@ -44,16 +44,36 @@ def _image(encoding: str = 'bgr8', width: int = 64, height: int = 48, step: int 
     return msg
 
 
-@pytest.mark.parametrize('bad, reason', [
-    ({'encoding': 'yuv422'}, 'unsupported encoding'),
-    ({'step': 10}, 'step 10 is smaller'),
-    ({'data_len': 100}, 'data has 100 bytes'),
-    ({'data_len': 64 * 48 * 3 + 5}, 'expected step*height'),
-    ({'width': 0, 'data_len': 0, 'step': 0}, 'zero-sized'),
-    ({'stamp': False}, 'zero header stamp'),
+@pytest.mark.parametrize('bad, reason, key', [
+    ({'encoding': '16UC1'}, "unsupported encoding '16UC1' (a depth or float image",
+     'unsupported_encoding'),
+    ({'encoding': '32FC1'}, 'a depth or float image, not a camera image',
+     'unsupported_encoding'),
+    ({'encoding': 'nv24'}, "unsupported encoding 'nv24' (unknown): expected one of",
+     'unsupported_encoding'),
+    ({'encoding': 'nv12', 'height': 47, 'step': 64, 'data_len': 64 * 70},
+     'nv12 needs an even width and height', 'bad_image_size'),
+    ({'encoding': 'nv21', 'step': 64, 'data_len': 64 * 48}, 'expected step*height*3/2 = 4608',
+     'bad_image_data'),
+    ({'encoding': 'yuyv', 'width': 63, 'step': 126}, 'yuyv needs an even width',
+     'bad_image_size'),
+    ({'encoding': 'uyvy', 'step': 100}, 'step 100 is smaller than the 128 bytes',
+     'bad_image_data'),
+    ({'encoding': 'mono16', 'step': 129}, 'step 129 of 16-bit mono16 is odd', 'bad_image_data'),
+    ({'encoding': 'rgba16', 'step': 512, 'data_len': 512 * 48 - 2}, 'expected step*height',
+     'bad_image_data'),
+    ({'encoding': 'bayer_rggb16', 'step': 64}, 'step 64 is smaller than the 128 bytes',
+     'bad_image_data'),
+    ({'encoding': 'bayer_gbrg8', 'height': 1, 'step': 64, 'data_len': 64},
+     'at least 2x2 pixels', 'bad_image_size'),
+    ({'step': 10}, 'step 10 is smaller', 'bad_image_data'),
+    ({'data_len': 100}, 'data has 100 bytes', 'bad_image_data'),
+    ({'data_len': 64 * 48 * 3 + 5}, 'expected step*height', 'bad_image_data'),
+    ({'width': 0, 'data_len': 0, 'step': 0}, 'zero-sized', 'bad_image_size'),
+    ({'stamp': False}, 'zero header stamp', 'zero_stamp'),
 ])
 def test_bad_images_give_an_error_and_a_diagnostic_and_the_node_goes_on(
-        composed, outside, bad, reason) -> None:
+        composed, outside, bad, reason, key) -> None:
     container, nodes = composed(frames=0, names={'preprocess', 'detector', 'nms', 'action',
                                                  'budget_monitor'})
     preprocess = nodes['preprocess']
@@ -64,11 +84,15 @@ def test_bad_images_give_an_error_and_a_diagnostic_and_the_node_goes_on(
     assert outside.spin_until(lambda: (publisher.publish(_image(**bad)) or
                                        preprocess.error_count() > 0), 10.0)
     assert reason in preprocess.last_error, preprocess.last_error
+    assert preprocess.refusals[key] >= 1, preprocess.refusals  # counted per reason
     status_ok = outside.spin_until(
         lambda: (outside.status(': preprocess') is not None and
                  outside.status(': preprocess').level == DiagnosticStatus.ERROR), 5.0)
     assert status_ok, outside.status(': preprocess')
     assert reason in outside.status(': preprocess').message
+    assert outside.spin_until(lambda: any(  # the counter reaches /diagnostics too
+        v.key == f'refused.{key}' and int(v.value) >= 1
+        for v in outside.status(': preprocess').values), 5.0)
     # The node is alive: a good image right after is processed through to the action.
     done = nodes['action'].commands
     assert outside.spin_until(lambda: (publisher.publish(_image('rgb8')) or

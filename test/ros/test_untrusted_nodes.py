@@ -312,3 +312,37 @@ def test_in_process_candidates_above_max_candidates_keep_the_best_and_are_counte
     assert nodes['nms'].candidates_truncated >= 3
     classes = [[d.class_id for d in m.detections] for m in kept]
     assert all(c == [0] for c in classes), classes
+
+
+def test_compressed_bombs_corrupt_and_unknown_frames_are_refused_and_counted(
+        composed, outside) -> None:
+    """A driver's CompressedImage: each bad kind refused with its reason; later frames go on."""
+    import cv2
+    import psutil
+    from sensor_msgs.msg import CompressedImage
+    from support.camera_encoder import jpeg_claiming, png_bomb, reference_scene
+    jpeg = cv2.imencode('.jpg', reference_scene(640, 480))[1].tobytes()
+    container, nodes = composed(frames=0, names={'preprocess', 'detector', 'nms', 'action'},
+                                overrides={'preprocess': {'input_transport': 'compressed'}})
+    preprocess = nodes['preprocess']
+    publisher = outside.node.create_publisher(CompressedImage, 'image_raw/compressed', 10)
+    assert outside.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
+    rss_before = psutil.Process().memory_info().rss
+    bad = [(png_bomb(25000, 25000), 'png', 'bad_image_size', '25000x25000 is outside'),
+           (jpeg_claiming(9000, 9000), 'jpeg', 'bad_image_size', '9000x9000 is outside'),
+           (jpeg[:len(jpeg) // 2], 'bgr8; jpeg compressed bgr8', 'bad_compressed',
+            'without the end-of-image marker'),
+           (jpeg, 'h264', 'bad_compressed', "unsupported compressed format 'h264'"),
+           (b'\x00' * 64, 'png', 'bad_compressed', 'not a PNG')]
+    for data, fmt, reason, detail in bad:
+        msg = CompressedImage(format=fmt, data=data)
+        before = preprocess.refusals[reason]
+        assert outside.spin_until(lambda: (_stamp(msg), publisher.publish(msg)) and
+                                  detail in preprocess.last_error and
+                                  preprocess.refusals[reason] > before, 10.0), \
+            (fmt, reason, preprocess.last_error)
+    assert psutil.Process().memory_info().rss - rss_before < 300 * 2**20  # no 3.7 GB decode
+    done = nodes['action'].commands
+    good = CompressedImage(format='jpeg', data=jpeg)
+    assert outside.spin_until(lambda: (_stamp(good), publisher.publish(good)) and
+                              nodes['action'].commands > done, 10.0)

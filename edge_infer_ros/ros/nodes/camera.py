@@ -194,7 +194,7 @@ class CameraNode(StageNode):
             return None
         self._frame_shape = image.shape
         envelope = Envelope(self.camera_name, index, now_ns(), self.p['frame_id'], (),
-                            ImagePayload(frozen_view(image), 'bgr8'))
+                            ImagePayload(frozen_view(image), self._source.encoding))
         return envelope, loan
 
     def _send(self, envelope: Envelope, loan: Any) -> bool:

@@ -11,7 +11,9 @@ from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.image import ImageError
+from edge_infer_ros.core.image_encodings import image_size
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload, TensorPayload
 from edge_infer_ros.core.resources import resolve_model_path
@@ -44,6 +46,11 @@ class PreprocessNode(StageNode):
                   'cameras share one detector (each keeps its own frame_id and trace)',
                   list_of=str, runtime=False, check=lambda names: None if names else
                   'image_topics needs at least one topic'),
+        ParamSpec('range16_min', 0, '16-bit images (mono16, rgb16, 16-bit Bayer...): the value '
+                  'mapped to 0 (e.g. the coldest of a thermal camera scene)', low=0,
+                  high=65534),
+        ParamSpec('range16_max', 65535, '16-bit images: the value mapped to 255 (above it '
+                  'saturates); must exceed range16_min', low=1, high=65535),
         ParamSpec('stamp_fault_hold_s', 5.0, 'a stamp going back keeps the node WARN this '
                   'long after the last one, s', low=0.1, high=3600.0),
     )
@@ -55,6 +62,7 @@ class PreprocessNode(StageNode):
         # One preprocessor (reused buffers) per image topic: cameras run in their own threads.
         self._preprocessors: dict[str, Preprocessor] = {}
         self._seq: dict[str, int] = {}
+        self._model_size: Optional[tuple[int, int]] = None
         self.stamps = StampOrder(self.p['stamp_fault_hold_s'])
 
     @property
@@ -63,8 +71,16 @@ class PreprocessNode(StageNode):
         return self.stamps.count
 
     def parameters_changed(self, changed: dict[str, Any]) -> None:
-        """Apply a new stamp_fault_hold_s to the fault shown now."""
+        """Apply a new stamp_fault_hold_s to the fault shown now, a new 16-bit range."""
         self.stamps.hold_s = self.p['stamp_fault_hold_s']
+        for preprocessor in self._preprocessors.values():
+            preprocessor.converter.set_range(self.p['range16_min'], self.p['range16_max'])
+
+    def check_parameters(self, updates: dict[str, Any]) -> Optional[str]:
+        """Refuse an empty 16-bit range."""
+        low = updates.get('range16_min', self.p['range16_min'])
+        high = updates.get('range16_max', self.p['range16_max'])
+        return None if low < high else f'range16_min {low} must be below range16_max {high}'
 
     def create_io(self) -> None:
         """Create an input per image topic (or its compressed form) and the tensor output."""
@@ -75,7 +91,7 @@ class PreprocessNode(StageNode):
     def _add_image_input(self, topic: str) -> None:
         """One camera's input: raw images, or their JPEG/PNG form on <topic>/compressed."""
         compressed = self.p['input_transport'] == 'compressed'
-        decode = convert.compressed_from_msg if compressed else convert.image_from_msg
+        decode = self._decompress if compressed else convert.image_from_msg
         self.add_input(f'{topic}/compressed' if compressed else topic,
                        CompressedImage if compressed else Image,
                        lambda msg: self._from_msg(msg, topic, decode),
@@ -86,13 +102,20 @@ class PreprocessNode(StageNode):
         model = load_model_info(resolve_model_path(self.p['model_path']),
                                 expected_sha256=self.p['model_sha256'])
         _, _, height, width = model.input_shape
+        self._model_size = (width, height)
         self._preprocessors = {
             topic: Preprocessor(width, height, model.color_order, model.letterbox_pad_value,
-                                model.input_dtype) for topic in self.p['image_topics']}
+                                model.input_dtype,
+                                (self.p['range16_min'], self.p['range16_max']))
+            for topic in self.p['image_topics']}
 
     def cleanup_stage(self) -> None:
         """Free the buffers."""
         self._preprocessors = {}
+
+    def _decompress(self, msg: CompressedImage, seq: int) -> Envelope:
+        """Decode a JPEG at the reduced scale the model input needs."""
+        return convert.compressed_from_msg(msg, seq, self._model_size)
 
     def _from_msg(self, msg: Any, topic: str, convert_msg: Any) -> Envelope:
         seq = self._seq.get(topic, 0)
@@ -113,8 +136,12 @@ class PreprocessNode(StageNode):
                                     preprocessor.tensor_dtype) as loan:
             tensor, letterbox = preprocessor(payload.image, payload.encoding,
                                              None if loan is None else loan.array)
-            height, width = payload.image.shape[:2]
-            out = TensorPayload(tensor, letterbox, width, height, payload.image)
+            width, height = payload.full_size or image_size(payload.image, payload.encoding)
+            if payload.scale_down > 1:  # decoded reduced: map boxes to the pixels as sent
+                letterbox = Letterbox(letterbox.scale / payload.scale_down, letterbox.pad_x,
+                                      letterbox.pad_y)
+            out = TensorPayload(tensor, letterbox, width, height, payload.image,
+                                payload.encoding)
             self.emit(self.tensor_out, envelope, out, received_ns, start, loan)
 
     def stage_status(self) -> DiagnosticStatus:
