@@ -27,6 +27,7 @@ setup(
         (os.path.join('share', PACKAGE, 'launch'), glob('launch/*.launch.py')),
         (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml') + glob('config/*.xml')),
         (os.path.join('share', PACKAGE, 'models'), glob('models/*.onnx') + glob('models/*.json')),
+        (os.path.join('share', PACKAGE, 'examples'), glob('examples/*.launch.py')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,

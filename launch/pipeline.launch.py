@@ -10,6 +10,15 @@ list`` shows them, ``ros2 component load`` adds more.
     ros2 launch edge_infer_ros pipeline.launch.py source:=video uri:=/data/run1.mp4
     ros2 launch edge_infer_ros pipeline.launch.py source:=topic image_topic:=/front/image_raw
     ros2 launch edge_infer_ros pipeline.launch.py namespace:=robot1 monitor:=false
+    ros2 launch edge_infer_ros pipeline.launch.py \
+        image_topics:="[/front/image_raw, /rear/image_raw]" drive_camera:=front_optical_frame \
+        fps:=15 deadline_ms:=60 command_type:=twist cmd_vel_topic:=/base/cmd_vel
+
+The arguments a user tunes at start (fps, frame_id, class_names, thresholds, deadline_ms,
+command_type, drive_camera, debug_image, use_sim_time, ...) are edge_infer_ros.ros.launch_args':
+left empty, they set nothing and the parameter files decide; ``params_file`` is applied after
+the shipped files. ``image_topics`` makes preprocess read the robot's image topics directly (no
+camera node); ``action:=false`` leaves the action stage out.
 
 The parameter files are given to the container and forwarded to each component
 (``forward_global_arguments``) instead of being listed in ``ComposableNode(parameters=...)``:
@@ -23,36 +32,73 @@ Every process this file starts gets ``FASTDDS_DEFAULT_PROFILES_FILE`` (argument
 keeps frames from being lost between processes, unless the variable was already set.
 """
 
+from edge_infer_ros.ros import launch_args
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
+from launch.launch_context import LaunchContext
 from launch.substitutions import (EnvironmentVariable, LaunchConfiguration,
                                   NotEqualsSubstitution, PathJoinSubstitution)
 from launch_ros.actions import ComposableNodeContainer
 from launch_ros.descriptions import ComposableNode
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'edge_infer_ros'
 
 
+def _container(context: LaunchContext) -> list:
+    """Build the container and its components from the arguments given."""
+    given = context.launch_configurations
+    overrides = launch_args.node_overrides(given)
+    image_topics = launch_args.image_topics(given)
+    namespace = given['namespace']
+    budget = given['budget']
+    forward = [{'forward_global_arguments': True}]
+    same_host = {'transport.same_host': given['same_host']}
+
+    def stage(plugin: str, name: str, parameters: dict, **kwargs) -> ComposableNode:
+        return ComposableNode(package=PACKAGE, plugin=f'{PACKAGE}::{plugin}', name=name,
+                              namespace=namespace, extra_arguments=forward,
+                              parameters=[parameters, same_host, overrides.get(name, {})],
+                              **kwargs)
+
+    nodes = []
+    if not image_topics:
+        nodes.append(stage('Camera', 'camera', {
+            'source': given['source'], 'uri': given['uri'],
+            'qos.input.reliability': given['image_qos']},
+            remappings=[('image_in', given['image_topic'])]))
+    preprocess = {'model_path': given['model'], 'input_transport': given['image_transport']}
+    if image_topics:
+        preprocess.update({'image_topics': image_topics,
+                           'qos.input.reliability': given['image_qos']})
+    # image_transport:=compressed: the driver's JPEG/PNG frames straight to preprocess
+    nodes.append(stage('Preprocess', 'preprocess', preprocess, remappings=[
+        ('image_raw/compressed', given['image_topic'] + '/compressed')]))
+    nodes.append(stage('Detector', 'detector', {
+        'model_path': given['model'], 'backend': given['backend'], 'budget_file': budget}))
+    nodes.append(stage('Nms', 'nms', {}))
+    if given['action'] == 'true':
+        nodes.append(stage('Action', 'action', {'budget_file': budget},
+                           remappings=[('cmd_vel', given['cmd_vel_topic'])]))
+    if given['monitor'] == 'true':
+        nodes.append(stage('BudgetMonitor', 'budget_monitor', {}))
+    # The files go to every component; params_file last, so it wins over the shipped ones.
+    files: list = [given['config'], budget]
+    if given['params_file']:
+        files.append(given['params_file'])
+    if 'use_sim_time' in overrides.get('camera', {}):
+        files.append({'use_sim_time': overrides['camera']['use_sim_time']})  # the container
+    return [ComposableNodeContainer(
+        package=PACKAGE, executable='component_container', name='pipeline_container',
+        namespace=namespace, output='screen', parameters=files,
+        composable_node_descriptions=nodes)]
+
+
 def generate_launch_description() -> LaunchDescription:
     """Return the launch description: the arguments and the one container process."""
     share = FindPackageShare(PACKAGE)
-    namespace = LaunchConfiguration('namespace')
-    model = ParameterValue(LaunchConfiguration('model'), value_type=str)
     profile = LaunchConfiguration('fastdds_profile')
-    forward = [{'forward_global_arguments': True}]
-    same_host = {'transport.same_host': ParameterValue(LaunchConfiguration('same_host'),
-                                                       value_type=str)}
-
-    def stage(plugin: str, name: str, parameters: tuple = (), **kwargs) -> ComposableNode:
-        return ComposableNode(package=PACKAGE, plugin=f'{PACKAGE}::{plugin}', name=name,
-                              namespace=namespace, extra_arguments=forward,
-                              parameters=[*parameters, same_host], **kwargs)
-
-    # image_transport:=compressed: the driver's JPEG/PNG frames straight to preprocess
-    compressed_topic = [LaunchConfiguration('image_topic'), '/compressed']
     return LaunchDescription([
         DeclareLaunchArgument(
             'config', default_value=PathJoinSubstitution([share, 'config', 'pipeline.yaml']),
@@ -103,34 +149,9 @@ def generate_launch_description() -> LaunchDescription:
                 default_value=PathJoinSubstitution([share, 'config', 'fastdds_shm.xml'])),
             description="Fast DDS profile of the processes ('': Fast DDS defaults)"),
 
+        *launch_args.declare(),
+
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', profile,
                                condition=IfCondition(NotEqualsSubstitution(profile, ''))),
-        ComposableNodeContainer(
-            package=PACKAGE,
-            executable='component_container',
-            name='pipeline_container',
-            namespace=namespace,
-            output='screen',
-            parameters=[LaunchConfiguration('config'), LaunchConfiguration('budget')],
-            composable_node_descriptions=[
-                stage('Camera', 'camera',
-                      parameters=({
-                          'source': LaunchConfiguration('source'),
-                          'uri': ParameterValue(LaunchConfiguration('uri'), value_type=str),
-                          'qos.input.reliability': LaunchConfiguration('image_qos'),
-                      },),
-                      remappings=[('image_in', LaunchConfiguration('image_topic'))]),
-                stage('Preprocess', 'preprocess',
-                      parameters=({'model_path': model,
-                                   'input_transport': LaunchConfiguration('image_transport')},),
-                      remappings=[('image_raw/compressed', compressed_topic)]),
-                stage('Detector', 'detector',
-                      parameters=({'model_path': model,
-                                   'backend': LaunchConfiguration('backend')},)),
-                stage('Nms', 'nms'),
-                stage('Action', 'action'),
-                stage('BudgetMonitor', 'budget_monitor',
-                      condition=IfCondition(LaunchConfiguration('monitor'))),
-            ],
-        ),
+        OpaqueFunction(function=_container),
     ])

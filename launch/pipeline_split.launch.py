@@ -12,6 +12,10 @@ it to another host).
     ros2 launch edge_infer_ros pipeline_split.launch.py source:=v4l2 uri:=/dev/video0
     ros2 launch edge_infer_ros pipeline_split.launch.py source:=topic image_topic:=/cam/image
     ros2 launch edge_infer_ros pipeline_split.launch.py same_host:=iceoryx2  # shared memory
+    ros2 launch edge_infer_ros pipeline_split.launch.py fps:=15 deadline_ms:=60 action:=false
+
+The tuning arguments (fps, thresholds, deadline_ms, command_type, ...; see
+edge_infer_ros.ros.launch_args) are the composed file's: empty, they set nothing.
 
 The arguments ``model``, ``source``, ``uri`` and ``backend`` override the same parameters of
 the files (they come after them); their defaults are the values of the shipped
@@ -23,40 +27,72 @@ variable was set): without its large shared-memory segment, frames between proce
 fragmented UDP and best-effort readers lose most of them.
 """
 
-from typing import Optional
-
+from edge_infer_ros.ros import launch_args
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, SetEnvironmentVariable
+from launch.actions import (DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction,
+                            SetEnvironmentVariable)
 from launch.conditions import IfCondition
+from launch.launch_context import LaunchContext
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import (EnvironmentVariable, LaunchConfiguration,
                                   NotEqualsSubstitution, PathJoinSubstitution)
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'edge_infer_ros'
 
 
+def _stages(context: LaunchContext) -> list:
+    """Build one process per stage, and the monitor's include, from the arguments given."""
+    given = context.launch_configurations
+    overrides = launch_args.node_overrides(given)
+    image_topics = launch_args.image_topics(given)
+    budget = given['budget']
+    files: list = [given['config'], {'transport.same_host': given['same_host']}]
+
+    def stage(executable: str, name: str, parameters: dict, **kwargs) -> Node:
+        # params_file last: it wins over the shipped files, not over the arguments.
+        return Node(package=PACKAGE, executable=executable, name=name,
+                    namespace=given['namespace'], output='screen',
+                    parameters=files + ([given['params_file']] if given['params_file'] else [])
+                    + [parameters, overrides.get(name, {})], **kwargs)
+
+    actions = []
+    if not image_topics:
+        actions.append(stage('camera_node', 'camera', {
+            'source': given['source'], 'uri': given['uri'],
+            'qos.input.reliability': given['image_qos']},
+            remappings=[('image_in', given['image_topic'])]))
+    preprocess = {'model_path': given['model'], 'input_transport': given['image_transport']}
+    if image_topics:
+        preprocess.update({'image_topics': image_topics,
+                           'qos.input.reliability': given['image_qos']})
+    actions += [
+        stage('preprocess_node', 'preprocess', preprocess, remappings=[
+            ('image_raw/compressed', given['image_topic'] + '/compressed')]),
+        stage('detector_node', 'detector', {'model_path': given['model'],
+                                            'backend': given['backend'],
+                                            'budget_file': budget}),
+        stage('nms_node', 'nms', {}),
+    ]
+    if given['action'] == 'true':
+        actions.append(stage('action_node', 'action', {'budget_file': budget},
+                             remappings=[('cmd_vel', given['cmd_vel_topic'])]))
+    if given['monitor'] == 'true':
+        monitor = {name: given[name] for name in ('budget', 'namespace', 'fastdds_profile',
+                                                  'deadline_ms', 'use_sim_time', 'params_file')}
+        actions.append(IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(
+                PathJoinSubstitution([FindPackageShare(PACKAGE), 'launch',
+                                      'budget_monitor.launch.py'])),
+            launch_arguments=monitor.items()))
+    return actions
+
+
 def generate_launch_description() -> LaunchDescription:
     """Return the launch description: the arguments and one process per stage."""
     share = FindPackageShare(PACKAGE)
-    config = LaunchConfiguration('config')
-    namespace = LaunchConfiguration('namespace')
-    model = ParameterValue(LaunchConfiguration('model'), value_type=str)
     profile = LaunchConfiguration('fastdds_profile')
-
-    same_host = {'transport.same_host': ParameterValue(LaunchConfiguration('same_host'),
-                                                       value_type=str)}
-
-    def stage(executable: str, name: str, overrides: Optional[dict] = None, **kwargs) -> Node:
-        return Node(package=PACKAGE, executable=executable, name=name, namespace=namespace,
-                    output='screen',
-                    parameters=[config, same_host] + ([overrides] if overrides else []),
-                    **kwargs)
-
-    # image_transport:=compressed: the driver's JPEG/PNG frames straight to preprocess
-    compressed_topic = [LaunchConfiguration('image_topic'), '/compressed']
     return LaunchDescription([
         DeclareLaunchArgument(
             'config', default_value=PathJoinSubstitution([share, 'config', 'pipeline.yaml']),
@@ -106,24 +142,9 @@ def generate_launch_description() -> LaunchDescription:
                 default_value=PathJoinSubstitution([share, 'config', 'fastdds_shm.xml'])),
             description="Fast DDS profile of the processes ('': Fast DDS defaults)"),
 
+        *launch_args.declare(),
+
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', profile,
                                condition=IfCondition(NotEqualsSubstitution(profile, ''))),
-        stage('camera_node', 'camera', {
-            'source': LaunchConfiguration('source'),
-            'uri': ParameterValue(LaunchConfiguration('uri'), value_type=str),
-            'qos.input.reliability': LaunchConfiguration('image_qos'),
-        }, remappings=[('image_in', LaunchConfiguration('image_topic'))]),
-        stage('preprocess_node', 'preprocess', {
-            'model_path': model, 'input_transport': LaunchConfiguration('image_transport'),
-        }, remappings=[('image_raw/compressed', compressed_topic)]),
-        stage('detector_node', 'detector',
-              {'model_path': model, 'backend': LaunchConfiguration('backend')}),
-        stage('nms_node', 'nms'),
-        stage('action_node', 'action'),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(
-                PathJoinSubstitution([share, 'launch', 'budget_monitor.launch.py'])),
-            launch_arguments={'budget': LaunchConfiguration('budget'), 'namespace': namespace,
-                              'fastdds_profile': profile}.items(),
-            condition=IfCondition(LaunchConfiguration('monitor'))),
+        OpaqueFunction(function=_stages),
     ])

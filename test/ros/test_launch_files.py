@@ -69,14 +69,46 @@ def test_launch_file_is_installed(name: str) -> None:
 
 def test_composed_and_split_take_the_same_arguments() -> None:
     composed, split = launch_arguments(COMPOSED), launch_arguments(SPLIT)
+    from edge_infer_ros.ros.launch_args import SHAPE_ARGUMENTS, TUNABLES
     assert set(composed) == set(split) == {
         'config', 'budget', 'model', 'source', 'uri', 'image_topic', 'image_qos', 'namespace',
-        'backend', 'monitor', 'fastdds_profile', 'same_host', 'image_transport'}
+        'backend', 'monitor', 'fastdds_profile', 'same_host', 'image_transport',
+        *(t.name for t in TUNABLES), *SHAPE_ARGUMENTS}
     for name, argument in composed.items():
         assert argument.choices == split[name].choices, name
         assert default_text(argument) == default_text(split[name]), name
     monitor = launch_arguments(MONITOR)
-    assert set(monitor) == {'budget', 'namespace', 'fastdds_profile'}
+    assert set(monitor) == {'budget', 'namespace', 'fastdds_profile', 'deadline_ms',
+                            'use_sim_time', 'params_file'}
+
+
+def test_every_tuning_argument_names_a_parameter_its_nodes_declare() -> None:
+    from edge_infer_ros.ros.launch_args import TUNABLES
+    classes = {spec.name: load_plugin(spec.plugin) for spec in PIPELINE}
+    for tunable in TUNABLES:
+        for node, parameter in tunable.targets:
+            if parameter == 'use_sim_time':
+                continue  # every rclpy node has it
+            specs = classes[node].declared_specs()
+            assert parameter in specs, (tunable.name, node, parameter)
+            kind = type(specs[parameter].default)
+            assert tunable.kind is (list if kind is tuple else kind), (tunable.name, parameter)
+
+
+def test_tuning_arguments_are_parsed_as_their_parameters_type() -> None:
+    from edge_infer_ros.ros.launch_args import image_topics, node_overrides
+    overrides = node_overrides({'fps': '15', 'class_names': '[ball, 7]', 'debug_image': 'true',
+                                'frame_id': '0123', 'iou_threshold': ''})
+    # A string stays the text given (a frame_id of digits is not a number).
+    assert overrides['camera'] == {'fps': 15.0, 'frame_id': '0123'}
+    assert overrides['detector'] == {'expected_fps': 15.0, 'class_names': ['ball', '7']}
+    assert overrides['action'] == {'debug_image': True}
+    assert 'nms' not in overrides  # empty: the parameter files decide
+    assert image_topics({'image_topics': '[/a, /b]'}) == ['/a', '/b']
+    for name, text in (('fps', 'fast'), ('debug_image', 'maybe'), ('class_names', 'ball'),
+                       ('fps', '[1'), ('fps', 'true')):
+        with pytest.raises(ValueError, match=f'launch argument {name}'):
+            node_overrides({name: text})
 
 
 def test_argument_choices_are_the_nodes_own() -> None:
