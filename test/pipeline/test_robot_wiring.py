@@ -192,3 +192,24 @@ def test_two_robots_never_share_a_status_name_or_hardware_id(ros_context) -> Non
         assert override.stage_status().hardware_id == 'jetson_left'
     finally:
         container.shutdown()
+
+
+def test_a_camera_of_the_budget_file_that_never_sends_is_named(ros_context) -> None:
+    container = Container(ros_context)
+    try:
+        monitor = container.load(ComponentSpec(
+            'edge_infer_ros::BudgetMonitor', 'budget_monitor',
+            param_files=(config_path('budget.yaml'),),
+            parameters={'startup_grace_s': 0.5, f'cameras.{REAR}.deadline_ms': 80.0}))
+        container.spin_in_background()
+        assert not container.start()
+        name = f'/budget_monitor: {REAR}/end_to_end'
+
+        def silent_status():
+            return next((s for s in monitor.budget_statuses() if s.name == name), None)
+        assert wait_for(lambda: silent_status() is not None, 5.0)
+        status = silent_status()
+        assert status.level == b'\x01' and "no frame from camera 'rear'" in status.message
+        assert monitor.tracker.budgets(REAR).deadline_ms == 80.0
+    finally:
+        container.shutdown()
