@@ -17,7 +17,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
-from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
+from edge_infer_ros.core.clock import JumpWatch
+from edge_infer_ros.core.frame import Envelope, FrameTrace
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
@@ -75,6 +76,7 @@ class ActionNode(StageNode):
         self._checked_names: Optional[tuple[str, ...]] = None
         self._command_lock = threading.Lock()
         self._last_fresh_ns = 0
+        self._jumps = JumpWatch(self.clock)
         self._last_stop_ns = 0
         self._last_frame = ('', '')  # camera, frame_id of the latest command
         self._watchdog: Optional[threading.Thread] = None
@@ -125,8 +127,9 @@ class ActionNode(StageNode):
     def activate_stage(self) -> None:
         """Start the debug worker and the command watchdog (its clock starts now)."""
         self._debug_input.start()
-        self._last_fresh_ns = now_ns()
+        self._last_fresh_ns = self.clock.now_ns()
         self._last_stop_ns = 0
+        self._jumps = JumpWatch(self.clock)
         self._watchdog_quit = False
         self._watchdog = threading.Thread(target=self._watch_commands, name='eir:cmd_watchdog',
                                           daemon=True)
@@ -152,8 +155,10 @@ class ActionNode(StageNode):
         """
         while not self._watchdog_quit:
             timeout_ns = int(self.p['command_timeout_s'] * 1e9)
-            now = now_ns()
+            now = self.clock.now_ns()
             with self._command_lock:
+                if self._jumps.jumped():  # the clock jumped: the timeout starts again
+                    self._last_fresh_ns, self._last_stop_ns = now, 0
                 due = max(self._last_fresh_ns, self._last_stop_ns) + timeout_ns
                 if now >= due:
                     self._last_stop_ns = now
@@ -162,7 +167,8 @@ class ActionNode(StageNode):
                     self._publish_command(now, Command(
                         0.0, 0.0, True, f'no fresh detections for {silent_s:.3f} s'))
                     continue
-            self._watchdog_wake.wait((due - now) / 1e9)
+            # At most one timeout: a clock that jumps is seen within one.
+            self._watchdog_wake.wait(min(due - now, timeout_ns) / 1e9)
             self._watchdog_wake.clear()
 
     def _publish_command(self, stamp_ns: int, command: Command, camera: str = '',
@@ -179,12 +185,13 @@ class ActionNode(StageNode):
         self.destroy_publisher(self.debug_pub)
 
     def _on_detections(self, envelope: Envelope, received_ns: int) -> None:
-        start = now_ns()
+        start = self.clock.mono_ns()
+        now = self.clock.now_ns()
         detections: DetectionPayload = envelope.payload
         if detections.class_names is not self._checked_names:
             self._check_classes(detections)
-        command, fresh = self.commander.command(detections, envelope.stamp_ns, start)
-        self._command_frame(envelope, command, fresh, start)
+        command, fresh = self.commander.command(detections, envelope.stamp_ns, now)
+        self._command_frame(envelope, command, fresh, now)
         self._publish_views(envelope.forward(detections, self.timing(received_ns, start)))
 
     def _command_frame(self, envelope: Envelope, command: Command, fresh: bool,
@@ -221,7 +228,7 @@ class ActionNode(StageNode):
 
     def stage_warning(self) -> str:
         """WARN while the watchdog publishes stops, else while classes do not match."""
-        silent_s = (now_ns() - self._last_fresh_ns) / 1e9
+        silent_s = max(0, self.clock.now_ns() - self._last_fresh_ns) / 1e9
         if self.active and silent_s > self.p['command_timeout_s']:
             return f'watchdog: no fresh detections for {silent_s:.1f} s, publishing stops'
         return self.class_warning

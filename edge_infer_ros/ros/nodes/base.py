@@ -23,7 +23,8 @@ import time
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
+from edge_infer_ros.core.clock import NodeClock
+from edge_infer_ros.core.frame import Envelope, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.health import HealthSources, stage_health
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
@@ -160,6 +161,10 @@ class StageNode(LifecycleNode):
         self.shm_note = ''  # why iceoryx2 is not used although asked for (diagnostics)
         self._frames_by_dds = 0  # frames an shm input got first by DDS (a peer elsewhere)
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
+        #: This node's clock: ROS time (use_sim_time honoured) for stamps and ages, monotonic
+        #: for durations (core/clock.py); each node its own, several share a process.
+        ros_clock = self.get_clock()
+        self.clock = NodeClock(lambda: ros_clock.now().nanoseconds)
         try:
             self._declare_parameters()
         except BaseException:
@@ -410,9 +415,8 @@ class StageNode(LifecycleNode):
         return list(self._outputs)
 
     def timing(self, received_ns: int, start_ns: int) -> StageTiming:
-        """Return this stage's timing record for a frame that ends now."""
-        return StageTiming(self.STAGE, self._fqn, received_ns, start_ns,
-                           now_ns())
+        """Return this stage's timing record for a frame that ends now (monotonic readings in)."""
+        return self.clock.timing(self.STAGE, self._fqn, received_ns, start_ns)
 
     def emit(self, output: StagePublisher, envelope: Envelope[Any], payload: Any,
              received_ns: int, start_ns: int, loan: Any = None) -> Envelope[Any]:
@@ -432,7 +436,7 @@ class StageNode(LifecycleNode):
         frame = f' (frame {envelope.camera}#{envelope.seq})' if envelope is not None else ''
         self.last_error = f'{what or self.STAGE + " failed"}{frame}: ' \
                           f'{type(error).__name__}: {error}'
-        self._last_error_ns = now_ns()
+        self._last_error_ns = self.clock.now_ns()
         if isinstance(error, InputRefused):
             self.refusals[error.reason] += 1
         self.get_logger().error(self.last_error, throttle_duration_sec=1.0)
@@ -564,7 +568,7 @@ class StageNode(LifecycleNode):
             why = MESSAGE_INFO_MISSING or 'the middleware gives no publication sequence numbers'
             return [('frames_lost_in_transport', 'unknown'),
                     ('transport_loss_counting', f'unavailable: {why}')], None
-        now_s = now_ns() / 1e9
+        now_s = self.clock.now_ns() / 1e9
         warning = None
         for topic, tracker in self.transport_loss.items():
             recent = self._recent_loss[topic]
@@ -595,12 +599,12 @@ class StageNode(LifecycleNode):
         """Report this node's own health: state, counters, last error, QoS problems."""
         loss_values, loss_text = self.transport_loss_status()
         health = stage_health(HealthSources(
-            active=self._active, configured=self._configured, now_ns=now_ns(),
+            active=self._active, configured=self._configured, now_ns=self.clock.now_ns(),
             diagnostics_period_s=self.p['diagnostics_period_s'], last_error=self.last_error,
             last_error_ns=self._last_error_ns, fault=self.fault, qos_warnings=self._qos_warnings,
             shm_note=self.shm_note, transport_loss=loss_text, stage_warning=self.stage_warning(),
             values=(self.counter_values() + self.shm_values() + self.diagnostic_values() +
-                    loss_values + self.matched_values())))
+                    loss_values + self.matched_values() + self.clock.values())))
         status = DiagnosticStatus(level=health.level.as_byte(), name=f'{self._fqn}: {self.STAGE}',
                                   message=health.message, hardware_id=self.p['hardware_id'])
         status.values = [KeyValue(key=k, value=v) for k, v in health.values]

@@ -24,7 +24,8 @@ import threading
 from typing import Any, Callable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
+from edge_infer_ros.core.clock import JumpWatch
+from edge_infer_ros.core.frame import Envelope, FrameTrace
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.validate import check_stamp, check_trace
 from edge_infer_ros.monitor.config import BudgetConfig, MAX_CAMERAS_RANGE, MAX_STAGES_RANGE
@@ -100,6 +101,7 @@ class BudgetMonitorNode(StageNode):
         super().__init__(node_name, **kwargs)
         self.tracker = BudgetTracker(self._config_from_params(self.p))
         self._tracker_lock = threading.Lock()
+        self._jumps = JumpWatch(self.clock)
         self.trace_hooks: list[Callable[[FrameTrace], None]] = []
         self.miss_hooks: list[Callable[[DeadlineMiss], None]] = []
         self.traces_seen = 0
@@ -145,16 +147,27 @@ class BudgetMonitorNode(StageNode):
 
     def _on_trace(self, envelope: Envelope, received_ns: int) -> None:
         trace: FrameTrace = envelope.payload
+        now = self._now_ns()  # the node's ROS clock: sim, bag and wall time alike
         # In-process traces too: no zero, future or out-of-order time enters the windows.
-        check_stamp(trace.stamp_ns, received_ns, 'trace stamp')
-        check_trace(trace.stamp_ns, trace.stages, received_ns)
+        check_stamp(trace.stamp_ns, now, 'trace stamp')
+        check_trace(trace.stamp_ns, trace.stages, now)
         with self._tracker_lock:
-            miss = self.tracker.observe(trace, received_ns)
-        self._count_trace(trace, received_ns)
+            miss = self.tracker.observe(trace, now)
+        self._count_trace(trace, now)
         if miss is not None:
             self._publish_miss(miss)
         if self._diagnostics_due:  # marked by the timer: now is the pipeline's idle time
             self._publish_diagnostics_after_trace()
+
+    def _now_ns(self) -> int:
+        """Read the node's clock; restart the windows when it jumped since the last reading."""
+        now = self.clock.now_ns()
+        if self._jumps.jumped():
+            with self._tracker_lock:
+                self.tracker.clock_jumped(now)
+            self.last_trace_ns = now
+            self.get_logger().warning(f'{self.clock.last_jump}: budget windows restarted')
+        return now
 
     def _count_trace(self, trace: FrameTrace, received_ns: int) -> None:
         """Count a trace the tracker took, and hand it to the main job's hooks."""
@@ -179,8 +192,9 @@ class BudgetMonitorNode(StageNode):
 
     def budget_statuses(self, at_ns: Optional[int] = None) -> list[DiagnosticStatus]:
         """Return the monitor's verdicts as DiagnosticStatus messages."""
+        at = at_ns if at_ns is not None else self._now_ns()
         with self._tracker_lock:
-            verdicts = self.tracker.statuses(at_ns if at_ns is not None else now_ns())
+            verdicts = self.tracker.statuses(at)
         statuses = []
         for verdict in verdicts:
             status = DiagnosticStatus(level=verdict.level.as_byte(),
@@ -197,13 +211,14 @@ class BudgetMonitorNode(StageNode):
         A run that has ended judges at its last trace (``at_ns=last_trace_ns``): judged later,
         every stage would be STALE only because the run is over.
         """
+        at = at_ns if at_ns is not None else self._now_ns()
         with self._tracker_lock:
-            return self.tracker.summary(at_ns if at_ns is not None else now_ns())
+            return self.tracker.summary(at)
 
     def publish_diagnostics(self) -> None:
         """Own status plus one status per stage and camera path (after the next trace if due)."""
         period_ns = self.p['diagnostics_period_s'] * 1e9
-        if self.active and now_ns() - self.last_trace_ns < 0.5 * period_ns:
+        if self.active and 0 <= self._now_ns() - self.last_trace_ns < 0.5 * period_ns:
             self._diagnostics_due = True  # traces flow: published after the next one
             return
         self._diagnostics_due = False

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Optional
 
-from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.handoff import report_idle, take_ready_at_ns
 from edge_infer_ros.core.image import frozen_view
 from edge_infer_ros.core.params import ParamSpec
@@ -193,7 +193,7 @@ class CameraNode(StageNode):
             self.get_logger().info(f'source {self.p["source"]} ended after {index} frames')
             return None
         self._frame_shape = image.shape
-        envelope = Envelope(self.camera_name, index, now_ns(), self.p['frame_id'], (),
+        envelope = Envelope(self.camera_name, index, self.clock.now_ns(), self.p['frame_id'], (),
                             ImagePayload(frozen_view(image), 'bgr8'))
         return envelope, loan
 
