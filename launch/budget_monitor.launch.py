@@ -15,6 +15,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import (EnvironmentVariable, LaunchConfiguration,
                                   NotEqualsSubstitution, PathJoinSubstitution)
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -31,6 +32,10 @@ def generate_launch_description() -> LaunchDescription:
             'namespace', default_value='',
             description='namespace of the pipeline to watch'),
         DeclareLaunchArgument(
+            'use_sim_time', default_value='false', choices=['true', 'false'],
+            description='the monitor on /clock (a simulator, a bag played with --clock): '
+                        'stamps, ages, deadlines and STALE in that time'),
+        DeclareLaunchArgument(
             'fastdds_profile',
             default_value=EnvironmentVariable(
                 'FASTDDS_DEFAULT_PROFILES_FILE',
@@ -45,6 +50,8 @@ def generate_launch_description() -> LaunchDescription:
             name='budget_monitor',
             namespace=LaunchConfiguration('namespace'),
             output='screen',
-            parameters=[LaunchConfiguration('budget')],
+            parameters=[LaunchConfiguration('budget'),
+                        {'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
+                                                        value_type=bool)}],
         ),
     ])

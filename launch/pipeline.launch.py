@@ -10,6 +10,7 @@ list`` shows them, ``ros2 component load`` adds more.
     ros2 launch edge_infer_ros pipeline.launch.py source:=video uri:=/data/run1.mp4
     ros2 launch edge_infer_ros pipeline.launch.py source:=topic image_topic:=/front/image_raw
     ros2 launch edge_infer_ros pipeline.launch.py namespace:=robot1 monitor:=false
+    ros2 launch edge_infer_ros pipeline.launch.py source:=topic use_sim_time:=true
 
 The parameter files are given to the container and forwarded to each component
 (``forward_global_arguments``) instead of being listed in ``ComposableNode(parameters=...)``:
@@ -46,10 +47,13 @@ def generate_launch_description() -> LaunchDescription:
     same_host = {'transport.same_host': ParameterValue(LaunchConfiguration('same_host'),
                                                        value_type=str)}
 
+    sim_time = {'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
+                                               value_type=bool)}
+
     def stage(plugin: str, name: str, parameters: tuple = (), **kwargs) -> ComposableNode:
         return ComposableNode(package=PACKAGE, plugin=f'{PACKAGE}::{plugin}', name=name,
                               namespace=namespace, extra_arguments=forward,
-                              parameters=[*parameters, same_host], **kwargs)
+                              parameters=[*parameters, same_host, sim_time], **kwargs)
 
     return LaunchDescription([
         DeclareLaunchArgument(
@@ -90,6 +94,10 @@ def generate_launch_description() -> LaunchDescription:
             description="transport.same_host: frames to the package's processes on this host "
                         'by DDS or iceoryx2 shared memory (zero-copy; DDS where it is missing)'),
         DeclareLaunchArgument(
+            'use_sim_time', default_value='false', choices=['true', 'false'],
+            description='every node on /clock (a simulator, a bag played with --clock): '
+                        'stamps, ages, deadlines and STALE in that time'),
+        DeclareLaunchArgument(
             'fastdds_profile',
             default_value=EnvironmentVariable(
                 'FASTDDS_DEFAULT_PROFILES_FILE',
@@ -104,7 +112,7 @@ def generate_launch_description() -> LaunchDescription:
             name='pipeline_container',
             namespace=namespace,
             output='screen',
-            parameters=[LaunchConfiguration('config'), LaunchConfiguration('budget')],
+            parameters=[LaunchConfiguration('config'), LaunchConfiguration('budget'), sim_time],
             composable_node_descriptions=[
                 stage('Camera', 'camera',
                       parameters=({

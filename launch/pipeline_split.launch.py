@@ -49,10 +49,13 @@ def generate_launch_description() -> LaunchDescription:
     same_host = {'transport.same_host': ParameterValue(LaunchConfiguration('same_host'),
                                                        value_type=str)}
 
+    sim_time = {'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
+                                               value_type=bool)}
+
     def stage(executable: str, name: str, overrides: Optional[dict] = None, **kwargs) -> Node:
         return Node(package=PACKAGE, executable=executable, name=name, namespace=namespace,
                     output='screen',
-                    parameters=[config, same_host] + ([overrides] if overrides else []),
+                    parameters=[config, same_host, sim_time] + ([overrides] if overrides else []),
                     **kwargs)
 
     return LaunchDescription([
@@ -93,6 +96,10 @@ def generate_launch_description() -> LaunchDescription:
             description="transport.same_host: frames to the package's processes on this host "
                         'by DDS or iceoryx2 shared memory (zero-copy; DDS where it is missing)'),
         DeclareLaunchArgument(
+            'use_sim_time', default_value='false', choices=['true', 'false'],
+            description='every node on /clock (a simulator, a bag played with --clock): '
+                        'stamps, ages, deadlines and STALE in that time'),
+        DeclareLaunchArgument(
             'fastdds_profile',
             default_value=EnvironmentVariable(
                 'FASTDDS_DEFAULT_PROFILES_FILE',
@@ -115,6 +122,7 @@ def generate_launch_description() -> LaunchDescription:
             PythonLaunchDescriptionSource(
                 PathJoinSubstitution([share, 'launch', 'budget_monitor.launch.py'])),
             launch_arguments={'budget': LaunchConfiguration('budget'), 'namespace': namespace,
-                              'fastdds_profile': profile}.items(),
+                              'fastdds_profile': profile,
+                              'use_sim_time': LaunchConfiguration('use_sim_time')}.items(),
             condition=IfCondition(LaunchConfiguration('monitor'))),
     ])

@@ -63,6 +63,8 @@ class NodeClock:
         with self._lock:
             mono = self.mono_ns()
             ros = int(self._ros_ns())
+            if ros == 0:
+                return 0  # use_sim_time before the first /clock: no time yet, not a jump
             last = self._last
             self._last = (ros, mono)
             if last is not None:

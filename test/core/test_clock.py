@@ -53,6 +53,16 @@ def test_a_jump_back_and_forward_is_counted_and_seen_once_per_watcher() -> None:
     assert clock.jumps == 2 and 'forward' in clock.last_jump and watch.jumped()
 
 
+def test_the_first_clock_message_is_no_jump() -> None:
+    t = FakeTime()
+    t.ros = 0  # use_sim_time, no /clock yet
+    clock = t.clock()
+    assert clock.now_ns() == 0
+    t.ros = SIM
+    clock.now_ns()
+    assert clock.jumps == 0
+
+
 def test_a_simulator_faster_than_real_time_is_no_jump() -> None:
     t = FakeTime()
     clock = t.clock()

@@ -71,12 +71,12 @@ def test_composed_and_split_take_the_same_arguments() -> None:
     composed, split = launch_arguments(COMPOSED), launch_arguments(SPLIT)
     assert set(composed) == set(split) == {
         'config', 'budget', 'model', 'source', 'uri', 'image_topic', 'image_qos', 'namespace',
-        'backend', 'monitor', 'fastdds_profile', 'same_host'}
+        'backend', 'monitor', 'fastdds_profile', 'same_host', 'use_sim_time'}
     for name, argument in composed.items():
         assert argument.choices == split[name].choices, name
         assert default_text(argument) == default_text(split[name]), name
     monitor = launch_arguments(MONITOR)
-    assert set(monitor) == {'budget', 'namespace', 'fastdds_profile'}
+    assert set(monitor) == {'budget', 'namespace', 'fastdds_profile', 'use_sim_time'}
 
 
 def test_argument_choices_are_the_nodes_own() -> None:
