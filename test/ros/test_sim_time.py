@@ -1,7 +1,8 @@
 """
-Simulated time: an outside "simulator" publishes /clock far from the wall clock (2020) and
-frames stamped on it, as Gazebo or ``ros2 bag play --clock`` do; the pipeline runs with
-``use_sim_time`` and must judge ages and deadlines in that time, through clock jumps.
+Simulated time: the pipeline judges ages and deadlines on /clock, through clock jumps.
+
+An outside "simulator" publishes /clock far from the wall clock (2020) and frames stamped on
+it, as Gazebo or ``ros2 bag play --clock`` do; the pipeline runs with ``use_sim_time``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ NODES = ('camera', 'preprocess', 'detector', 'nms', 'action', 'budget_monitor')
 
 class Simulator:
     """
-    Publishes /clock at 200 Hz from a sim time that runs at the wall clock's pace, and 640x480
-    frames at 15 Hz stamped with the latest /clock it published (as a simulated camera does).
+    A simulator: /clock at 200 Hz, 640x480 frames at 15 Hz stamped with the latest /clock.
+
+    Its sim time runs at the wall clock's pace from 2020, and jumps when told to.
     """
 
     def __init__(self, outside: Outside) -> None:
