@@ -91,8 +91,8 @@ def test_runner_takes_fps_from_its_config_unless_given(tmp_path) -> None:
     assert options.rate() == 20.0 and options.overrides()['camera']['fps'] == 20.0
 
 
-def test_runner_replays_a_whole_bag_and_reports_it(tmp_path, planted_model, monkeypatch
-                                                  ) -> None:
+def test_runner_replays_a_whole_bag_and_reports_it(
+        tmp_path, planted_model, monkeypatch) -> None:
     from edge_infer_ros.runner import format_report, parse_args, run
     # A domain of its own: another pipeline on this host must not add its frames to the count.
     monkeypatch.setenv('ROS_DOMAIN_ID', '42')
@@ -105,3 +105,28 @@ def test_runner_replays_a_whole_bag_and_reports_it(tmp_path, planted_model, monk
     # Stamped at replay: latencies of the pipeline, not of the recording's age.
     assert report['end_to_end']['p50_ms'] < 1000.0, report['end_to_end']
     assert f'bag {bag} at its recorded pace' in format_report(report)
+
+
+def test_a_15_fps_video_replays_once_at_15_hz(composed, tmp_path) -> None:
+    import cv2
+    import numpy as np
+    path = tmp_path / 'clip.avi'
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), 15.0, (160, 120))
+    for index in range(FRAMES):
+        writer.write(np.full((120, 160, 3), index * 5 % 256, np.uint8))
+    writer.release()
+    overrides = {'camera': {'source': 'video', 'uri': str(path), 'max_frames': 0,
+                            'frame_id': CAMERA, 'fps': 30.0}}
+    container, nodes = composed(frames=0, overrides=overrides, names={'camera'}, start=False)
+    stamps: list[int] = []
+    original = nodes['camera']._send
+
+    def send(envelope, loan):
+        stamps.append(envelope.stamp_ns)
+        return original(envelope, loan)
+    nodes['camera']._send = send
+    assert not container.start()
+    assert nodes['camera'].wait_until_done(30.0)
+    assert nodes['camera'].captured == FRAMES and nodes['camera'].source_ended  # once
+    rate = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1e9)
+    assert 13.5 <= rate <= 16.5, rate  # the file's 15 fps, not the fps parameter's 30

@@ -141,3 +141,12 @@ def test_recorded_gap_uses_receive_times(tmp_path: Path) -> None:
     source.read(0)
     assert source.period_after_s(0) == pytest.approx(0.2) and source.recorded_time_ns == \
         STAMP_2020_NS and STAMP_2020_NS % SEC == 0
+
+
+def test_without_rosbags_the_source_says_how_to_install_it(tmp_path: Path, monkeypatch) -> None:
+    import sys
+    bag = write_bag(tmp_path / 'bag', frames=1)
+    monkeypatch.setitem(sys.modules, 'rosbags', None)
+    monkeypatch.setitem(sys.modules, 'rosbags.highlevel', None)
+    with pytest.raises(SourceError, match='pip install rosbags'):
+        bag_source(bag)
