@@ -568,7 +568,7 @@ class StageNode(LifecycleNode):
             why = MESSAGE_INFO_MISSING or 'the middleware gives no publication sequence numbers'
             return [('frames_lost_in_transport', 'unknown'),
                     ('transport_loss_counting', f'unavailable: {why}')], None
-        now_s = self.clock.now_ns() / 1e9
+        now_s = self.clock.mono_ns() / 1e9  # a rate over wall seconds: no clock jump
         warning = None
         for topic, tracker in self.transport_loss.items():
             recent = self._recent_loss[topic]
