@@ -102,9 +102,16 @@ def _stale(monitor: Any) -> list[str]:
     return [s.name for s in monitor.budget_statuses() if s.level == DiagnosticStatus.STALE]
 
 
-def test_on_sim_time_commands_are_fresh_and_deadlines_met(composed, simulator) -> None:
+#: 2030-01-01: a sim clock ahead of the wall clock (stamps 'in the future' of the host).
+SIM_AHEAD_NS = 1_893_456_000 * SEC
+
+
+@pytest.mark.parametrize('start_ns', [SIM_START_NS, SIM_AHEAD_NS], ids=['2020', '2030'])
+def test_on_sim_time_commands_are_fresh_and_deadlines_met(composed, simulator,
+                                                          start_ns: int) -> None:
     nodes = _pipeline(composed, use_sim_time=True)
     monitor, action = nodes['budget_monitor'], nodes['action']
+    simulator.jump(start_ns - SIM_START_NS)
     simulator.start()
     assert wait_for(lambda: (_end_to_end(monitor) or {}).get('frames', 0) >= 45, 60.0), \
         monitor.summary()

@@ -286,7 +286,8 @@ class StageNode(LifecycleNode):
             else:
                 tracker.observe(gid, sequence)
             try:
-                envelope = from_msg(msg)
+                with convert.judged_on(self.clock.now_ns):  # stamps against this node's clock
+                    envelope = from_msg(msg)
             except Exception as error:  # noqa: B902 - any malformed message is counted
                 stage_input.stats.received += 1
                 self._stage_error(error, None, f'bad message on {resolved}')
