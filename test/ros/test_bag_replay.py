@@ -48,10 +48,12 @@ def _replay(composed: Any, uri: str, sim: bool = False) -> tuple[dict[str, Any],
     return nodes, traces
 
 
-@pytest.mark.parametrize('storage', ['mcap', 'db3'])
-def test_a_15_hz_bag_replays_once_at_15_hz_with_its_deadlines_met(composed, tmp_path,
-                                                                  storage: str) -> None:
-    bag = write_bag(tmp_path / 'run', storage, frames=FRAMES, rate_hz=15.0)
+@pytest.mark.parametrize('storage, msgtype', [
+    ('mcap', 'sensor_msgs/msg/Image'), ('db3', 'sensor_msgs/msg/Image'),
+    ('mcap', 'sensor_msgs/msg/CompressedImage')])
+def test_a_15_hz_bag_replays_once_at_15_hz_with_its_deadlines_met(
+        composed, tmp_path, storage: str, msgtype: str) -> None:
+    bag = write_bag(tmp_path / 'run', storage, frames=FRAMES, rate_hz=15.0, msgtype=msgtype)
     nodes, traces = _replay(composed, str(storage_file(bag) if storage == 'db3' else bag))
     camera = nodes['camera']
     assert camera.captured == FRAMES and camera.source_ended  # once: loop is off
