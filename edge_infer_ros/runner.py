@@ -518,6 +518,7 @@ def build_report(options: RunOptions, summary: dict[str, Any], counters: dict[st
         'overlap': overlap_stats(traces),
         'deadline_misses': first.get('deadline_misses', 0),
         'deadline_ms': summary.get('deadline_ms'),
+        'clock_jumps': summary.get('clock_jumps', 0),
         'cameras': cameras,
     }
     if options.profile:
@@ -543,6 +544,9 @@ def format_report(report: dict[str, Any]) -> str:
         f'; throughput {report["throughput_fps"]:.1f} fps; deadline misses '
         f'{report["deadline_misses"]}',
     ]
+    if report.get('clock_jumps'):
+        lines.append(f'the ROS clock jumped {report["clock_jumps"]} time(s) (a bag that loops, '
+                     'a simulator reset): the windows above restarted at the last jump')
     loss = report.get('transport_loss')
     if loss:
         lines.append('frames lost in transport, counted from sequence numbers: ' + (
