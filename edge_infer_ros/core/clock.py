@@ -86,18 +86,23 @@ class NodeClock:
         now = self.now_ns() if now_ns is None else now_ns
         return max(0, now - stamp_ns) / 1e9
 
-    def timing(self, stage: str, node: str, received_mono_ns: int,
-               start_mono_ns: int) -> StageTiming:
+    def timing(self, stage: str, node: str, received_mono_ns: int, start_mono_ns: int,
+               after_ns: int = 0) -> StageTiming:
         """
         Return a stage's timing record for a frame that ends now, on the ROS time line.
 
         Received and start are monotonic readings; their distances to the end are kept
-        exactly, the end is the ROS time now.
+        exactly, the end is the ROS time now. ``after_ns``: when the frame left the stage
+        before (or was stamped); a clock that lags it (a /clock message not yet taken, a
+        simulator's stamp) puts the receipt there, never before: no negative age or hop.
         """
         end_mono = self.mono_ns()
         end = self.now_ns()
         start = end - max(0, end_mono - start_mono_ns)
         received = start - max(0, start_mono_ns - received_mono_ns)
+        if received < after_ns:
+            lag = after_ns - received
+            received, start, end = received + lag, start + lag, end + lag
         return StageTiming(stage, node, received, start, end)
 
     def to_ros_ns(self, mono_ns: int) -> int:

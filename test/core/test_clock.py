@@ -34,6 +34,16 @@ def test_timing_keeps_monotonic_durations_on_the_ros_time_line() -> None:
     assert timing.received_ns == SIM - 5_000_000
 
 
+def test_a_lagging_clock_never_puts_a_stage_before_the_frame_left_the_last() -> None:
+    t = FakeTime()
+    clock = t.clock()
+    received = t.mono
+    t.mono += 4_000_000
+    stamp = SIM + 50_000_000  # the simulator stamped 50 ms past this node's last /clock
+    timing = clock.timing('preprocess', '/preprocess', received, received, after_ns=stamp)
+    assert timing.received_ns == stamp and timing.service_ns == 4_000_000
+
+
 def test_a_jump_back_and_forward_is_counted_and_seen_once_per_watcher() -> None:
     t = FakeTime()
     clock = t.clock()

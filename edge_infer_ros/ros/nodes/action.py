@@ -24,7 +24,7 @@ from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import Command, DetectionPayload, ImagePayload
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.base import left_ns, run_single, StageNode
 from edge_infer_ros.stages.action import ActionPolicy, FrameCommander
 from edge_infer_ros.stages.debug_view import draw_debug_image
 from edge_infer_ros_msgs.msg import DetectionArray, FrameTrace as FrameTraceMsg
@@ -192,7 +192,8 @@ class ActionNode(StageNode):
             self._check_classes(detections)
         command, fresh = self.commander.command(detections, envelope.stamp_ns, now)
         self._command_frame(envelope, command, fresh, now)
-        self._publish_views(envelope.forward(detections, self.timing(received_ns, start)))
+        self._publish_views(envelope.forward(
+            detections, self.timing(received_ns, start, left_ns(envelope))))
 
     def _command_frame(self, envelope: Envelope, command: Command, fresh: bool,
                        now: int) -> None:

@@ -128,6 +128,11 @@ def qos_from(reliability: str, durability: str, depth: int) -> QoSProfile:
 ONLY_PUBLISHER = b'only-publisher'
 
 
+def left_ns(envelope: Envelope[Any]) -> int:
+    """Return when a frame left its last stage (its stamp before the first stage)."""
+    return envelope.trace[-1].end_ns if envelope.trace else envelope.stamp_ns
+
+
 def _ros_time_of(clock: Any) -> Callable[[], int]:
     """Read a node's ROS clock: /clock under use_sim_time, else the system clock directly."""
     if not isinstance(clock, ROSClock):
@@ -427,9 +432,9 @@ class StageNode(LifecycleNode):
         """List this stage's outputs, for counters and tests."""
         return list(self._outputs)
 
-    def timing(self, received_ns: int, start_ns: int) -> StageTiming:
+    def timing(self, received_ns: int, start_ns: int, after_ns: int = 0) -> StageTiming:
         """Return this stage's timing record for a frame that ends now (monotonic readings in)."""
-        return self.clock.timing(self.STAGE, self._fqn, received_ns, start_ns)
+        return self.clock.timing(self.STAGE, self._fqn, received_ns, start_ns, after_ns)
 
     def emit(self, output: StagePublisher, envelope: Envelope[Any], payload: Any,
              received_ns: int, start_ns: int, loan: Any = None) -> Envelope[Any]:
@@ -439,7 +444,7 @@ class StageNode(LifecycleNode):
         ``loan``: the shared-memory sample the payload's array was written into, if any
         (``output.loaned()``).
         """
-        done = envelope.forward(payload, self.timing(received_ns, start_ns))
+        done = envelope.forward(payload, self.timing(received_ns, start_ns, left_ns(envelope)))
         output.publish(done, loan)
         return done
 
