@@ -64,7 +64,8 @@ class RunOptions:
     frames: int = 300
     width: int = 640
     height: int = 480
-    fps: float = 30.0
+    #: Camera rate; None: the config file's (a recording replays at its own pace anyway).
+    fps: Optional[float] = 30.0
     seed: int = 0
     backend: str = 'onnxruntime'
     model_path: str = ''
@@ -75,19 +76,47 @@ class RunOptions:
     profile: str = ''
     timeout_s: float = 0.0
     same_host: str = 'dds'
+    #: A bag to replay instead of the synthetic camera, and its image topic ('': the only one).
+    bag: str = ''
+    bag_topic: str = ''
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def rate(self) -> float:
+        """Return the camera rate in force: the option, else the config file's, else 30."""
+        if self.fps is not None:
+            return self.fps
+        try:
+            with open(self.config or config_path('pipeline.yaml'), encoding='utf-8') as stream:
+                sections = yaml.safe_load(stream) or {}
+            return float(sections['/**/camera']['ros__parameters']['fps'])
+        except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+            return 30.0
+
+    def run_limit_s(self) -> float:
+        """Return how long a run may take: frames at the rate, a whole bag at most an hour."""
+        if self.timeout_s:
+            return self.timeout_s
+        if not self.frames:
+            return 3600.0
+        return max(30.0, 3.0 * self.frames / self.rate() + 20.0)
 
     def overrides(self) -> dict[str, dict[str, Any]]:
         """Parameters the command line sets, per node name."""
         result: dict[str, dict[str, Any]] = {
             'camera': {'max_frames': self.frames, 'width': self.width, 'height': self.height,
-                       'fps': self.fps, 'seed': self.seed},
-            'detector': {'backend': self.backend, 'expected_fps': self.fps},
+                       'seed': self.seed},
+            'detector': {'backend': self.backend},
             # The camera starts once every stage is active and warm: the report judges every
             # frame (the start-up grace is for drivers that start before the pipeline).
             'action': {'deadline_grace_s': 0.0},
             'budget_monitor': {'deadline_grace_s': 0.0},
         }
+        if self.fps is not None:
+            result['camera']['fps'] = self.fps
+            result['detector']['expected_fps'] = self.fps
+        if self.bag:
+            result['camera'].update({'source': 'bag', 'uri': self.bag,
+                                     'bag_topic': self.bag_topic})
         if self.model_path:
             for name in ('preprocess', 'detector'):
                 result.setdefault(name, {})['model_path'] = self.model_path
@@ -211,8 +240,7 @@ def run_composed(options: RunOptions) -> dict[str, Any]:
             raise RuntimeError('pipeline did not start: ' + '; '.join(problems))
         started = time.monotonic()
         camera = nodes['camera']
-        limit = options.timeout_s or max(30.0, 3.0 * options.frames / options.fps + 20.0)
-        camera.wait_until_done(limit)
+        camera.wait_until_done(options.run_limit_s())
         if camera.active:
             camera.trigger_deactivate()
         inputs = [i for n in nodes.values() for i in getattr(n, 'inputs', [])]
@@ -421,10 +449,13 @@ def run_split(options: RunOptions) -> dict[str, Any]:
             raise RuntimeError('could not activate the camera process')
         container.spin_in_background()
         started = time.monotonic()
-        limit = options.timeout_s or max(30.0, 3.0 * options.frames / options.fps + 20.0)
+        limit = options.run_limit_s()
         while time.monotonic() - started < limit:
-            if listener.value('camera', 'frames_captured') >= options.frames:
+            if options.frames and listener.value('camera', 'frames_captured') >= options.frames:
                 break
+            if any(values.get('source_end', 'running') != 'running'
+                   for name, values in listener.latest.items() if name.endswith(': camera')):
+                break  # a recording is over
             time.sleep(0.1)
         last, stable = -1, time.monotonic()
         while time.monotonic() - stable < 2.5 and time.monotonic() - started < limit + 10:
@@ -477,7 +508,8 @@ def build_report(options: RunOptions, summary: dict[str, Any], counters: dict[st
         'backend_description': backend['description'],
         'backend_fallback_reason': backend['fallback_reason'],
         'resolution': [options.width, options.height],
-        'fps_setting': options.fps,
+        'fps_setting': options.rate(),
+        'bag': options.bag,
         'wall_s': wall_s,
         'throughput_fps': counters['processed'] / wall_s if wall_s > 0 else 0.0,
         'frames': counters,
@@ -491,6 +523,7 @@ def build_report(options: RunOptions, summary: dict[str, Any], counters: dict[st
         'overlap': overlap_stats(traces),
         'deadline_misses': first.get('deadline_misses', 0),
         'deadline_ms': summary.get('deadline_ms'),
+        'clock_jumps': summary.get('clock_jumps', 0),
         'cameras': cameras,
     }
     if options.profile:
@@ -502,10 +535,12 @@ def build_report(options: RunOptions, summary: dict[str, Any], counters: dict[st
 def format_report(report: dict[str, Any]) -> str:
     """Lay out the printed latency report."""
     frames = report['frames']
+    source = (f'bag {report["bag"]} at its recorded pace' if report.get('bag') else
+              f'{report["resolution"][0]}x{report["resolution"][1]} @ '
+              f'{report["fps_setting"]:g} fps')
     lines = [
         f'edge_infer_ros pipeline: {report["mode"]} ({report["transport"]}), backend '
-        f'{report["backend"]}, {report["resolution"][0]}x{report["resolution"][1]} @ '
-        f'{report["fps_setting"]:g} fps',
+        f'{report["backend"]}, {source}',
         format_table({'cameras': report['cameras'],
                       'deadline_ms': report['deadline_ms']}).rstrip(),
         f'frames: captured {frames["captured"]}, processed {frames["processed"]}, dropped '
@@ -514,6 +549,9 @@ def format_report(report: dict[str, Any]) -> str:
         f'; throughput {report["throughput_fps"]:.1f} fps; deadline misses '
         f'{report["deadline_misses"]}',
     ]
+    if report.get('clock_jumps'):
+        lines.append(f'the ROS clock jumped {report["clock_jumps"]} time(s) (a bag that loops, '
+                     'a simulator reset): the windows above restarted at the last jump')
     loss = report.get('transport_loss')
     if loss:
         lines.append('frames lost in transport, counted from sequence numbers: ' + (
@@ -543,10 +581,17 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
     parser.add_argument('--same-host', choices=('dds', 'iceoryx2'), default='dds',
                         help='split mode: frames between the processes by DDS or iceoryx2 '
                         'shared memory (zero-copy; DDS when iceoryx2 is missing)')
-    parser.add_argument('--frames', type=int, default=300, help='frames to capture')
+    parser.add_argument('--frames', type=int, default=None,
+                        help='frames to capture (default 300; with --bag: the whole bag)')
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
-    parser.add_argument('--fps', type=float, default=30.0)
+    parser.add_argument('--fps', type=float, default=None,
+                        help="camera rate (default: the config file's; a bag or video replays "
+                        'at its recorded pace)')
+    parser.add_argument('--bag', default='',
+                        help='replay this bag (.mcap or .db3 file or bag folder) as the camera')
+    parser.add_argument('--bag-topic', default='',
+                        help="the bag's image topic (default: its only image topic)")
     parser.add_argument('--seed', type=int, default=0, help='synthetic scene seed')
     parser.add_argument('--backend', choices=('onnxruntime', 'tensorrt'), default='onnxruntime')
     parser.add_argument('--model', default='', help='ONNX model (default: the shipped one)')
@@ -557,16 +602,20 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
     parser.add_argument('--profile', default='', help='write a Chrome/Perfetto trace here')
     parser.add_argument('--timeout', type=float, default=0.0, help='give up after (s)')
     args = parser.parse_args(argv)
-    if args.frames < 1:
+    frames = args.frames if args.frames is not None else (0 if args.bag else 300)
+    if frames < 1 and not args.bag:
         parser.error('--frames must be >= 1')
-    if args.fps <= 0:
+    if frames < 0:
+        parser.error('--frames must be >= 0 (0: the whole bag)')
+    if args.fps is not None and args.fps <= 0:
         parser.error('--fps must be > 0')
-    return RunOptions(mode=args.mode, transport=args.transport, frames=args.frames,
+    return RunOptions(mode=args.mode, transport=args.transport, frames=frames,
                       width=args.width, height=args.height, fps=args.fps, seed=args.seed,
                       backend=args.backend, model_path=args.model, config=args.config,
                       budget=args.budget, namespace=args.namespace,
                       report_json=args.report_json, profile=args.profile,
-                      timeout_s=args.timeout, same_host=args.same_host)
+                      timeout_s=args.timeout, same_host=args.same_host, bag=args.bag,
+                      bag_topic=args.bag_topic)
 
 
 def run(options: RunOptions) -> dict[str, Any]:

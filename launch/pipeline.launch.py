@@ -10,6 +10,7 @@ list`` shows them, ``ros2 component load`` adds more.
     ros2 launch edge_infer_ros pipeline.launch.py source:=video uri:=/data/run1.mp4
     ros2 launch edge_infer_ros pipeline.launch.py source:=topic image_topic:=/front/image_raw
     ros2 launch edge_infer_ros pipeline.launch.py namespace:=robot1 monitor:=false
+    ros2 launch edge_infer_ros pipeline.launch.py source:=topic use_sim_time:=true
     ros2 launch edge_infer_ros pipeline.launch.py \
         image_topics:="[/front/image_raw, /rear/image_raw]" drive_camera:=front_optical_frame \
         fps:=15 deadline_ms:=60 command_type:=twist cmd_vel_topic:=/base/cmd_vel
@@ -111,11 +112,11 @@ def generate_launch_description() -> LaunchDescription:
             description="ONNX model of preprocess and detector ('': the shipped model)"),
         DeclareLaunchArgument(
             'source', default_value='synthetic',
-            choices=['synthetic', 'video', 'v4l2', 'folder', 'topic'],
+            choices=['synthetic', 'video', 'v4l2', 'folder', 'topic', 'bag'],
             description='where the camera node gets frames (topic: from image_topic)'),
         DeclareLaunchArgument(
             'uri', default_value='',
-            description='video file, V4L2 device or image folder of the camera source'),
+            description='video file, V4L2 device, image folder or bag of the camera source'),
         DeclareLaunchArgument(
             'image_topic', default_value='image_in',
             description="the robot's camera topic the camera node reads with source:=topic"),

@@ -105,11 +105,11 @@ def generate_launch_description() -> LaunchDescription:
             description="ONNX model of preprocess and detector ('': the shipped model)"),
         DeclareLaunchArgument(
             'source', default_value='synthetic',
-            choices=['synthetic', 'video', 'v4l2', 'folder', 'topic'],
+            choices=['synthetic', 'video', 'v4l2', 'folder', 'topic', 'bag'],
             description='where the camera node gets frames (topic: from image_topic)'),
         DeclareLaunchArgument(
             'uri', default_value='',
-            description='video file, V4L2 device or image folder of the camera source'),
+            description='video file, V4L2 device, image folder or bag of the camera source'),
         DeclareLaunchArgument(
             'image_topic', default_value='image_in',
             description="the robot's camera topic the camera node reads with source:=topic"),

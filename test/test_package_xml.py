@@ -29,6 +29,7 @@ DISTROS = ('humble', 'jazzy', 'kilted')
 KEYS = {
     'numpy': 'python3-numpy', 'cv2': 'python3-opencv', 'yaml': 'python3-yaml',
     'onnxruntime': 'python3-onnxruntime-pip', 'onnx': 'python3-onnx-pip',
+    'rosbags': 'python3-rosbags-pip',
     'psutil': 'python3-psutil', 'matplotlib': 'python3-matplotlib', 'pytest': 'python3-pytest',
     'hypothesis': 'python3-hypothesis', 'lxml': 'python3-lxml',
     'catkin_pkg': 'python3-catkin-pkg', 'setuptools': 'python3-setuptools',

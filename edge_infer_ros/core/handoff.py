@@ -36,7 +36,7 @@ import time
 from typing import Any, Callable, Hashable, Iterator, Optional
 import weakref
 
-from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.frame import Envelope
 
 #: How a stage input runs its callback.
 INPUT_MODES = ('inline', 'thread', 'auto')
@@ -173,10 +173,11 @@ class StageInput:
     """
     The receiving end of a topic for one stage: local deliveries and ROS messages alike.
 
-    ``callback(envelope, received_ns)`` does the stage's work. Exceptions it raises are
-    caught, counted as errors (the frame is dropped) and passed to ``on_error``, so one bad
-    frame never kills the stage. A ``pinned`` input keeps the mode and depth its stage chose:
-    the stage-wide ``input_mode`` / ``queue_depth`` settings (:meth:`apply_settings`) do not
+    ``callback(envelope, received_ns)`` does the stage's work; ``received_ns`` is a
+    ``time.monotonic_ns()`` reading (a duration's start: see core/clock.py). Exceptions it
+    raises are caught, counted as errors (the frame is dropped) and passed to ``on_error``, so
+    one bad frame never kills the stage. A ``pinned`` input keeps the mode and depth its stage
+    chose: the stage-wide ``input_mode`` / ``queue_depth`` settings (:meth:`apply_settings`) do not
     reach it (the budget monitor's deep trace queue must not shrink to a frame queue's depth).
     """
 
@@ -288,11 +289,11 @@ class StageInput:
     # -- delivery ------------------------------------------------------------------------
     def deliver(self, envelope: Envelope[Any]) -> None:
         """Hand one frame to the stage (called by a local publisher: by reference)."""
-        self._accept(envelope, now_ns())
+        self._accept(envelope, time.monotonic_ns())
 
     def deliver_from_ros(self, envelope: Envelope[Any], key: Hashable) -> None:
         """Hand a frame that came through DDS, unless it was already delivered locally."""
-        received_ns = now_ns()
+        received_ns = time.monotonic_ns()
         with self._keys_lock:
             if key in self._recent_set:
                 self.stats.duplicates_ignored += 1
@@ -308,7 +309,7 @@ class StageInput:
 
     def deliver_once(self, envelope: Envelope[Any], key: Hashable) -> None:
         """Hand a frame that may come by two ways (shared memory and DDS): the first one wins."""
-        received_ns = now_ns()
+        received_ns = time.monotonic_ns()
         with self._keys_lock:
             if key in self._recent_set:
                 self.stats.duplicates_ignored += 1

@@ -75,7 +75,8 @@ def state_name(active: bool, configured: bool) -> str:
 def errors_recent(now_ns: int, last_error_ns: int, diagnostics_period_s: float) -> bool:
     """Tell whether frames failed within the last two periods (at least the last second)."""
     recent_ns = max(2.0 * diagnostics_period_s, 1.0) * 1e9
-    return bool(last_error_ns) and now_ns - last_error_ns < recent_ns
+    # An error 'after' now is one from before a clock jump back: not recent, never stuck.
+    return bool(last_error_ns) and 0 <= now_ns - last_error_ns < recent_ns
 
 
 def judge(sources: HealthSources) -> tuple[Level, str]:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import json
 import os
 import threading
+import time
 from typing import Any, Callable, Optional
 
 from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
@@ -598,7 +599,7 @@ class ShmSubscriber:
                     return count
                 if sample is None:
                     return count
-                received_ns = now_ns()
+                received_ns = time.monotonic_ns()
                 holder = _SampleHolder(sample, self)
             try:
                 envelope = self._envelope(holder, sample)

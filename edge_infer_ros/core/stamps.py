@@ -57,6 +57,12 @@ class StampOrder:
                 self._fault = ''  # the count stays
             return self._fault
 
+    def reset(self) -> None:
+        """Forget every camera's last stamp and the fault (the clock jumped); the count stays."""
+        with self._lock:
+            self._last.clear()
+            self._fault = ''
+
     def cameras(self) -> int:
         """Return how many cameras' last stamps are remembered now."""
         return len(self._last)

@@ -99,6 +99,8 @@ class BudgetTracker:
         self._config = own_copy(BudgetConfig() if config is None else config.validate())
         self._per_camera: dict[str, BudgetConfig] = {}
         self._cameras: dict[str, _CameraState] = {}
+        #: Clock jumps the windows were restarted for (clock_jumped).
+        self.clock_jumps = 0
 
     @property
     def config(self) -> BudgetConfig:
@@ -229,6 +231,23 @@ class BudgetTracker:
             camera = self._cameras[trace.camera] = _CameraState(
                 config.window_size, self._max_age_s(), now_ns)
         return camera
+
+    def clock_jumped(self, now_ns: int) -> None:
+        """
+        Start every window again at ``now_ns``: the clock jumped (bag loop, simulator reset).
+
+        Samples and receipt times of the old time line would otherwise make a whole window
+        look fresh after a jump back (no STALE while nothing comes) or stale after one forward;
+        counters (frames, misses, blame) stay.
+        """
+        self.clock_jumps += 1
+        for camera in self._cameras.values():
+            for window in camera.windows():
+                window.clear()
+            camera.recent_misses.clear()
+            camera.last_ns = now_ns
+            for state in camera.stages.values():
+                state.last_ns = now_ns
 
     def expire(self, now_ns: int) -> int:
         """Forget cameras and stages silent for entry_timeout_s; return how many went."""
@@ -443,6 +462,7 @@ class BudgetTracker:
         return {
             'now_ns': int(now_ns),
             'deadline_ms': float(self._config.deadline_ms),
+            'clock_jumps': self.clock_jumps,
             'warn_percentile': float(self._config.warn_percentile),
             'config': self._config.to_mapping(),
             'cameras': cameras,

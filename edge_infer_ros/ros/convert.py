@@ -10,8 +10,10 @@ the reason, which the input counts per reason and reports).
 from __future__ import annotations
 
 import array
+from contextlib import contextmanager
 import math
-from typing import Hashable, Optional
+import threading
+from typing import Callable, Hashable, Iterator, Optional
 
 from builtin_interfaces.msg import Time
 from edge_infer_ros.core import compressed, frame, validate
@@ -28,6 +30,26 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
 _NS = 1_000_000_000
+
+#: The receiving node's clock while it converts a message (set by ``judged_on``).
+_receiver = threading.local()
+
+
+@contextmanager
+def judged_on(clock: Callable[[], int]) -> Iterator[None]:
+    """Check stamps of messages converted in this block against ``clock`` (the node's)."""
+    outer = getattr(_receiver, 'clock', None)
+    _receiver.clock = clock
+    try:
+        yield
+    finally:
+        _receiver.clock = outer
+
+
+def _now_ns() -> int:
+    """Return the receiving node's ROS time (use_sim_time honoured), else the wall clock."""
+    clock = getattr(_receiver, 'clock', None)
+    return clock() if clock is not None else frame.now_ns()
 
 
 def stamp_to_ns(stamp: Time) -> int:
@@ -72,7 +94,7 @@ def timings_from_msgs(msgs) -> tuple[StageTiming, ...]:
 def _checked_header(msg, camera: str = '', stages=()) -> tuple[str, int, tuple]:
     """Validate what every message carries: stamp, names, the trace so far."""
     stamp = stamp_to_ns(msg.header.stamp)
-    now = frame.now_ns()
+    now = _now_ns()
     validate.check_stamp(stamp, now)
     name = camera or msg.header.frame_id
     if len(name) > validate.MAX_NAME_LENGTH or \
@@ -104,7 +126,7 @@ def image_to_msg(envelope: Envelope) -> Image:
 
 def image_from_msg(msg: Image, seq: int) -> Envelope:
     """sensor_msgs/Image to an envelope holding a zero-copy read-only view of its pixels."""
-    validate.check_stamp(stamp_to_ns(msg.header.stamp), frame.now_ns())
+    validate.check_stamp(stamp_to_ns(msg.header.stamp), _now_ns())
     view = image_view(msg.height, msg.width, msg.encoding, msg.step, msg.data,
                       msg.is_bigendian)
     return _envelope(msg, ImagePayload(view, msg.encoding), seq=seq)
@@ -134,7 +156,7 @@ def compressed_from_msg(msg: CompressedImage, seq: int,
     Size, format and integrity are checked before decoding (core.compressed); ``model``: the
     model input (w, h), so that a JPEG is decoded at the reduced scale it needs.
     """
-    validate.check_stamp(stamp_to_ns(msg.header.stamp), frame.now_ns())
+    validate.check_stamp(stamp_to_ns(msg.header.stamp), _now_ns())
     image, width, height, factor = compressed.decode(bytes(msg.data), msg.format, model)
     payload = ImagePayload(read_only(image), 'bgr8', factor,
                            (width, height) if factor > 1 else None)

@@ -1,5 +1,5 @@
 """
-Frame sources of the camera node: synthetic scene, video file, V4L2 device, folder of images.
+Frame sources of the camera node: synthetic scene, video file, V4L2 device, folder, bag.
 
 Why plain: opening and reading a source, and failing clearly when it cannot be read, has
 nothing to do with ROS. (A robot's own ``sensor_msgs/Image`` topic is the sixth source; the
@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import cv2
 from edge_infer_ros.core.image import BufferPool
 import numpy as np
 
-SOURCE_KINDS = ('synthetic', 'video', 'v4l2', 'folder', 'topic')
+SOURCE_KINDS = ('synthetic', 'video', 'v4l2', 'folder', 'topic', 'bag')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.pgm', '.tif', '.tiff')
+#: The file of a folder source that holds the recorded capture times: one integer stamp in
+#: nanoseconds per line, one line per image in name order ('#' comments and blank lines
+#: skipped).
+TIMESTAMPS_FILE = 'timestamps.txt'
 
 
 class SourceError(RuntimeError):
@@ -47,6 +51,15 @@ class FrameSource(abc.ABC):
             return frame
         np.copyto(out, frame)
         return out
+
+    def period_after_s(self, index: int) -> Optional[float]:
+        """
+        Return the recorded gap (s) between frame ``index`` and the next, None: no recording.
+
+        A recording (a video's frame rate, a folder's timestamps, a bag's receive times) is
+        replayed at its own pace (times ``replay_rate``); None lets the camera use ``fps``.
+        """
+        return None
 
     def close(self) -> None:
         """Release the device or file."""
@@ -116,12 +129,19 @@ class _CaptureSource(FrameSource):
 
 
 class VideoFileSource(_CaptureSource):
-    """A video file, played frame by frame (looping by default)."""
+    """A video file, played frame by frame at its own frame rate (once, unless ``loop``)."""
 
-    def __init__(self, path: str, loop: bool = True) -> None:
+    def __init__(self, path: str, loop: bool = False) -> None:
         if not Path(path).is_file():
             raise SourceError(f'video file {path} not found')
         super().__init__(cv2.VideoCapture(path), f'video file {path}', loop)
+        fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        #: The file's own frame rate (0: it gives none, the camera's fps applies).
+        self.file_fps = fps if 0.1 <= fps <= 1000.0 else 0.0
+
+    def period_after_s(self, index: int) -> Optional[float]:
+        """Return one frame period of the file's own frame rate."""
+        return 1.0 / self.file_fps if self.file_fps else None
 
 
 class V4L2Source(_CaptureSource):
@@ -138,9 +158,9 @@ class V4L2Source(_CaptureSource):
 
 
 class FolderSource(FrameSource):
-    """The images of a folder in name order, looping by default."""
+    """The images of a folder in name order, at its recorded times when it has them."""
 
-    def __init__(self, folder: str, loop: bool = True) -> None:
+    def __init__(self, folder: str, loop: bool = False) -> None:
         directory = Path(folder)
         if not directory.is_dir():
             raise SourceError(f'image folder {folder} not found')
@@ -149,6 +169,18 @@ class FolderSource(FrameSource):
             raise SourceError(f'image folder {folder} holds no images '
                               f'({", ".join(IMAGE_SUFFIXES)})')
         self._loop = loop
+        #: Recorded capture times (ns), one per image, from TIMESTAMPS_FILE; empty: none.
+        self.times_ns = _read_timestamps(directory / TIMESTAMPS_FILE, len(self._files))
+
+    def period_after_s(self, index: int) -> Optional[float]:
+        """Return the recorded gap to the next image (timestamps file), else None."""
+        times, count = self.times_ns, len(self._files)
+        if not times or (index + 1 >= count and not self._loop):
+            return None
+        position = index % count
+        if position + 1 >= count:  # looping: the last gap again
+            return max(0, times[-1] - times[-2]) / 1e9 if count > 1 else None
+        return max(0, times[position + 1] - times[position]) / 1e9
 
     def read(self, index: int) -> Optional[np.ndarray]:
         """Decode the image for frame ``index``; an unreadable file raises SourceError."""
@@ -161,9 +193,37 @@ class FolderSource(FrameSource):
         return image
 
 
+def _read_timestamps(path: Path, count: int) -> list[int]:
+    """Read a folder's timestamps file; refuse one that does not fit its images."""
+    if not path.is_file():
+        return []
+    times: list[int] = []
+    for number, line in enumerate(path.read_text(errors='replace').splitlines(), 1):
+        text = line.split('#', 1)[0].strip()
+        if not text:
+            continue
+        try:
+            times.append(int(text))
+        except ValueError:
+            raise SourceError(f'{path}:{number}: {text[:40]!r} is not an integer stamp in '
+                              'ns') from None
+    if len(times) != count:
+        raise SourceError(f'{path} holds {len(times)} stamps for {count} images (one per '
+                          'image, in name order)')
+    if any(b < a for a, b in zip(times, times[1:])):
+        raise SourceError(f'{path}: stamps go back (they must follow the images in name '
+                          'order)')
+    return times
+
+
 def open_source(kind: str, uri: str, width: int, height: int, fps: float, seed: int,
-                loop: bool) -> FrameSource:
-    """Open a source by kind (see SOURCE_KINDS; 'topic' is handled by the node)."""
+                loop: bool, bag_topic: str = '',
+                decode: Optional[Callable[[Any, str], Any]] = None) -> FrameSource:
+    """
+    Open a source by kind (see SOURCE_KINDS; 'topic' is handled by the node).
+
+    ``decode`` (bag): the node's message-to-frame function, as its topic source uses.
+    """
     if kind == 'synthetic':
         return SyntheticSource(width, height, seed)
     if kind == 'video':
@@ -172,4 +232,9 @@ def open_source(kind: str, uri: str, width: int, height: int, fps: float, seed: 
         return V4L2Source(uri or '0', width, height, fps)
     if kind == 'folder':
         return FolderSource(uri, loop)
+    if kind == 'bag':
+        from edge_infer_ros.stages.bag import BagSource
+        if decode is None:
+            raise SourceError('the bag source needs the function that decodes a message')
+        return BagSource(uri, bag_topic, decode, loop)
     raise SourceError(f'unknown source kind {kind!r}: expected one of {", ".join(SOURCE_KINDS)}')

@@ -534,3 +534,22 @@ def test_every_executable_answers_help() -> None:
     assert listed.stdout.splitlines()[1:] == sorted(
         f'  edge_infer_ros::{p}' for p in ('Action', 'BudgetMonitor', 'Camera', 'Detector',
                                            'Nms', 'Preprocess')), listed.stdout
+
+
+@pytest.mark.parametrize('launch_file', ['pipeline.launch.py', 'pipeline_split.launch.py'])
+def test_use_sim_time_reaches_every_node(tmp_path: Path, daemon: None, launch_file: str) -> None:
+    launch = Launch(tmp_path / 'launch.log', 'edge_infer_ros', launch_file, 'namespace:=simt',
+                    'use_sim_time:=true')
+    try:
+        def every_node() -> str:
+            out = ros2('node', 'list').stdout
+            return out if all(f'/simt/{name}\n' in out for name in STAGES) else ''
+        assert poll(lambda: every_node() or launch.process.poll() is not None,
+                    START_TIMEOUT) and launch.process.poll() is None, launch.output()[-3000:]
+        for name in STAGES:
+            got = ros2('param', 'get', f'/simt/{name}', 'use_sim_time').stdout
+            assert 'Boolean value is: True' in got, (name, got)
+    finally:
+        launch.double_sigint()
+        launch.wait()
+        launch.kill()

@@ -34,7 +34,7 @@ def test_video_decodes_into_the_buffer_and_loops(tmp_path: Path) -> None:
     path = str(_video(tmp_path / 'clip.avi'))
     plain = VideoFileSource(path)
     expected = [plain.read(i) for i in range(4)]
-    source = VideoFileSource(path)
+    source = VideoFileSource(path, loop=True)
     out = np.zeros((48, 64, 3), np.uint8)
     address = out.ctypes.data
     for index in range(6):  # past the end: starts again

@@ -18,7 +18,8 @@ import dataclasses
 import threading
 from typing import Any, Optional
 
-from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns, StageTiming
+from edge_infer_ros.core.clock import JumpWatch
+from edge_infer_ros.core.frame import Envelope, FrameTrace
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.params import ParamSpec
@@ -28,7 +29,7 @@ from edge_infer_ros.core.validate import MAX_NAME_LENGTH
 from edge_infer_ros.monitor.config import BudgetConfig, load_budget_file
 from edge_infer_ros.monitor.lateness import LATE_FRAME_POLICIES, LateFrameGate
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.base import left_ns, run_single, StageNode
 from edge_infer_ros.stages.action import ActionPolicy, DriveCamera, FrameCommander
 from edge_infer_ros.stages.debug_view import draw_debug_image
 from edge_infer_ros_msgs.msg import (DeadlineMiss as DeadlineMissMsg, DetectionArray,
@@ -114,6 +115,7 @@ class ActionNode(StageNode):
         self._checked_names: Optional[tuple[str, ...]] = None
         self._command_lock = threading.Lock()
         self._last_fresh_ns = 0
+        self._jumps = JumpWatch(self.clock)
         self._last_stop_ns = 0
         self._last_camera = ''  # camera of the latest command
         self._watchdog: Optional[threading.Thread] = None
@@ -191,11 +193,12 @@ class ActionNode(StageNode):
 
     def activate_stage(self) -> None:
         """Start the debug worker and the command watchdog (its clock starts now)."""
-        self.gate.start(now_ns())
+        self.gate.start(self.clock.now_ns())
         self._debug_input.start()
         self.drive.reset(self.p['drive_camera'])
-        self._last_fresh_ns = now_ns()
+        self._last_fresh_ns = self.clock.now_ns()
         self._last_stop_ns = 0
+        self._jumps = JumpWatch(self.clock)
         self._watchdog_quit = False
         self._watchdog = threading.Thread(target=self._watch_commands, name='eir:cmd_watchdog',
                                           daemon=True)
@@ -221,8 +224,11 @@ class ActionNode(StageNode):
         """
         while not self._watchdog_quit:
             timeout_ns = int(self.p['command_timeout_s'] * 1e9)
-            now = now_ns()
+            now = self.clock.now_ns()
             with self._command_lock:
+                if self._jumps.jumped():  # the clock jumped: the timeout starts again
+                    self._last_fresh_ns, self._last_stop_ns = now, 0
+                    self.gate.start(now)  # and the grace: no frame judged across the jump
                 due = max(self._last_fresh_ns, self._last_stop_ns) + timeout_ns
                 if now >= due:
                     self._last_stop_ns = now
@@ -231,7 +237,8 @@ class ActionNode(StageNode):
                     self._publish_command(now, Command(
                         0.0, 0.0, True, f'no fresh detections for {silent_s:.3f} s'))
                     continue
-            self._watchdog_wake.wait((due - now) / 1e9)
+            # At most one timeout: a clock that jumps is seen within one.
+            self._watchdog_wake.wait(min(due - now, timeout_ns) / 1e9)
             self._watchdog_wake.clear()
 
     def _publish_command(self, stamp_ns: int, command: Command, camera: str = '',
@@ -248,24 +255,26 @@ class ActionNode(StageNode):
         self.destroy_publisher(self.debug_pub)
 
     def _on_detections(self, envelope: Envelope, received_ns: int) -> None:
-        start = now_ns()
+        start = self.clock.mono_ns()
+        now = self.clock.now_ns()
         detections: DetectionPayload = envelope.payload
         if detections.class_names is not self._checked_names:
             self._check_classes(detections)
         with self._command_lock:
             drives, refusal = self.drive.admit(envelope.camera)
         if drives or refusal:
-            command, fresh = self.commander.command(detections, envelope.stamp_ns, start)
+            command, fresh = self.commander.command(detections, envelope.stamp_ns, now)
             if refusal:
                 command, fresh = Command(0.0, 0.0, True, refusal), False
-            late = self._late_command(envelope, received_ns, start, command)
+            late = self._late_command(envelope, received_ns, start, now, command)
             if late is not None:
                 command, fresh = late
             if command is not None:
-                self._command_frame(envelope, command, fresh, start)
-        self._publish_views(envelope.forward(detections, self.timing(received_ns, start)))
+                self._command_frame(envelope, command, fresh, now)
+        self._publish_views(envelope.forward(
+            detections, self.timing(received_ns, start, left_ns(envelope))))
 
-    def _late_command(self, envelope: Envelope, received_ns: int, now: int,
+    def _late_command(self, envelope: Envelope, received_ns: int, start: int, now: int,
                       command: Command) -> Optional[tuple[Optional[Command], bool]]:
         """
         Publish a late frame's DeadlineMiss before anything else of it; return its command.
@@ -276,7 +285,7 @@ class ActionNode(StageNode):
         gate = self.gate
         if gate is None or not gate.is_late(envelope.camera, envelope.stamp_ns, now):
             return None
-        own = StageTiming(self.STAGE, self._fqn, received_ns, now, now)
+        own = self.timing(received_ns, start, left_ns(envelope))
         miss = gate.miss(FrameTrace(envelope.camera, envelope.seq, envelope.stamp_ns,
                                     envelope.frame_id, envelope.trace + (own,)), now)
         self.miss_out.publish(Envelope(miss.camera, miss.seq, miss.stamp_ns, miss.frame_id, (),
@@ -316,7 +325,7 @@ class ActionNode(StageNode):
 
     def stage_warning(self) -> str:
         """WARN while the watchdog publishes stops, else while classes do not match."""
-        silent_s = (now_ns() - self._last_fresh_ns) / 1e9
+        silent_s = max(0, self.clock.now_ns() - self._last_fresh_ns) / 1e9
         drive = self.drive.ambiguity() or self.drive.missing()
         if self.active and silent_s > self.p['command_timeout_s']:
             return f'watchdog: no fresh detections for {silent_s:.1f} s, publishing stops' + (

@@ -23,7 +23,8 @@ import time
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from edge_infer_ros.core.frame import Envelope, now_ns, StageTiming
+from edge_infer_ros.core.clock import NodeClock
+from edge_infer_ros.core.frame import Envelope, StageTiming
 from edge_infer_ros.core.handoff import INPUT_MODES, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.health import HealthSources, stage_health
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
@@ -35,6 +36,7 @@ from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, Publish
                                        SubscriptionEventCallbacks)
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
+from rclpy.clock import ROSClock
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -143,6 +145,23 @@ def qos_from(reliability: str, durability: str, depth: int) -> QoSProfile:
 ONLY_PUBLISHER = b'only-publisher'
 
 
+def left_ns(envelope: Envelope[Any]) -> int:
+    """Return when a frame left its last stage (its stamp before the first stage)."""
+    return envelope.trace[-1].end_ns if envelope.trace else envelope.stamp_ns
+
+
+def _ros_time_of(clock: Any) -> Callable[[], int]:
+    """Read a node's ROS clock: /clock under use_sim_time, else the system clock directly."""
+    if not isinstance(clock, ROSClock):
+        return lambda: clock.now().nanoseconds
+
+    def now_ns() -> int:
+        # Without a /clock override, ROS time is the system time: time_ns skips building a
+        # Time object (about half of the 3 us a reading costs).
+        return clock.now().nanoseconds if clock.ros_time_is_active else time.time_ns()
+    return now_ns
+
+
 class StageNode(LifecycleNode):
     """A pipeline stage as a managed node; subclasses implement the stage hooks."""
 
@@ -177,6 +196,9 @@ class StageNode(LifecycleNode):
         self.shm_note = ''  # why iceoryx2 is not used although asked for (diagnostics)
         self._frames_by_dds = 0  # frames an shm input got first by DDS (a peer elsewhere)
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
+        #: This node's clock: ROS time (use_sim_time honoured) for stamps and ages, monotonic
+        #: for durations (core/clock.py); each node its own, several share a process.
+        self.clock = NodeClock(_ros_time_of(self.get_clock()))
         try:
             self._declare_parameters()
         except BaseException:
@@ -309,7 +331,8 @@ class StageNode(LifecycleNode):
             else:
                 tracker.observe(gid, sequence)
             try:
-                envelope = from_msg(msg)
+                with convert.judged_on(self.clock.now_ns):  # stamps against this node's clock
+                    envelope = from_msg(msg)
             except Exception as error:  # noqa: B902 - any malformed message is counted
                 stage_input.stats.received += 1
                 self._stage_error(error, None, f'bad message on {resolved}')
@@ -469,10 +492,9 @@ class StageNode(LifecycleNode):
         """List this stage's outputs, for counters and tests."""
         return list(self._outputs)
 
-    def timing(self, received_ns: int, start_ns: int) -> StageTiming:
-        """Return this stage's timing record for a frame that ends now."""
-        return StageTiming(self.STAGE, self._fqn, received_ns, start_ns,
-                           now_ns())
+    def timing(self, received_ns: int, start_ns: int, after_ns: int = 0) -> StageTiming:
+        """Return this stage's timing record for a frame that ends now (monotonic readings in)."""
+        return self.clock.timing(self.STAGE, self._fqn, received_ns, start_ns, after_ns)
 
     def emit(self, output: StagePublisher, envelope: Envelope[Any], payload: Any,
              received_ns: int, start_ns: int, loan: Any = None) -> Envelope[Any]:
@@ -482,7 +504,7 @@ class StageNode(LifecycleNode):
         ``loan``: the shared-memory sample the payload's array was written into, if any
         (``output.loaned()``).
         """
-        done = envelope.forward(payload, self.timing(received_ns, start_ns))
+        done = envelope.forward(payload, self.timing(received_ns, start_ns, left_ns(envelope)))
         output.publish(done, loan)
         return done
 
@@ -492,7 +514,7 @@ class StageNode(LifecycleNode):
         frame = f' (frame {envelope.camera}#{envelope.seq})' if envelope is not None else ''
         self.last_error = f'{what or self.STAGE + " failed"}{frame}: ' \
                           f'{type(error).__name__}: {error}'
-        self._last_error_ns = now_ns()
+        self._last_error_ns = self.clock.now_ns()
         if isinstance(error, InputRefused):
             self.refusals[error.reason] += 1
         self.get_logger().error(self.last_error, throttle_duration_sec=1.0)
@@ -639,7 +661,7 @@ class StageNode(LifecycleNode):
             why = MESSAGE_INFO_MISSING or 'the middleware gives no publication sequence numbers'
             return [('frames_lost_in_transport', 'unknown'),
                     ('transport_loss_counting', f'unavailable: {why}')], None
-        now_s = now_ns() / 1e9
+        now_s = self.clock.mono_ns() / 1e9  # a rate over wall seconds: no clock jump
         warning = None
         for topic, tracker in self.transport_loss.items():
             recent = self._recent_loss[topic]
@@ -670,13 +692,13 @@ class StageNode(LifecycleNode):
         """Report this node's own health: state, counters, last error, QoS problems."""
         loss_values, loss_text = self.transport_loss_status()
         health = stage_health(HealthSources(
-            active=self._active, configured=self._configured, now_ns=now_ns(),
+            active=self._active, configured=self._configured, now_ns=self.clock.now_ns(),
             diagnostics_period_s=self.p['diagnostics_period_s'], last_error=self.last_error,
             last_error_ns=self._last_error_ns, fault=self.fault, qos_warnings=self._qos_warnings,
             shm_note=self.shm_note, transport_loss=loss_text,
             stage_warning=self.wiring_warning() or self.stage_warning(),
             values=(self.counter_values() + self.shm_values() + self.diagnostic_values() +
-                    loss_values + self.matched_values())))
+                    loss_values + self.matched_values() + self.clock.values())))
         status = DiagnosticStatus(level=health.level.as_byte(), name=f'{self._fqn}: {self.STAGE}',
                                   message=health.message, hardware_id=self.hardware_id)
         self._last_level = status.level

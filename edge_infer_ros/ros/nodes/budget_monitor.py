@@ -26,7 +26,8 @@ import time
 from typing import Any, Callable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from edge_infer_ros.core.frame import Envelope, FrameTrace, now_ns
+from edge_infer_ros.core.clock import JumpWatch
+from edge_infer_ros.core.frame import Envelope, FrameTrace
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.validate import check_stamp, check_trace, MAX_NAME_LENGTH
 from edge_infer_ros.monitor.config import (BudgetConfig, CAMERAS_PREFIX, END_TO_END,
@@ -121,6 +122,7 @@ class BudgetMonitorNode(StageNode):
         super().__init__(node_name, **kwargs)
         self.tracker = BudgetTracker(self._config_from_params(self.p))
         self._tracker_lock = threading.Lock()
+        self._jumps = JumpWatch(self.clock)
         self.trace_hooks: list[Callable[[FrameTrace], None]] = []
         self.miss_hooks: list[Callable[[DeadlineMiss], None]] = []
         self.traces_seen = 0
@@ -193,7 +195,7 @@ class BudgetMonitorNode(StageNode):
 
     def activate_stage(self) -> None:
         """Judge frames captured deadline_grace_s from now on."""
-        self._judge_from_ns = now_ns() + int(self.p['deadline_grace_s'] * 1e9)
+        self._judge_from_ns = self.clock.now_ns() + int(self.p['deadline_grace_s'] * 1e9)
 
     def _on_reported_miss(self, envelope: Envelope, received_ns: int) -> None:
         with self._tracker_lock:
@@ -203,17 +205,18 @@ class BudgetMonitorNode(StageNode):
 
     def _on_trace(self, envelope: Envelope, received_ns: int) -> None:
         trace: FrameTrace = envelope.payload
+        now = self._now_ns()  # the node's ROS clock: sim, bag and wall time alike
         # In-process traces too: no zero, future or out-of-order time enters the windows.
-        check_stamp(trace.stamp_ns, received_ns, 'trace stamp')
-        check_trace(trace.stamp_ns, trace.stages, received_ns)
+        check_stamp(trace.stamp_ns, now, 'trace stamp')
+        check_trace(trace.stamp_ns, trace.stages, now)
         if trace.stamp_ns < self._judge_from_ns:
             self.traces_in_grace += 1
-            self._count_trace(trace, received_ns)
+            self._count_trace(trace, now)
             return
         with self._tracker_lock:
-            miss = self.tracker.observe(trace, received_ns)
+            miss = self.tracker.observe(trace, now)
             reported = miss is not None and (miss.stamp_ns, miss.camera) in self._reported
-        self._count_trace(trace, received_ns)
+        self._count_trace(trace, now)
         if miss is not None:
             if reported:
                 self.misses_reported_upstream += 1
@@ -224,6 +227,17 @@ class BudgetMonitorNode(StageNode):
             self._publish_if_first_miss(miss.camera)
         if self._diagnostics_due:  # marked by the timer: now is the pipeline's idle time
             self._publish_diagnostics_after_trace()
+
+    def _now_ns(self) -> int:
+        """Read the node's clock; restart the windows when it jumped since the last reading."""
+        now = self.clock.now_ns()
+        if self._jumps.jumped():
+            with self._tracker_lock:
+                self.tracker.clock_jumped(now)
+            self.last_trace_ns = now
+            self._judge_from_ns = now + int(self.p['deadline_grace_s'] * 1e9)
+            self.get_logger().warning(f'{self.clock.last_jump}: budget windows restarted')
+        return now
 
     def _count_trace(self, trace: FrameTrace, received_ns: int) -> None:
         """Count a trace the tracker took, and hand it to the main job's hooks."""
@@ -248,8 +262,9 @@ class BudgetMonitorNode(StageNode):
 
     def budget_statuses(self, at_ns: Optional[int] = None) -> list[DiagnosticStatus]:
         """Return the monitor's verdicts as DiagnosticStatus messages."""
+        at = at_ns if at_ns is not None else self._now_ns()
         with self._tracker_lock:
-            verdicts = self.tracker.statuses(at_ns if at_ns is not None else now_ns())
+            verdicts = self.tracker.statuses(at)
         statuses = []
         for verdict in verdicts:
             status = DiagnosticStatus(level=verdict.level.as_byte(),
@@ -280,13 +295,14 @@ class BudgetMonitorNode(StageNode):
         A run that has ended judges at its last trace (``at_ns=last_trace_ns``): judged later,
         every stage would be STALE only because the run is over.
         """
+        at = at_ns if at_ns is not None else self._now_ns()
         with self._tracker_lock:
-            return self.tracker.summary(at_ns if at_ns is not None else now_ns())
+            return self.tracker.summary(at)
 
     def publish_diagnostics(self) -> None:
         """Own status plus one status per stage and camera path (after the next trace if due)."""
         period_ns = self.p['diagnostics_period_s'] * 1e9
-        if self.active and now_ns() - self.last_trace_ns < 0.5 * period_ns:
+        if self.active and 0 <= self._now_ns() - self.last_trace_ns < 0.5 * period_ns:
             self._diagnostics_due = True  # traces flow: published after the next one
             return
         self._diagnostics_due = False

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Optional
 
-from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.handoff import report_idle, take_ready_at_ns
 from edge_infer_ros.core.image import frozen_view
 from edge_infer_ros.core.params import ParamSpec
@@ -23,6 +23,7 @@ from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.stages.camera import FrameSource, open_source, SOURCE_KINDS
 from edge_infer_ros.stages.pacing import CapturePacer
 import numpy as np
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image
 
 
@@ -39,20 +40,30 @@ class CameraNode(StageNode):
         ParamSpec('source', 'synthetic', 'where frames come from (topic: subscribe to '
                   "image_in, e.g. remapped to the robot's camera driver)",
                   choices=SOURCE_KINDS, runtime=False),
-        ParamSpec('uri', '', 'video file, V4L2 device (/dev/video0 or index) or image folder',
+        ParamSpec('uri', '', 'video file, V4L2 device (/dev/video0 or index), image folder, or '
+                  'bag (.mcap or .db3 file or bag folder)', runtime=False),
+        ParamSpec('bag_topic', '', 'source bag: the image topic to replay (sensor_msgs/Image or '
+                  "CompressedImage; '': the bag's only image topic)", runtime=False),
+        ParamSpec('replay_rate', 1.0, 'recordings (bag, video, folder with timestamps.txt): '
+                  'speed of the replay, 1.0 = the recorded pace', low=0.01, high=100.0),
+        ParamSpec('publish_clock', False, 'source bag: publish /clock at the recorded receive '
+                  'times and keep the recorded stamps (for a stack under use_sim_time); '
+                  'false: frames are stamped at replay, the recorded stamp is in diagnostics',
                   runtime=False),
         ParamSpec('width', 640, 'frame width of synthetic and V4L2 sources, pixels', low=16,
                   high=7680, runtime=False),
         ParamSpec('height', 480, 'frame height of synthetic and V4L2 sources, pixels', low=16,
                   high=4320, runtime=False),
-        ParamSpec('fps', 30.0, 'capture rate, frames per second', low=0.1, high=1000.0),
+        ParamSpec('fps', 30.0, 'capture rate, frames per second (synthetic, V4L2, a folder '
+                  'without timestamps.txt, a video that gives no frame rate)', low=0.1,
+                  high=1000.0),
         ParamSpec('pace_to_pipeline', False, 'synthetic, video and folder sources: capture each '
                   'frame just in time for the busiest stage to take it (as fast as the '
                   'pipeline takes frames, at most fps) instead of letting its queue drop them'),
         ParamSpec('seed', 0, 'seed of the synthetic scene', low=0, high=2**31 - 1,
                   runtime=False),
-        ParamSpec('loop', True, 'start a video file or image folder again at its end',
-                  runtime=False),
+        ParamSpec('loop', False, 'start a video file, image folder or bag again at its end '
+                  '(false: the camera stops there, logged and in diagnostics)', runtime=False),
         ParamSpec('max_frames', 0, 'stop after this many frames (0: never)', low=0,
                   high=2**31 - 1),
         ParamSpec('frame_id', 'camera_optical_frame', 'header.frame_id of the frames, also '
@@ -76,6 +87,8 @@ class CameraNode(StageNode):
         self._topic_seq = 0
         self._frame_shape: Optional[tuple[int, ...]] = None
         self.zero_copy_frames = 0
+        self._clock_pub: Any = None
+        self.source_end = ''  # why the source ended ('' while it goes on)
 
     @property
     def camera_name(self) -> str:
@@ -98,7 +111,9 @@ class CameraNode(StageNode):
         if self.p['source'] != 'topic':
             self._source = open_source(self.p['source'], self.p['uri'], self.p['width'],
                                        self.p['height'], self.p['fps'], self.p['seed'],
-                                       self.p['loop'])
+                                       self.p['loop'], self.p['bag_topic'], _decode_bag)
+        if self.p['source'] == 'bag' and self.p['publish_clock']:
+            self._clock_pub = self.create_publisher(Clock, '/clock', 10)
 
     def activate_stage(self) -> None:
         """Start the capture thread."""
@@ -122,6 +137,9 @@ class CameraNode(StageNode):
         if self._source is not None:
             self._source.close()
             self._source = None
+        if self._clock_pub is not None:
+            self.destroy_publisher(self._clock_pub)
+            self._clock_pub = None
 
     def wait_until_done(self, timeout: float) -> bool:
         """Wait for the capture thread to end (max_frames reached or source over)."""
@@ -166,8 +184,10 @@ class CameraNode(StageNode):
             pace = self.p['pace_to_pipeline']
             # Paced: wait (bounded) until the stage that queued this frame has taken it.
             ready_ns = take_ready_at_ns(wait_s=0.5 if pace else 0.0)
-            delay = pacer.delay(began, published, time.perf_counter(), 1.0 / self.p['fps'],
-                                ready_ns, pace)
+            recorded = self._source.period_after_s(index - 1)
+            period = 1.0 / self.p['fps'] if recorded is None else \
+                recorded / self.p['replay_rate']
+            delay = pacer.delay(began, published, time.perf_counter(), period, ready_ns, pace)
             if delay > 0:
                 time.sleep(delay)
         report_idle(None)
@@ -190,12 +210,24 @@ class CameraNode(StageNode):
             loan = None
         if image is None:
             self.source_ended = True
-            self.get_logger().info(f'source {self.p["source"]} ended after {index} frames')
+            self.source_end = getattr(self._source, 'ended', '') or \
+                f'source {self.p["source"]} ended'
+            self.get_logger().info(f'{self.source_end}: {index} frames')
             return None
         self._frame_shape = image.shape
-        envelope = Envelope(self.camera_name, index, now_ns(), self.p['frame_id'], (),
+        envelope = Envelope(self.camera_name, index, self._stamp(), self.p['frame_id'], (),
                             ImagePayload(frozen_view(image), self._source.encoding))
         return envelope, loan
+
+    def _stamp(self) -> int:
+        """Stamp at replay, or (publish_clock) the recorded stamp after /clock moved to it."""
+        if self._clock_pub is None:
+            return self.clock.now_ns()
+        source: Any = self._source
+        msg = Clock()
+        msg.clock = convert.ns_to_stamp(source.recorded_time_ns, msg.clock)
+        self._clock_pub.publish(msg)
+        return source.recorded_stamp_ns or source.recorded_time_ns
 
     def _send(self, envelope: Envelope, loan: Any) -> bool:
         """Publish a captured frame; False when the process is shutting down."""
@@ -224,9 +256,28 @@ class CameraNode(StageNode):
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Capture counters."""
-        return [('source', self.p['source']), ('frames_captured', str(self.captured)),
-                ('fps_setting', f'{self.p["fps"]:.1f}'), ('read_errors', str(self.read_errors)),
-                ('zero_copy_frames', str(self.zero_copy_frames))]
+        values = [('source', self.p['source']), ('frames_captured', str(self.captured)),
+                  ('fps_setting', f'{self.p["fps"]:.1f}'),
+                  ('read_errors', str(self.read_errors)),
+                  ('zero_copy_frames', str(self.zero_copy_frames)),
+                  ('source_end', self.source_end or 'running')]
+        source: Any = self._source
+        if hasattr(source, 'recorded_stamp_ns'):  # a bag: what the recording said
+            values += [('bag_topic', source.topic), ('bag_loops', str(source.loops)),
+                       ('recorded_stamp_ns', str(source.recorded_stamp_ns)),
+                       ('recorded_time_ns', str(source.recorded_time_ns)),
+                       ('stamps', 'recorded (publish_clock)' if self._clock_pub is not None
+                        else 'at replay (recorded stamp: recorded_stamp_ns)')]
+        return values
+
+
+def _decode_bag(msg: Any, msgtype: str) -> tuple[np.ndarray, str]:
+    """Turn a bag's image message into a frame as the topic source does (same checks)."""
+    if msgtype.endswith('CompressedImage'):
+        envelope = convert.compressed_from_msg(msg, 0)
+    else:
+        envelope = convert.image_from_msg(msg, 0)
+    return envelope.payload.image, envelope.payload.encoding
 
 
 def main(args: Optional[list[str]] = None) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.resources import config_path, resolve_model_path
 from edge_infer_ros.core.sequence import RecentLoss
@@ -168,7 +168,7 @@ class DetectorNode(StageNode):
         return self._counted[1] + (self.detector.non_finite_outputs if self.detector else 0)
 
     def _on_tensor(self, envelope: Envelope, received_ns: int) -> None:
-        start = now_ns()
+        start = self.clock.mono_ns()
         out = self.detector(envelope.payload, self.p['score_threshold'])
         if self.detector.last_non_finite:
             self.last_error = (f'model output held {self.detector.last_non_finite} non-finite '

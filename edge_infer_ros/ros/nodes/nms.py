@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.handoff import StagePublisher
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.ros import convert, topics
@@ -89,7 +89,7 @@ class NmsNode(StageNode):
         return [('candidates_truncated', str(self.candidates_truncated))]
 
     def _on_candidates(self, envelope: Envelope, received_ns: int) -> None:
-        start = now_ns()
+        start = self.clock.mono_ns()
         out, truncated = detections_from_candidates(envelope.payload, self._nms)
         self.candidates_truncated += truncated
         done = self.emit(self.detections_out, envelope, out, received_ns, start)

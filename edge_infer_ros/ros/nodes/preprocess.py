@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from edge_infer_ros.core.frame import Envelope, now_ns
+from edge_infer_ros.core.clock import JumpWatch
+from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.image import ImageError
 from edge_infer_ros.core.image_encodings import image_size
@@ -64,6 +65,7 @@ class PreprocessNode(StageNode):
         self._seq: dict[str, int] = {}
         self._model_size: Optional[tuple[int, int]] = None
         self.stamps = StampOrder(self.p['stamp_fault_hold_s'])
+        self._jumps = JumpWatch(self.clock)
 
     @property
     def non_monotonic_stamps(self) -> int:
@@ -123,11 +125,14 @@ class PreprocessNode(StageNode):
         return convert_msg(msg, seq)
 
     def _on_image(self, envelope: Envelope, received_ns: int, topic: str) -> None:
-        start = now_ns()
+        start = self.clock.mono_ns()
+        now = self.clock.now_ns()
+        if self._jumps.jumped():
+            self.stamps.reset()  # stamps of the old time line are no order to keep
         payload = envelope.payload
         if not isinstance(payload, ImagePayload):
             raise ImageError(f'expected an image, got {type(payload).__name__}')
-        fault = self.stamps.observe(envelope.camera, envelope.stamp_ns, envelope.seq, start)
+        fault = self.stamps.observe(envelope.camera, envelope.stamp_ns, envelope.seq, now)
         if fault:  # counted and reported; the frame is still a valid image
             self.get_logger().warning(fault, throttle_duration_sec=1.0)
         preprocessor = self._preprocessors[topic]
@@ -146,7 +151,10 @@ class PreprocessNode(StageNode):
 
     def stage_status(self) -> DiagnosticStatus:
         """Report the base status; a stamp fault clears stamp_fault_hold_s after the last."""
-        self.fault = self.stamps.fault(now_ns())
+        now = self.clock.now_ns()
+        if self._jumps.jumped():
+            self.stamps.reset()
+        self.fault = self.stamps.fault(now)
         return super().stage_status()
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
