@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_PATHS = [str(ROOT / p) for p in
-                ('edge_infer_ros', 'test', 'bench', 'models', 'launch', 'scripts', 'setup.py')
+                ('edge_infer_ros', 'test', 'bench', 'models', 'launch', 'examples', 'scripts',
+                 'setup.py')
                 if (ROOT / p).exists()]
 PACKAGE_XMLS = [ROOT / 'package.xml', ROOT / 'msg' / 'package.xml']
 

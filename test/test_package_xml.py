@@ -45,6 +45,7 @@ NO_KEY = {
                 'with a diagnostic',
     'edge_infer_ros': 'this package', 'bench': 'the benchmarks, run from the source tree',
     'support': "the tests' shared helpers (test/support)",
+    'pipeline': 'the pipeline tests (test/pipeline): the real-tools harness is shared',
     'rclpy_surface': 'test helper', 'rclpy_humble_sim': 'test helper',
 }
 
