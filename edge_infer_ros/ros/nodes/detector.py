@@ -16,6 +16,7 @@ from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.resources import resolve_model_path
 from edge_infer_ros.inference.backends.factory import BACKENDS, FallbackBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
+from edge_infer_ros.inference.quantize import graph_precision
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
@@ -96,7 +97,8 @@ class DetectorNode(StageNode):
             self.get_logger().warning(self._unpinned_message())
         self.detector = Detector(backend, model, self.p['max_candidates'])
         self.get_logger().info(f'model {model.path} ({model.layout}, '
-                               f'{model.num_classes} classes) on {self.backend.description}')
+                               f'{model.num_classes} classes, {graph_precision(model.path)}) '
+                               f'on {self.backend.description}')
 
     @property
     def fallback_reason(self) -> Optional[str]:
