@@ -16,7 +16,7 @@ from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.resources import resolve_model_path
 from edge_infer_ros.inference.backends.factory import BACKENDS, FallbackBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
-from edge_infer_ros.inference.quantize import graph_precision
+from edge_infer_ros.inference.precision import graph_precision
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS

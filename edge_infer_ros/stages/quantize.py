@@ -23,10 +23,12 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import cv2
 from edge_infer_ros.core.payloads import TensorPayload
+from edge_infer_ros.core.resources import resolve_model_path
 from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_infer_ros.inference.evaluation import box_iou, evaluate_detections
 from edge_infer_ros.inference.model_info import file_sha256, load_model_info, ModelError, \
     ModelInfo
+from edge_infer_ros.inference.precision import graph_precision, QUANTIZED_OPS
 from edge_infer_ros.stages.detector import Detector
 from edge_infer_ros.stages.nms import detections_from_candidates, NmsSettings
 from edge_infer_ros.stages.preprocess import Preprocessor
@@ -162,21 +164,6 @@ def read_labels(path: PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 # ---------------------------------------------------------------------------- model checks
-def graph_precision(model_path: PathLike) -> str:
-    """Return 'int8' when the graph holds QuantizeLinear nodes, else its input's float type."""
-    proto = onnx.load(os.fspath(model_path), load_external_data=False)
-    if any(n.op_type in ('QuantizeLinear', 'DequantizeLinear', 'QLinearConv')
-           for n in proto.graph.node):
-        return 'int8'
-    inits = {t.name for t in proto.graph.initializer}
-    for value in proto.graph.input:
-        if value.name not in inits:
-            if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16:
-                return 'fp16'
-            break
-    return 'fp32'
-
-
 def check_quantizable(model_path: PathLike) -> ModelInfo:
     """Return the model's info, or raise QuantizeError saying why it cannot be quantized."""
     path = Path(os.fspath(model_path))
@@ -188,9 +175,7 @@ def check_quantizable(model_path: PathLike) -> ModelInfo:
     except ModelError as e:
         raise QuantizeError(f'cannot quantize: {e}') from e
     proto = onnx.load(str(path), load_external_data=False)
-    ops = [n.op_type for n in proto.graph.node]
-    if any(op in ('QuantizeLinear', 'DequantizeLinear', 'QLinearConv', 'ConvInteger')
-           for op in ops):
+    if any(n.op_type in QUANTIZED_OPS for n in proto.graph.node):
         raise QuantizeError(f'model {path} is already quantized (it has QuantizeLinear / '
                             'QLinear nodes): quantize its float original instead')
     if np.dtype(info.input_dtype) != np.float32:
@@ -546,18 +531,6 @@ def evaluate_model(model_path: PathLike, seed: int = EVAL_SEED, frames: int = EV
 
 
 # ---------------------------------------------------------------------------- command line
-def _shipped_model() -> str:
-    """Return the shipped FP32 model (installed share/ or the source tree)."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        share = Path(get_package_share_directory('edge_infer_ros')) / 'models' / 'detector.onnx'
-        if share.is_file():
-            return str(share)
-    except Exception:  # noqa: B902 - not installed: fall back to the source tree
-        pass
-    return str(Path(__file__).resolve().parents[2] / 'models' / 'detector.onnx')
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``quantize_model``: quantize a model to INT8 QDQ from a folder of frames or a video."""
     import argparse
@@ -632,8 +605,9 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
         prog='evaluate_model',
         description='mAP@0.5 and mAP@0.5:0.95 of a model through the pipeline preprocess, '
                     'decode and NMS on the synthetic validation set (seed 1000, 300 frames, '
-                    '640x480: where the shipped model\'s figure comes from).')
-    ap.add_argument('--model', default='', help='ONNX model (default: the shipped one)')
+                    '640x480: where the figure of the shipped model comes from).')
+    ap.add_argument('--model', default='',
+                    help="ONNX model (default: the shipped one; 'int8': the shipped INT8 one)")
     ap.add_argument('--seed', type=int, default=EVAL_SEED)
     ap.add_argument('--frames', type=int, default=EVAL_FRAMES)
     ap.add_argument('--json', action='store_true', help='print the result as JSON')
@@ -641,7 +615,7 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
     if args.frames < 1:
         ap.error('--frames must be >= 1')
     try:
-        res = evaluate_model(args.model or _shipped_model(), args.seed, args.frames)
+        res = evaluate_model(resolve_model_path(args.model), args.seed, args.frames)
     except (QuantizeError, RuntimeError) as e:
         print(f'evaluate_model: cannot evaluate: {e}')
         return 2
