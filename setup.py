@@ -46,6 +46,8 @@ setup(
             'budget_monitor = edge_infer_ros.ros.nodes.budget_monitor:main',
             'component_container = edge_infer_ros.ros.container:main',
             'pipeline = edge_infer_ros.runner:main',
+            'quantize_model = edge_infer_ros.stages.quantize:main',
+            'evaluate_model = edge_infer_ros.stages.quantize:evaluate_main',
         ],
         'edge_infer_ros.components': COMPONENTS,
     },

@@ -60,6 +60,9 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     'split_tensor_iceoryx2': ('(4) package, split tensor iceoryx2 shm', 'bench.pipeline_variant',
                               ['--mode', 'split', '--transport', 'tensor', '--same-host',
                                'iceoryx2']),
+    # The composed pipeline on the INT8 model (run by --precision, not a plumbing variant).
+    'composed_int8': ('(3) package, composed, INT8 model', 'bench.pipeline_variant',
+                      ['--mode', 'composed']),
 }
 QUICK_VARIANTS = ('seed_loop', 'naive_rclpy', 'composed', 'split_raw')
 SIZES = ((640, 480), (1920, 1080))
@@ -134,6 +137,29 @@ def run_variant(name: str, model: str, frames: int, width: int, height: int, fps
     if 'report' in result:
         entry['runner_report'] = result['report']
     return entry
+
+
+def precision_int8(model: str) -> Optional[str]:
+    """Return the INT8 model beside ``model`` (``<stem>_int8.onnx``), or None."""
+    from bench.precision import int8_sibling
+    return int8_sibling(model)
+
+
+def precision_table(fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, Any]:
+    """Return the composed runs on FP32 and INT8 side by side, with INT8 / FP32 ratios."""
+    out: dict[str, Any] = {'fp32': {}, 'int8': {}, 'int8_over_fp32': {}}
+    if 'error' in int8:
+        out['error'] = int8['error'][-500:]
+        return out
+    keys = {'e2e_p50_ms': ('end_to_end', 'p50_ms'), 'e2e_p99_ms': ('end_to_end', 'p99_ms'),
+            'detector_p50_ms': ('stages', 'detector', 'service', 'p50_ms'),
+            'cpu_ms_per_frame': ('cpu', 'cpu_ms_per_frame')}
+    for key, path in keys.items():
+        a, b = _get(fp32, *path), _get(int8, *path)
+        out['fp32'][key], out['int8'][key] = a, b
+        out['int8_over_fp32'][key] = b / a if a and b is not None else None
+    out['int8_entry_log'] = int8.get('log')
+    return out
 
 
 def _get(entry: dict[str, Any], *path: str) -> Optional[float]:
@@ -383,6 +409,7 @@ def markdown(summary: dict[str, Any]) -> str:
                   f'({100 * overhead["ratio_monitoring_to_baseline"]:.2f}% of it), p99 '
                   f'{overhead["monitoring_only"]["p99_us"]:.1f} us; target < 50 us: '
                   f'{"met" if overhead["target_met"] else "NOT met"}', '']
+    lines += precision_markdown(summary)
     hop = summary.get('hop')
     if hop and 'table' in hop:
         lines += ['## One hop (bench/hop.py)', '', hop['table'], '']
@@ -456,6 +483,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         summary['sizes'][size] = {'variants': entries, 'ratios': ratios(entries),
                                   'composed_over_seed_loop': composed_over_seed(entries),
                                   'pictures': pictures}
+        int8_model = args.int8_model or precision_int8(model)
+        if args.precision and int8_model and 'composed' in entries:
+            print(f'[suite] {size} composed with the INT8 model ...', flush=True)
+            entry = run_variant('composed_int8', int8_model, frames, width, height, args.fps,
+                                raw_dir, args.baseline_ort_spin)
+            summary['sizes'][size]['precision'] = precision_table(entries['composed'], entry)
         if args.saturation and 'seed_loop' in names and 'composed' in names:
             print(f'[suite] {size} saturation (seed_loop, composed) ...', flush=True)
             sat = saturation(model, frames, width, height, raw_dir, args.baseline_ort_spin)
@@ -467,6 +500,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     print(f'[suite]   {run_name} {run_entry["throughput_fps"]:.1f} fps, e2e '
                           f'p99 {run_entry["end_to_end"]["p99_ms"]:.2f} ms', flush=True)
+    if args.precision:
+        print('[suite] FP32 vs INT8 inference and mAP ...', flush=True)
+        extra = ['--model', model] + (['--int8', args.int8_model] if args.int8_model else [])
+        summary['precision'] = _run_json_tool(
+            'bench.precision', extra + (['--quick'] if args.quick else []), raw_dir,
+            'precision', 900.0)
     if not args.no_monitor:
         print('[suite] monitor overhead ...', flush=True)
         summary['monitor_overhead'] = _run_json_tool(
@@ -491,6 +530,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     (out_dir / 'summary.md').write_text(markdown(summary), encoding='utf-8')
     summary['out_dir'] = str(out_dir)
     return summary
+
+
+def precision_markdown(summary: dict[str, Any]) -> list[str]:
+    """Lay out the FP32 vs INT8 table (composed end to end, inference, CPU, mAP)."""
+    prec = summary.get('precision')
+    if not prec:
+        return []
+    lines = ['## FP32 vs INT8 (QDQ, quantize_model)', '']
+    if 'error' in prec:
+        return lines + [f'- failed: {prec["error"]}', '']
+    shipped = prec.get('shipped', {})
+    maps = shipped.get('map', {})
+    for size, block in summary['sizes'].items():
+        table = block.get('precision')
+        if not table or 'error' in table or 'fp32' not in shipped:
+            continue
+        lines += [f'### Shipped model, composed pipeline, {size}', '',
+                  '| model | inference p50 | detector stage p50 | e2e p50 | e2e p99 | '
+                  'CPU per frame | mAP@0.5 | mAP@0.5:0.95 |',
+                  '| --- | --- | --- | --- | --- | --- | --- | --- |']
+        for name in ('fp32', 'int8'):
+            row = table[name]
+            lines.append(f'| {name} | {_ms(shipped[name]["p50_ms"])} | '
+                         f'{_ms(row["detector_p50_ms"])} | {_ms(row["e2e_p50_ms"])} | '
+                         f'{_ms(row["e2e_p99_ms"])} | {_ms(row["cpu_ms_per_frame"])} | '
+                         f'{maps.get(name, {}).get("map50", float("nan")):.4f} | '
+                         f'{maps.get(name, {}).get("map50_95", float("nan")):.4f} |')
+        r = table['int8_over_fp32']
+        lines.append(f'| int8 / fp32 | {_x(shipped.get("int8_over_fp32_p50"))} | '
+                     f'{_x(r["detector_p50_ms"])} | {_x(r["e2e_p50_ms"])} | '
+                     f'{_x(r["e2e_p99_ms"])} | {_x(r["cpu_ms_per_frame"])} | | |')
+        lines.append('')
+    y8 = prec.get('yolov8_shaped')
+    if y8 and 'fp32' in y8:
+        lines += [f'- {y8["model"]}, quantized by quantize_model ({y8["chosen"]}, agreement '
+                  f'F1 with FP32 {y8["agreement_f1"]:.3f}): inference p50 FP32 '
+                  f'{_ms(y8["fp32"]["p50_ms"])}, INT8 {_ms(y8["int8"]["p50_ms"])}, ratio '
+                  f'{_x(y8["int8_over_fp32_p50"])}', '']
+    return lines
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -524,6 +602,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "(default: configured like the package's detector)")
     parser.add_argument('--no-saturation', dest='saturation', action='store_false',
                         help='skip the saturation runs of (1) and (3)')
+    parser.add_argument('--no-precision', dest='precision', action='store_false',
+                        help='skip FP32 vs INT8 (composed end to end, inference, mAP)')
+    parser.add_argument('--int8-model', default='',
+                        help='INT8 model to compare (default: <model>_int8.onnx beside it)')
     parser.add_argument('--no-monitor', action='store_true',
                         help='skip bench/monitor_overhead.py')
     args = parser.parse_args(argv)

@@ -594,7 +594,8 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
                         help="the bag's image topic (default: its only image topic)")
     parser.add_argument('--seed', type=int, default=0, help='synthetic scene seed')
     parser.add_argument('--backend', choices=('onnxruntime', 'tensorrt'), default='onnxruntime')
-    parser.add_argument('--model', default='', help='ONNX model (default: the shipped one)')
+    parser.add_argument('--model', default='',
+                        help="ONNX model (default: the shipped one; 'int8': the shipped INT8)")
     parser.add_argument('--config', default='', help='pipeline parameter file')
     parser.add_argument('--budget', default='', help='budget parameter file')
     parser.add_argument('--namespace', default='')

@@ -102,7 +102,8 @@ def generate_launch_description() -> LaunchDescription:
             description='parameter file of the budget monitor (latency budgets)'),
         DeclareLaunchArgument(
             'model', default_value='',
-            description="ONNX model of preprocess and detector ('': the shipped model)"),
+            description="ONNX model of preprocess and detector ('': the shipped model, "
+                        "'int8': the shipped INT8 one)"),
         DeclareLaunchArgument(
             'source', default_value='synthetic',
             choices=['synthetic', 'video', 'v4l2', 'folder', 'topic', 'bag'],

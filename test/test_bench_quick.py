@@ -125,7 +125,20 @@ def test_quick_suite_results_are_well_formed(tmp_path: Path) -> None:
         _positive(overhead[key], key)
     _positive(overhead['baseline']['p50_us'], 'baseline p50')
     assert isinstance(overhead['target_met'], bool)
+    precision = summary['precision']
+    assert 'error' not in precision, precision
+    _positive(precision['yolov8_shaped']['int8_over_fp32_p50'], 'yolov8_shaped ratio')
+    assert precision['yolov8_shaped']['size_bytes']['int8'] > 0
     text = (out / 'summary.md').read_text(encoding='utf-8')
+    if summary['model_kind'] == 'shipped':  # the shipped model has its INT8 sibling
+        _positive(precision['shipped']['int8_over_fp32_p50'], 'shipped ratio')
+        for name in ('fp32', 'int8'):
+            assert 0.0 <= precision['shipped']['map'][name]['map50'] <= 1.0
+        table = block['precision']
+        for key, value in table['int8_over_fp32'].items():
+            _positive(value, f'precision.int8_over_fp32.{key}')
+        assert '| int8 / fp32 |' in text
+    assert '## FP32 vs INT8' in text
     assert '| (3) package, composed |' in text and 'composed_vs_seed_loop' in text
     assert 'Saturation (camera at' in text and '| composed / seed loop |' in text
 

@@ -27,6 +27,12 @@ def config_path(name: str) -> str:
     return str(share_dir() / 'config' / name)
 
 
+#: Short names of the shipped models: ``model:=int8`` runs the INT8 (QDQ) one.
+SHIPPED_MODELS = {'fp32': 'detector.onnx', 'int8': 'detector_int8.onnx'}
+
+
 def resolve_model_path(path: str) -> str:
-    """Resolve a model path: empty means the shipped model."""
+    """Resolve a model path: empty means the shipped model; 'int8' / 'fp32' a shipped one."""
+    if path in SHIPPED_MODELS:
+        return str(share_dir() / 'models' / SHIPPED_MODELS[path])
     return path or default_model_path()

@@ -182,3 +182,104 @@ def write_metadata_json(model_path: PathLike, json_path: Optional[PathLike] = No
     target = Path(json_path) if json_path is not None else model_path.with_suffix('.json')
     target.write_text(json.dumps(meta, indent=2), encoding='utf-8')
     return target
+
+
+def make_yolov8_conv_model(path: PathLike, num_classes: int = 4, imgsz: int = 64,
+                           widths: Sequence[int] = (8, 16, 24, 32, 48), seed: int = 0,
+                           metadata_json: bool = True) -> Path:
+    """
+    Write a small YOLOv8-architecture detector with random weights; return the path.
+
+    Why: the quantizer needs a real convolutional graph (a planted constant has nothing to
+    quantize). Like YOLOv8: a strided Conv+SiLU backbone to strides 8, 16 and 32, a decoupled
+    head per level (box branch and class branch, each Conv 3x3 then Conv 1x1, sigmoid class
+    scores), levels flattened and concatenated into the ``[1, 4 + C, N]`` output with boxes in
+    input pixels. ``widths``: stem and the four stride-2 stages (the stem is stride 2 too).
+    """
+    rng = np.random.default_rng(seed)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    count = [0]
+
+    def name(prefix: str) -> str:
+        count[0] += 1
+        return f'{prefix}_{count[0]}'
+
+    def conv(x: str, c_in: int, c_out: int, k: int, s: int, act: bool = True) -> str:
+        w = name('w')
+        b = name('b')
+        std = np.sqrt(2.0 / (c_in * k * k))
+        inits.append(numpy_helper.from_array(
+            rng.normal(0, std, (c_out, c_in, k, k)).astype(np.float32), w))
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.1, c_out).astype(np.float32), b))
+        y = name('conv')
+        nodes.append(helper.make_node('Conv', [x, w, b], [y], name=y, kernel_shape=[k, k],
+                                      strides=[s, s], pads=[k // 2] * 4))
+        if not act:
+            return y
+        sig = name('sig')
+        out = name('silu')
+        nodes.append(helper.make_node('Sigmoid', [y], [sig], name=sig))
+        nodes.append(helper.make_node('Mul', [y, sig], [out], name=out))
+        return out
+
+    x = 'images'
+    c = 3
+    feats = []
+    for i, width in enumerate(widths):
+        x = conv(x, c, width, 3, 2)
+        c = width
+        if i >= 2:   # strides 8, 16, 32
+            feats.append((x, c, imgsz // 2 ** (i + 1)))
+    boxes_parts, cls_parts = [], []
+    for f, c_f, grid in feats:
+        stride = imgsz // grid
+        bx = conv(conv(f, c_f, c_f, 3, 1), c_f, 4, 1, 1, act=False)
+        cl = conv(conv(f, c_f, c_f, 3, 1), c_f, num_classes, 1, 1, act=False)
+        # Boxes: sigmoid(raw) * 4 strides, plus the cell centre for cx, cy (in pixels).
+        sb = name('boxsig')
+        nodes.append(helper.make_node('Sigmoid', [bx], [sb], name=sb))
+        scale = name('scale')
+        inits.append(numpy_helper.from_array(np.full((1, 4, 1, 1), 4.0 * stride, np.float32),
+                                             scale))
+        scaled = name('boxscaled')
+        nodes.append(helper.make_node('Mul', [sb, scale], [scaled], name=scaled))
+        ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing='ij')
+        offset = np.zeros((1, 4, grid, grid), np.float32)
+        offset[0, 0] = (xs + 0.5) * stride - 2.0 * stride
+        offset[0, 1] = (ys + 0.5) * stride - 2.0 * stride
+        off = name('offset')
+        inits.append(numpy_helper.from_array(offset, off))
+        box = name('box')
+        nodes.append(helper.make_node('Add', [scaled, off], [box], name=box))
+        sc = name('clssig')
+        nodes.append(helper.make_node('Sigmoid', [cl], [sc], name=sc))
+        for src, ch, parts in ((box, 4, boxes_parts), (sc, num_classes, cls_parts)):
+            shp = name('shp')
+            inits.append(numpy_helper.from_array(np.array([1, ch, grid * grid], np.int64), shp))
+            flat = name('flat')
+            nodes.append(helper.make_node('Reshape', [src, shp], [flat], name=flat))
+            parts.append(flat)
+    nodes.append(helper.make_node('Concat', boxes_parts, ['boxes_all'], name='cat_boxes', axis=2))
+    nodes.append(helper.make_node('Concat', cls_parts, ['cls_all'], name='cat_cls', axis=2))
+    nodes.append(helper.make_node('Concat', ['boxes_all', 'cls_all'], ['output0'],
+                                  name='cat_out', axis=1))
+    anchors = sum(g * g for _, _, g in feats)
+    graph = helper.make_graph(
+        nodes, 'yolov8_shaped',
+        [helper.make_tensor_value_info('images', TensorProto.FLOAT, [1, 3, imgsz, imgsz])],
+        [helper.make_tensor_value_info('output0', TensorProto.FLOAT,
+                                       [1, 4 + num_classes, anchors])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', OPSET)],
+                              producer_name='edge_infer_ros-tests')
+    model.ir_version = IR_VERSION
+    names = [f'class_{i}' for i in range(num_classes)]
+    model.metadata_props.add(key='names', value=str(dict(enumerate(names))))
+    model.metadata_props.add(key='imgsz', value=str([imgsz, imgsz]))
+    onnx.checker.check_model(model)
+    path = Path(path)
+    onnx.save(model, str(path))
+    if metadata_json:
+        write_metadata_json(path, class_names=names)
+    return path

@@ -18,6 +18,7 @@ from edge_infer_ros.core.resources import config_path, resolve_model_path
 from edge_infer_ros.core.sequence import RecentLoss
 from edge_infer_ros.inference.backends.factory import BACKENDS, FallbackBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
+from edge_infer_ros.inference.precision import graph_precision
 from edge_infer_ros.monitor.config import load_budget_file
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
@@ -116,7 +117,8 @@ class DetectorNode(StageNode):
             self.get_logger().warning(self._unpinned_message())
         self.detector = Detector(backend, model, self.p['max_candidates'])
         self.get_logger().info(f'model {model.path} ({model.layout}, '
-                               f'{model.num_classes} classes) on {self.backend.description}')
+                               f'{model.num_classes} classes, {graph_precision(model.path)}) '
+                               f'on {self.backend.description}')
         self._onboard()
 
     def _onboard(self) -> None:
