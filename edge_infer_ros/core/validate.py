@@ -16,12 +16,14 @@ import math
 import re
 from typing import Any, Optional, Sequence
 
+from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload, ImagePayload,
+                                          TensorPayload)
 import numpy as np
 
 #: Every reason a refusal may name (the keys of the nodes' refusal counters).
 REASONS = ('zero_stamp', 'negative_stamp', 'future_stamp', 'bad_letterbox', 'bad_image_size',
            'non_finite', 'inverted_box', 'box_outside_image', 'score_out_of_range',
-           'class_id_out_of_range', 'too_many', 'bad_name', 'bad_trace')
+           'class_id_out_of_range', 'too_many', 'bad_name', 'bad_trace', 'malformed')
 
 #: A stamp up to this far ahead of the receiver's clock is accepted (hosts' clock skew).
 FUTURE_TOLERANCE_NS = 1_000_000_000
@@ -186,3 +188,53 @@ def check_trace(stamp_ns: int, stages: Sequence[Any], now_ns: int,
         if timing.end_ns > now_ns + tolerance_ns:
             raise InputRefused('future_stamp', f'stage {timing.stage} ended '
                                f'{(timing.end_ns - now_ns) / 1e9:.3f} s in the future')
+
+
+def check_envelope(envelope: Any, now_ns: int, max_count: int = MAX_DETECTIONS,
+                   scan_tensor: bool = True) -> None:
+    """
+    Refuse an envelope that its DDS message would have been refused for.
+
+    The gate of the inputs that skip ``ros/convert.py``: shared-memory samples (any local
+    process can open the service) and in-process deliveries (a bug upstream). Same rules and
+    reasons as the conversion of each message, so a transport changes the cost, not what is
+    let through. Image encodings are the image module's business and are not checked here.
+    ``scan_tensor`` False skips the per-element NaN/inf scan of a tensor (a pass over the
+    whole tensor): for tensors this process's preprocessor made from pixels.
+    """
+    stamp = envelope.stamp_ns
+    check_stamp(stamp, now_ns)
+    if len(envelope.camera) > MAX_NAME_LENGTH or len(envelope.frame_id) > MAX_NAME_LENGTH:
+        raise InputRefused('bad_name', f'camera/frame_id of {len(envelope.camera)}/'
+                           f'{len(envelope.frame_id)} characters is longer than '
+                           f'{MAX_NAME_LENGTH}')
+    check_trace(stamp, envelope.trace, now_ns)
+    payload = envelope.payload
+    if isinstance(payload, ImagePayload):
+        shape = payload.image.shape
+        check_image_size(int(shape[1]) if len(shape) > 1 else 0, int(shape[0]) if shape else 0)
+    elif isinstance(payload, TensorPayload):
+        tensor = payload.tensor
+        if scan_tensor and tensor.dtype.kind == 'f' and not np.isfinite(tensor).all():
+            bad = int(tensor.size - np.count_nonzero(np.isfinite(tensor)))
+            raise InputRefused('non_finite', f'tensor holds {bad} NaN/inf values: refused '
+                               'before inference')
+        box = payload.letterbox
+        check_letterbox(box.scale, box.pad_x, box.pad_y)
+        check_image_size(payload.image_width, payload.image_height)
+    elif isinstance(payload, (CandidatePayload, DetectionPayload)):
+        final = isinstance(payload, DetectionPayload)
+        scores, boxes, ids = payload.scores, payload.boxes, payload.class_ids
+        check_count(int(scores.size), MAX_DETECTIONS if final else max_count,
+                    'detections' if final else 'candidates')
+        check_count(len(payload.class_names), MAX_CLASSES, 'class names')
+        if boxes.shape != (scores.size, 4) or ids.shape != scores.shape:
+            raise InputRefused('malformed', f'arrays disagree: boxes {boxes.shape}, scores '
+                               f'{scores.shape}, class ids {ids.shape}')
+        if isinstance(payload, CandidatePayload):
+            box = payload.letterbox
+            check_letterbox(box.scale, box.pad_x, box.pad_y)
+        check_image_size(payload.image_width, payload.image_height)
+        classes = MAX_CLASSES if final else (len(payload.class_names) or MAX_CLASSES)
+        check_boxes(boxes, scores, ids, classes, 'detections' if final else 'candidates',
+                    (payload.image_width, payload.image_height) if final else None)

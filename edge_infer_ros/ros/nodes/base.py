@@ -29,7 +29,8 @@ from edge_infer_ros.core.health import HealthSources, stage_health
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 from edge_infer_ros.core.shm import choose_same_host, SAME_HOST_TRANSPORTS
-from edge_infer_ros.core.validate import InputRefused, MAX_HARDWARE_ID, REASONS
+from edge_infer_ros.core.validate import (check_envelope, InputRefused, MAX_DETECTIONS,
+                                          MAX_HARDWARE_ID, REASONS)
 from edge_infer_ros.ros import convert, process, topics
 from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
                                        SubscriptionEventCallbacks)
@@ -266,7 +267,8 @@ class StageNode(LifecycleNode):
         stage_input = StageInput(resolved, callback, mode=mode or self.p['input_mode'],
                                  depth=depth or self.p['queue_depth'],
                                  name=f'{self.get_name()}:{topic}', on_error=self._stage_error,
-                                 pinned=mode is not None or depth is not None)
+                                 pinned=mode is not None or depth is not None,
+                                 gate=self._gate)
 
         tracker = self.transport_loss.setdefault(resolved, SequenceTracker())
         self._recent_loss.setdefault(resolved, RecentLoss())
@@ -284,12 +286,14 @@ class StageNode(LifecycleNode):
                 envelope = from_msg(msg)
             except Exception as error:  # noqa: B902 - any malformed message is counted
                 stage_input.stats.received += 1
+                if not isinstance(error, InputRefused):  # counted like a malformed shm sample
+                    error = InputRefused('malformed', f'{type(error).__name__}: {error}')
                 self._stage_error(error, None, f'bad message on {resolved}')
                 stage_input.stats.errors += 1  # after the reason: whoever sees it sees why
                 return
             echoes = stage_input.stats.duplicates_ignored
             if shm_input is not None:
-                stage_input.deliver_once(envelope, key_of(msg))
+                stage_input.deliver_once(envelope, key_of(msg), checked=True)
                 self._frames_by_dds += stage_input.stats.duplicates_ignored == echoes
             else:
                 stage_input.deliver_from_ros(envelope, key_of(msg))
@@ -309,6 +313,22 @@ class StageNode(LifecycleNode):
         self.bus.attach(resolved, stage_input, has_ros_subscription=True)
         self._inputs.append((stage_input, subscription, resolved))
         return stage_input
+
+    def _gate(self, envelope: Envelope, local: bool) -> None:
+        """
+        Check a frame that skipped message conversion (shared memory, in-process).
+
+        A frame by reference may hold more items than the stage takes from outside (NMS keeps
+        the best ``max_candidates`` of its own detector's output): capped at the hard limit.
+        Its tensor is not scanned for NaN/inf (this process's preprocessor made it from
+        pixels; a pass over the tensor would cost the hot path as much as inference's input).
+        """
+        check_envelope(envelope, now_ns(), MAX_DETECTIONS if local else self.max_input_items(),
+                       scan_tensor=not local)
+
+    def max_input_items(self) -> int:
+        """Most candidates an input frame may hold (NMS: its ``max_candidates``)."""
+        return MAX_DETECTIONS
 
     def _one_publisher(self, topic: str) -> bool:
         """Tell whether one publisher feeds the topic (graph asked at most once a second)."""
@@ -363,9 +383,13 @@ class StageNode(LifecycleNode):
 
         def on_frame(envelope: Envelope, received_ns: int) -> None:
             stage_input.deliver_once(envelope, (envelope.stamp_ns, envelope.frame_id))
+
+        def on_malformed(text: str) -> None:
+            stage_input.refuse(InputRefused('malformed', text), None)
         try:
             subscriber = ShmSubscriber(resolved, on_frame, on_error=lambda text: self._stage_error(
-                RuntimeError(text), None, f'shared memory on {resolved}'))
+                RuntimeError(text), None, f'shared memory on {resolved}'),
+                on_malformed=on_malformed)
         except ShmError as error:
             self._shm_fallback(f'{resolved}: {error}: using DDS')
             return None
