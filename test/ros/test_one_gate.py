@@ -13,8 +13,9 @@ import json
 import os
 import stat
 import time
-from typing import Callable
+from typing import Any, Callable
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from edge_infer_ros.core import shm
 from edge_infer_ros.core.frame import Envelope, StageTiming
 from edge_infer_ros.core.geometry import Letterbox
@@ -170,3 +171,21 @@ def test_the_shared_memory_segments_of_a_service_are_only_the_users(tmp_path) ->
         assert all(mode & 0o077 == 0 for mode in modes.values()), modes
     finally:
         publisher.close()
+
+
+def test_a_nan_model_makes_the_detector_error_with_the_reason_and_count(composed,
+                                                                         tmp_path) -> None:
+    # Issue 29: all outputs NaN left the detector OK "running" (the error had no time).
+    from support.onnx_models import make_constant_output_model, write_ultralytics_metadata
+    path = make_constant_output_model(tmp_path / 'nan.onnx',
+                                      np.full((1, 8, 64), np.nan, np.float32), (320, 320))
+    write_ultralytics_metadata(path, NAMES, (320, 320))
+    container, nodes = composed(frames=0, fps=30.0, model_path=str(path))
+    detector = nodes['detector']
+
+    def status() -> Any:
+        return detector.stage_status()
+    assert wait_for(lambda: status().level == DiagnosticStatus.ERROR, 20.0), status()
+    assert 'NaN/inf' in status().message and 'frames' in status().message
+    values = {kv.key: kv.value for kv in status().values}
+    assert int(values['non_finite_outputs']) >= 64 * 10

@@ -461,6 +461,11 @@ class StageNode(LifecycleNode):
             self.refusals[error.reason] += 1
         self.get_logger().error(self.last_error, throttle_duration_sec=1.0)
 
+    def record_error(self, text: str) -> None:
+        """Record an error with its time: health is ERROR while errors are recent."""
+        self.last_error = text
+        self._last_error_ns = now_ns()
+
     def error_count(self) -> int:
         """Frames this stage failed on (dropped and counted)."""
         return sum(i.stats.errors for i in self.inputs)
@@ -472,7 +477,7 @@ class StageNode(LifecycleNode):
             self.create_io()
             self.configure_stage()
         except Exception as error:  # noqa: B902 - reported, and the transition fails cleanly
-            self.last_error = f'configure failed: {type(error).__name__}: {error}'
+            self.record_error(f'configure failed: {type(error).__name__}: {error}')
             self.get_logger().error(self.last_error)
             self._destroy_io()
             self.publish_diagnostics()
@@ -487,7 +492,7 @@ class StageNode(LifecycleNode):
         try:
             self.activate_stage()
         except Exception as error:  # noqa: B902
-            self.last_error = f'activate failed: {type(error).__name__}: {error}'
+            self.record_error(f'activate failed: {type(error).__name__}: {error}')
             self.get_logger().error(self.last_error)
             for stage_input in self.inputs:
                 stage_input.stop()

@@ -66,6 +66,7 @@ class DetectorNode(StageNode):
         self.detector: Optional[Detector] = None
         # Kept across reconfigurations: diagnostics count over the node's life.
         self._counted = (0, 0)
+        self._output_warning = ''  # why the model's recent outputs are sick ('' when not)
 
     def create_io(self) -> None:
         """Input tensor, output candidates."""
@@ -114,6 +115,7 @@ class DetectorNode(StageNode):
             self.backend.release()
         self.backend = None
         self._counted = (self.inferences, self.non_finite_outputs)
+        self._output_warning = ''
         self.detector = None
         self.model = None
 
@@ -136,8 +138,12 @@ class DetectorNode(StageNode):
         start = now_ns()
         out = self.detector(envelope.payload, self.p['score_threshold'])
         if self.detector.last_non_finite:
-            self.last_error = (f'model output held {self.detector.last_non_finite} non-finite '
-                               f'values (frame {envelope.camera}#{envelope.seq}); dropped')
+            level, text = self.detector.output_verdict()
+            if level == 'error':  # with its time: health judges recent errors only
+                self.record_error(f'{text} (frame {envelope.camera}#{envelope.seq})')
+            self._output_warning = text
+        elif self._output_warning:
+            self._output_warning = self.detector.output_verdict()[1]
         self.emit(self.candidates_out, envelope, out, received_ns, start)
 
     def _unpinned_message(self) -> str:
@@ -147,7 +153,7 @@ class DetectorNode(StageNode):
     def stage_warning(self) -> str:
         """WARN for an unpinned model: a swapped file would go unnoticed (models/README.md)."""
         unpinned = self.model is not None and not self.model.pinned
-        return self._unpinned_message() if unpinned else ''
+        return self._output_warning or (self._unpinned_message() if unpinned else '')
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Backend in use and why it may not be the preferred one."""
