@@ -69,14 +69,12 @@ def timings_from_msgs(msgs) -> tuple[StageTiming, ...]:
 
 def _checked_header(msg, camera: str = '', stages=()) -> tuple[str, int, tuple]:
     """Validate what every message carries: stamp, names, the trace so far."""
+    validate.check_time_fields(msg.header.stamp.sec, msg.header.stamp.nanosec)
     stamp = stamp_to_ns(msg.header.stamp)
     now = frame.now_ns()
     validate.check_stamp(stamp, now)
     name = camera or msg.header.frame_id
-    if len(name) > validate.MAX_NAME_LENGTH or \
-            len(msg.header.frame_id) > validate.MAX_NAME_LENGTH:
-        raise validate.InputRefused('bad_name', f'camera/frame_id of {len(name)} characters '
-                                    f'is longer than {validate.MAX_NAME_LENGTH}')
+    validate.check_frame_names(name, msg.header.frame_id)
     validate.check_count(len(stages), validate.MAX_STAGES, 'stage timings')
     timings = timings_from_msgs(stages)
     validate.check_trace(stamp, timings, now)

@@ -53,7 +53,7 @@ def test_window_sizes_above_the_ceiling_are_refused_and_nbytes_stays_in_the_boun
         assert _nbytes(tracker) <= window_bytes(config.window_size, 16, 16) <= MAX_WINDOW_BYTES
 
 
-_SCRIPT = r'''
+_SCRIPT = r"""
 import dataclasses, json, sys
 sys.path.insert(0, sys.argv[1])
 from test_window_memory import _full_tracker, _nbytes, SEQUENCE
@@ -80,7 +80,7 @@ for size in SEQUENCE:
             window._times.fill(1)
     peaks.append(rss() - base)
 print(json.dumps({'growth': peaks}))
-'''
+"""
 
 
 def test_rss_stays_within_the_documented_bound_through_window_size_changes() -> None:

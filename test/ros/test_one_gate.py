@@ -173,8 +173,8 @@ def test_the_shared_memory_segments_of_a_service_are_only_the_users(tmp_path) ->
         publisher.close()
 
 
-def test_a_nan_model_makes_the_detector_error_with_the_reason_and_count(composed,
-                                                                         tmp_path) -> None:
+def test_a_nan_model_makes_the_detector_error_with_the_reason_and_count(
+        composed, tmp_path) -> None:
     # Issue 29: all outputs NaN left the detector OK "running" (the error had no time).
     from support.onnx_models import make_constant_output_model, write_ultralytics_metadata
     path = make_constant_output_model(tmp_path / 'nan.onnx',
@@ -189,3 +189,47 @@ def test_a_nan_model_makes_the_detector_error_with_the_reason_and_count(composed
     assert 'NaN/inf' in status().message and 'frames' in status().message
     values = {kv.key: kv.value for kv in status().values}
     assert int(values['non_finite_outputs']) >= 64 * 10
+
+
+@pytest.mark.parametrize('frame_id', ['c' * 65, 'front camera'])
+def test_a_camera_name_the_monitor_refuses_is_refused_at_ingest(
+        composed, second_context, frame_id) -> None:
+    # Issue 29: processed and commanded, while the monitor refused every trace of it.
+    from edge_infer_ros.core.frame import FrameTrace
+    from edge_infer_ros.monitor.config import BudgetConfig
+    from edge_infer_ros.monitor.tracker import BudgetTracker
+    with pytest.raises(ValueError):
+        BudgetTracker(BudgetConfig()).observe(FrameTrace(frame_id, 1, 1, frame_id, (
+            StageTiming('preprocess', 'n', 2, 3, 4),)), 10)
+    container, nodes = composed(frames=0, names={'nms'}, overrides={'nms': {
+        'qos.input.reliability': 'reliable'}})
+    nms = nodes['nms']
+    outside = Outside(second_context, 'outside_names')
+    dds = outside.node.create_publisher(CandidateArray, 'candidates', 10)
+    try:
+        assert outside.spin_until(lambda: dds.get_subscription_count() > 0, 15.0)
+        stamp = time.time_ns() - SEC // 100
+        dds.publish(convert.candidates_to_msg(_candidates(frame_id, stamp, camera=frame_id)))
+        assert outside.spin_until(lambda: nms.refusals['bad_name'] == 1, 10.0), nms.refusals
+        nms.inputs[0].deliver(_candidates(frame_id, stamp + 1, camera=frame_id))
+        assert nms.refusals['bad_name'] == 2 and nms.inputs[0].stats.processed == 0
+    finally:
+        outside.close()
+
+
+def test_a_stamp_with_nanosec_of_a_second_or_more_is_refused_not_renormalised(
+        composed, second_context) -> None:
+    container, nodes = composed(frames=0, names={'nms'}, overrides={'nms': {
+        'qos.input.reliability': 'reliable'}})
+    nms = nodes['nms']
+    outside = Outside(second_context, 'outside_stamps')
+    dds = outside.node.create_publisher(CandidateArray, 'candidates', 10)
+    try:
+        assert outside.spin_until(lambda: dds.get_subscription_count() > 0, 15.0)
+        msg = convert.candidates_to_msg(_candidates('cam', time.time_ns() - 2 * SEC))
+        msg.header.stamp.nanosec += 1_000_000_000  # the same instant, written wrongly
+        dds.publish(msg)
+        assert outside.spin_until(lambda: nms.refusals['bad_stamp'] == 1, 10.0), nms.refusals
+        assert nms.inputs[0].stats.processed == 0
+    finally:
+        outside.close()
