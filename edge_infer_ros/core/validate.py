@@ -42,6 +42,11 @@ MAX_STAGES = 32
 MAX_NAME_LENGTH = 256
 #: Longest hardware_id of a diagnostics status (it is copied into every status).
 MAX_HARDWARE_ID = 128
+#: Largest box coordinate accepted anywhere, pixels: a finite +-1e30 is absurd and used to be
+#: clipped to the whole image (a box over everything) instead of refused.
+MAX_BOX_COORD = 1_000_000.0
+#: Longest class name accepted (names are copied into every Detection).
+MAX_CLASS_NAME = 128
 #: How far outside the image a final box corner may be, pixels (rounding of float32).
 BOX_TOLERANCE = 1.0
 
@@ -134,6 +139,14 @@ def check_frame_names(camera: str, frame_id: str) -> None:
                            f'than {MAX_NAME_LENGTH}')
 
 
+def check_class_names(names: Sequence[str], what: str = 'class name') -> None:
+    """Refuse a class name longer than :data:`MAX_CLASS_NAME` (not truncate it)."""
+    for index, name in enumerate(names):
+        if len(name) > MAX_CLASS_NAME:
+            raise InputRefused('bad_name', f'{what} {index} has {len(name)} characters, more '
+                               f'than {MAX_CLASS_NAME}: {name[:40]!r}...')
+
+
 def check_boxes(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
                 num_classes: int, what: str, image_size: Optional[tuple[int, int]] = None
                 ) -> None:
@@ -149,6 +162,11 @@ def check_boxes(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
     if not finite.all():
         raise InputRefused('non_finite', f'{int(finite.size - finite.sum())} of {finite.size} '
                            f'{what} hold NaN/inf values')
+    absurd = (np.abs(boxes) > MAX_BOX_COORD).any(axis=1)
+    if absurd.any():
+        index = int(np.flatnonzero(absurd)[0])
+        raise InputRefused('box_outside_image', f'{what} {index} {boxes[index].tolist()} has a '
+                           f'coordinate beyond +-{MAX_BOX_COORD:g} pixels')
     if ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any():
         index = int(np.flatnonzero((boxes[:, 2] < boxes[:, 0]) |
                                    (boxes[:, 3] < boxes[:, 1]))[0])
@@ -254,6 +272,7 @@ def check_envelope(envelope: Any, now_ns: int, max_count: int = MAX_DETECTIONS,
         check_count(int(scores.size), MAX_DETECTIONS if final else max_count,
                     'detections' if final else 'candidates')
         check_count(len(payload.class_names), MAX_CLASSES, 'class names')
+        check_class_names(payload.class_names)
         if boxes.shape != (scores.size, 4) or ids.shape != scores.shape:
             raise InputRefused('malformed', f'arrays disagree: boxes {boxes.shape}, scores '
                                f'{scores.shape}, class ids {ids.shape}')

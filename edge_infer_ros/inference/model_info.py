@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+from edge_infer_ros.core.validate import MAX_CLASS_NAME
 from edge_infer_ros.inference import yolo
 import onnx
 
@@ -382,6 +383,10 @@ def load_model_info(path: Union[str, 'os.PathLike[str]'],
         names = [f'class_{i}' for i in range(shape_classes)]
         notes.append(f'no class names in the model or metadata; using class_0..'
                      f'class_{shape_classes - 1}')
+    elif any(len(n) > MAX_CLASS_NAME for n in names):
+        longest = max(names, key=len)
+        raise ModelError(f'{names_source} gives model {model} a class name of {len(longest)} '
+                         f'characters ({longest[:40]!r}...): at most {MAX_CLASS_NAME}')
     elif len(names) != shape_classes:
         raise ModelError(f'model {model} output shape {shape_text} as {chosen} has '
                          f'{shape_classes} classes, but {names_source} lists {len(names)} '

@@ -204,6 +204,7 @@ def candidates_from_msg(msg: eir.CandidateArray,
     """
     validate.check_count(len(msg.scores), max_candidates, 'candidates')
     validate.check_count(len(msg.class_names), validate.MAX_CLASSES, 'class names')
+    validate.check_class_names(msg.class_names)
     scores = np.frombuffer(msg.scores, np.float32)
     class_ids = np.frombuffer(msg.class_ids, np.int32)
     boxes = np.frombuffer(msg.boxes, np.float32)
@@ -253,7 +254,9 @@ def detections_from_msg(msg: eir.DetectionArray) -> Envelope:
         boxes[index] = (det.x_min, det.y_min, det.x_max, det.y_max)
         scores[index] = det.score
         class_ids[index] = det.class_id
-        names[det.class_id] = det.class_name[:validate.MAX_NAME_LENGTH]
+        if len(det.class_name) > validate.MAX_CLASS_NAME:
+            validate.check_class_names((det.class_name,), f'detection {index} class name')
+        names[det.class_id] = det.class_name
     validate.check_boxes(boxes, scores, class_ids, validate.MAX_CLASSES, 'detections',
                          (msg.image_width, msg.image_height))
     size = max(names) + 1 if names else 0

@@ -54,6 +54,7 @@ KINDS: dict[str, Callable[[str, int], Envelope]] = {
     'bad_letterbox': lambda f, s: _candidates(f, s, scale=0.0),
     'bad_image_size': lambda f, s: _candidates(f, s, size=(0, 0)),
     'non_finite': lambda f, s: _candidates(f, s, boxes=((10.0, float('nan'), 50.0, 50.0),)),
+    'box_outside_image': lambda f, s: _candidates(f, s, boxes=((1e30, 10.0, 2e30, 50.0),)),
     'inverted_box': lambda f, s: _candidates(f, s, boxes=((50.0, 10.0, 10.0, 50.0),)),
     'score_out_of_range': lambda f, s: _candidates(f, s, scores=(7.0,)),
     'class_id_out_of_range': lambda f, s: _candidates(f, s, class_ids=(-5,)),
