@@ -234,3 +234,17 @@ def test_a_stamp_with_nanosec_of_a_second_or_more_is_refused_not_renormalised(
         assert nms.inputs[0].stats.processed == 0
     finally:
         outside.close()
+
+
+def test_an_unknown_parameter_name_warns_with_the_name(ros_context) -> None:
+    from edge_infer_ros.ros.nodes.nms import NmsNode
+    from rclpy.parameter import Parameter
+    node = NmsNode(context=ros_context, parameter_overrides=[
+        Parameter('iou_treshold', value=0.3), Parameter('iou_threshold', value=0.4)])
+    try:
+        assert node.unknown_parameters() == ['iou_treshold']
+        node.trigger_configure()
+        status = node.stage_status()
+        assert status.level == DiagnosticStatus.WARN and 'iou_treshold' in status.message
+    finally:
+        node.destroy_node()

@@ -471,8 +471,22 @@ class StageNode(LifecycleNode):
         return sum(i.stats.errors for i in self.inputs)
 
     # -- lifecycle --------------------------------------------------------------------------
+    _unknown_note = ''  # the WARN of parameters given but unknown (set at configure)
+
+    def unknown_parameters(self) -> list[str]:
+        """Names given to the node (a parameter file, -p) that it does not have: typos."""
+        overrides = getattr(self, '_parameter_overrides', {}) or {}
+        return sorted(name for name in overrides
+                      if not self.has_parameter(name) and not name.startswith('qos_overrides.'))
+
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         """Allocate: publishers, subscriptions, then the stage's own resources."""
+        unknown = self.unknown_parameters()
+        self._unknown_note = ''
+        if unknown:  # rclpy ignores them without a word: a typo would silently keep a default
+            self._unknown_note = (f'unknown parameter(s) ignored: {", ".join(unknown)[:200]} '
+                                  '(not parameters of this node: a typo?)')
+            self.get_logger().warning(self._unknown_note)
         try:
             self.create_io()
             self.configure_stage()
@@ -626,7 +640,8 @@ class StageNode(LifecycleNode):
         health = stage_health(HealthSources(
             active=self._active, configured=self._configured, now_ns=now_ns(),
             diagnostics_period_s=self.p['diagnostics_period_s'], last_error=self.last_error,
-            last_error_ns=self._last_error_ns, fault=self.fault, qos_warnings=self._qos_warnings,
+            last_error_ns=self._last_error_ns, fault=self.fault or self._unknown_note,
+            qos_warnings=self._qos_warnings,
             shm_note=self.shm_note, transport_loss=loss_text, stage_warning=self.stage_warning(),
             values=(self.counter_values() + self.shm_values() + self.diagnostic_values() +
                     loss_values + self.matched_values())))
