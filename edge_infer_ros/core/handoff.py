@@ -183,14 +183,19 @@ class StageInput:
 
     def __init__(self, topic: str, callback: Callable[[Envelope[Any], int], None], *,
                  mode: str = 'thread', depth: int = 1, name: str = '',
-                 on_error: Optional[Callable[[BaseException, Envelope[Any]], None]] = None,
-                 dedup_window: int = 64, pinned: bool = False) -> None:
+                 on_error: Optional[Callable[[BaseException, Optional[Envelope[Any]]],
+                                             None]] = None,
+                 dedup_window: int = 64, pinned: bool = False,
+                 gate: Optional[Callable[[Envelope[Any], bool], None]] = None) -> None:
         if mode not in INPUT_MODES:
             raise ValueError(f'input mode must be one of {INPUT_MODES}, got {mode!r}')
         self.topic = topic
         self.name = name or topic
         self._callback = callback
         self._on_error = on_error
+        # Checks a frame that did not come through a message conversion as the conversion
+        # would have: gate(envelope, local) raises to refuse it; ``local``: by reference.
+        self._gate = gate
         self._mode = mode
         self.pinned = pinned
         # Bounded per camera: one camera's burst never evicts another camera's frame.
@@ -289,7 +294,30 @@ class StageInput:
     # -- delivery ------------------------------------------------------------------------
     def deliver(self, envelope: Envelope[Any]) -> None:
         """Hand one frame to the stage (called by a local publisher: by reference)."""
-        self._accept(envelope, time.monotonic_ns())
+        if self.passes_gate(envelope, local=True):
+            self._accept(envelope, time.monotonic_ns())
+
+    def passes_gate(self, envelope: Envelope[Any], local: bool = False) -> bool:
+        """Run the input's gate; a refused frame is counted received and failed, with why."""
+        if self._gate is None:
+            return True
+        try:
+            self._gate(envelope, local)
+        except Exception as error:  # noqa: B902 - any refusal is counted, never raised
+            self.refuse(error, envelope)
+            return False
+        return True
+
+    def refuse(self, error: BaseException, envelope: Optional[Envelope[Any]]) -> None:
+        """Count a frame refused before the stage saw it (the reason first, then the count)."""
+        with self._cond:
+            self.stats.received += 1
+        try:
+            if self._on_error is not None:
+                self._on_error(error, envelope)
+        finally:
+            with self._cond:
+                self.stats.errors += 1
 
     def deliver_from_ros(self, envelope: Envelope[Any], key: Hashable) -> None:
         """Hand a frame that came through DDS, unless it was already delivered locally."""
@@ -307,15 +335,22 @@ class StageInput:
         finally:
             _pace.from_dds = outer
 
-    def deliver_once(self, envelope: Envelope[Any], key: Hashable) -> None:
-        """Hand a frame that may come by two ways (shared memory and DDS): the first one wins."""
+    def deliver_once(self, envelope: Envelope[Any], key: Hashable,
+                     checked: bool = False) -> None:
+        """
+        Hand a frame that may come by two ways (shared memory and DDS): the first one wins.
+
+        Unless ``checked`` (converted from a message, which validated it) the gate judges it;
+        a refused frame is remembered too, so that its other copy is not counted twice.
+        """
         received_ns = time.monotonic_ns()
         with self._keys_lock:
             if key in self._recent_set:
                 self.stats.duplicates_ignored += 1
                 return
             self._remember(key)
-        self._accept(envelope, received_ns)
+        if checked or self.passes_gate(envelope):
+            self._accept(envelope, received_ns)
 
     def remember(self, key: Hashable) -> None:
         """Note a frame delivered locally, so that its DDS echo is ignored."""

@@ -484,6 +484,7 @@ class ShmSubscriberStats:
     received: int = 0
     dropped: int = 0  # replaced by newer frames before this subscriber took them (keep-latest)
     errors: int = 0   # malformed samples or borrow limit reached
+    malformed: int = 0  # samples whose header or record could not be read
     wakeups: int = 0
 
 
@@ -500,10 +501,12 @@ class ShmSubscriber:
     def __init__(self, topic: str, on_frame: Callable[[Envelope[Any], int], None], *,
                  domain: Optional[int] = None, buffer_size: int = 1, max_borrows: int = 4,
                  max_subscribers: int = 8,
-                 on_error: Optional[Callable[[str], None]] = None) -> None:
+                 on_error: Optional[Callable[[str], None]] = None,
+                 on_malformed: Optional[Callable[[str], None]] = None) -> None:
         self.topic = topic
         self._on_frame = on_frame
         self._on_error = on_error
+        self._on_malformed = on_malformed  # a refused sample: its receiver counts it
         self._lock = threading.RLock()
         self._closed = False
         self._borrowed = 0
@@ -605,7 +608,13 @@ class ShmSubscriber:
                 envelope = self._envelope(holder, sample)
             except Exception as error:  # noqa: B902 - a malformed sample is counted, not fatal
                 holder.release()
-                self._error(f'malformed sample on {self.topic}: {type(error).__name__}: {error}')
+                text = f'malformed sample on {self.topic}: {type(error).__name__}: {error}'
+                if self._on_malformed is not None:
+                    self.last_error = text
+                    self._on_malformed(text)
+                    self.stats.malformed += 1
+                else:
+                    self._error(text)
                 continue
             del sample, holder  # from here on only the envelope's views hold the sample
             self.stats.received += 1

@@ -16,13 +16,15 @@ import math
 import re
 from typing import Any, Optional, Sequence
 
+from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload, ImagePayload,
+                                          TensorPayload)
 import numpy as np
 
 #: Every reason a refusal may name (the keys of the nodes' refusal counters).
 REASONS = ('zero_stamp', 'negative_stamp', 'future_stamp', 'bad_letterbox', 'bad_image_size',
            'non_finite', 'inverted_box', 'box_outside_image', 'score_out_of_range',
-           'class_id_out_of_range', 'too_many', 'bad_name', 'bad_trace',
-           'unsupported_encoding', 'bad_image_data', 'bad_compressed')
+           'class_id_out_of_range', 'too_many', 'bad_name', 'bad_trace', 'malformed',
+           'bad_stamp', 'unsupported_encoding', 'bad_image_data', 'bad_compressed')
 
 #: A stamp up to this far ahead of the receiver's clock is accepted (hosts' clock skew).
 FUTURE_TOLERANCE_NS = 1_000_000_000
@@ -40,6 +42,11 @@ MAX_STAGES = 32
 MAX_NAME_LENGTH = 256
 #: Longest hardware_id of a diagnostics status (it is copied into every status).
 MAX_HARDWARE_ID = 128
+#: Largest box coordinate accepted anywhere, pixels: a finite +-1e30 is absurd and used to be
+#: clipped to the whole image (a box over everything) instead of refused.
+MAX_BOX_COORD = 1_000_000.0
+#: Longest class name accepted (names are copied into every Detection).
+MAX_CLASS_NAME = 128
 #: How far outside the image a final box corner may be, pixels (rounding of float32).
 BOX_TOLERANCE = 1.0
 
@@ -68,6 +75,18 @@ def check_stamp(stamp_ns: int, now_ns: int, what: str = 'header stamp',
         raise InputRefused('future_stamp', f'{what} is {(stamp_ns - now_ns) / 1e9:.3f} s in '
                            f'the future (tolerance {tolerance_ns / 1e9:g} s): check the '
                            "publisher's clock")
+
+
+def check_time_fields(sec: int, nanosec: int, what: str = 'header stamp') -> None:
+    """
+    Refuse a builtin_interfaces/Time whose nanosec is not below one second.
+
+    Such a stamp used to be renormalised into another one, so a client matching outputs by
+    stamp never found them: it is refused as sent instead.
+    """
+    if not 0 <= nanosec < 1_000_000_000:
+        raise InputRefused('bad_stamp', f'{what} has nanosec {nanosec}: builtin_interfaces/'
+                           f'Time needs 0 <= nanosec < 1e9 (sec {sec})')
 
 
 def check_image_size(width: int, height: int) -> None:
@@ -104,6 +123,30 @@ def check_name(name: str, what: str, pattern: re.Pattern[str] = CAMERA_NAME_RE) 
                            f'valid name ({pattern.pattern})')
 
 
+def check_frame_names(camera: str, frame_id: str) -> None:
+    """
+    Refuse a frame whose camera name the budget monitor could not follow.
+
+    One rule for every node and the monitor (:data:`CAMERA_NAME_RE`), applied at ingest: a
+    camera named with a space or over 64 characters used to be processed and commanded while
+    the monitor refused each of its traces. An empty name is left to the stage (it names
+    the camera itself).
+    """
+    if camera:
+        check_name(camera, 'camera name (frame_id)', CAMERA_NAME_RE)
+    if len(frame_id) > MAX_NAME_LENGTH:
+        raise InputRefused('bad_name', f'frame_id of {len(frame_id)} characters is longer '
+                           f'than {MAX_NAME_LENGTH}')
+
+
+def check_class_names(names: Sequence[str], what: str = 'class name') -> None:
+    """Refuse a class name longer than :data:`MAX_CLASS_NAME` (not truncate it)."""
+    for index, name in enumerate(names):
+        if len(name) > MAX_CLASS_NAME:
+            raise InputRefused('bad_name', f'{what} {index} has {len(name)} characters, more '
+                               f'than {MAX_CLASS_NAME}: {name[:40]!r}...')
+
+
 def check_boxes(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
                 num_classes: int, what: str, image_size: Optional[tuple[int, int]] = None
                 ) -> None:
@@ -119,6 +162,11 @@ def check_boxes(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
     if not finite.all():
         raise InputRefused('non_finite', f'{int(finite.size - finite.sum())} of {finite.size} '
                            f'{what} hold NaN/inf values')
+    absurd = (np.abs(boxes) > MAX_BOX_COORD).any(axis=1)
+    if absurd.any():
+        index = int(np.flatnonzero(absurd)[0])
+        raise InputRefused('box_outside_image', f'{what} {index} {boxes[index].tolist()} has a '
+                           f'coordinate beyond +-{MAX_BOX_COORD:g} pixels')
     if ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any():
         index = int(np.flatnonzero((boxes[:, 2] < boxes[:, 0]) |
                                    (boxes[:, 3] < boxes[:, 1]))[0])
@@ -187,3 +235,51 @@ def check_trace(stamp_ns: int, stages: Sequence[Any], now_ns: int,
         if timing.end_ns > now_ns + tolerance_ns:
             raise InputRefused('future_stamp', f'stage {timing.stage} ended '
                                f'{(timing.end_ns - now_ns) / 1e9:.3f} s in the future')
+
+
+def check_envelope(envelope: Any, now_ns: int, max_count: int = MAX_DETECTIONS,
+                   scan_tensor: bool = True) -> None:
+    """
+    Refuse an envelope that its DDS message would have been refused for.
+
+    The gate of the inputs that skip ``ros/convert.py``: shared-memory samples (any local
+    process can open the service) and in-process deliveries (a bug upstream). Same rules and
+    reasons as the conversion of each message, so a transport changes the cost, not what is
+    let through. Image encodings are the image module's business and are not checked here.
+    ``scan_tensor`` False skips the per-element NaN/inf scan of a tensor (a pass over the
+    whole tensor): for tensors this process's preprocessor made from pixels.
+    """
+    stamp = envelope.stamp_ns
+    check_stamp(stamp, now_ns)
+    check_frame_names(envelope.camera, envelope.frame_id)
+    check_trace(stamp, envelope.trace, now_ns)
+    payload = envelope.payload
+    if isinstance(payload, ImagePayload):
+        shape = payload.image.shape
+        check_image_size(int(shape[1]) if len(shape) > 1 else 0, int(shape[0]) if shape else 0)
+    elif isinstance(payload, TensorPayload):
+        tensor = payload.tensor
+        if scan_tensor and tensor.dtype.kind == 'f' and not np.isfinite(tensor).all():
+            bad = int(tensor.size - np.count_nonzero(np.isfinite(tensor)))
+            raise InputRefused('non_finite', f'tensor holds {bad} NaN/inf values: refused '
+                               'before inference')
+        box = payload.letterbox
+        check_letterbox(box.scale, box.pad_x, box.pad_y)
+        check_image_size(payload.image_width, payload.image_height)
+    elif isinstance(payload, (CandidatePayload, DetectionPayload)):
+        final = isinstance(payload, DetectionPayload)
+        scores, boxes, ids = payload.scores, payload.boxes, payload.class_ids
+        check_count(int(scores.size), MAX_DETECTIONS if final else max_count,
+                    'detections' if final else 'candidates')
+        check_count(len(payload.class_names), MAX_CLASSES, 'class names')
+        check_class_names(payload.class_names)
+        if boxes.shape != (scores.size, 4) or ids.shape != scores.shape:
+            raise InputRefused('malformed', f'arrays disagree: boxes {boxes.shape}, scores '
+                               f'{scores.shape}, class ids {ids.shape}')
+        if isinstance(payload, CandidatePayload):
+            box = payload.letterbox
+            check_letterbox(box.scale, box.pad_x, box.pad_y)
+        check_image_size(payload.image_width, payload.image_height)
+        classes = MAX_CLASSES if final else (len(payload.class_names) or MAX_CLASSES)
+        check_boxes(boxes, scores, ids, classes, 'detections' if final else 'candidates',
+                    (payload.image_width, payload.image_height) if final else None)

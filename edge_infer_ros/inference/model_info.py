@@ -13,13 +13,14 @@ Ultralytics' ``metadata_props``.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+from edge_infer_ros.core.validate import MAX_CLASS_NAME
 from edge_infer_ros.inference import yolo
 import onnx
 
@@ -65,6 +66,9 @@ class ModelInfo:
     notes: tuple[str, ...] = ()
     #: False when neither the metadata nor the caller gave a sha256 to check the file against
     pinned: bool = True
+    #: the file's bytes that were hashed: backends load these, never the path again (a file
+    #: swapped after the check would otherwise run under the checked sha256)
+    data: bytes = field(default=b'', repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -260,7 +264,8 @@ def load_model_info(path: Union[str, 'os.PathLike[str]'],
     if not model.is_file():
         raise ModelError(f'model file {model} is not a regular file')
     try:
-        sha256 = file_sha256(model)
+        data = model.read_bytes()  # once: what is hashed is what is parsed and loaded
+        sha256 = hashlib.sha256(data).hexdigest()
     except OSError as e:
         raise ModelError(f'model file {model} cannot be read: {e}') from e
     expected = (expected_sha256 or '').strip().lower()
@@ -293,7 +298,7 @@ def load_model_info(path: Union[str, 'os.PathLike[str]'],
                      f'(its sha256 is {sha256})')
 
     try:
-        proto = onnx.load(str(model), load_external_data=False)
+        proto = onnx.load_model_from_string(data)
     except Exception as e:  # noqa: B902 - protobuf raises many types; any of them means corrupt
         raise ModelError(f'model file {model} is not a valid ONNX model (truncated or corrupt): '
                          f'{type(e).__name__}: {e}') from e
@@ -378,6 +383,10 @@ def load_model_info(path: Union[str, 'os.PathLike[str]'],
         names = [f'class_{i}' for i in range(shape_classes)]
         notes.append(f'no class names in the model or metadata; using class_0..'
                      f'class_{shape_classes - 1}')
+    elif any(len(n) > MAX_CLASS_NAME for n in names):
+        longest = max(names, key=len)
+        raise ModelError(f'{names_source} gives model {model} a class name of {len(longest)} '
+                         f'characters ({longest[:40]!r}...): at most {MAX_CLASS_NAME}')
     elif len(names) != shape_classes:
         raise ModelError(f'model {model} output shape {shape_text} as {chosen} has '
                          f'{shape_classes} classes, but {names_source} lists {len(names)} '
@@ -397,4 +406,4 @@ def load_model_info(path: Union[str, 'os.PathLike[str]'],
         layout=chosen, class_names=tuple(names), color_order=color_order,
         letterbox_pad_value=pad, normalize=normalize, output_dtype=_DTYPES[out_elem],
         metadata_path=str(meta_file) if meta_file is not None else '', notes=tuple(notes),
-        pinned=pinned)
+        pinned=pinned, data=data)

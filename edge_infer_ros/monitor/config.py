@@ -307,6 +307,21 @@ MAX_CAMERAS_RANGE = (1, 256)
 
 MAX_STAGES_RANGE = (1, 64)
 
+#: Ceiling of the monitor's window memory, bytes: window_size x max_cameras x (windows per
+#: camera) is refused above it, so no legal parameter sequence can balloon the monitor.
+MAX_WINDOW_BYTES = 256 * 2 ** 20
+#: Windows per camera: end to end, ingest and transport, and four per stage.
+CAMERA_WINDOWS = 3
+STAGE_WINDOWS = 4
+#: Bytes per sample of a window (a float64 value and an int64 time).
+SAMPLE_BYTES = 16
+
+
+def window_bytes(window_size: int, max_cameras: int, max_stages: int) -> int:
+    """Return the most memory the windows take with these bounds, bytes."""
+    windows = max_cameras * (CAMERA_WINDOWS + STAGE_WINDOWS * max_stages)
+    return windows * window_size * SAMPLE_BYTES
+
 
 def _bound_problems(config: BudgetConfig) -> list[str]:
     """Return why the state bounds of a config are invalid."""
@@ -321,6 +336,15 @@ def _bound_problems(config: BudgetConfig) -> list[str]:
                                    timeout < config.stale_timeout_s):
         problems.append(f'entry_timeout_s must be a finite number >= stale_timeout_s '
                         f'({config.stale_timeout_s!r}), got {timeout!r}')
+    if not problems and _is_int(config.window_size) and config.window_size >= 1:
+        need = window_bytes(config.window_size, config.max_cameras, config.max_stages)
+        if need > MAX_WINDOW_BYTES:
+            per_sample = need // config.window_size
+            problems.append(f'window_size {config.window_size} x max_cameras '
+                            f'{config.max_cameras} x max_stages {config.max_stages} needs '
+                            f'{need / 2 ** 20:.0f} MiB of windows, more than the ceiling of '
+                            f'{MAX_WINDOW_BYTES // 2 ** 20} MiB: window_size at most '
+                            f'{MAX_WINDOW_BYTES // per_sample} with these bounds')
     return problems
 
 

@@ -28,6 +28,7 @@ All latencies are in milliseconds; all times are int nanoseconds.
 from __future__ import annotations
 
 import collections
+import ctypes
 import math
 from typing import Any, Optional, Union
 
@@ -40,6 +41,27 @@ from edge_infer_ros.monitor.verdicts import (cause_of, DeadlineMiss, EndToEndVer
                                              PathVerdict, percentile_key, QUEUE_WAIT, SERVICE,
                                              StageStatus, StageVerdict, Verdict, worst_item)
 from edge_infer_ros.monitor.windows import SlidingWindow
+
+
+def release_free_memory() -> None:
+    """
+    Give memory freed by shrunk windows back to the system (glibc keeps it otherwise).
+
+    After large frees glibc raises its mmap threshold, so big windows come from the heap and
+    stay in the process's RSS once freed; malloc_trim returns them. Elsewhere: nothing.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL('libc.so.6')
+            _LIBC.malloc_trim  # noqa: B018 - glibc only
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
 
 
 class _StageState:
@@ -146,6 +168,8 @@ class BudgetTracker:
                     window.resize(size)
                     window.max_age_s = max_age
                 camera.recent_misses = collections.deque(camera.recent_misses, maxlen=size)
+            if size < old.window_size:
+                release_free_memory()
 
     def observe(self, trace: FrameTrace, now_ns: Optional[int] = None) -> Optional[DeadlineMiss]:
         """

@@ -93,14 +93,12 @@ def timings_from_msgs(msgs) -> tuple[StageTiming, ...]:
 
 def _checked_header(msg, camera: str = '', stages=()) -> tuple[str, int, tuple]:
     """Validate what every message carries: stamp, names, the trace so far."""
+    validate.check_time_fields(msg.header.stamp.sec, msg.header.stamp.nanosec)
     stamp = stamp_to_ns(msg.header.stamp)
     now = _now_ns()
     validate.check_stamp(stamp, now)
     name = camera or msg.header.frame_id
-    if len(name) > validate.MAX_NAME_LENGTH or \
-            len(msg.header.frame_id) > validate.MAX_NAME_LENGTH:
-        raise validate.InputRefused('bad_name', f'camera/frame_id of {len(name)} characters '
-                                    f'is longer than {validate.MAX_NAME_LENGTH}')
+    validate.check_frame_names(name, msg.header.frame_id)
     validate.check_count(len(stages), validate.MAX_STAGES, 'stage timings')
     timings = timings_from_msgs(stages)
     validate.check_trace(stamp, timings, now)
@@ -231,6 +229,7 @@ def candidates_from_msg(msg: eir.CandidateArray,
     """
     validate.check_count(len(msg.scores), max_candidates, 'candidates')
     validate.check_count(len(msg.class_names), validate.MAX_CLASSES, 'class names')
+    validate.check_class_names(msg.class_names)
     scores = np.frombuffer(msg.scores, np.float32)
     class_ids = np.frombuffer(msg.class_ids, np.int32)
     boxes = np.frombuffer(msg.boxes, np.float32)
@@ -280,7 +279,9 @@ def detections_from_msg(msg: eir.DetectionArray) -> Envelope:
         boxes[index] = (det.x_min, det.y_min, det.x_max, det.y_max)
         scores[index] = det.score
         class_ids[index] = det.class_id
-        names[det.class_id] = det.class_name[:validate.MAX_NAME_LENGTH]
+        if len(det.class_name) > validate.MAX_CLASS_NAME:
+            validate.check_class_names((det.class_name,), f'detection {index} class name')
+        names[det.class_id] = det.class_name
     validate.check_boxes(boxes, scores, class_ids, validate.MAX_CLASSES, 'detections',
                          (msg.image_width, msg.image_height))
     size = max(names) + 1 if names else 0

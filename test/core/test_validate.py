@@ -329,3 +329,24 @@ def test_tracker_bounds_are_validated() -> None:
         BudgetConfig(entry_timeout_s=0.5, stale_timeout_s=1.0).validate()
     with pytest.raises(ValueError, match='hardware_id'):
         BudgetConfig(hardware_id='x' * 100_000).validate()
+
+
+def test_absurd_boxes_and_long_class_names_are_refused_not_clipped_or_cut() -> None:
+    # Issue 29: a +-1e30 candidate was clipped to the whole image; 100 kB names went through.
+    msg = _candidates([[-1e30, 10, 1e30, 50]], [0.9], [0])
+    _now_stamp(msg)
+    with pytest.raises(InputRefused) as refused:
+        convert.candidates_from_msg(msg)
+    assert refused.value.reason == 'box_outside_image'
+    msg = _candidates([[10, 10, 50, 50]], [0.9], [0], names=('ball', 'x' * 100_000))
+    _now_stamp(msg)
+    with pytest.raises(InputRefused) as refused:
+        convert.candidates_from_msg(msg)
+    assert refused.value.reason == 'bad_name'
+    detections = DetectionArray(image_width=640, image_height=480, detections=[Detection(
+        x_min=1.0, y_min=1.0, x_max=5.0, y_max=5.0, score=0.5, class_id=0,
+        class_name='y' * 100_000)])
+    _now_stamp(detections)
+    with pytest.raises(InputRefused) as refused:
+        convert.detections_from_msg(detections)
+    assert refused.value.reason == 'bad_name'

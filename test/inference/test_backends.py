@@ -1,18 +1,21 @@
 """Tests of the ONNX Runtime backend and of backend creation with fallback to the CPU."""
 
 import dataclasses
+import hashlib
 import importlib.util
+import os
 from pathlib import Path
 import sys
+import threading
 
 from edge_infer_ros.inference.backends.base import BackendError, DetectorBackend
 from edge_infer_ros.inference.backends.factory import (BACKENDS, create_backend, FallbackBackend,
                                                        load_with_fallback)
 from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
-from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
+from edge_infer_ros.inference.model_info import load_model_info, ModelError, ModelInfo
 import numpy as np
 import pytest
-from support.onnx_models import make_yolov8_model
+from support.onnx_models import make_constant_output_model, make_yolov8_model
 
 TRT_MODULE = 'edge_infer_ros.inference.backends.tensorrt_backend'
 
@@ -89,9 +92,11 @@ def test_load_errors_name_the_file(model, tmp_path: Path) -> None:
     corrupt = tmp_path / 'corrupt.onnx'
     corrupt.write_bytes(b'\x08\x09garbage' * 10)
     with pytest.raises(BackendError, match=f'cannot load model {corrupt}'):
-        OnnxRuntimeBackend(dataclasses.replace(info, path=str(corrupt)), {}).load()
-    with pytest.raises(BackendError, match='file not found'):
-        OnnxRuntimeBackend(dataclasses.replace(info, path=str(tmp_path / 'x.onnx')), {}).load()
+        OnnxRuntimeBackend(dataclasses.replace(info, path=str(corrupt),
+                                               data=corrupt.read_bytes()), {}).load()
+    with pytest.raises(BackendError, match='file not found'):  # no bytes: the path is read
+        OnnxRuntimeBackend(dataclasses.replace(info, path=str(tmp_path / 'x.onnx'), data=b''),
+                           {}).load()
     wrong = dataclasses.replace(info, output_shape=(1, 8, 49))
     with pytest.raises(BackendError, match=r'has shape \[1, 8, 50\]; model info expects'):
         OnnxRuntimeBackend(wrong, {}).load()
@@ -153,7 +158,7 @@ def test_both_failing_raises_with_both_reasons(model, no_tensorrt, tmp_path: Pat
     info, _ = model
     broken = tmp_path / 'broken.onnx'
     broken.write_bytes(b'not a model')
-    broken_info = dataclasses.replace(info, path=str(broken))
+    broken_info = dataclasses.replace(info, path=str(broken), data=broken.read_bytes())
     with pytest.raises(BackendError) as caught:
         load_with_fallback('tensorrt', broken_info, {})
     message = str(caught.value)
@@ -225,3 +230,46 @@ def test_fallback_none_lets_errors_through(model, no_tensorrt) -> None:
     info, _ = model
     with pytest.raises(BackendError, match='TensorRT'):
         FallbackBackend('tensorrt', info, {}, 'none').load()
+
+
+def test_a_pinned_model_swapped_during_configures_is_never_loaded(tmp_path: Path) -> None:
+    # Issue 29: the file was hashed, then read again by path to load: a file swapped in
+    # between ran while the node reported the pinned sha256. Now the hashed bytes are loaded.
+    good, planted = make_yolov8_model(tmp_path / 'good.onnx', 4, 50, (32, 32))
+    sick = make_constant_output_model(tmp_path / 'sick.onnx',
+                                      np.full(planted.shape, np.nan, np.float32), (32, 32))
+    pinned = hashlib.sha256(good.read_bytes()).hexdigest()
+    path = tmp_path / 'detector.onnx'
+    os.link(good, path)
+    stop = threading.Event()
+
+    def swap() -> None:
+        for index in range(10 ** 9):
+            if stop.is_set():
+                return
+            spare = tmp_path / 'spare.onnx'
+            os.link(sick if index % 2 == 0 else good, spare)
+            os.replace(spare, path)  # atomic, as an attacker or a deploy script would
+            stop.wait(0.001)  # a swap about every millisecond: each file is there a while
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    loaded = refused = 0
+    try:
+        while loaded < 20 and loaded + refused < 2000:
+            try:
+                info = load_model_info(path, expected_sha256=pinned)
+            except ModelError:
+                refused += 1  # the sick file was there when hashed: refused, as it should be
+                continue
+            backend = OnnxRuntimeBackend(info, {'intra_op_threads': 1})
+            backend.load()
+            output = backend.infer(np.zeros(info.input_shape, np.float32))
+            assert info.sha256 == pinned
+            np.testing.assert_array_equal(output, planted)  # never the sick model's NaN
+            backend.release()
+            loaded += 1
+    finally:
+        stop.set()
+        swapper.join(5.0)
+    assert loaded == 20, (loaded, refused)

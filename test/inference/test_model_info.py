@@ -233,3 +233,10 @@ def test_metadata_json_shape_written_by_training(tmp_path: Path) -> None:
     path.with_suffix('.json').write_text(json.dumps(meta), encoding='utf-8')
     info = load_model_info(str(path))
     assert info.class_names == tuple(NAMES) and info.layout == 'yolov8'
+
+
+def test_a_class_name_over_the_limit_is_refused(tmp_path) -> None:
+    from edge_infer_ros.core.validate import MAX_CLASS_NAME
+    path, _ = make_yolov8_model(tmp_path / 'm.onnx', 2, 50, (32, 32))
+    with pytest.raises(ModelError, match=f'at most {MAX_CLASS_NAME}'):
+        load_model_info(path, class_names=['ball', 'x' * (MAX_CLASS_NAME + 1)])

@@ -15,6 +15,7 @@ Three kinds of test:
 """
 
 import enum
+import io
 import json
 from pathlib import Path
 import sys
@@ -384,6 +385,11 @@ def make_fake_trt(state: FakeState) -> types.ModuleType:
                                                                         LayerType.OTHER))
                                    for n in model.graph.node]
             return True
+
+        def parse(self, model: bytes, path: Optional[str] = None) -> bool:
+            ok = self.parse_from_file(io.BytesIO(bytes(model)))  # type: ignore
+            self.network.path = path
+            return ok
 
         @property
         def num_errors(self) -> int:

@@ -104,3 +104,19 @@ def test_a_detector_dropping_most_frames_warns() -> None:
     assert 'dropping 60 of 100 frames in 10 s (60% > max_drop_share 50%)' in \
         drop_warning(60, 100, 0.5, 10.0)
     assert drop_warning(0, 0, 0.5, 10.0) == ''
+def test_a_model_whose_outputs_are_all_nan_is_judged_sick(tmp_path) -> None:
+    # Issue 29: non_finite_outputs was counted but the detector stayed OK.
+    from edge_infer_ros.stages.detector import SICK_MIN_FRAMES
+    from support.onnx_models import make_constant_output_model
+    path = make_constant_output_model(tmp_path / 'nan.onnx',
+                                      np.full((1, 8, 64), np.nan, np.float32), (32, 32))
+    model = load_model_info(path)
+    backend = OnnxRuntimeBackend(model, {'intra_op_threads': 1})
+    backend.load()
+    detector = Detector(backend, model, 300)
+    for frame in range(SICK_MIN_FRAMES):
+        assert detector.output_verdict() == ('', '')  # too few frames to judge
+        assert detector(_tensor(), 0.25).scores.size == 0
+    level, text = detector.output_verdict()
+    assert level == 'error' and f'{SICK_MIN_FRAMES} of the last {SICK_MIN_FRAMES}' in text
+    assert str(64 * SICK_MIN_FRAMES) in text  # the count of anchors dropped

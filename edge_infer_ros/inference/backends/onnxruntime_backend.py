@@ -70,15 +70,18 @@ class OnnxRuntimeBackend(DetectorBackend):
         if missing:
             raise BackendError(f'onnxruntime providers {missing} are not available for '
                                f'{path}; available: {ort.get_available_providers()}')
-        if not Path(path).is_file():
-            raise BackendError(f'onnxruntime cannot load model {path}: file not found')
+        source: Any = self.model.data  # the bytes that were hashed, not the file again
+        if not source:
+            if not Path(path).is_file():
+                raise BackendError(f'onnxruntime cannot load model {path}: file not found')
+            source = path
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.intra_op_threads
         spin = '1' if self.allow_spinning else '0'
         so.add_session_config_entry('session.intra_op.allow_spinning', spin)
         so.add_session_config_entry('session.inter_op.allow_spinning', spin)
         try:
-            session = ort.InferenceSession(path, sess_options=so, providers=self.providers)
+            session = ort.InferenceSession(source, sess_options=so, providers=self.providers)
         except Exception as e:  # noqa: B902 - ORT raises its own Fail/InvalidGraph/... types
             raise BackendError(f'onnxruntime cannot load model {path}: {e}') from e
         inputs = {i.name: i for i in session.get_inputs()}

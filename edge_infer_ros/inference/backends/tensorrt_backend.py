@@ -293,7 +293,10 @@ class TensorRTBackend(DetectorBackend):
         # Explicit batch is the only mode (and the default) in TensorRT 10: flags 0.
         network = builder.create_network(0)
         parser = trt.OnnxParser(network, logger)
-        if not parser.parse_from_file(str(path)):
+        # The bytes that were hashed, not the file again (it may have been swapped since).
+        parsed = (parser.parse(self.model.data, str(path)) if self.model.data else
+                  parser.parse_from_file(str(path)))
+        if not parsed:
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
             raise BackendError(f'TensorRT cannot parse {path}: ' +
                                ('; '.join(errors[:5]) or 'no error reported'))

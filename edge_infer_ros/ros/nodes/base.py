@@ -30,7 +30,8 @@ from edge_infer_ros.core.health import HealthSources, stage_health
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 from edge_infer_ros.core.shm import choose_same_host, SAME_HOST_TRANSPORTS
-from edge_infer_ros.core.validate import InputRefused, MAX_HARDWARE_ID, REASONS
+from edge_infer_ros.core.validate import (check_envelope, InputRefused, MAX_DETECTIONS,
+                                          MAX_HARDWARE_ID, REASONS)
 from edge_infer_ros.ros import convert, process, topics
 from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
                                        SubscriptionEventCallbacks)
@@ -316,7 +317,8 @@ class StageNode(LifecycleNode):
         stage_input = StageInput(resolved, callback, mode=mode or self.p['input_mode'],
                                  depth=depth or self.p['queue_depth'],
                                  name=f'{self.get_name()}:{topic}', on_error=self._stage_error,
-                                 pinned=mode is not None or depth is not None)
+                                 pinned=mode is not None or depth is not None,
+                                 gate=self._gate)
 
         tracker = self.transport_loss.setdefault(resolved, SequenceTracker())
         self._recent_loss.setdefault(resolved, RecentLoss())
@@ -335,12 +337,14 @@ class StageNode(LifecycleNode):
                     envelope = from_msg(msg)
             except Exception as error:  # noqa: B902 - any malformed message is counted
                 stage_input.stats.received += 1
+                if not isinstance(error, InputRefused):  # counted like a malformed shm sample
+                    error = InputRefused('malformed', f'{type(error).__name__}: {error}')
                 self._stage_error(error, None, f'bad message on {resolved}')
                 stage_input.stats.errors += 1  # after the reason: whoever sees it sees why
                 return
             echoes = stage_input.stats.duplicates_ignored
             if shm_input is not None:
-                stage_input.deliver_once(envelope, key_of(msg))
+                stage_input.deliver_once(envelope, key_of(msg), checked=True)
                 self._frames_by_dds += stage_input.stats.duplicates_ignored == echoes
             else:
                 stage_input.deliver_from_ros(envelope, key_of(msg))
@@ -391,6 +395,21 @@ class StageNode(LifecycleNode):
             if topic not in missing:
                 self._peer_seen_s[topic] = now
         return found
+    def _gate(self, envelope: Envelope, local: bool) -> None:
+        """
+        Check a frame that skipped message conversion (shared memory, in-process).
+
+        A frame by reference may hold more items than the stage takes from outside (NMS keeps
+        the best ``max_candidates`` of its own detector's output): capped at the hard limit.
+        Its tensor is not scanned for NaN/inf (this process's preprocessor made it from
+        pixels; a pass over the tensor would cost the hot path as much as inference's input).
+        """
+        check_envelope(envelope, self.clock.now_ns(),
+                       MAX_DETECTIONS if local else self.max_input_items(), scan_tensor=not local)
+
+    def max_input_items(self) -> int:
+        """Most candidates an input frame may hold (NMS: its ``max_candidates``)."""
+        return MAX_DETECTIONS
 
     def _one_publisher(self, topic: str) -> bool:
         """Tell whether one publisher feeds the topic (graph asked at most once a second)."""
@@ -445,9 +464,13 @@ class StageNode(LifecycleNode):
 
         def on_frame(envelope: Envelope, received_ns: int) -> None:
             stage_input.deliver_once(envelope, (envelope.stamp_ns, envelope.frame_id))
+
+        def on_malformed(text: str) -> None:
+            stage_input.refuse(InputRefused('malformed', text), None)
         try:
             subscriber = ShmSubscriber(resolved, on_frame, on_error=lambda text: self._stage_error(
-                RuntimeError(text), None, f'shared memory on {resolved}'))
+                RuntimeError(text), None, f'shared memory on {resolved}'),
+                on_malformed=on_malformed)
         except ShmError as error:
             self._shm_fallback(f'{resolved}: {error}: using DDS')
             return None
@@ -531,18 +554,37 @@ class StageNode(LifecycleNode):
         if self.stage_status().level != before:
             self.publish_diagnostics()
 
+    def record_error(self, text: str) -> None:
+        """Record an error with its time: health is ERROR while errors are recent."""
+        self.last_error = text
+        self._last_error_ns = self.clock.now_ns()
+
     def error_count(self) -> int:
         """Frames this stage failed on (dropped and counted)."""
         return sum(i.stats.errors for i in self.inputs)
 
     # -- lifecycle --------------------------------------------------------------------------
+    _unknown_note = ''  # the WARN of parameters given but unknown (set at configure)
+
+    def unknown_parameters(self) -> list[str]:
+        """Names given to the node (a parameter file, -p) that it does not have: typos."""
+        overrides = getattr(self, '_parameter_overrides', {}) or {}
+        return sorted(name for name in overrides
+                      if not self.has_parameter(name) and not name.startswith('qos_overrides.'))
+
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         """Allocate: publishers, subscriptions, then the stage's own resources."""
+        unknown = self.unknown_parameters()
+        self._unknown_note = ''
+        if unknown:  # rclpy ignores them without a word: a typo would silently keep a default
+            self._unknown_note = (f'unknown parameter(s) ignored: {", ".join(unknown)[:200]} '
+                                  '(not parameters of this node: a typo?)')
+            self.get_logger().warning(self._unknown_note)
         try:
             self.create_io()
             self.configure_stage()
         except Exception as error:  # noqa: B902 - reported, and the transition fails cleanly
-            self.last_error = f'configure failed: {type(error).__name__}: {error}'
+            self.record_error(f'configure failed: {type(error).__name__}: {error}')
             self.get_logger().error(self.last_error)
             self._destroy_io()
             self.publish_diagnostics()
@@ -557,7 +599,7 @@ class StageNode(LifecycleNode):
         try:
             self.activate_stage()
         except Exception as error:  # noqa: B902
-            self.last_error = f'activate failed: {type(error).__name__}: {error}'
+            self.record_error(f'activate failed: {type(error).__name__}: {error}')
             self.get_logger().error(self.last_error)
             for stage_input in self.inputs:
                 stage_input.stop()
@@ -694,8 +736,8 @@ class StageNode(LifecycleNode):
         health = stage_health(HealthSources(
             active=self._active, configured=self._configured, now_ns=self.clock.now_ns(),
             diagnostics_period_s=self.p['diagnostics_period_s'], last_error=self.last_error,
-            last_error_ns=self._last_error_ns, fault=self.fault, qos_warnings=self._qos_warnings,
-            shm_note=self.shm_note, transport_loss=loss_text,
+            last_error_ns=self._last_error_ns, fault=self.fault or self._unknown_note,
+            qos_warnings=self._qos_warnings, shm_note=self.shm_note, transport_loss=loss_text,
             stage_warning=self.wiring_warning() or self.stage_warning(),
             values=(self.counter_values() + self.shm_values() + self.diagnostic_values() +
                     loss_values + self.matched_values() + self.clock.values())))

@@ -44,7 +44,9 @@ _DESCRIPTIONS = {
     'budget_ms.ingest': 'capture stamp to receipt by the first stage, ms',
     'budget_ms.transport': 'sum of the hops between stages after ingest, ms',
     'budget_ms.slack': 'reserve of the deadline given to no stage, ms',
-    'window_size': 'samples per window the percentiles are taken over',
+    'window_size': 'samples per window the percentiles are taken over; refused when '
+                   'window_size x max_cameras x (3 + 4 x max_stages) x 16 bytes exceeds '
+                   '256 MiB (the memory ceiling of the windows)',
     'window_max_age_s': 'samples older than this leave the windows, s (0: no limit)',
     'warn_percentile': "percentile of a stage's queue wait + service compared with its "
                        'budget',

@@ -87,6 +87,7 @@ class DetectorNode(StageNode):
         self.onboarding: Optional[Onboarding] = None
         self.warmup_ms: list[float] = []
         self._drops = RecentLoss(DROP_WINDOW_S)
+        self._output_warning = ''  # why the model's recent outputs are sick ('' when not)
 
     def create_io(self) -> None:
         """Input tensor, output candidates."""
@@ -151,6 +152,7 @@ class DetectorNode(StageNode):
             self.backend.release()
         self.backend = None
         self._counted = (self.inferences, self.non_finite_outputs)
+        self._output_warning = ''
         self.detector = None
         self.model = None
 
@@ -173,8 +175,12 @@ class DetectorNode(StageNode):
         start = self.clock.mono_ns()
         out = self.detector(envelope.payload, self.p['score_threshold'])
         if self.detector.last_non_finite:
-            self.last_error = (f'model output held {self.detector.last_non_finite} non-finite '
-                               f'values (frame {envelope.camera}#{envelope.seq}); dropped')
+            level, text = self.detector.output_verdict()
+            if level == 'error':  # with its time: health judges recent errors only
+                self.record_error(f'{text} (frame {envelope.camera}#{envelope.seq})')
+            self._output_warning = text
+        elif self._output_warning:
+            self._output_warning = self.detector.output_verdict()[1]
         self.emit(self.candidates_out, envelope, out, received_ns, start)
 
     def _unpinned_message(self) -> str:
@@ -189,8 +195,9 @@ class DetectorNode(StageNode):
                                                           dropped)
         slow = self.onboarding.warning() if self.onboarding is not None else ''
         unpinned = self.model is not None and not self.model.pinned
-        return (slow or drop_warning(window_dropped, window_total, self.p['max_drop_share'],
-                                     DROP_WINDOW_S) or
+        return (self._output_warning or slow or
+                drop_warning(window_dropped, window_total, self.p['max_drop_share'],
+                             DROP_WINDOW_S) or
                 (self._unpinned_message() if unpinned else ''))
 
     def diagnostic_values(self) -> list[tuple[str, str]]:

@@ -52,6 +52,10 @@ class NmsNode(StageNode):
         """Thresholds, classes and caps apply from the next frame."""
         self._nms = self._settings_from_params()
 
+    def max_input_items(self) -> int:
+        """Candidates by shared memory or reference are capped like those by DDS."""
+        return int(self.p['max_candidates'])
+
     def create_io(self) -> None:
         """Input candidates; outputs detections (+ Detection2DArray, per-camera topics)."""
         self.add_input(topics.CANDIDATES, CandidateArray,
