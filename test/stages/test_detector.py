@@ -104,6 +104,8 @@ def test_a_detector_dropping_most_frames_warns() -> None:
     assert 'dropping 60 of 100 frames in 10 s (60% > max_drop_share 50%)' in \
         drop_warning(60, 100, 0.5, 10.0)
     assert drop_warning(0, 0, 0.5, 10.0) == ''
+
+
 def test_a_model_whose_outputs_are_all_nan_is_judged_sick(tmp_path) -> None:
     # Issue 29: non_finite_outputs was counted but the detector stayed OK.
     from edge_infer_ros.stages.detector import SICK_MIN_FRAMES

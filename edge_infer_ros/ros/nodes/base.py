@@ -395,6 +395,7 @@ class StageNode(LifecycleNode):
             if topic not in missing:
                 self._peer_seen_s[topic] = now
         return found
+
     def _gate(self, envelope: Envelope, local: bool) -> None:
         """
         Check a frame that skipped message conversion (shared memory, in-process).
