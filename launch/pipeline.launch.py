@@ -34,6 +34,7 @@ keeps frames from being lost between processes, unless the variable was already 
 """
 
 from edge_infer_ros.ros import launch_args
+from edge_infer_ros.ros.graph import PIPELINE
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
@@ -50,49 +51,24 @@ PACKAGE = 'edge_infer_ros'
 def _container(context: LaunchContext) -> list:
     """Build the container and its components from the arguments given."""
     given = context.launch_configurations
-    overrides = launch_args.node_overrides(given)
-    image_topics = launch_args.image_topics(given)
-    namespace = given['namespace']
-    budget = given['budget']
+    specs = {spec.name: spec for spec in PIPELINE}
     forward = [{'forward_global_arguments': True}]
     same_host = {'transport.same_host': given['same_host']}
-
-    def stage(plugin: str, name: str, parameters: dict, **kwargs) -> ComposableNode:
-        return ComposableNode(package=PACKAGE, plugin=f'{PACKAGE}::{plugin}', name=name,
-                              namespace=namespace, extra_arguments=forward,
-                              parameters=[parameters, same_host, overrides.get(name, {})],
-                              **kwargs)
-
-    nodes = []
-    if not image_topics:
-        nodes.append(stage('Camera', 'camera', {
-            'source': given['source'], 'uri': given['uri'],
-            'qos.input.reliability': given['image_qos']},
-            remappings=[('image_in', given['image_topic'])]))
-    preprocess = {'model_path': given['model'], 'input_transport': given['image_transport']}
-    if image_topics:
-        preprocess.update({'image_topics': image_topics,
-                           'qos.input.reliability': given['image_qos']})
-    # image_transport:=compressed: the driver's JPEG/PNG frames straight to preprocess
-    nodes.append(stage('Preprocess', 'preprocess', preprocess, remappings=[
-        ('image_raw/compressed', given['image_topic'] + '/compressed')]))
-    nodes.append(stage('Detector', 'detector', {
-        'model_path': given['model'], 'backend': given['backend'], 'budget_file': budget}))
-    nodes.append(stage('Nms', 'nms', {}))
-    if given['action'] == 'true':
-        nodes.append(stage('Action', 'action', {'budget_file': budget},
-                           remappings=[('cmd_vel', given['cmd_vel_topic'])]))
-    if given['monitor'] == 'true':
-        nodes.append(stage('BudgetMonitor', 'budget_monitor', {}))
+    nodes = [ComposableNode(package=PACKAGE, plugin=specs[plan.name].plugin, name=plan.name,
+                            namespace=given['namespace'], extra_arguments=forward,
+                            parameters=[same_host, plan.parameters],
+                            remappings=list(plan.remappings))
+             for plan in launch_args.pipeline_plan(given)]
     # The files go to every component; params_file last, so it wins over the shipped ones.
-    files: list = [given['config'], budget]
+    files: list = [given['config'], given['budget']]
     if given['params_file']:
         files.append(given['params_file'])
-    if 'use_sim_time' in overrides.get('camera', {}):
-        files.append({'use_sim_time': overrides['camera']['use_sim_time']})  # the container
+    sim_time = launch_args.node_overrides(given).get('camera', {}).get('use_sim_time')
+    if sim_time is not None:
+        files.append({'use_sim_time': sim_time})  # the container itself
     return [ComposableNodeContainer(
         package=PACKAGE, executable='component_container', name='pipeline_container',
-        namespace=namespace, output='screen', parameters=files,
+        namespace=given['namespace'], output='screen', parameters=files,
         composable_node_descriptions=nodes)]
 
 

@@ -28,6 +28,7 @@ fragmented UDP and best-effort readers lose most of them.
 """
 
 from edge_infer_ros.ros import launch_args
+from edge_infer_ros.ros.graph import PIPELINE
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction,
                             SetEnvironmentVariable)
@@ -45,47 +46,27 @@ PACKAGE = 'edge_infer_ros'
 def _stages(context: LaunchContext) -> list:
     """Build one process per stage, and the monitor's include, from the arguments given."""
     given = context.launch_configurations
-    overrides = launch_args.node_overrides(given)
-    image_topics = launch_args.image_topics(given)
-    budget = given['budget']
+    specs = {spec.name: spec for spec in PIPELINE}
+    # params_file after the shipped files: it wins over them, not over the arguments.
     files: list = [given['config'], {'transport.same_host': given['same_host']}]
-
-    def stage(executable: str, name: str, parameters: dict, **kwargs) -> Node:
-        # params_file last: it wins over the shipped files, not over the arguments.
-        return Node(package=PACKAGE, executable=executable, name=name,
-                    namespace=given['namespace'], output='screen',
-                    parameters=files + ([given['params_file']] if given['params_file'] else [])
-                    + [parameters, overrides.get(name, {})], **kwargs)
-
-    actions = []
-    if not image_topics:
-        actions.append(stage('camera_node', 'camera', {
-            'source': given['source'], 'uri': given['uri'],
-            'qos.input.reliability': given['image_qos']},
-            remappings=[('image_in', given['image_topic'])]))
-    preprocess = {'model_path': given['model'], 'input_transport': given['image_transport']}
-    if image_topics:
-        preprocess.update({'image_topics': image_topics,
-                           'qos.input.reliability': given['image_qos']})
-    actions += [
-        stage('preprocess_node', 'preprocess', preprocess, remappings=[
-            ('image_raw/compressed', given['image_topic'] + '/compressed')]),
-        stage('detector_node', 'detector', {'model_path': given['model'],
-                                            'backend': given['backend'],
-                                            'budget_file': budget}),
-        stage('nms_node', 'nms', {}),
-    ]
-    if given['action'] == 'true':
-        actions.append(stage('action_node', 'action', {'budget_file': budget},
-                             remappings=[('cmd_vel', given['cmd_vel_topic'])]))
-    if given['monitor'] == 'true':
-        monitor = {name: given[name] for name in ('budget', 'namespace', 'fastdds_profile',
-                                                  'deadline_ms', 'use_sim_time', 'params_file')}
-        actions.append(IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(
-                PathJoinSubstitution([FindPackageShare(PACKAGE), 'launch',
-                                      'budget_monitor.launch.py'])),
-            launch_arguments=monitor.items()))
+    if given['params_file']:
+        files.append(given['params_file'])
+    actions: list = []
+    for plan in launch_args.pipeline_plan(given):
+        if plan.name == 'budget_monitor':  # its own launch file, for other hosts too
+            monitor = {name: given[name] for name in ('budget', 'namespace', 'fastdds_profile',
+                                                      'deadline_ms', 'use_sim_time',
+                                                      'params_file')}
+            actions.append(IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(
+                    PathJoinSubstitution([FindPackageShare(PACKAGE), 'launch',
+                                          'budget_monitor.launch.py'])),
+                launch_arguments=monitor.items()))
+            continue
+        actions.append(Node(package=PACKAGE, executable=specs[plan.name].executable,
+                            name=plan.name, namespace=given['namespace'], output='screen',
+                            parameters=files + [plan.parameters],
+                            remappings=list(plan.remappings)))
     return actions
 
 

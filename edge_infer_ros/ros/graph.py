@@ -1,8 +1,8 @@
 """
 The pipeline's nodes, as the runner, the container and the launch files start them.
 
-The launch files spell the same list out for ``ros2 launch``; test/pipeline/test_real_tools.py runs
-them and test/ros/test_launch_files.py checks their names and arguments against this module.
+The launch files read it (plugins and executables by node name; the nodes a launch starts
+come from ros/launch_args.py's plan); test/pipeline/test_real_tools.py runs them.
 """
 
 from __future__ import annotations

@@ -116,3 +116,46 @@ def declare() -> list[Any]:
         actions.append(DeclareLaunchArgument(name, default_value=defaults.get(name, ''),
                                              description=description, choices=choices))
     return actions
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One node a pipeline launch starts: its name and what the arguments set on it."""
+
+    name: str
+    parameters: dict[str, Any]
+    remappings: tuple[tuple[str, str], ...] = ()
+
+
+def pipeline_plan(given: Mapping[str, str]) -> list[StagePlan]:
+    """
+    Return the nodes both pipeline launch files start, in data-flow order.
+
+    Named as in edge_infer_ros.ros.graph.PIPELINE; the arguments that set a parameter come
+    last in each node's parameters, so they win over the fixed ones.
+    """
+    overrides = node_overrides(given)
+    topics = image_topics(given)
+    budget = given['budget']
+    plans: list[tuple[str, dict[str, Any], tuple[tuple[str, str], ...]]] = []
+    if not topics:
+        plans.append(('camera', {'source': given['source'], 'uri': given['uri'],
+                                 'qos.input.reliability': given['image_qos']},
+                      (('image_in', given['image_topic']),)))
+    preprocess: dict[str, Any] = {'model_path': given['model'],
+                                  'input_transport': given['image_transport']}
+    if topics:  # the robot's topics straight to preprocess: no camera node
+        preprocess.update({'image_topics': topics, 'qos.input.reliability': given['image_qos']})
+    # image_transport:=compressed: the driver's JPEG/PNG frames straight to preprocess
+    plans.append(('preprocess', preprocess,
+                  (('image_raw/compressed', given['image_topic'] + '/compressed'),)))
+    plans.append(('detector', {'model_path': given['model'], 'backend': given['backend'],
+                               'budget_file': budget}, ()))
+    plans.append(('nms', {}, ()))
+    if given['action'] == 'true':
+        plans.append(('action', {'budget_file': budget},
+                      (('cmd_vel', given['cmd_vel_topic']),)))
+    if given['monitor'] == 'true':
+        plans.append(('budget_monitor', {}, ()))
+    return [StagePlan(name, {**parameters, **overrides.get(name, {})}, remaps)
+            for name, parameters, remaps in plans]
