@@ -46,6 +46,8 @@ SPLIT_GROUPS = {
     'compressed': (('camera',), ('preprocess',), ('detector',), ('nms',), ('action',)),
     'tensor': (('camera', 'preprocess'), ('detector', 'nms', 'action')),
 }
+#: The stages a frame passes after the camera: what the split run counts frames through.
+SPLIT_STAGES = ('preprocess', 'detector', 'nms', 'action')
 #: Fast DDS reads its XML profile from this variable in every process it starts in.
 DDS_PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
 TRANSPORT_TEXT = {
@@ -299,19 +301,18 @@ def split_counters(listener: '_DiagnosticsListener') -> dict[str, int]:
     (best-effort QoS, a full history); every other frame is processed, dropped (keep-latest)
     or failed (error) inside a stage, so the counts must add up to the captured frames.
     """
-    stages = ('preprocess', 'detector', 'nms', 'action')
     captured = listener.value('camera', 'frames_captured')
     sent = captured
     lost = 0
-    for stage in stages:
+    for stage in SPLIT_STAGES:
         received = listener.value(stage, 'frames_received')
         lost += max(0, sent - received)
         sent = listener.value(stage, 'frames_published')
     return {
         'captured': captured,
         'processed': listener.value('action', 'commands'),
-        'dropped': sum(listener.value(s, 'frames_dropped') for s in stages),
-        'errors': sum(listener.value(s, 'frame_errors') for s in stages),
+        'dropped': sum(listener.value(s, 'frames_dropped') for s in SPLIT_STAGES),
+        'errors': sum(listener.value(s, 'frame_errors') for s in SPLIT_STAGES),
         'lost_in_transport': lost,
     }
 
@@ -354,10 +355,17 @@ def _transport_loss(per_node: dict[str, str]) -> dict[str, Any]:
 
 
 def split_transport_loss(listener: '_DiagnosticsListener') -> dict[str, Any]:
-    """Frames DDS lost on the way into each stage process, as its diagnostics count them."""
+    """
+    Frames DDS lost on the way into each stage process, as its diagnostics count them.
+
+    Only the frame path counts: the budget monitor's inputs are traces from every stage on
+    one topic, which an rmw without publisher ids (Jazzy) cannot count, and a lost trace is
+    not a lost frame.
+    """
     return _transport_loss({name: values['frames_lost_in_transport']
                             for name, values in listener.latest.items()
-                            if 'frames_lost_in_transport' in values})
+                            if 'frames_lost_in_transport' in values and
+                            name.rpartition(': ')[2] in SPLIT_STAGES})
 
 
 def composed_transport_loss(nodes: dict[str, Any]) -> dict[str, Any]:

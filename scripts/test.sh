@@ -10,6 +10,8 @@
 # Each step runs in a subshell of its own; a command failing in it ends that step.
 # It fails if any step fails, and prints each step's time. EIR_TEST_STEPS="kilted jazzy" runs
 # only those. Extra arguments go to pytest in every step, e.g. scripts/test.sh -k budget -x
+# Each step's pytest has a time limit (kilted 1800 s, jazzy 1500, humble-sim 600, oldest 300;
+# EIR_STEP_LIMIT_S sets one for all), so a hung run fails in the step that hung.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -38,7 +40,11 @@ step() {  # step NAME: run one step in a shell of its own, record its time and r
 run_pytest() {  # run_pytest WHOLE_SUITE ARGS...: pytest; "no tests" fails a whole-suite step
   local whole="$1"; shift
   local rc=0
-  python -m pytest -ra --durations=15 "$@" || rc=$?
+  # A step that outlives its limit fails (exit 124) rather than hold CI to its own limit.
+  timeout --kill-after=30 "$STEP_LIMIT_S" python -m pytest -ra --durations=15 "$@" || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    echo "[test] pytest ran past this step's limit of $STEP_LIMIT_S s" >&2
+  fi
   if [ "$rc" = 5 ] && { [ "$whole" = 1 ] || [ "${#ARGS[@]}" = 0 ]; }; then
     echo "[test] pytest collected no tests: that is a failure here" >&2
     return 1
@@ -48,6 +54,7 @@ run_pytest() {  # run_pytest WHOLE_SUITE ARGS...: pytest; "no tests" fails a who
 }
 
 step_kilted() {
+  STEP_LIMIT_S="${EIR_STEP_LIMIT_S:-1800}"
   export EIR_DISTRO=kilted
   bash scripts/setup.sh || return
   # shellcheck disable=SC1091
@@ -56,6 +63,7 @@ step_kilted() {
 }
 
 step_jazzy() {
+  STEP_LIMIT_S="${EIR_STEP_LIMIT_S:-1500}"
   export EIR_DISTRO=jazzy
   bash scripts/setup.sh || return
   # shellcheck disable=SC1091
@@ -72,6 +80,7 @@ step_jazzy() {
 }
 
 step_humble_sim() {
+  STEP_LIMIT_S="${EIR_STEP_LIMIT_S:-600}"
   export EIR_DISTRO=jazzy
   bash scripts/setup.sh || return
   # shellcheck disable=SC1091
@@ -83,7 +92,8 @@ step_humble_sim() {
   # And the main job itself, as a user starts it (scripts/run.sh): a short composed run.
   local report
   report="$(mktemp)"
-  python -m edge_infer_ros.runner --frames 30 --report-json "$report" >/dev/null || return
+  timeout --kill-after=30 300 \
+    python -m edge_infer_ros.runner --frames 30 --report-json "$report" >/dev/null || return
   python - "$report" <<'PY' || return
 import json, sys
 frames = json.load(open(sys.argv[1]))['frames']
@@ -93,6 +103,7 @@ PY
 }
 
 step_oldest() {
+  STEP_LIMIT_S="${EIR_STEP_LIMIT_S:-300}"
   local venv="$ROOT/.venv-oldest" hash
   hash="$(sha256sum requirements-oldest.txt | cut -d' ' -f1)"
   if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv" || return; fi

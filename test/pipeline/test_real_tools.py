@@ -536,6 +536,20 @@ def test_every_executable_answers_help() -> None:
                                            'Nms', 'Preprocess')), listed.stdout
 
 
+def test_model_tools_run_as_a_user_runs_them(tmp_path: Path) -> None:
+    """evaluate_model and quantize_model by ``ros2 run``: a result, or a refusal with exit 2."""
+    done = subprocess.run(['ros2', 'run', 'edge_infer_ros', 'evaluate_model', '--model', 'int8',
+                           '--frames', '5'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=120, env=ENV)
+    assert done.returncode == 0 and '(int8)' in done.stdout, done.stdout
+    bad = tmp_path / 'model.onnx'
+    bad.write_bytes(b'garbage')
+    done = subprocess.run(['ros2', 'run', 'edge_infer_ros', 'quantize_model', '--model', str(bad),
+                           '--calibration', str(tmp_path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=120, env=ENV)
+    assert done.returncode == 2 and 'not a valid ONNX model' in done.stdout, done.stdout
+
+
 @pytest.mark.parametrize('launch_file', ['pipeline.launch.py', 'pipeline_split.launch.py'])
 def test_use_sim_time_reaches_every_node(tmp_path: Path, daemon: None, launch_file: str) -> None:
     launch = Launch(tmp_path / 'launch.log', 'edge_infer_ros', launch_file, 'namespace:=simt',
