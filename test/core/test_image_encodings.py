@@ -10,8 +10,8 @@ from edge_infer_ros.stages.debug_view import draw_debug_image
 from edge_infer_ros.stages.preprocess import Preprocessor
 import numpy as np
 import pytest
-from support.camera_encoder import (ALL_ENCODINGS, assert_same_tensor, encode,
-                                    expected_tensor, LOSSLESS, mean_error, model_tensor,
+from support.camera_encoder import (ALL_ENCODINGS, assert_close_to_scene, assert_same_tensor,
+                                    encode, expected_tensor, mean_error, model_tensor,
                                     opencv_bgr, OPENCV_CODES, reference_scene)
 
 SCENE = reference_scene(640, 480)
@@ -34,13 +34,7 @@ def test_every_encoding_gives_opencvs_conversion_then_the_same_letterbox(encodin
     assert image_size(view, encoding) == (640, 480) and not view.flags.writeable
     tensor, _ = Preprocessor(320, 320, 'rgb')(view, encoding)
     assert_same_tensor(tensor, expected_tensor(raw, encoding))
-    error = mean_error(tensor, model_tensor(_scene_for(encoding)))
-    if encoding in LOSSLESS and encoding.endswith('8'):
-        assert error == 0.0
-    elif encoding in LOSSLESS:  # 16-bit: interpolated at 16 bits, rounded once, at the end
-        assert error < 0.2 / 255, f'{encoding}: mean error {error * 255:.2f}/255'
-    else:
-        assert error < 2 / 255, f'{encoding}: mean error {error * 255:.2f}/255'
+    assert_close_to_scene(tensor, _scene_for(encoding), encoding)
 
 
 @pytest.mark.parametrize('encoding', SIXTEEN)

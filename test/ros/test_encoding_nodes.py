@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from support.camera_encoder import (ALL_ENCODINGS, assert_same_tensor, encode,
-                                    expected_tensor, LOSSLESS, mean_error, model_tensor,
+from support.camera_encoder import (ALL_ENCODINGS, assert_close_to_scene, assert_same_tensor,
+                                    encode, expected_tensor, mean_error, model_tensor,
                                     opencv_bgr, reference_scene)
 from support.outside import Outside
 
@@ -89,13 +89,7 @@ def _check(tensor: np.ndarray, raw: np.ndarray, encoding: str) -> None:
     assert_same_tensor(tensor, expected_tensor(raw, encoding))
     scene = opencv_bgr(encode(SCENE, 'mono8')[2], 'mono8') if encoding.startswith('mono') \
         else SCENE
-    error = mean_error(tensor, model_tensor(scene))
-    if encoding in LOSSLESS and encoding.endswith('8'):
-        assert error == 0.0
-    elif encoding in LOSSLESS:  # 16-bit: interpolated at 16 bits, rounded once, at the end
-        assert error < 0.2 / 255, f'{encoding}: mean error {error * 255:.2f}/255'
-    else:
-        assert error < 2 / 255, f'{encoding}: mean error {error * 255:.2f}/255'
+    assert_close_to_scene(tensor, scene, encoding)
 
 
 def test_every_encoding_into_the_preprocess_input(composed, outside) -> None:

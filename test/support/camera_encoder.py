@@ -149,6 +149,22 @@ def mean_error(tensor: np.ndarray, expected: np.ndarray) -> float:
     return float(np.abs(np.rint(tensor * 255) - np.rint(expected * 255)).mean() / 255)
 
 
+def assert_close_to_scene(tensor: np.ndarray, scene: np.ndarray, encoding: str) -> None:
+    """
+    Check the tensor of an encoded scene against the scene's own: the accuracy owed.
+
+    8-bit lossless encodings are exact; 16-bit ones are interpolated at 16 bits and rounded
+    once, at the end; subsampled YUV, Bayer and JPEG stay under 2/255 on average.
+    """
+    error = mean_error(tensor, model_tensor(scene))
+    if encoding in LOSSLESS and encoding.endswith('8'):
+        assert error == 0.0
+    elif encoding in LOSSLESS:
+        assert error < 0.2 / 255, f'{encoding}: mean error {error * 255:.2f}/255'
+    else:
+        assert error < 2 / 255, f'{encoding}: mean error {error * 255:.2f}/255'
+
+
 def expected_tensor(raw: np.ndarray, encoding: str, size: int = 320) -> np.ndarray:
     """
     Return OpenCV's conversion of the raw elements followed by the letterbox, as a tensor.
