@@ -30,6 +30,22 @@ INSTALL_HINT = ('the bag source needs the rosbags package: pip install rosbags==
 Decode = Callable[[Any, str], tuple[np.ndarray, str]]
 
 
+def decode_plain(msg: Any, msgtype: str) -> tuple[np.ndarray, str]:
+    """
+    Turn a bag's image message into (image, encoding) without ROS, for offline tools.
+
+    The camera node decodes with its own message checks (stamps against its clock); a tool
+    that only needs the pixels (calibration) uses the same ingest path without them.
+    """
+    from edge_infer_ros.core import compressed
+    from edge_infer_ros.core.image_encodings import raw_view
+    if msgtype.endswith('CompressedImage'):
+        image = compressed.decode(bytes(msg.data), msg.format)[0]
+        return image, 'bgr8'
+    return (raw_view(msg.height, msg.width, msg.encoding, msg.step, msg.data,
+                     msg.is_bigendian), msg.encoding)
+
+
 class BagSource(FrameSource):
     """
     The messages of one image topic of a bag, in receive-time order, at the recorded pace.

@@ -93,24 +93,27 @@ def default_candidates() -> list[Candidate]:
 
 
 # ---------------------------------------------------------------------------- frames
-def iter_frames(source: PathLike, max_frames: int) -> Iterator[tuple[str, np.ndarray]]:
+def iter_frames(source: PathLike, max_frames: int,
+                bag_topic: str = '') -> Iterator[tuple[str, np.ndarray]]:
     """
-    Yield (name, BGR uint8 image) from a folder of images or a video file.
+    Yield (name, BGR uint8 image) from a folder of images, a video file or a ROS 2 bag.
 
-    Unreadable images are skipped (a folder may hold other files); a source that is neither
-    is refused. A bag is not read yet (no bag reader in this package).
+    Unreadable images are skipped (a folder may hold other files); a source that is none of
+    these is refused. A bag (a .mcap or .db3 file, or a bag folder) is read by the camera's bag
+    source, so every encoding and compressed frame the pipeline takes calibrates too;
+    ``bag_topic`` picks its image topic when it has several.
     """
     path = Path(os.fspath(source))
     if not path.exists():
         raise QuantizeError(f'calibration source {path} not found')
+    if path.suffix.lower() in ('.db3', '.mcap') or (path.is_dir() and any(
+            p.name == 'metadata.yaml' or p.suffix in ('.db3', '.mcap') for p in path.iterdir())):
+        yield from _bag_frames(path, max_frames, bag_topic)
+        return
     if path.is_dir():
         files = sorted(p for p in path.iterdir()
                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            if any(p.name == 'metadata.yaml' or p.suffix in ('.db3', '.mcap')
-                   for p in path.iterdir()):
-                raise QuantizeError(f'calibration source {path} looks like a ROS bag: bags are '
-                                    'not read yet; export its frames to a folder or a video')
             raise QuantizeError(f'calibration folder {path} holds no images '
                                 f'({", ".join(IMAGE_SUFFIXES)})')
         count = 0
@@ -123,12 +126,9 @@ def iter_frames(source: PathLike, max_frames: int) -> Iterator[tuple[str, np.nda
             count += 1
             yield f.name, img
         return
-    if path.suffix.lower() in ('.db3', '.mcap'):
-        raise QuantizeError(f'calibration source {path} is a ROS bag: bags are not read yet; '
-                            'export its frames to a folder or a video')
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise QuantizeError(f'calibration source {path} is neither a folder of images nor a '
-                            f'video ({", ".join(VIDEO_SUFFIXES)})')
+        raise QuantizeError(f'calibration source {path} is neither a folder of images, a '
+                            f'video ({", ".join(VIDEO_SUFFIXES)}) nor a ROS 2 bag')
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -142,6 +142,30 @@ def iter_frames(source: PathLike, max_frames: int) -> Iterator[tuple[str, np.nda
             count += 1
     finally:
         cap.release()
+
+
+def _bag_frames(path: Path, max_frames: int,
+                bag_topic: str) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield a bag's image frames as BGR, named ``<bag>#<index>``; its refusals as ours."""
+    from edge_infer_ros.core.image_encodings import EncodingError, to_bgr
+    from edge_infer_ros.stages.bag import BagSource, decode_plain
+    from edge_infer_ros.stages.camera import SourceError
+    try:
+        bag = BagSource(str(path), bag_topic, decode_plain)
+    except SourceError as error:
+        raise QuantizeError(f'calibration bag: {error}') from None
+    try:
+        for index in range(max_frames):
+            try:
+                raw = bag.read(index)
+            except (SourceError, EncodingError) as error:  # one bad message: skipped
+                print(f'quantize_model: calibration bag message {index} skipped: {error}')
+                continue
+            if raw is None:
+                return
+            yield f'{path.name}#{index}', to_bgr(raw, bag.encoding)
+    finally:
+        bag.close()
 
 
 def read_labels(path: PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -348,7 +372,7 @@ def quantize_model(model_path: PathLike, calibration: PathLike,
                    holdout: float = 0.25, labels: Optional[PathLike] = None,
                    candidates: Optional[Sequence[Candidate]] = None,
                    timing_runs: int = 30, threads: int = 2,
-                   calibration_description: str = '') -> QuantizeReport:
+                   calibration_description: str = '', bag_topic: str = '') -> QuantizeReport:
     """
     Quantize ``model_path`` to INT8 QDQ, calibrated on ``calibration``; write the file and JSON.
 
@@ -364,7 +388,7 @@ def quantize_model(model_path: PathLike, calibration: PathLike,
         raise QuantizeError(f'--out {out} would overwrite the model being quantized')
     if frames < 2:
         raise QuantizeError(f'frames must be >= 2, got {frames}')
-    named_frames = list(iter_frames(calibration, frames))
+    named_frames = list(iter_frames(calibration, frames, bag_topic))
     if len(named_frames) < 2:
         raise QuantizeError(f'calibration source {calibration} gave {len(named_frames)} '
                             'readable frames: need at least 2 (some to calibrate, some to check)')
@@ -532,7 +556,7 @@ def evaluate_model(model_path: PathLike, seed: int = EVAL_SEED, frames: int = EV
 
 # ---------------------------------------------------------------------------- command line
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``quantize_model``: quantize a model to INT8 QDQ from a folder of frames or a video."""
+    """``quantize_model``: quantize a model to INT8 QDQ from frames, a video or a bag."""
     import argparse
     ap = argparse.ArgumentParser(
         prog='quantize_model',
@@ -541,8 +565,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     'left in float are chosen by measurement against the FP32 model.')
     ap.add_argument('--model', required=True, help='FP32 ONNX model')
     ap.add_argument('--calibration', required=True,
-                    help='folder of images or a video file (a ROS bag is not read yet)')
+                    help='folder of images, a video file, or a ROS 2 bag (.mcap, .db3, folder)')
     ap.add_argument('--out', default='', help='INT8 model to write (default: <model>_int8.onnx)')
+    ap.add_argument('--bag-topic', default='',
+                    help='the image topic of a calibration bag that holds several')
     ap.add_argument('--frames', type=int, default=200, help='frames read (default 200)')
     ap.add_argument('--holdout', type=float, default=0.25,
                     help='share of the frames held back to score candidates (default 0.25)')
@@ -567,7 +593,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report = quantize_model(args.model, args.calibration, args.out or None, args.frames,
                                 args.holdout, args.labels,
                                 [Candidate(m, h) for m in methods for h in (False, True)],
-                                threads=args.threads, calibration_description=args.describe)
+                                threads=args.threads, calibration_description=args.describe,
+                                bag_topic=args.bag_topic)
         if args.evaluate:
             ev = evaluate_model(report.out_path, threads=args.threads)
             ev_fp32 = evaluate_model(args.model, threads=args.threads)

@@ -23,6 +23,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from support.bags import storage_file, write_bag
 from support.onnx_models import make_yolov8_conv_model, make_yolov8_model
 
 
@@ -144,7 +145,8 @@ def test_refuses_fp16_models(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize('kind,reason', [('missing', 'not found'), ('empty', 'holds no images'),
-                                         ('bag', 'ROS bag'), ('text', 'neither a folder'),
+                                         ('bag', 'calibration bag.*cannot be read'),
+                                         ('text', 'neither a folder'),
                                          ('video', 'cannot be opened')])
 def test_refuses_unusable_calibration_sources(tmp_path: Path, kind: str, reason: str) -> None:
     source = tmp_path / kind
@@ -180,6 +182,35 @@ def test_video_source_gives_frames(tmp_path: Path) -> None:
     writer.release()
     got = list(iter_frames(path, 3))
     assert len(got) == 3 and got[0][1].shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize('msgtype', ['sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage'])
+def test_bag_source_gives_the_recorded_frames(tmp_path: Path, msgtype: str) -> None:
+    bag = write_bag(tmp_path / 'bag', frames=6, msgtype=msgtype)
+    got = list(iter_frames(bag, 4))
+    assert [name for name, _ in got] == [f'bag#{i}' for i in range(4)]
+    assert all(image.shape == (48, 64, 3) and image.dtype == np.uint8 for _, image in got)
+    if msgtype.endswith('/Image'):  # raw bgr8: frame i is filled with i
+        assert [int(image[0, 0, 0]) for _, image in got] == [0, 1, 2, 3]
+    else:  # a JPEG of a flat grey 90
+        assert all(abs(int(image.mean()) - 90) <= 2 for _, image in got)
+    assert len(list(iter_frames(storage_file(bag), 10))) == 6  # the storage file alone
+
+
+def test_quantize_model_calibrates_on_a_bag(yolo: Path, tmp_path: Path) -> None:
+    bag = write_bag(tmp_path / 'drive', frames=8, width=160, height=120)
+    out = tmp_path / 'yolo_int8.onnx'
+    assert main(['--model', str(yolo), '--calibration', str(bag), '--out', str(out),
+                 '--frames', '8', '--methods', 'minmax']) == 0
+    assert graph_precision(out) == 'int8'
+    meta = json.loads(out.with_suffix('.json').read_text())
+    assert meta['quantization']['calibration']['source'] == str(bag)
+
+
+def test_a_bag_without_the_topic_asked_for_is_refused(tmp_path: Path) -> None:
+    bag = write_bag(tmp_path / 'bag', frames=2)
+    with pytest.raises(QuantizeError, match='no topic /front'):
+        list(iter_frames(bag, 2, bag_topic='/front'))
 
 
 def test_int8_shorthand_names_the_shipped_int8_model() -> None:
