@@ -23,7 +23,10 @@ loop unthrottled, the package's camera paced to the pipeline), for throughput an
 Then it writes ``summary.json``, ``summary.md`` and PNG pictures (per-stage p95 stacked against
 the budget, end-to-end CDFs) into ``bench/results/<timestamp>/`` (or ``--out``).
 
-``. scripts/env.sh && python -m bench.suite [--quick]`` (or ``python bench/suite.py``).
+``--max-rate`` runs instead the search for the highest rate each of (1), (2) and (3) sustains
+with at most 5 % of frames missed, the way ros2_benchmark searches it (:mod:`bench.max_rate`).
+
+``. scripts/env.sh && python -m bench.suite [--quick | --max-rate]`` (or ``python bench/suite.py``).
 """
 
 from __future__ import annotations
@@ -436,10 +439,40 @@ def _run_json_tool(module: str, args: list[str], workdir: Path, name: str,
     return json.loads(out.read_text(encoding='utf-8'))
 
 
+def run_max_rate(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    """The --max-rate mode: bench/max_rate.py's searches at each size (default 640x480)."""
+    from bench import max_rate
+    options = max_rate.parse_args(
+        ['--out', str(out_dir), '--seconds', str(args.max_rate_seconds),
+         '--final-seconds', str(args.max_rate_final_seconds),
+         '--lower', str(args.max_rate_window[0]), '--upper', str(args.max_rate_window[1])]
+        + (['--model', args.model] if args.model else [])
+        + [f'--size={size}' for size in args.size]
+        + [f'--variant={name}' for name in args.variant if name in max_rate.VARIANTS])
+    summary = max_rate.run(options)
+    summary.update({'mode': 'max_rate', 'busy_processes': common.busy_processes()})
+    lines = ['# Max-rate search (ros2_benchmark method)', '',
+             f'- model: {summary["model"]} ({summary["model_kind"]}); probes of '
+             f'{summary["seconds"]:g} s, one process each, the variants in turn; search '
+             f'window {summary["config"]["lower_hz"]:g}-{summary["config"]["upper_hz"]:g} Hz',
+             f'- load average before {summary["machine_before"]["loadavg"][0]:.2f}, after '
+             f'{summary["machine_after"]["loadavg"][0]:.2f}', '']
+    for size, block in summary['sizes'].items():
+        lines += max_rate.markdown(block['variants'], size)
+    with open(out_dir / 'summary.json', 'w', encoding='utf-8') as stream:
+        json.dump(summary, stream, indent=1)
+    (out_dir / 'summary.md').write_text('\n'.join(lines), encoding='utf-8')
+    summary['markdown'] = '\n'.join(lines)
+    summary['out_dir'] = str(out_dir)
+    return summary
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run every variant at every size; write and return the summary."""
     out_dir = Path(args.out or common.RESULTS / time.strftime('%Y%m%d-%H%M%S'))
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.max_rate:
+        return run_max_rate(args, out_dir)
     raw_dir = out_dir / 'raw'
     raw_dir.mkdir(exist_ok=True)
     busy = common.busy_processes()
@@ -608,6 +641,19 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help='INT8 model to compare (default: <model>_int8.onnx beside it)')
     parser.add_argument('--no-monitor', action='store_true',
                         help='skip bench/monitor_overhead.py')
+    parser.add_argument('--max-rate', action='store_true',
+                        help="instead of the runs above: the highest rate the composed "
+                             "pipeline, the seed loop and the rclpy nodes each sustain with "
+                             "<= 5%% of frames missed, searched as ros2_benchmark does "
+                             "(bench/max_rate.py; default size 640x480)")
+    parser.add_argument('--max-rate-seconds', type=float, default=3.0,
+                        help='length of one max-rate probe (default 3 s)')
+    parser.add_argument('--max-rate-final-seconds', type=float, default=5.0,
+                        help='then one run this long at each rate found, whose figures fill '
+                             "the table (ros2_benchmark's benchmark_duration; default 5 s, 0: "
+                             'none, the last passing probe instead)')
+    parser.add_argument('--max-rate-window', type=float, nargs=2, default=(10.0, 400.0),
+                        metavar=('LOW', 'HIGH'), help='search window, Hz (default 10 400)')
     args = parser.parse_args(argv)
     if args.hop is None:
         args.hop = not args.quick
@@ -621,6 +667,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     """Command line entry point."""
     summary = run(parse_args(argv))
+    if summary.get('mode') == 'max_rate':
+        print(summary['markdown'])
+        print(f'\n[suite] results in {summary["out_dir"]}')
+        return 0 if all(not e['at_lower_bound'] for b in summary['sizes'].values()
+                        for e in b['variants'].values()) else 1
     print(markdown(summary))
     print(f'\n[suite] results in {summary["out_dir"]}')
     failed = [f'{size} {name}' for size, block in summary['sizes'].items()

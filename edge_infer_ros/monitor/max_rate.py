@@ -173,42 +173,95 @@ class SearchResult:
     at_upper_bound: bool
 
 
+class MaxRateSearch:
+    """
+    The search as a state machine: ask :meth:`next_rate`, probe, hand the result to :meth:`report`.
+
+    So that a benchmark can interleave the searches of several systems (one probe of each in
+    turn), and load that comes and goes on a shared machine falls on all of them alike.
+    """
+
+    def __init__(self, config: SearchConfig = SearchConfig()) -> None:
+        self.config = config
+        self.probes: list[ProbeResult] = []
+        self._lower, self._upper = config.lower_hz, config.upper_hz
+        self._target = config.lower_hz
+        self._phase = 'binary'
+        self._advance()
+
+    def _advance(self) -> None:
+        if self._phase == 'binary' and self._upper - self._lower <= self.config.terminal_width_hz:
+            self._phase, self._target = 'linear', self._lower
+        if self._phase == 'linear' and \
+                self._target + self.config.step_hz > self.config.upper_hz:
+            self._phase = 'done'
+
+    @property
+    def done(self) -> bool:
+        """Whether the search has its answer."""
+        return self._phase == 'done'
+
+    def next_rate(self) -> Optional[float]:
+        """Return the rate to probe next, or None when the search is done."""
+        if self._phase == 'binary':
+            return (self._lower + self._upper) / 2
+        if self._phase == 'linear':
+            return self._target + self.config.step_hz
+        return None
+
+    def report(self, result: ProbeResult) -> bool:
+        """Judge the probe of the rate :meth:`next_rate` gave, move on; return whether it passed."""
+        rate = self.next_rate()
+        if rate is None:
+            raise RuntimeError('the search is done: nothing to report')
+        drop = self.config.binary_rate_drop_hz if self._phase == 'binary' else \
+            self.config.linear_rate_drop_hz
+        result.phase = self._phase
+        result.passed = not result.error and sustained(
+            result.metrics, rate, self.config.loss_fraction, drop, self.config.enforce_rate)
+        self.probes.append(result)
+        if self._phase == 'binary':
+            if result.passed:
+                self._lower = rate
+            else:
+                self._upper = rate
+        elif result.passed:
+            self._target = rate
+        else:
+            self._phase = 'done'
+        self._advance()
+        return bool(result.passed)
+
+    def result(self) -> SearchResult:
+        """
+        Return the answer: the lower end of the binary search's last interval, raised by every
+        linear step that passed (as ros2_benchmark).
+
+        ``at_lower_bound``: no probe passed, the answer is just ``lower_hz`` (widen the window
+        down); ``at_upper_bound``: within one step of ``upper_hz`` (widen it up).
+        """
+        if not self.done:
+            raise RuntimeError('the search is not done')
+        return SearchResult(max_rate_hz=self._target, probes=list(self.probes),
+                            at_lower_bound=not any(p.passed for p in self.probes),
+                            at_upper_bound=self._target + self.config.step_hz >
+                            self.config.upper_hz)
+
+
+def run_probe(probe: Callable[[float], ProbeResult], rate: float) -> ProbeResult:
+    """Call ``probe``; a probe that raised is a failed probe carrying the error."""
+    try:
+        return probe(rate)
+    except Exception as error:  # noqa: B902 - a crashed probe is a failed probe
+        return ProbeResult(rate, [], {}, error=f'{type(error).__name__}: {error}')
+
+
 def find_max_rate(probe: Callable[[float], ProbeResult],
                   config: SearchConfig = SearchConfig()) -> SearchResult:
-    """
-    Search the highest rate ``probe`` sustains: binary search, then a linear scan upward.
-
-    Like ros2_benchmark, the result is the lower end of the binary search's last interval
-    raised by every linear step that passed; it is ``lower_hz`` when even that failed
-    (``at_lower_bound``: widen the window down), and a result within one step of ``upper_hz``
-    sets ``at_upper_bound`` (widen it up). A probe that raised counts as failed.
-    """
-    probes: list[ProbeResult] = []
-
-    def run(rate: float, phase: str, drop: float) -> bool:
-        try:
-            result = probe(rate)
-        except Exception as error:  # noqa: B902 - a crashed probe is a failed probe
-            result = ProbeResult(rate, [], {}, error=f'{type(error).__name__}: {error}')
-        result.phase = phase
-        result.passed = not result.error and sustained(
-            result.metrics, rate, config.loss_fraction, drop, config.enforce_rate)
-        probes.append(result)
-        return result.passed
-
-    lower, upper = config.lower_hz, config.upper_hz
-    while upper - lower > config.terminal_width_hz:
-        middle = (lower + upper) / 2
-        if run(middle, 'binary', config.binary_rate_drop_hz):
-            lower = middle
-        else:
-            upper = middle
-    target = lower
-    while target + config.step_hz <= config.upper_hz:
-        if not run(target + config.step_hz, 'linear', config.linear_rate_drop_hz):
-            break
-        target += config.step_hz
-    passed_any = any(p.passed for p in probes)
-    return SearchResult(max_rate_hz=target, probes=probes,
-                        at_lower_bound=not passed_any,
-                        at_upper_bound=target + config.step_hz > config.upper_hz)
+    """Search the highest rate ``probe`` sustains: binary search, then a linear scan upward."""
+    search = MaxRateSearch(config)
+    rate = search.next_rate()
+    while rate is not None:
+        search.report(run_probe(probe, rate))
+        rate = search.next_rate()
+    return search.result()

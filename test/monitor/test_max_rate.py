@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from edge_infer_ros.monitor.max_rate import (basic_metrics, fill_send_times, find_max_rate,
-                                             ProbeResult, SearchConfig, sustained)
+                                             MaxRateSearch, ProbeResult, run_probe,
+                                             SearchConfig, sustained)
 import pytest
 
 MS = 1_000_000
@@ -131,3 +132,20 @@ def test_config_refuses_a_window_it_cannot_search() -> None:
         SearchConfig(step_hz=0.0)
     with pytest.raises(ValueError):
         SearchConfig(loss_fraction=1.0)
+
+
+def test_interleaved_searches_give_what_each_gives_alone() -> None:
+    config = SearchConfig(lower_hz=10.0, upper_hz=300.0, step_hz=3.0)
+    alone = {c: find_max_rate(fake_system(c)[0], config).max_rate_hz for c in (50.0, 140.0)}
+    searches = {c: MaxRateSearch(config) for c in (50.0, 140.0)}
+    probes = {c: fake_system(c)[0] for c in searches}
+    while not all(s.done for s in searches.values()):
+        for capacity, search in searches.items():
+            rate = search.next_rate()
+            if rate is not None:
+                search.report(run_probe(probes[capacity], rate))
+    assert {c: s.result().max_rate_hz for c, s in searches.items()} == alone
+    with pytest.raises(RuntimeError):
+        searches[50.0].report(ProbeResult(1.0, [0], {}))
+    with pytest.raises(RuntimeError):
+        MaxRateSearch(config).result()
