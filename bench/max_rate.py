@@ -155,7 +155,12 @@ def _ms(value: Optional[float]) -> str:
 
 
 def markdown(block: dict[str, Any], size: str) -> list[str]:
-    """The max-rate table of one size: a row per variant at its max rate."""
+    """
+    Return the max-rate table of one size: a row per variant at its max rate.
+
+    A row's figures are those of the final run at the rate found (the last passing probe
+    when there was none).
+    """
     lines = [f'### Max sustained rate, {size} (<= 5 % of frames missed)', '',
              '| variant | max rate (Hz) | MEAN_FRAME_RATE | NUM_MISSED_FRAMES / sent | '
              'FIRST_SENT_RECEIVED_LATENCY | LAST_SENT_RECEIVED_LATENCY | MAX_JITTER | '
@@ -188,7 +193,7 @@ def markdown(block: dict[str, Any], size: str) -> list[str]:
 
 
 def ros2_benchmark_json(entry: dict[str, Any]) -> dict[str, Any]:
-    """One variant's figures at its max rate under ros2_benchmark's key names."""
+    """Return one variant's figures at its max rate under ros2_benchmark's key names."""
     m = entry.get('at_max_rate') or {}
     return {f'BasicPerformanceMetrics.{k}': m.get(k) for k in BASIC_KEYS + LATENCY_KEYS}
 

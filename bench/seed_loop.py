@@ -211,7 +211,7 @@ def run_playback(model: str, frames: int, width: int, height: int, fps: float,
         records.append({'seq': index, 'stamp_ns': stamp, 'stages': stages})
     return {'records': records, 'has_queue': False,
             'frames': {'captured': frames, 'processed': len(records),
-                                  'dropped': frames - len(records)},
+                       'dropped': frames - len(records)},
             'sent_ns': [start_ns + i * period_ns for i in range(frames)],
             'description': 'serial loop, frames sent at a fixed rate'}
 

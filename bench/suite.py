@@ -26,7 +26,8 @@ the budget, end-to-end CDFs) into ``bench/results/<timestamp>/`` (or ``--out``).
 ``--max-rate`` runs instead the search for the highest rate each of (1), (2) and (3) sustains
 with at most 5 % of frames missed, the way ros2_benchmark searches it (:mod:`bench.max_rate`).
 
-``. scripts/env.sh && python -m bench.suite [--quick | --max-rate]`` (or ``python bench/suite.py``).
+``. scripts/env.sh && python -m bench.suite [--quick | --max-rate]``
+(or ``python bench/suite.py``).
 """
 
 from __future__ import annotations
@@ -440,7 +441,7 @@ def _run_json_tool(module: str, args: list[str], workdir: Path, name: str,
 
 
 def run_max_rate(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
-    """The --max-rate mode: bench/max_rate.py's searches at each size (default 640x480)."""
+    """Run the --max-rate mode: bench/max_rate.py's searches at each size (default 640x480)."""
     from bench import max_rate
     options = max_rate.parse_args(
         ['--out', str(out_dir), '--seconds', str(args.max_rate_seconds),
@@ -642,10 +643,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--no-monitor', action='store_true',
                         help='skip bench/monitor_overhead.py')
     parser.add_argument('--max-rate', action='store_true',
-                        help="instead of the runs above: the highest rate the composed "
-                             "pipeline, the seed loop and the rclpy nodes each sustain with "
-                             "<= 5%% of frames missed, searched as ros2_benchmark does "
-                             "(bench/max_rate.py; default size 640x480)")
+                        help='instead of the runs above: the highest rate the composed '
+                             'pipeline, the seed loop and the rclpy nodes each sustain with '
+                             '<= 5%% of frames missed, searched as ros2_benchmark does '
+                             '(bench/max_rate.py; default size 640x480)')
     parser.add_argument('--max-rate-seconds', type=float, default=3.0,
                         help='length of one max-rate probe (default 3 s)')
     parser.add_argument('--max-rate-final-seconds', type=float, default=5.0,

@@ -90,7 +90,7 @@ def basic_metrics(sent_ns: Sequence[int], received_ns: Mapping[int, int]) -> dic
     sent = [int(t) for t in sent_ns]
     received = sorted((int(seq), int(t)) for seq, t in received_ns.items()
                       if 0 <= int(seq) < len(sent))
-    out: dict[str, Any] = {key: None for key in BASIC_KEYS + LATENCY_KEYS}
+    out: dict[str, Any] = dict.fromkeys(BASIC_KEYS + LATENCY_KEYS)
     out['NUM_FRAMES_SENT'] = len(sent)
     out['NUM_MISSED_FRAMES'] = len(sent) - len(received)
     if len(sent) > 1 and sent[-1] > sent[0]:
@@ -210,7 +210,7 @@ class MaxRateSearch:
         return None
 
     def report(self, result: ProbeResult) -> bool:
-        """Judge the probe of the rate :meth:`next_rate` gave, move on; return whether it passed."""
+        """Judge the probe of the rate :meth:`next_rate` gave; return whether it passed."""
         rate = self.next_rate()
         if rate is None:
             raise RuntimeError('the search is done: nothing to report')
@@ -234,8 +234,10 @@ class MaxRateSearch:
 
     def result(self) -> SearchResult:
         """
-        Return the answer: the lower end of the binary search's last interval, raised by every
-        linear step that passed (as ros2_benchmark).
+        Return the answer, once :attr:`done`.
+
+        As ros2_benchmark: the lower end of the binary search's last interval, raised by every
+        linear step that passed.
 
         ``at_lower_bound``: no probe passed, the answer is just ``lower_hz`` (widen the window
         down); ``at_upper_bound``: within one step of ``upper_hz`` (widen it up).

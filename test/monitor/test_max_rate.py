@@ -13,7 +13,7 @@ MS = 1_000_000
 
 
 def fake_system(capacity_hz: float, latency_ms: float = 2.0, seconds: float = 2.0):
-    """A server that takes one frame per 1/capacity s and drops frames arriving while busy."""
+    """Return a probe of a server taking a frame per 1/capacity s, dropping those arriving busy."""
     calls: list[float] = []
 
     def probe(rate: float) -> ProbeResult:
