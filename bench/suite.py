@@ -548,15 +548,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.precision and int8_model and 'composed' in entries:
             fp32_runs, int8_runs = [entries['composed']], []
             for round_index in range(args.precision_rounds):
+                round_dir = raw_dir / f'round{round_index + 1}' if round_index else raw_dir
+                round_dir.mkdir(exist_ok=True)  # each round's records and log kept
                 if round_index:
                     print(f'[suite] {size} composed, FP32 model, round {round_index + 1} ...',
                           flush=True)
                     fp32_runs.append(run_variant('composed', model, frames, width, height,
-                                                 args.fps, raw_dir, args.baseline_ort_spin))
+                                                 args.fps, round_dir, args.baseline_ort_spin))
                 print(f'[suite] {size} composed with the INT8 model, round {round_index + 1} '
                       '...', flush=True)
                 int8_runs.append(run_variant('composed_int8', int8_model, frames, width, height,
-                                             args.fps, raw_dir, args.baseline_ort_spin))
+                                             args.fps, round_dir, args.baseline_ort_spin))
             table = precision_table(median_entry(fp32_runs), median_entry(int8_runs))
             table['rounds'] = args.precision_rounds
             summary['sizes'][size]['precision'] = table
