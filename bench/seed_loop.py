@@ -48,6 +48,13 @@ def open_model(path: str, threads: int = 2, spin: bool = False) -> tuple[Any, st
     return session, model_input.name, int(model_input.shape[2])
 
 
+def warm_up(session: Any, input_name: str, size: int, runs: int = 5) -> None:
+    """Run the model on a blank tensor, as the package's detector does at configure."""
+    blank = np.zeros((1, 3, size, size), np.float32)
+    for _ in range(runs):
+        session.run(None, {input_name: blank})
+
+
 def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
     """Resize into a grey square canvas and make the NCHW float RGB tensor (new arrays)."""
     height, width = frame.shape[:2]
@@ -157,15 +164,73 @@ def run(model: str, frames: int, width: int, height: int, fps: float,
             'description': 'serial loop, one thread, a copy per step'}
 
 
+def run_playback(model: str, frames: int, width: int, height: int, fps: float,
+                 seed: int = 0, spin: bool = False) -> dict[str, Any]:
+    """
+    Run the loop against frames sent at a fixed rate, as a camera driver would send them.
+
+    Frame i arrives at t0 + i / fps whether or not the loop is free; the loop takes the
+    newest frame that has arrived and frames it passed over are dropped (a camera buffer of
+    one frame). A frame is stamped with its arrival, so its latency includes the wait for the
+    loop. For the max-rate search (bench/max_rate.py).
+    """
+    session, input_name, size = open_model(model, spin=spin)
+    warm_up(session, input_name, size)
+    scene = SyntheticScene(width=width, height=height, seed=seed)
+    now = time.time_ns
+    period_ns = int(round(1e9 / fps))
+    records = []
+    taken = -1
+    start_ns = now() + 50_000_000
+    while taken < frames - 1:
+        newest = min(frames - 1, (now() - start_ns) // period_ns)
+        if newest <= taken:
+            time.sleep(max(0.0, (start_ns + (taken + 1) * period_ns - now()) / 1e9))
+            continue
+        taken = index = int(newest)
+        stamp = start_ns + index * period_ns
+        frame, _ = scene.render(index)  # capture: a new frame
+        stages = []
+        start = now()
+        tensor, scale, left, top = letterbox(frame, size)
+        end = now()
+        stages.append(['preprocess', start, start, end])
+        start = end
+        output = session.run(None, {input_name: tensor})[0]
+        boxes, scores, class_ids = decode(output)
+        end = now()
+        stages.append(['detector', start, start, end])
+        start = end
+        detections = nms(boxes, scores, class_ids, scale, left, top, width, height)
+        end = now()
+        stages.append(['nms', start, start, end])
+        start = end
+        decide(detections, width, height)
+        end = now()
+        stages.append(['action', start, start, end])
+        records.append({'seq': index, 'stamp_ns': stamp, 'stages': stages})
+    return {'records': records, 'has_queue': False,
+            'frames': {'captured': frames, 'processed': len(records),
+                       'dropped': frames - len(records)},
+            'sent_ns': [start_ns + i * period_ns for i in range(frames)],
+            'description': 'serial loop, frames sent at a fixed rate'}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Command line: run the loop and write its records as JSON."""
     return common.variant_main(
         argv, __doc__, False,
-        lambda model, a: run(model, a.frames, a.width, a.height, a.fps, spin=a.ort_spin),
-        lambda a, result: 'seed loop',
-        lambda parser: parser.add_argument(
-            '--ort-spin', action='store_true',
-            help="ONNX Runtime's default spin-waiting worker threads"))
+        lambda model, a: (run_playback if a.playback else run)(
+            model, a.frames, a.width, a.height, a.fps, spin=a.ort_spin),
+        lambda a, result: 'seed loop', _add_arguments)
+
+
+def _add_arguments(parser: Any) -> None:
+    parser.add_argument('--ort-spin', action='store_true',
+                        help="ONNX Runtime's default spin-waiting worker threads")
+    parser.add_argument('--playback', action='store_true',
+                        help='frames sent at --fps whether the loop is free or not (dropped '
+                             'when it is not), for the max-rate search')
 
 
 if __name__ == '__main__':

@@ -144,6 +144,39 @@ def test_quick_suite_results_are_well_formed(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_max_rate_results_are_well_formed(tmp_path: Path) -> None:
+    # A narrow window every variant sustains: three short probes each (20, 25, 30 Hz).
+    out = tmp_path / 'max_rate'
+    result = _run(['bench.suite', '--max-rate', '--max-rate-seconds', '1',
+                   '--max-rate-final-seconds', '1', '--max-rate-window', '10', '30',
+                   '--out', str(out)], timeout=240)
+    assert '| composed / seed_loop |' in result.stdout
+    summary = json.loads((out / 'summary.json').read_text(encoding='utf-8'))
+    assert summary['mode'] == 'max_rate'
+    block = summary['sizes']['640x480']
+    assert set(block['variants']) == {'composed', 'seed_loop', 'naive_rclpy'}
+    for name, entry in block['variants'].items():
+        assert [p['rate_hz'] for p in entry['probes']][0] == 20.0, name
+        assert all(p['phase'] in ('binary', 'linear') for p in entry['probes']), name
+        assert 20.0 <= entry['max_rate_hz'] <= 30.0, (name, entry['probes'])
+        assert not entry['at_lower_bound'], name
+        metrics = entry['at_max_rate']
+        assert metrics['NUM_FRAMES_SENT'] > 0, name
+        assert 0 <= metrics['NUM_MISSED_FRAMES'] <= metrics['NUM_FRAMES_SENT'], name
+        for key in ('MEAN_FRAME_RATE', 'MEAN_PLAYBACK_FRAME_RATE', 'FIRST_SENT_RECEIVED_LATENCY',
+                    'LAST_SENT_RECEIVED_LATENCY', 'LATENCY_P50', 'LATENCY_P99',
+                    'CPU_MS_PER_FRAME'):
+            _positive(metrics[key], f'{name}.{key}')
+        for key in ('MAX_JITTER', 'MEAN_JITTER', 'STD_DEV_JITTER'):
+            _non_negative(metrics[key], f'{name}.{key}')
+        assert metrics['LATENCY_P50'] <= metrics['LATENCY_P99'] <= metrics['LATENCY_MAX']
+        assert isinstance(entry['final']['sustained'], bool), name
+        keys = block['ros2_benchmark'][name]
+        assert keys['BasicPerformanceMetrics.MEAN_FRAME_RATE'] == metrics['MEAN_FRAME_RATE']
+    assert '# Max-rate search' in (out / 'summary.md').read_text(encoding='utf-8')
+
+
+@pytest.mark.slow
 def test_quick_hop_results_are_well_formed(tmp_path: Path) -> None:
     path = tmp_path / 'hop.json'
     result = _run(['bench.hop', '--quick', '--json', str(path)], timeout=180)
