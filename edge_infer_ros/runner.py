@@ -410,7 +410,7 @@ def run_split(options: RunOptions) -> dict[str, Any]:
                                  'parameters': s.parameters}
                                 for s in component_specs(options, set(group))], stream)
             processes.append(subprocess.Popen(
-                [sys.executable, '-m', 'edge_infer_ros.ros.container', '--composition',
+                [sys.executable, '-m', 'edge_infer_ros.ros.component_container', '--composition',
                  composition, '--ros-args', '-r', f'__node:=group{index}_container'],
                 env=split_environment()))
         monitor = container.load(component_specs(options, {'budget_monitor'})[0])
