@@ -20,8 +20,9 @@ from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.nodes.base import run_single, StageNode
-from edge_infer_ros.stages.camera import FrameSource, open_source, SOURCE_KINDS
+from edge_infer_ros.stages.camera import FrameSource, SOURCE_KINDS
 from edge_infer_ros.stages.pacing import CapturePacer
+from edge_infer_ros.stages.sources import open_source
 import numpy as np
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image
