@@ -503,7 +503,7 @@ class LocalBus:
     def __init__(self) -> None:
         self._inputs: dict[str, tuple[StageInput, ...]] = {}
         self._ros_subscribers: dict[str, int] = {}
-        self._shm_subscribers: dict[str, int] = {}
+        self._same_host: dict[str, int] = {}
         self._lock_inputs = threading.Lock()
 
     @classmethod
@@ -539,14 +539,14 @@ class LocalBus:
         """How many of the topic's ROS subscriptions belong to local inputs."""
         return self._ros_subscribers.get(topic, 0)
 
-    def count_shm(self, topic: str, change: int) -> None:
-        """Note a local input's shared-memory subscriber (+1) or its end (-1)."""
+    def count_same_host(self, topic: str, change: int) -> None:
+        """Note a local input's same-host receiver (+1) or its end (-1)."""
         with self._lock_inputs:
-            self._shm_subscribers[topic] = max(0, self._shm_subscribers.get(topic, 0) + change)
+            self._same_host[topic] = max(0, self._same_host.get(topic, 0) + change)
 
-    def local_shm_subscriptions(self, topic: str) -> int:
-        """How many of the topic's shared-memory subscribers belong to local inputs."""
-        return self._shm_subscribers.get(topic, 0)
+    def local_same_host_subscriptions(self, topic: str) -> int:
+        """How many of the topic's same-host receivers belong to local inputs."""
+        return self._same_host.get(topic, 0)
 
 
 @dataclass
@@ -556,8 +556,8 @@ class PublisherStats:
     published: int = 0
     local_deliveries: int = 0
     messages_built: int = 0
-    shm_sent: int = 0
-    shm_failed: int = 0
+    same_host_sent: int = 0
+    same_host_failed: int = 0
 
 
 class StagePublisher:
@@ -578,25 +578,25 @@ class StagePublisher:
         self._to_msg = to_msg
         self._key_of = key_of
         self.stats = PublisherStats()
-        #: Same-host shared-memory sender (see core/shm.py), or None: DDS only.
-        self.shm: Any = None
+        #: Sender of the same-host transport (see ros/same_host.py), or None: DDS only.
+        self.same_host: Any = None
 
     def loan(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """
-        Loan a shared-memory sample for the next payload's array, or None: use your own.
+        Loan a same-host transport's sample for the next payload's array, or None: your own.
 
-        Only while shared-memory subscribers exist and no local input does (those get the
+        Only while same-host subscribers exist and no local input does (those get the
         frame by reference, so the stage's own buffer is the cheaper place). The producer
         writes the array into ``loan.array`` and passes the loan to :meth:`publish`; nothing
         is copied then. No loan can be had (all samples held by slow subscribers): None, and
-        this frame goes by copy, counted by the shared-memory publisher.
+        this frame goes by copy, counted by the transport's sender.
         """
-        shm = self.shm
-        if shm is None or self.bus.inputs(self.topic):
+        sender = self.same_host
+        if sender is None or self.bus.inputs(self.topic):
             return None
         try:
-            return shm.loan(shape, dtype) if shm.subscribers() else None
-        except Exception:  # noqa: B902 - no loan: this frame goes by copy (counted by shm)
+            return sender.loan(shape, dtype) if sender.subscribers() else None
+        except Exception:  # noqa: B902 - no loan: this frame goes by copy (counted there)
             return None
 
     @contextmanager
@@ -609,43 +609,45 @@ class StagePublisher:
             if loan is not None:
                 loan.discard()  # nothing when publish() took it
 
-    def outside_subscribers(self, shm_subscribers: int = 0) -> int:
-        """Subscriptions on the topic that are neither local inputs nor served by shm."""
+    def outside_subscribers(self, same_host_subscribers: int = 0) -> int:
+        """Subscriptions on the topic that are neither local inputs nor served same-host."""
         if self.ros_publisher is None:
             return 0
         total = int(self.ros_publisher.get_subscription_count())
-        return max(0, total - self.bus.local_ros_subscriptions(self.topic) - shm_subscribers)
+        return max(0, total - self.bus.local_ros_subscriptions(self.topic) -
+                   same_host_subscribers)
 
     def publish(self, envelope: Envelope[Any], loan: Any = None) -> None:
         """
         Deliver one envelope to every subscriber, local ones by reference.
 
-        ``loan``: the shared-memory sample the payload was written into (zero-copy to other
+        ``loan``: the same-host sample the payload was written into (zero-copy to other
         processes on this host; only when no local input exists, it is gone after the send).
         """
         self.stats.published += 1
-        # Payloads shared memory cannot carry (traces) go to every subscriber by DDS.
-        # Local inputs get the frame by reference, not by shared memory.
-        shm_subscribers = (max(0, self.shm.subscribers() -
-                               self.bus.local_shm_subscriptions(self.topic))
-                           if self.shm is not None and self.shm.accepts(envelope.payload) else 0)
+        # Payloads the same-host transport cannot carry (traces) go to everyone by DDS.
+        # Local inputs get the frame by reference, not by the same-host transport.
+        sender = self.same_host
+        same_host = (max(0, sender.subscribers() -
+                         self.bus.local_same_host_subscriptions(self.topic))
+                     if sender is not None and sender.accepts(envelope.payload) else 0)
         inputs = self.bus.inputs(self.topic)
         # Publish to DDS before local delivery: an inline stage runs the rest of the pipeline
         # at once, and the outside subscriber should not wait for it. Local inputs learn the
         # frame's key first, so that its echo through their own ROS subscription is ignored.
-        dds = self.outside_subscribers(shm_subscribers) > 0
-        if inputs and (dds or shm_subscribers):
+        dds = self.outside_subscribers(same_host) > 0
+        if inputs and (dds or same_host):
             key = self._key_of(envelope)
             for stage_input in inputs:
                 stage_input.remember(key)
         if dds:
             self.stats.messages_built += 1
             self.ros_publisher.publish(self._to_msg(envelope))
-        if shm_subscribers:
-            if self.shm.send(envelope, loan):
-                self.stats.shm_sent += 1
+        if same_host:
+            if sender.send(envelope, loan):
+                self.stats.same_host_sent += 1
             else:
-                self.stats.shm_failed += 1
+                self.stats.same_host_failed += 1
         elif loan is not None:
             loan.discard()
         for stage_input in inputs:

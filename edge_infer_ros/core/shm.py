@@ -57,7 +57,6 @@ except ImportError as _error:  # pragma: no cover - depends on the machine
     _IMPORT_ERROR = f'{type(_error).__name__}: {_error}'
 
 #: Transports a stage can use towards peers on its own host.
-SAME_HOST_TRANSPORTS = ('dds', 'iceoryx2')
 _ALIGN = 64
 _MAX_NDIM = 4
 _WAIT_S = 0.2  # the receive thread wakes at least this often to notice stop()
@@ -83,18 +82,6 @@ def service_name(topic: str, domain: Optional[int] = None) -> str:
     if domain is None:
         domain = int(os.environ.get('ROS_DOMAIN_ID', '0') or 0)
     return f'edge_infer_ros/d{domain}{topic}'
-
-
-def choose_same_host(requested: str) -> tuple[str, str]:
-    """Return the transport a stage uses on this host and, on a fallback, why."""
-    if requested not in SAME_HOST_TRANSPORTS:
-        raise ValueError(f'transport.same_host must be one of {SAME_HOST_TRANSPORTS}, '
-                         f'got {requested!r}')
-    if requested == 'iceoryx2':
-        reason = unavailable_reason()
-        if reason:
-            return 'dds', f'transport.same_host is iceoryx2 but {reason}: using DDS'
-    return requested, ''
 
 
 class FrameHeader(ctypes.Structure):

@@ -12,8 +12,8 @@ from typing import Any, Optional, Sequence
 
 from edge_infer_ros.core.handoff import INPUT_MODES
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
-from edge_infer_ros.core.shm import SAME_HOST_TRANSPORTS
 from edge_infer_ros.core.validate import MAX_HARDWARE_ID
+from edge_infer_ros.ros.same_host import SAME_HOST
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.lifecycle import LifecycleNode
@@ -67,7 +67,7 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('transport.same_host', 'dds', "how frames travel between the package's own "
               'processes on this host: dds, or iceoryx2 (shared memory, zero-copy; DDS is still '
               'published for other subscribers, and used with a diagnostic when iceoryx2 is '
-              'missing)', choices=SAME_HOST_TRANSPORTS, runtime=False),
+              'missing)', choices=tuple(SAME_HOST), runtime=False),
 )
 
 
@@ -123,6 +123,9 @@ class DeclaredParameters(LifecycleNode):
                     'qos.input.reliability': cls.DEFAULT_INPUT_RELIABILITY}
         common = tuple(replace(s, default=defaults[s.name]) if s.name in defaults else s
                        for s in COMMON_PARAMS)
+        # The transports registered now: one added to SAME_HOST is a choice at once.
+        common = tuple(replace(s, choices=tuple(SAME_HOST)) if s.name == 'transport.same_host'
+                       else s for s in common)
         return spec_map(common + cls.PARAMS)
 
     def _declare_parameters(self) -> None:

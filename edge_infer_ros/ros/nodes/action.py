@@ -177,7 +177,7 @@ class ActionNode(StageNode):
         # The debug view has its own keep-latest worker: drawing never delays a command.
         self._debug_input = StageInput('debug_image', self._draw_debug, mode='thread',
                                        depth=1, name=f'{self.get_name()}:debug',
-                                       on_error=self._stage_error)
+                                       on_error=self.stage_error)
 
     def configure_stage(self) -> None:
         """Read the budget file: the deadline each camera's frames are judged by."""

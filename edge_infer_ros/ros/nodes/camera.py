@@ -203,7 +203,7 @@ class CameraNode(StageNode):
         except Exception as error:  # noqa: B902 - a bad file must not kill the camera
             if loan is not None:
                 loan.discard()
-            self._stage_error(error, None, f'cannot read frame {index}')
+            self.stage_error(error, None, f'cannot read frame {index}')
             self.read_errors += 1
             return None if self.read_errors > 100 else _READ_FAILED
         if loan is not None and image is not loan.array:
@@ -239,7 +239,7 @@ class CameraNode(StageNode):
         except Exception as error:  # noqa: B902 - a failed publish must not kill capture
             if not self.context.ok():
                 return False  # shutting down (Ctrl-C, SIGTERM): stop quietly
-            self._stage_error(error, envelope, 'publishing a frame failed')
+            self.stage_error(error, envelope, 'publishing a frame failed')
         return True
 
     def _from_topic(self, msg: Image) -> Envelope:
