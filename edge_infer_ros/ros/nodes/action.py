@@ -29,7 +29,8 @@ from edge_infer_ros.core.validate import MAX_NAME_LENGTH
 from edge_infer_ros.monitor.config import BudgetConfig, load_budget_file
 from edge_infer_ros.monitor.lateness import LATE_FRAME_POLICIES, LateFrameGate
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import left_ns, run_single, StageNode
+from edge_infer_ros.ros.nodes.base import left_ns, StageNode
+from edge_infer_ros.ros.process import run_single
 from edge_infer_ros.stages.action import ActionPolicy, DriveCamera, FrameCommander
 from edge_infer_ros.stages.debug_view import draw_debug_image
 from edge_infer_ros_msgs.msg import (DeadlineMiss as DeadlineMissMsg, DetectionArray,

@@ -16,8 +16,6 @@ serves parameters, lifecycle services, diagnostics and messages from other proce
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from typing import Any, Callable, Hashable, Optional, Sequence
 
@@ -28,14 +26,13 @@ from edge_infer_ros.core.handoff import LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.health import HealthSources, stage_health
 from edge_infer_ros.core.sequence import SequenceTracker
 from edge_infer_ros.core.validate import check_envelope, InputRefused, MAX_DETECTIONS, REASONS
-from edge_infer_ros.ros import convert, process, topics
+from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.compat import add_post_set_parameters_callback
 from edge_infer_ros.ros.node_params import DeclaredParameters, hardware_id_for, qos_from
 from edge_infer_ros.ros.ports import (frames_lost_in_transport, InputPort, OutputPort,
                                       same_host_values, transport_loss_values)
 from edge_infer_ros.ros.same_host import choose_same_host, SameHostTransport
 from rclpy.clock import ROSClock
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
@@ -532,32 +529,3 @@ class StageNode(DeclaredParameters):
             self.cleanup_stage()
             self._configured = False
         super().destroy_node()
-
-
-def run_single(node_class: type[StageNode], args: Optional[list[str]] = None) -> None:
-    """Run one stage node on its own (``ros2 run``), driving it to active with autostart."""
-    prog = os.path.basename(sys.argv[0] if args is None else
-                            (args[0] if args else node_class.DEFAULT_NAME))
-    argv = process.parse_node_command_line(
-        prog, (node_class.__doc__ or '').strip().split('\n')[0],
-        process.parameter_help(node_class.declared_specs().values()), args)
-    stop = process.init(argv)
-    executor = SingleThreadedExecutor()
-    nodes: list[StageNode] = []
-    spin_thread = None
-    failed = False
-    try:
-        node = node_class()
-        nodes.append(node)
-        executor.add_node(node)
-        if node.p['autostart'] and not node.start():
-            node.get_logger().error(f'could not start: {node.last_error}')
-        spin_thread = process.spin_in_thread(executor, stop)
-        stop.wait()
-    except Exception as error:  # noqa: B902 - a clear message and exit code 1, no traceback
-        print(f'[{prog}] {type(error).__name__}: {error}', file=sys.stderr)
-        failed = True
-    finally:
-        process.finish(executor, spin_thread, nodes)
-    if failed or stop.failed:
-        sys.exit(1)

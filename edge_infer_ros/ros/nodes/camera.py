@@ -19,7 +19,8 @@ from edge_infer_ros.core.image import frozen_view
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.base import StageNode
+from edge_infer_ros.ros.process import run_single
 from edge_infer_ros.stages.camera import FrameSource, SOURCE_KINDS
 from edge_infer_ros.stages.pacing import CapturePacer
 from edge_infer_ros.stages.sources import open_source
