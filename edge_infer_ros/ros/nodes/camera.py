@@ -14,7 +14,7 @@ import time
 from typing import Any, Optional
 
 from edge_infer_ros.core.frame import Envelope
-from edge_infer_ros.core.handoff import report_idle, take_ready_at_ns
+from edge_infer_ros.core.handoff import Pace
 from edge_infer_ros.core.image import frozen_view
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload
@@ -169,7 +169,8 @@ class CameraNode(StageNode):
     def _capture_loop(self) -> None:
         index = 0
         pacer = CapturePacer(time.perf_counter())
-        take_ready_at_ns()
+        #: The "next stage free" signal: what the stages downstream say back (core/handoff.py).
+        pace = Pace()
         while self._running.is_set() and not (self.p['max_frames'] and
                                               index >= self.p['max_frames']):
             began = time.perf_counter()
@@ -179,20 +180,21 @@ class CameraNode(StageNode):
             index += 1
             if captured is _READ_FAILED:
                 continue
-            report_idle(pacer.idle_ns)
-            if not self._send(*captured):
+            with pace.publishing(pacer.idle_ns):
+                sent = self._send(*captured)
+            if not sent:
                 break
             published = time.perf_counter()
-            pace = self.p['pace_to_pipeline']
+            to_pipeline = self.p['pace_to_pipeline']
             # Paced: wait (bounded) until the stage that queued this frame has taken it.
-            ready_ns = take_ready_at_ns(wait_s=0.5 if pace else 0.0)
+            ready_ns = pace.take_ready_at_ns(wait_s=0.5 if to_pipeline else 0.0)
             recorded = self._source.period_after_s(index - 1)
             period = 1.0 / self.p['fps'] if recorded is None else \
                 recorded / self.p['replay_rate']
-            delay = pacer.delay(began, published, time.perf_counter(), period, ready_ns, pace)
+            delay = pacer.delay(began, published, time.perf_counter(), period, ready_ns,
+                                to_pipeline)
             if delay > 0:
                 time.sleep(delay)
-        report_idle(None)
         self._running.clear()
 
     def _capture(self, index: int) -> Any:
