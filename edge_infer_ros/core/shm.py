@@ -472,7 +472,6 @@ class ShmSubscriberStats:
     dropped: int = 0  # replaced by newer frames before this subscriber took them (keep-latest)
     errors: int = 0   # malformed samples or borrow limit reached
     malformed: int = 0  # samples whose header or record could not be read
-    wakeups: int = 0
 
 
 class ShmSubscriber:
@@ -571,7 +570,6 @@ class ShmSubscriber:
             except Exception as error:  # noqa: B902
                 self._error(f'waiting for frames failed: {type(error).__name__}: {error}')
                 continue
-            self.stats.wakeups += 1
             self.drain()
 
     def drain(self) -> int:

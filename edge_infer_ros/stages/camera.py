@@ -93,7 +93,6 @@ class _CaptureSource(FrameSource):
         if not capture.isOpened():
             raise SourceError(f'cannot open {what}')
         self._capture = capture
-        self._what = what
         self._loop = loop
 
     def read(self, index: int) -> Optional[np.ndarray]:

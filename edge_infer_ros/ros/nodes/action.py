@@ -110,7 +110,6 @@ class ActionNode(StageNode):
         self._budget = BudgetConfig()
         self.debug_images_drawn = 0
         self._debug_input: Optional[StageInput] = None
-        self._debug_lock = threading.Lock()
         self.watchdog_stops = 0
         self.class_warning = ''
         self._checked_names: Optional[tuple[str, ...]] = None
