@@ -276,3 +276,37 @@ def frames_lost_in_transport(inputs: list[InputPort]) -> Optional[int]:
                                    for t in trackers):
         return None
     return sum(t.lost for t in trackers)
+
+
+def matched_values(inputs: list[InputPort], outputs: list[OutputPort]) -> list[tuple[str, str]]:
+    """
+    Return the DDS peers each topic of a node has matched (not merely discovered).
+
+    A volatile sample published before the reader matched is gone without a trace, and
+    matching between processes lags discovery under load: the split runner starts the
+    camera only once every hop reports a match on both ends.
+    """
+    values = [(f'matched_subscriptions:{o.topic}', str(o.ros_publisher.get_subscription_count()))
+              for o in outputs if o.ros_publisher is not None]
+    for port in inputs:
+        count = port.publisher_count()
+        if count is not None:
+            values.append((f'matched_publishers:{port.topic}', str(count)))
+    return values
+
+
+def counter_values(inputs: list[InputPort], outputs: list[OutputPort],
+                   errors: int) -> list[tuple[str, str]]:
+    """Frame counters over a node's inputs and outputs."""
+    received = sum(p.stage_input.stats.received for p in inputs)
+    processed = sum(p.stage_input.stats.processed for p in inputs)
+    dropped = sum(p.stage_input.stats.dropped for p in inputs)
+    # Frames replaced in shared memory before the stage took them: received and dropped
+    # (keep-latest), exactly as a frame replaced in an in-process queue.
+    same_host_dropped = sum(p.receiver.stats.dropped for p in inputs if p.receiver is not None)
+    received, dropped = received + same_host_dropped, dropped + same_host_dropped
+    return [('frames_received', str(received)), ('frames_processed', str(processed)),
+            ('frames_dropped', str(dropped)), ('frame_errors', str(errors)),
+            ('frames_published', str(max((o.stats.published for o in outputs), default=0))),
+            ('messages_built', str(sum(o.stats.messages_built for o in outputs))),
+            ('local_deliveries', str(sum(o.stats.local_deliveries for o in outputs)))]

@@ -29,8 +29,9 @@ from edge_infer_ros.core.validate import check_envelope, InputRefused, MAX_DETEC
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.compat import add_post_set_parameters_callback
 from edge_infer_ros.ros.node_params import DeclaredParameters, hardware_id_for, qos_from
-from edge_infer_ros.ros.ports import (frames_lost_in_transport, InputPort, OutputPort,
-                                      same_host_values, transport_loss_values)
+from edge_infer_ros.ros.ports import (counter_values, frames_lost_in_transport, InputPort,
+                                      matched_values, OutputPort, same_host_values,
+                                      transport_loss_values)
 from edge_infer_ros.ros.same_host import choose_same_host, SameHostTransport
 from rclpy.clock import ROSClock
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -442,23 +443,6 @@ class StageNode(DeclaredParameters):
         """Frames DDS lost on the way to this stage's inputs; None when it cannot tell."""
         return frames_lost_in_transport(self._input_ports)
 
-    def matched_values(self) -> list[tuple[str, str]]:
-        """
-        Return the DDS peers each topic of this node has matched (not merely discovered).
-
-        A volatile sample published before the reader matched is gone without a trace, and
-        matching between processes lags discovery under load: the split runner starts the
-        camera only once every hop reports a match on both ends.
-        """
-        values = [(f'matched_subscriptions:{o.topic}',
-                   str(o.ros_publisher.get_subscription_count()))
-                  for o in self._outputs if o.ros_publisher is not None]
-        for port in self._input_ports:
-            count = port.publisher_count()
-            if count is not None:
-                values.append((f'matched_publishers:{port.topic}', str(count)))
-        return values
-
     def stage_status(self) -> DiagnosticStatus:
         """Report this node's own health: state, counters, last error, QoS problems."""
         # A rate over wall seconds: no clock jump.
@@ -470,10 +454,13 @@ class StageNode(DeclaredParameters):
             last_error_ns=self._last_error_ns, fault=self.fault or self._unknown_note,
             qos_warnings=self._qos_warnings, shm_note=self.shm_note, transport_loss=loss_text,
             stage_warning=self.wiring_warning() or self.stage_warning(),
-            values=(self.counter_values() +
+            values=(counter_values(self._input_ports, self._outputs, self.error_count()) +
+                    [(f'refused.{reason}', str(count))
+                     for reason, count in self.refusals.items() if count] +
                     same_host_values(self._same_host_name, self._outputs, self._input_ports) +
                     self.diagnostic_values() +
-                    loss_values + self.matched_values() + self.clock.values())))
+                    loss_values + matched_values(self._input_ports, self._outputs) +
+                    self.clock.values())))
         status = DiagnosticStatus(level=health.level.as_byte(), name=f'{self._fqn}: {self.STAGE}',
                                   message=health.message, hardware_id=self.hardware_id)
         self._last_level = status.level
@@ -484,26 +471,6 @@ class StageNode(DeclaredParameters):
     def hardware_id(self) -> str:
         """Return the hardware_id of this node's statuses (two robots never share one)."""
         return hardware_id_for(self.p['hardware_id'], self.get_namespace())
-
-    def counter_values(self) -> list[tuple[str, str]]:
-        """Frame counters over the inputs and outputs, and refused inputs per reason."""
-        received = sum(i.stats.received for i in self.inputs)
-        processed = sum(i.stats.processed for i in self.inputs)
-        dropped = sum(i.stats.dropped for i in self.inputs)
-        # Frames replaced in shared memory before this stage took them: received and dropped
-        # (keep-latest), exactly as a frame replaced in an in-process queue.
-        shm_dropped = sum(p.receiver.stats.dropped for p in self._input_ports
-                          if p.receiver is not None)
-        received, dropped = received + shm_dropped, dropped + shm_dropped
-        values = [('frames_received', str(received)), ('frames_processed', str(processed)),
-                  ('frames_dropped', str(dropped)), ('frame_errors', str(self.error_count())),
-                  ('frames_published', str(max((o.stats.published for o in self._outputs),
-                                               default=0))),
-                  ('messages_built', str(sum(o.stats.messages_built for o in self._outputs))),
-                  ('local_deliveries',
-                   str(sum(o.stats.local_deliveries for o in self._outputs)))]
-        return values + [(f'refused.{reason}', str(count))
-                         for reason, count in self.refusals.items() if count]
 
     def publish_diagnostics(self) -> None:
         """Publish this node's status on /diagnostics."""
