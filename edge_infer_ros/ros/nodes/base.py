@@ -1,17 +1,19 @@
 """
-The base of every stage node: lifecycle, declared parameters, zero-copy inputs and outputs.
+The base of every stage node: lifecycle, its inputs and outputs, faults and status assembly.
 
-Over 400 lines: what every stage shares on the ROS side (lifecycle, parameters, inputs and
-outputs on three transports, diagnostics); the logic it calls lives in core/.
+Over 400 lines: the lifecycle, the stage hooks and the status every stage shares; the ports
+(ros/ports.py: transports, loss counts), the parameter glue (ros/node_params.py) and the
+logic in core/ are elsewhere.
 
 A stage node is a managed (lifecycle) node: it allocates on *configure* (model, buffers,
 publishers, subscriptions), processes frames only while *active*, and frees everything on
 *cleanup*. With ``autostart`` (the default) the container, the runner and ``main()`` drive it
 to active at once, so it also behaves like a plain node.
 
-Frames reach a stage by reference from stages in the same process and as ROS messages from
-anywhere else; see :mod:`edge_infer_ros.core.handoff`. The executor is not on the hot path: it
-serves parameters, lifecycle services, diagnostics and messages from other processes.
+Frames reach a stage by reference from stages in the same process, by a same-host transport
+and as ROS messages from anywhere else; see :mod:`edge_infer_ros.ros.ports`. The executor is
+not on the hot path: it serves parameters, lifecycle services, diagnostics and messages from
+other processes.
 """
 
 from __future__ import annotations
