@@ -44,7 +44,7 @@ setup(
             'nms_node = edge_infer_ros.ros.nodes.nms:main',
             'action_node = edge_infer_ros.ros.nodes.action:main',
             'budget_monitor = edge_infer_ros.ros.nodes.budget_monitor:main',
-            'component_container = edge_infer_ros.ros.container:main',
+            'component_container = edge_infer_ros.ros.component_container:main',
             'pipeline = edge_infer_ros.runner:main',
             'quantize_model = edge_infer_ros.stages.quantize:main',
             'evaluate_model = edge_infer_ros.stages.quantize:evaluate_main',

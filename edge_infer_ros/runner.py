@@ -35,6 +35,7 @@ from edge_infer_ros.monitor.report import format_table
 from edge_infer_ros.ros import topics
 from edge_infer_ros.ros.container import ComponentSpec, Container
 from edge_infer_ros.ros.graph import NodeSpec, PIPELINE
+from edge_infer_ros.ros.same_host import choose_same_host, SAME_HOST
 import numpy as np
 import rclpy
 from rclpy.node import Node
@@ -410,7 +411,7 @@ def run_split(options: RunOptions) -> dict[str, Any]:
                                  'parameters': s.parameters}
                                 for s in component_specs(options, set(group))], stream)
             processes.append(subprocess.Popen(
-                [sys.executable, '-m', 'edge_infer_ros.ros.container', '--composition',
+                [sys.executable, '-m', 'edge_infer_ros.ros.component_container', '--composition',
                  composition, '--ros-args', '-r', f'__node:=group{index}_container'],
                 env=split_environment()))
         monitor = container.load(component_specs(options, {'budget_monitor'})[0])
@@ -480,8 +481,7 @@ def run_split(options: RunOptions) -> dict[str, Any]:
                    'fallback_reason': backend_values.get('fallback_reason')}
         transport = TRANSPORT_TEXT[options.transport]
         if options.same_host != 'dds':
-            from edge_infer_ros.core.shm import choose_same_host
-            used, reason = choose_same_host(options.same_host)
+            used, _, reason = choose_same_host(options.same_host)
             transport += (f'; {used} shared memory between the processes' if not reason
                           else f'; {reason}')
         # Judged at the last trace: the quiet wait above is longer than the stale timeout.
@@ -586,7 +586,7 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
     parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
     parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw',
                         help='split mode: what crosses between processes')
-    parser.add_argument('--same-host', choices=('dds', 'iceoryx2'), default='dds',
+    parser.add_argument('--same-host', choices=tuple(SAME_HOST), default='dds',
                         help='split mode: frames between the processes by DDS or iceoryx2 '
                         'shared memory (zero-copy; DDS when iceoryx2 is missing)')
     parser.add_argument('--frames', type=int, default=None,

@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without the package install
 
 from edge_infer_ros.core.params import markdown_table  # noqa: E402
 from edge_infer_ros.ros.graph import load_plugin, NodeSpec, PIPELINE  # noqa: E402
-from edge_infer_ros.ros.nodes.base import COMMON_PARAMS  # noqa: E402
+from edge_infer_ros.ros.node_params import COMMON_PARAMS  # noqa: E402
 import rclpy  # noqa: E402
 
 BEGIN = '<!-- parameters:begin -->'

@@ -102,3 +102,68 @@ def test_the_layer_check_sees_an_upward_import(tmp_path) -> None:
     module = tmp_path / 'upward.py'
     module.write_text('from edge_infer_ros.ros import convert\nimport edge_infer_ros.monitor\n')
     assert _package_imports(module) == {'ros', 'monitor'}
+
+
+def _module_name(path: Path, top: Path) -> str:
+    parts = path.relative_to(top).with_suffix('').parts
+    return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def _module_graph_at(top: Path) -> dict[str, set[str]]:
+    """Return which package modules each module imports, function-level imports included."""
+    paths = {_module_name(p, top): p for p in (top / 'edge_infer_ros').rglob('*.py')}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    whole = f'{node.module}.{alias.name}'
+                    found.add(whole if whole in paths else node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[name] = {m for m in found if m in paths and m != name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """Return one import cycle of the graph ([] when there is none)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str]:
+        state[module] = 1
+        path.append(module)
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                return path[path.index(imported):] + [imported]
+            if imported not in state:
+                found = visit(imported)
+                if found:
+                    return found
+        state[module] = 2
+        path.pop()
+        return []
+
+    for module in sorted(graph):
+        if module not in state:
+            found = visit(module)
+            if found:
+                return found
+    return []
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    """A module that imports one importing it back is one module in two files."""
+    cycle = _cycle(_module_graph_at(ROOT))
+    assert not cycle, ' -> '.join(cycle)
+
+
+def test_the_cycle_check_sees_a_cycle(tmp_path) -> None:
+    package = tmp_path / 'edge_infer_ros'
+    package.mkdir()
+    (package / '__init__.py').write_text('')
+    (package / 'a.py').write_text('def f():\n    from edge_infer_ros import b\n')
+    (package / 'b.py').write_text('import edge_infer_ros.a\n')
+    assert _cycle(_module_graph_at(tmp_path)) == ['edge_infer_ros.a', 'edge_infer_ros.b',
+                                                  'edge_infer_ros.a']

@@ -48,41 +48,66 @@ INPUT_MODES = ('inline', 'thread', 'auto')
 SERVICE_EWMA_WEIGHT = 0.1
 SERVICE_CLIP = 2.0
 
-# Per thread: what a paced source (a camera loop) said about its idle time, and when the stages
-# that queued its frames expect to be free again (see report_idle() and take_ready_at_ns()).
-_pace = threading.local()
+# Per thread: the Pace of the source publishing in it (set by Pace.publishing) and whether it is
+# the executor's thread delivering a DDS message (see StageInput.deliver_from_ros).
+_thread = threading.local()
 
 
-def report_idle(idle_ns: Optional[int]) -> None:
+class Pace:
     """
-    Say how long the calling thread idled (slept) before the frame it is about to publish.
+    What a paced source (a camera loop) and the stages it feeds tell each other.
 
-    A paced source (a camera waiting for its next period) calls this before each publish, so
-    that ``auto`` inputs downstream know whether running inline would make it miss its next
-    period. ``None`` forgets it (the thread is not paced: the gap between frames is used).
+    The source holds one and publishes inside ``with pace.publishing(idle_ns):``: ``auto``
+    inputs that receive in that call (directly or down an inline chain) read how long the
+    source idled before the frame (``None``: not paced, the gap between frames is used) and,
+    when they queue it, note when they expect to be free; the source then asks
+    :meth:`take_ready_at_ns` when to capture the next frame.
     """
-    _pace.idle_ns = idle_ns
+
+    def __init__(self) -> None:
+        self.idle_ns: Optional[int] = None
+        self._ready_ns = 0
+        self._busiest: Optional['StageInput'] = None
+
+    @contextmanager
+    def publishing(self, idle_ns: Optional[int]) -> Iterator['Pace']:
+        """Publish in this block as a source that idled ``idle_ns`` before the frame."""
+        outer = getattr(_thread, 'pace', None)
+        self.idle_ns = idle_ns
+        _thread.pace = self
+        try:
+            yield self
+        finally:
+            _thread.pace = outer
+
+    def note_ready(self, ready_ns: int, stage_input: 'StageInput') -> None:
+        """Note when a stage that queued the frame expects to be free (the latest counts)."""
+        if ready_ns > self._ready_ns:
+            self._ready_ns = ready_ns
+            self._busiest = stage_input
+
+    def take_ready_at_ns(self, wait_s: float = 0.0) -> int:
+        """
+        Return (and reset) when the stages that queued this source's frames expect to be free.
+
+        ``time.perf_counter_ns()`` time; 0 when every frame published since the last call ran
+        at once. A source that can choose when to capture (a file, a synthetic scene) uses it
+        to capture just in time instead of filling a queue (camera ``pace_to_pipeline``).
+        With ``wait_s``, it first waits (at most that long) until the busiest such stage has
+        taken the frame from its queue, and answers from then: a prediction made while the
+        stage was still busy with an earlier frame would let a slow run make the next frame
+        push this one out of the queue.
+        """
+        ready, busiest = self._ready_ns, self._busiest
+        self._ready_ns, self._busiest = 0, None
+        if ready and wait_s > 0.0 and busiest is not None:
+            ready = busiest.wait_taken(wait_s)
+        return ready
 
 
-def take_ready_at_ns(wait_s: float = 0.0) -> int:
-    """
-    Return (and reset) when the stages that queued this thread's frames expect to be free.
-
-    ``time.perf_counter_ns()`` time; 0 when every frame this thread published since the last
-    call ran at once. A source that can choose when to capture (a file, a synthetic scene)
-    uses it to capture just in time instead of filling a queue (camera ``pace_to_pipeline``).
-    With ``wait_s``, it first waits (at most that long) until the busiest such stage has taken
-    the frame from its queue, and answers from then: a prediction made while the stage was
-    still busy with an earlier frame would let a slow run make the next frame push this one
-    out of the queue.
-    """
-    ready = getattr(_pace, 'ready_ns', 0)
-    stage_input = getattr(_pace, 'ready_input', None)
-    _pace.ready_ns = 0
-    _pace.ready_input = None
-    if ready and wait_s > 0.0 and stage_input is not None:
-        ready = stage_input._wait_taken(wait_s)
-    return ready
+def current_pace() -> Optional[Pace]:
+    """Return the Pace of the source publishing in this thread, if any."""
+    return getattr(_thread, 'pace', None)
 
 
 class KeepLatestQueue:
@@ -328,12 +353,12 @@ class StageInput:
                 return
         # This is the executor's thread, which serves parameters, services and diagnostics:
         # no auto input runs a stage here, nor further down an inline chain started here.
-        outer = getattr(_pace, 'from_dds', False)
-        _pace.from_dds = True
+        outer = getattr(_thread, 'from_dds', False)
+        _thread.from_dds = True
         try:
             self._accept(envelope, received_ns, may_inline=False)
         finally:
-            _pace.from_dds = outer
+            _thread.from_dds = outer
 
     def deliver_once(self, envelope: Envelope[Any], key: Hashable,
                      checked: bool = False) -> None:
@@ -381,7 +406,7 @@ class StageInput:
                     self._busy = False
             return
         auto = self._mode == 'auto'
-        may_inline = may_inline and not getattr(_pace, 'from_dds', False)
+        may_inline = may_inline and not getattr(_thread, 'from_dds', False)
         with self._cond:
             self.stats.received += 1
             if auto and may_inline and not self._busy and not self._queue and \
@@ -414,7 +439,7 @@ class StageInput:
         Inline costs no thread wake-up and no second thread contending for the GIL and the
         cores, but holds the upstream thread for one service time. That is free while the
         upstream would idle at least that long anyway; otherwise the worker overlaps the two.
-        A paced source reports its idle time (:func:`report_idle`): inline while what would be
+        A paced source reports its idle time (:meth:`Pace.publishing`): inline while what would be
         left of it after this stage's run is at least a quarter of the run. Other threads are
         judged by the gap since their previous frame, of which inline must leave one service
         time idle (they may have worked through the gap rather than slept). Frames from DDS
@@ -423,7 +448,8 @@ class StageInput:
         service = self._service_ns
         if service <= 0.0:
             return True
-        idle: Optional[int] = getattr(_pace, 'idle_ns', None)
+        pace = current_pace()
+        idle = pace.idle_ns if pace is not None else None
         if idle is not None:
             left = idle if self._last_inline else idle - service
             return bool(left >= 0.25 * service)
@@ -434,15 +460,16 @@ class StageInput:
         return left >= service
 
     def _note_ready(self) -> None:
-        """Tell the calling thread when this input expects to be free (cond held)."""
+        """Tell the publishing source when this input expects to be free (cond held)."""
+        pace = current_pace()
+        if pace is None:
+            return
         service = self._service_ns
         begin = self._run_started_ns if self._busy else time.perf_counter_ns()
-        ready = int(begin + service * (len(self._queue) + (1 if self._busy else 0)))
-        if ready > getattr(_pace, 'ready_ns', 0):
-            _pace.ready_ns = ready
-            _pace.ready_input = self
+        pace.note_ready(int(begin + service * (len(self._queue) + (1 if self._busy else 0))),
+                        self)
 
-    def _wait_taken(self, timeout_s: float) -> int:
+    def wait_taken(self, timeout_s: float) -> int:
         """Wait until the queue is empty; return when the input expects to be free."""
         with self._cond:
             self._taken.wait_for(lambda: not self._queue or not self._running, timeout_s)
@@ -503,7 +530,7 @@ class LocalBus:
     def __init__(self) -> None:
         self._inputs: dict[str, tuple[StageInput, ...]] = {}
         self._ros_subscribers: dict[str, int] = {}
-        self._shm_subscribers: dict[str, int] = {}
+        self._same_host: dict[str, int] = {}
         self._lock_inputs = threading.Lock()
 
     @classmethod
@@ -539,14 +566,14 @@ class LocalBus:
         """How many of the topic's ROS subscriptions belong to local inputs."""
         return self._ros_subscribers.get(topic, 0)
 
-    def count_shm(self, topic: str, change: int) -> None:
-        """Note a local input's shared-memory subscriber (+1) or its end (-1)."""
+    def count_same_host(self, topic: str, change: int) -> None:
+        """Note a local input's same-host receiver (+1) or its end (-1)."""
         with self._lock_inputs:
-            self._shm_subscribers[topic] = max(0, self._shm_subscribers.get(topic, 0) + change)
+            self._same_host[topic] = max(0, self._same_host.get(topic, 0) + change)
 
-    def local_shm_subscriptions(self, topic: str) -> int:
-        """How many of the topic's shared-memory subscribers belong to local inputs."""
-        return self._shm_subscribers.get(topic, 0)
+    def local_same_host_subscriptions(self, topic: str) -> int:
+        """How many of the topic's same-host receivers belong to local inputs."""
+        return self._same_host.get(topic, 0)
 
 
 @dataclass
@@ -556,8 +583,8 @@ class PublisherStats:
     published: int = 0
     local_deliveries: int = 0
     messages_built: int = 0
-    shm_sent: int = 0
-    shm_failed: int = 0
+    same_host_sent: int = 0
+    same_host_failed: int = 0
 
 
 class StagePublisher:
@@ -578,25 +605,25 @@ class StagePublisher:
         self._to_msg = to_msg
         self._key_of = key_of
         self.stats = PublisherStats()
-        #: Same-host shared-memory sender (see core/shm.py), or None: DDS only.
-        self.shm: Any = None
+        #: Sender of the same-host transport (see ros/same_host.py), or None: DDS only.
+        self.same_host: Any = None
 
     def loan(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """
-        Loan a shared-memory sample for the next payload's array, or None: use your own.
+        Loan a same-host transport's sample for the next payload's array, or None: your own.
 
-        Only while shared-memory subscribers exist and no local input does (those get the
+        Only while same-host subscribers exist and no local input does (those get the
         frame by reference, so the stage's own buffer is the cheaper place). The producer
         writes the array into ``loan.array`` and passes the loan to :meth:`publish`; nothing
         is copied then. No loan can be had (all samples held by slow subscribers): None, and
-        this frame goes by copy, counted by the shared-memory publisher.
+        this frame goes by copy, counted by the transport's sender.
         """
-        shm = self.shm
-        if shm is None or self.bus.inputs(self.topic):
+        sender = self.same_host
+        if sender is None or self.bus.inputs(self.topic):
             return None
         try:
-            return shm.loan(shape, dtype) if shm.subscribers() else None
-        except Exception:  # noqa: B902 - no loan: this frame goes by copy (counted by shm)
+            return sender.loan(shape, dtype) if sender.subscribers() else None
+        except Exception:  # noqa: B902 - no loan: this frame goes by copy (counted there)
             return None
 
     @contextmanager
@@ -609,43 +636,45 @@ class StagePublisher:
             if loan is not None:
                 loan.discard()  # nothing when publish() took it
 
-    def outside_subscribers(self, shm_subscribers: int = 0) -> int:
-        """Subscriptions on the topic that are neither local inputs nor served by shm."""
+    def outside_subscribers(self, same_host_subscribers: int = 0) -> int:
+        """Subscriptions on the topic that are neither local inputs nor served same-host."""
         if self.ros_publisher is None:
             return 0
         total = int(self.ros_publisher.get_subscription_count())
-        return max(0, total - self.bus.local_ros_subscriptions(self.topic) - shm_subscribers)
+        return max(0, total - self.bus.local_ros_subscriptions(self.topic) -
+                   same_host_subscribers)
 
     def publish(self, envelope: Envelope[Any], loan: Any = None) -> None:
         """
         Deliver one envelope to every subscriber, local ones by reference.
 
-        ``loan``: the shared-memory sample the payload was written into (zero-copy to other
+        ``loan``: the same-host sample the payload was written into (zero-copy to other
         processes on this host; only when no local input exists, it is gone after the send).
         """
         self.stats.published += 1
-        # Payloads shared memory cannot carry (traces) go to every subscriber by DDS.
-        # Local inputs get the frame by reference, not by shared memory.
-        shm_subscribers = (max(0, self.shm.subscribers() -
-                               self.bus.local_shm_subscriptions(self.topic))
-                           if self.shm is not None and self.shm.accepts(envelope.payload) else 0)
+        # Payloads the same-host transport cannot carry (traces) go to everyone by DDS.
+        # Local inputs get the frame by reference, not by the same-host transport.
+        sender = self.same_host
+        same_host = (max(0, sender.subscribers() -
+                         self.bus.local_same_host_subscriptions(self.topic))
+                     if sender is not None and sender.accepts(envelope.payload) else 0)
         inputs = self.bus.inputs(self.topic)
         # Publish to DDS before local delivery: an inline stage runs the rest of the pipeline
         # at once, and the outside subscriber should not wait for it. Local inputs learn the
         # frame's key first, so that its echo through their own ROS subscription is ignored.
-        dds = self.outside_subscribers(shm_subscribers) > 0
-        if inputs and (dds or shm_subscribers):
+        dds = self.outside_subscribers(same_host) > 0
+        if inputs and (dds or same_host):
             key = self._key_of(envelope)
             for stage_input in inputs:
                 stage_input.remember(key)
         if dds:
             self.stats.messages_built += 1
             self.ros_publisher.publish(self._to_msg(envelope))
-        if shm_subscribers:
-            if self.shm.send(envelope, loan):
-                self.stats.shm_sent += 1
+        if same_host:
+            if sender.send(envelope, loan):
+                self.stats.same_host_sent += 1
             else:
-                self.stats.shm_failed += 1
+                self.stats.same_host_failed += 1
         elif loan is not None:
             loan.discard()
         for stage_input in inputs:

@@ -8,7 +8,7 @@ robot's camera driver can send anything); it needs no ROS, so it is tested direc
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -28,18 +28,6 @@ MAX_PIXELS = 7680 * 4320
 
 class ImageError(ValueError):
     """An image that cannot be used, with the reason."""
-
-
-def image_view(height: int, width: int, encoding: str, step: int, data: Any,
-               is_bigendian: int = 0) -> np.ndarray:
-    """
-    Return a read-only view of a raw image buffer in any accepted encoding, or raise ImageError.
-
-    No pixel is copied. 8-bit BGR/RGB/mono give (H, W, C) uint8 as they always did; the others
-    are described in :func:`edge_infer_ros.core.image_encodings.raw_view` (the one ingest path).
-    """
-    from edge_infer_ros.core.image_encodings import raw_view  # it builds on this module
-    return raw_view(height, width, encoding, step, data, is_bigendian)
 
 
 def read_only(array: np.ndarray) -> np.ndarray:

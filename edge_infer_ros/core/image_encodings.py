@@ -290,3 +290,14 @@ def to_bgr(raw: np.ndarray, encoding: str,
     if order == 'rgb':
         return np.ascontiguousarray(image[:, :, 2::-1])
     return np.array(image[:, :, :3])
+
+
+def image_view(height: int, width: int, encoding: str, step: int, data: Any,
+               is_bigendian: int = 0) -> np.ndarray:
+    """
+    Return a read-only view of a raw image buffer in any accepted encoding, or raise ImageError.
+
+    No pixel is copied. 8-bit BGR/RGB/mono give (H, W, C) uint8 as they always did; the others
+    are described in :func:`raw_view` (the one ingest path).
+    """
+    return raw_view(height, width, encoding, step, data, is_bigendian)

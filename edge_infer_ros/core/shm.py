@@ -57,7 +57,6 @@ except ImportError as _error:  # pragma: no cover - depends on the machine
     _IMPORT_ERROR = f'{type(_error).__name__}: {_error}'
 
 #: Transports a stage can use towards peers on its own host.
-SAME_HOST_TRANSPORTS = ('dds', 'iceoryx2')
 _ALIGN = 64
 _MAX_NDIM = 4
 _WAIT_S = 0.2  # the receive thread wakes at least this often to notice stop()
@@ -83,18 +82,6 @@ def service_name(topic: str, domain: Optional[int] = None) -> str:
     if domain is None:
         domain = int(os.environ.get('ROS_DOMAIN_ID', '0') or 0)
     return f'edge_infer_ros/d{domain}{topic}'
-
-
-def choose_same_host(requested: str) -> tuple[str, str]:
-    """Return the transport a stage uses on this host and, on a fallback, why."""
-    if requested not in SAME_HOST_TRANSPORTS:
-        raise ValueError(f'transport.same_host must be one of {SAME_HOST_TRANSPORTS}, '
-                         f'got {requested!r}')
-    if requested == 'iceoryx2':
-        reason = unavailable_reason()
-        if reason:
-            return 'dds', f'transport.same_host is iceoryx2 but {reason}: using DDS'
-    return requested, ''
 
 
 class FrameHeader(ctypes.Structure):
@@ -485,7 +472,6 @@ class ShmSubscriberStats:
     dropped: int = 0  # replaced by newer frames before this subscriber took them (keep-latest)
     errors: int = 0   # malformed samples or borrow limit reached
     malformed: int = 0  # samples whose header or record could not be read
-    wakeups: int = 0
 
 
 class ShmSubscriber:
@@ -584,7 +570,6 @@ class ShmSubscriber:
             except Exception as error:  # noqa: B902
                 self._error(f'waiting for frames failed: {type(error).__name__}: {error}')
                 continue
-            self.stats.wakeups += 1
             self.drain()
 
     def drain(self) -> int:

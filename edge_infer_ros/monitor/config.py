@@ -97,7 +97,7 @@ class BudgetConfig:
     stale_timeout_s: float = 1.0
     min_samples: int = 5
     diagnostics_period_s: float = 1.0
-    #: '' : the monitor node's namespace (see ros/nodes/base.py hardware_id_for).
+    #: '' : the monitor node's namespace (see ros/node_params.py hardware_id_for).
     hardware_id: str = ''
     #: Bounds of the tracker's state (traces with ever-new names must not grow it).
     max_cameras: int = 16

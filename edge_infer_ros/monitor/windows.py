@@ -21,9 +21,6 @@ from typing import Iterable, Optional, Union
 
 import numpy as np
 
-#: The percentile method used everywhere (numpy's default, named explicitly).
-PERCENTILE_METHOD = 'linear'
-
 _EMPTY = np.empty(0, dtype=np.float64)
 _EMPTY.setflags(write=False)
 

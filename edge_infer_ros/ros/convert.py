@@ -19,8 +19,8 @@ from builtin_interfaces.msg import Time
 from edge_infer_ros.core import compressed, frame, validate
 from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
 from edge_infer_ros.core.geometry import Letterbox
-from edge_infer_ros.core.image import image_view, ImageError, read_only
-from edge_infer_ros.core.image_encodings import image_size, raw_to_bytes, to_bgr
+from edge_infer_ros.core.image import ImageError, read_only
+from edge_infer_ros.core.image_encodings import image_size, image_view, raw_to_bytes, to_bgr
 from edge_infer_ros.core.payloads import (CandidatePayload, Command, DetectionPayload,
                                           ImagePayload, TensorPayload)
 from edge_infer_ros.monitor.verdicts import DeadlineMiss

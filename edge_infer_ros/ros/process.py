@@ -14,6 +14,7 @@ new frame enters a half-stopped pipeline), destroys the nodes and only then shut
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import Executor, ExternalShutdownException
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -157,3 +158,32 @@ def parameter_help(specs: Iterable[Any]) -> str:
                      f'{", " + extra if extra else ""}{start_only})')
         lines.append(f'      {spec.description}')
     return '\n'.join(lines)
+
+
+def run_single(node_class: Any, args: Optional[list[str]] = None) -> None:
+    """Run one stage node on its own (``ros2 run``), driving it to active with autostart."""
+    prog = os.path.basename(sys.argv[0] if args is None else
+                            (args[0] if args else node_class.DEFAULT_NAME))
+    argv = parse_node_command_line(
+        prog, (node_class.__doc__ or '').strip().split('\n')[0],
+        parameter_help(node_class.declared_specs().values()), args)
+    stop = init(argv)
+    executor = SingleThreadedExecutor()
+    nodes: list[Any] = []
+    spin_thread = None
+    failed = False
+    try:
+        node = node_class()
+        nodes.append(node)
+        executor.add_node(node)
+        if node.p['autostart'] and not node.start():
+            node.get_logger().error(f'could not start: {node.last_error}')
+        spin_thread = spin_in_thread(executor, stop)
+        stop.wait()
+    except Exception as error:  # noqa: B902 - a clear message and exit code 1, no traceback
+        print(f'[{prog}] {type(error).__name__}: {error}', file=sys.stderr)
+        failed = True
+    finally:
+        finish(executor, spin_thread, nodes)
+    if failed or stop.failed:
+        sys.exit(1)

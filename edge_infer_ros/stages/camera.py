@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import cv2
 from edge_infer_ros.core.image import BufferPool
@@ -93,7 +93,6 @@ class _CaptureSource(FrameSource):
         if not capture.isOpened():
             raise SourceError(f'cannot open {what}')
         self._capture = capture
-        self._what = what
         self._loop = loop
 
     def read(self, index: int) -> Optional[np.ndarray]:
@@ -214,27 +213,3 @@ def _read_timestamps(path: Path, count: int) -> list[int]:
         raise SourceError(f'{path}: stamps go back (they must follow the images in name '
                           'order)')
     return times
-
-
-def open_source(kind: str, uri: str, width: int, height: int, fps: float, seed: int,
-                loop: bool, bag_topic: str = '',
-                decode: Optional[Callable[[Any, str], Any]] = None) -> FrameSource:
-    """
-    Open a source by kind (see SOURCE_KINDS; 'topic' is handled by the node).
-
-    ``decode`` (bag): the node's message-to-frame function, as its topic source uses.
-    """
-    if kind == 'synthetic':
-        return SyntheticSource(width, height, seed)
-    if kind == 'video':
-        return VideoFileSource(uri, loop)
-    if kind == 'v4l2':
-        return V4L2Source(uri or '0', width, height, fps)
-    if kind == 'folder':
-        return FolderSource(uri, loop)
-    if kind == 'bag':
-        from edge_infer_ros.stages.bag import BagSource
-        if decode is None:
-            raise SourceError('the bag source needs the function that decodes a message')
-        return BagSource(uri, bag_topic, decode, loop)
-    raise SourceError(f'unknown source kind {kind!r}: expected one of {", ".join(SOURCE_KINDS)}')

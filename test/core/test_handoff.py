@@ -6,8 +6,8 @@ import threading
 import time
 
 from edge_infer_ros.core.frame import Envelope
-from edge_infer_ros.core.handoff import (KeepLatestQueue, LocalBus, report_idle, StageInput,
-                                         StagePublisher, take_ready_at_ns)
+from edge_infer_ros.core.handoff import (KeepLatestQueue, LocalBus, Pace, StageInput,
+                                         StagePublisher)
 import pytest
 from support.waiting import wait_for
 
@@ -237,16 +237,15 @@ def test_auto_input_runs_inline_while_idle_and_the_caller_has_time() -> None:
     threads = []
     stage = StageInput('/t', lambda e, r: threads.append(threading.get_ident()), mode='auto')
     stage.start()
+    pace = Pace()
     try:
-        take_ready_at_ns()  # forget what earlier tests queued from this thread
-        report_idle(10**9)  # a paced source with a second to spare
-        for seq in range(5):
-            stage.deliver(_envelope(seq))
+        with pace.publishing(10**9):  # a paced source with a second to spare
+            for seq in range(5):
+                stage.deliver(_envelope(seq))
         assert threads == [threading.get_ident()] * 5
         assert stage.stats.ran_inline == 5 and stage.stats.ran_on_worker == 0
-        assert take_ready_at_ns() == 0  # nothing was queued: no reason to wait
+        assert pace.take_ready_at_ns() == 0  # nothing was queued: no reason to wait
     finally:
-        report_idle(None)
         stage.stop()
 
 
@@ -259,19 +258,20 @@ def test_auto_input_hands_frames_to_its_worker_when_the_caller_has_no_time() -> 
 
     stage = StageInput('/t', work, mode='auto', depth=1)
     stage.start()
+    pace = Pace()
     try:
-        report_idle(0)
-        stage.deliver(_envelope(0))  # no service time known yet: inline
+        with pace.publishing(0):
+            stage.deliver(_envelope(0))  # no service time known yet: inline
         assert threads == [threading.get_ident()]
         before = time.perf_counter_ns()
-        stage.deliver(_envelope(1))  # 5 ms of work, no idle time: the worker takes it
-        ready = take_ready_at_ns()
+        with pace.publishing(0):
+            stage.deliver(_envelope(1))  # 5 ms of work, no idle time: the worker takes it
+        ready = pace.take_ready_at_ns()
         assert ready >= before + 2_000_000  # about one service time from now
         assert wait_for(lambda: len(threads) == 2 and stage.idle())
         assert threads[1] != threading.get_ident()
         assert stage.stats.ran_inline == 1 and stage.stats.ran_on_worker == 1
     finally:
-        report_idle(None)
         stage.stop()
 
 
@@ -328,14 +328,13 @@ def test_auto_input_never_runs_a_frame_from_dds_in_the_executors_thread() -> Non
     stage = StageInput('/t', lambda e, r: threads.append(threading.get_ident()), mode='auto')
     stage.start()
     try:
-        report_idle(10**9)
-        stage.deliver_from_ros(_envelope(0), ('key', 0))  # the executor's thread: queued
-        assert wait_for(lambda: len(threads) == 1 and stage.idle())
-        stage.deliver(_envelope(1))                        # a local publisher: inline
+        with Pace().publishing(10**9):
+            stage.deliver_from_ros(_envelope(0), ('key', 0))  # the executor's thread: queued
+            assert wait_for(lambda: len(threads) == 1 and stage.idle())
+            stage.deliver(_envelope(1))                        # a local publisher: inline
         assert threads[0] != threading.get_ident() == threads[1]
         assert stage.stats.ran_on_worker == 1 and stage.stats.ran_inline == 1
     finally:
-        report_idle(None)
         stage.stop()
 
 
@@ -362,12 +361,12 @@ def test_a_paced_source_that_waits_for_its_frame_to_be_taken_loses_none() -> Non
 
     stage = StageInput('/t', work, mode='auto', depth=1)
     stage.start()
+    pace = Pace()
     try:
-        take_ready_at_ns()
         for seq in range(20):
-            report_idle(0)  # a camera with no time to spare: every frame goes to the worker
-            stage.deliver(_envelope(seq))
-            ready = take_ready_at_ns(wait_s=2.0)
+            with pace.publishing(0):  # a camera with no time to spare: all go to the worker
+                stage.deliver(_envelope(seq))
+            ready = pace.take_ready_at_ns(wait_s=2.0)
             assert len(stage._queue) == 0  # taken before the next capture
             delay = ready / 1e9 - time.perf_counter()
             if delay > 0:
@@ -375,5 +374,4 @@ def test_a_paced_source_that_waits_for_its_frame_to_be_taken_loses_none() -> Non
         assert wait_for(stage.idle)
         assert stage.stats.dropped == 0 and stage.stats.processed == 20
     finally:
-        report_idle(None)
         stage.stop()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge_infer_ros.core.image import BufferPool, frozen_view, image_view, ImageError
-from edge_infer_ros.core.image_encodings import image_size
+from edge_infer_ros.core.image import BufferPool, frozen_view, ImageError
+from edge_infer_ros.core.image_encodings import image_size, image_view
 from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest

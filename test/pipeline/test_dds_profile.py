@@ -168,10 +168,12 @@ def stage_node() -> Any:
 
 
 def _with_tracker(node: Any, topic: str) -> Any:
-    from edge_infer_ros.core.sequence import RecentLoss, SequenceTracker
-    node.transport_loss[topic] = tracker = SequenceTracker()
-    node._recent_loss[topic] = RecentLoss()
-    return tracker
+    """Give the node an input on the topic; return the port's sequence-number tracker."""
+    from edge_infer_ros.ros import convert
+    from sensor_msgs.msg import Image
+    node.add_input(topic, Image, lambda msg: convert.image_from_msg(msg, 0),
+                   lambda envelope, received_ns: None)
+    return node.transport_loss[topic]
 
 
 def test_loss_above_the_rate_warns_with_the_fix(stage_node: Any) -> None:

@@ -299,7 +299,7 @@ class Multihost:
 
 
 def _write_composition(path: Path, specs: list[ComponentSpec]) -> Path:
-    """Write specs as a composition file of edge_infer_ros.ros.container."""
+    """Write specs as a composition file of edge_infer_ros.ros.component_container."""
     entries = [{'plugin': s.plugin, 'name': s.name, 'namespace': s.namespace,
                 'remaps': [list(r) for r in s.remaps], 'param_files': list(s.param_files),
                 'parameters': s.parameters} for s in specs]
@@ -390,7 +390,7 @@ def multihost(tmp_path_factory: pytest.TempPathFactory,
                                                   '--listen'], env, stdout=subprocess.PIPE)
     pipeline.feed = Feed(listener)
     for host, name in (('c', 'monitor_c'), ('b', 'inference_b'), ('a', 'camera_a')):
-        pipeline.start(name, host, [sys.executable, '-m', 'edge_infer_ros.ros.container',
+        pipeline.start(name, host, [sys.executable, '-m', 'edge_infer_ros.ros.component_container',
                                     '--composition', str(compositions[host])], env)
     pipeline.wait_for(flowing, STARTUP_LIMIT_S, 'frames through A -> B -> C after start-up')
     return pipeline

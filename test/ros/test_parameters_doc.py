@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.ros.compat import list_parameters
 from edge_infer_ros.ros.graph import load_plugin, PIPELINE
-from edge_infer_ros.ros.nodes.base import COMMON_PARAMS
+from edge_infer_ros.ros.node_params import COMMON_PARAMS
 import pytest
 from rcl_interfaces.msg import ParameterType
 import rclpy

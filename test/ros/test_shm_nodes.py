@@ -63,7 +63,8 @@ def _run(camera: Any, preprocess: Any, executors: list, frames: int,
 
     def done() -> bool:
         _spin(executors)
-        shm_dropped = sum(sub.stats.dropped for sub, _ in preprocess._shm_inputs)
+        shm_dropped = sum(port.receiver.stats.dropped for port in preprocess.input_ports
+                          if port.receiver is not None)
         return (stats.received + stats.duplicates_ignored + shm_dropped >= frames and
                 not camera._running.is_set() and preprocess.inputs[0].idle())
     assert wait_for(done, 30.0, interval=0.001), \
@@ -75,11 +76,12 @@ def test_frames_cross_by_shared_memory_without_dds_messages(ros_context, second_
     camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2')
     try:
         _run(camera, preprocess, executors, 39)
-        subscriber, stage_input = preprocess._shm_inputs[0]
+        port = preprocess.input_ports[0]
+        subscriber, stage_input = port.receiver, port.stage_input
         assert wait_for(lambda: stage_input.stats.received + subscriber.stats.dropped == 40 and
                         stage_input.idle(), 5.0), subscriber.stats  # the last frame too
         out = camera.image_out
-        assert out.shm is not None and out.stats.shm_sent == 40
+        assert out.same_host is not None and out.stats.same_host_sent == 40
         assert out.stats.messages_built == 0  # nobody outside: no DDS message built
         assert camera.zero_copy_frames >= 38  # rendered into the loan (the first by copy)
         values = {kv.key: kv.value for kv in preprocess.stage_status().values}
@@ -102,7 +104,7 @@ def test_without_iceoryx2_the_nodes_use_dds_and_say_why(ros_context, second_cont
         # Reliable DDS with a history of 5 may still lose frames on a loaded machine when the
         # test thread spins late: what matters here is that DDS carries them.
         _run(camera, preprocess, executors, 10)
-        assert camera.image_out.shm is None and camera.image_out.stats.messages_built == 20
+        assert camera.image_out.same_host is None and camera.image_out.stats.messages_built == 20
         for node in (camera, preprocess):
             status = node.stage_status()
             assert status.level == WARN, status
@@ -126,7 +128,7 @@ def test_an_outside_subscriber_still_gets_dds_messages(ros_context, second_conte
         assert wait_for(lambda: _spin(executors) or len(seen) >= 20, 10.0), len(seen)
         assert set(seen) == {640}
         out = camera.image_out
-        assert out.stats.messages_built >= 30 and out.stats.shm_sent >= 39
+        assert out.stats.messages_built >= 30 and out.stats.same_host_sent >= 39
         stats = preprocess.inputs[0].stats  # each frame once: its DDS copy is recognised
         assert 20 <= stats.processed <= camera.captured == 40
         assert stats.duplicates_ignored > 0
@@ -144,7 +146,7 @@ def test_in_one_process_frames_go_by_reference_not_shared_memory(ros_context):
         stats = preprocess.inputs[0].stats
         assert stats.processed + stats.dropped == camera.captured == 40  # each frame once
         assert camera.image_out.stats.local_deliveries == 40
-        assert camera.image_out.stats.shm_sent == 0 and camera.zero_copy_frames == 0
+        assert camera.image_out.stats.same_host_sent == 0 and camera.zero_copy_frames == 0
     finally:
         camera.destroy_node()
         preprocess.destroy_node()
@@ -185,7 +187,7 @@ def test_preprocess_writes_tensors_straight_into_shared_memory(ros_context, seco
         subscribers[0].start()
     try:
         _run(camera, preprocess, executors, 39, on_started=detector_side)
-        stats = preprocess.tensor_out.shm.stats
+        stats = preprocess.tensor_out.same_host.stats
         assert wait_for(lambda: len(seen) >= 35 and stats.zero_copy >= 39, 10.0), \
             (len(seen), stats)
         assert stats.copied == 0, stats

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_infer_ros.stages.camera import open_source, SourceError
+from edge_infer_ros.stages.camera import SourceError
+from edge_infer_ros.stages.sources import open_source
 import numpy as np
 import pytest
 from support.bags import SEC, STAMP_2020_NS, storage_file, write_bag

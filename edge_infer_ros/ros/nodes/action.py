@@ -29,7 +29,8 @@ from edge_infer_ros.core.validate import MAX_NAME_LENGTH
 from edge_infer_ros.monitor.config import BudgetConfig, load_budget_file
 from edge_infer_ros.monitor.lateness import LATE_FRAME_POLICIES, LateFrameGate
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import left_ns, run_single, StageNode
+from edge_infer_ros.ros.nodes.base import left_ns, StageNode
+from edge_infer_ros.ros.process import run_single
 from edge_infer_ros.stages.action import ActionPolicy, DriveCamera, FrameCommander
 from edge_infer_ros.stages.debug_view import draw_debug_image
 from edge_infer_ros_msgs.msg import (DeadlineMiss as DeadlineMissMsg, DetectionArray,
@@ -109,7 +110,6 @@ class ActionNode(StageNode):
         self._budget = BudgetConfig()
         self.debug_images_drawn = 0
         self._debug_input: Optional[StageInput] = None
-        self._debug_lock = threading.Lock()
         self.watchdog_stops = 0
         self.class_warning = ''
         self._checked_names: Optional[tuple[str, ...]] = None
@@ -177,7 +177,7 @@ class ActionNode(StageNode):
         # The debug view has its own keep-latest worker: drawing never delays a command.
         self._debug_input = StageInput('debug_image', self._draw_debug, mode='thread',
                                        depth=1, name=f'{self.get_name()}:debug',
-                                       on_error=self._stage_error)
+                                       on_error=self.stage_error)
 
     def configure_stage(self) -> None:
         """Read the budget file: the deadline each camera's frames are judged by."""

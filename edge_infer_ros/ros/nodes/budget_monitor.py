@@ -36,7 +36,9 @@ from edge_infer_ros.monitor.tracker import BudgetTracker
 from edge_infer_ros.monitor.verdicts import DeadlineMiss
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.compat import parameter_overrides
-from edge_infer_ros.ros.nodes.base import COMMON_PARAMS, OK, run_single, StageNode, WARN
+from edge_infer_ros.ros.node_params import COMMON_PARAMS
+from edge_infer_ros.ros.nodes.base import OK, StageNode, WARN
+from edge_infer_ros.ros.process import run_single
 from edge_infer_ros_msgs.msg import DeadlineMiss as DeadlineMissMsg, FrameTrace as FrameTraceMsg
 
 _DESCRIPTIONS = {

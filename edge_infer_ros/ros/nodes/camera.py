@@ -14,14 +14,16 @@ import time
 from typing import Any, Optional
 
 from edge_infer_ros.core.frame import Envelope
-from edge_infer_ros.core.handoff import report_idle, take_ready_at_ns
+from edge_infer_ros.core.handoff import Pace
 from edge_infer_ros.core.image import frozen_view
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
-from edge_infer_ros.stages.camera import FrameSource, open_source, SOURCE_KINDS
+from edge_infer_ros.ros.nodes.base import StageNode
+from edge_infer_ros.ros.process import run_single
+from edge_infer_ros.stages.camera import FrameSource, SOURCE_KINDS
 from edge_infer_ros.stages.pacing import CapturePacer
+from edge_infer_ros.stages.sources import open_source
 import numpy as np
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image
@@ -167,7 +169,8 @@ class CameraNode(StageNode):
     def _capture_loop(self) -> None:
         index = 0
         pacer = CapturePacer(time.perf_counter())
-        take_ready_at_ns()
+        #: The "next stage free" signal: what the stages downstream say back (core/handoff.py).
+        pace = Pace()
         while self._running.is_set() and not (self.p['max_frames'] and
                                               index >= self.p['max_frames']):
             began = time.perf_counter()
@@ -177,20 +180,21 @@ class CameraNode(StageNode):
             index += 1
             if captured is _READ_FAILED:
                 continue
-            report_idle(pacer.idle_ns)
-            if not self._send(*captured):
+            with pace.publishing(pacer.idle_ns):
+                sent = self._send(*captured)
+            if not sent:
                 break
             published = time.perf_counter()
-            pace = self.p['pace_to_pipeline']
+            to_pipeline = self.p['pace_to_pipeline']
             # Paced: wait (bounded) until the stage that queued this frame has taken it.
-            ready_ns = take_ready_at_ns(wait_s=0.5 if pace else 0.0)
+            ready_ns = pace.take_ready_at_ns(wait_s=0.5 if to_pipeline else 0.0)
             recorded = self._source.period_after_s(index - 1)
             period = 1.0 / self.p['fps'] if recorded is None else \
                 recorded / self.p['replay_rate']
-            delay = pacer.delay(began, published, time.perf_counter(), period, ready_ns, pace)
+            delay = pacer.delay(began, published, time.perf_counter(), period, ready_ns,
+                                to_pipeline)
             if delay > 0:
                 time.sleep(delay)
-        report_idle(None)
         self._running.clear()
 
     def _capture(self, index: int) -> Any:
@@ -202,7 +206,7 @@ class CameraNode(StageNode):
         except Exception as error:  # noqa: B902 - a bad file must not kill the camera
             if loan is not None:
                 loan.discard()
-            self._stage_error(error, None, f'cannot read frame {index}')
+            self.stage_error(error, None, f'cannot read frame {index}')
             self.read_errors += 1
             return None if self.read_errors > 100 else _READ_FAILED
         if loan is not None and image is not loan.array:
@@ -238,7 +242,7 @@ class CameraNode(StageNode):
         except Exception as error:  # noqa: B902 - a failed publish must not kill capture
             if not self.context.ok():
                 return False  # shutting down (Ctrl-C, SIGTERM): stop quietly
-            self._stage_error(error, envelope, 'publishing a frame failed')
+            self.stage_error(error, envelope, 'publishing a frame failed')
         return True
 
     def _from_topic(self, msg: Image) -> Envelope:

@@ -21,8 +21,9 @@ from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
 from edge_infer_ros.inference.precision import graph_precision
 from edge_infer_ros.monitor.config import load_budget_file
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.base import StageNode
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
+from edge_infer_ros.ros.process import run_single
 from edge_infer_ros.stages.detector import Detector, drop_warning, Onboarding, warm_up
 from edge_infer_ros_msgs.msg import CandidateArray, TensorFrame
 

@@ -8,7 +8,8 @@ from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.handoff import StagePublisher
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.base import StageNode
+from edge_infer_ros.ros.process import run_single
 from edge_infer_ros.ros.vision import load_vision_msgs, to_detection2d_array
 from edge_infer_ros.stages.nms import detections_from_candidates, NmsSettings
 from edge_infer_ros_msgs.msg import CandidateArray, DetectionArray

@@ -21,7 +21,8 @@ from edge_infer_ros.core.resources import resolve_model_path
 from edge_infer_ros.core.stamps import StampOrder
 from edge_infer_ros.inference.model_info import load_model_info
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.nodes.base import run_single, StageNode
+from edge_infer_ros.ros.nodes.base import StageNode
+from edge_infer_ros.ros.process import run_single
 from edge_infer_ros.stages.preprocess import Preprocessor
 from edge_infer_ros_msgs.msg import TensorFrame
 from sensor_msgs.msg import CompressedImage, Image

@@ -1,0 +1,134 @@
+"""
+Input and output ports: a same-host transport is one entry in ros/same_host.SAME_HOST.
+
+A stand-in transport (frames handed over in this process's memory) is registered through the
+mapping alone, and frames go through it between two real nodes in two rclpy contexts (two
+"processes": separate DDS participants and local buses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from edge_infer_ros.core.frame import Envelope
+from edge_infer_ros.ros.nodes.camera import CameraNode
+from edge_infer_ros.ros.nodes.preprocess import PreprocessNode
+from edge_infer_ros.ros.same_host import SAME_HOST
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from support.waiting import wait_for
+
+#: Receivers of the stand-in transport by topic (its "shared memory").
+_RECEIVERS: dict[str, list['_Receiver']] = {}
+
+
+@dataclass
+class _Stats:
+    received: int = 0
+    dropped: int = 0
+
+
+class _Receiver:
+
+    def __init__(self, topic: str, on_frame: Callable[[Envelope[Any], int], None]) -> None:
+        self.topic = topic
+        self.on_frame = on_frame
+        self.stats = _Stats()
+        self.closed = False
+
+    def start(self) -> None:
+        _RECEIVERS.setdefault(self.topic, []).append(self)
+
+    def close(self) -> None:
+        self.closed = True
+        _RECEIVERS[self.topic].remove(self)
+
+
+class _Sender:
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.sent = 0
+        self.closed = False
+
+    def subscribers(self) -> int:
+        return len(_RECEIVERS.get(self.topic, ()))
+
+    def accepts(self, payload: Any) -> bool:
+        return True
+
+    def send(self, envelope: Envelope[Any], loan: Any = None) -> bool:
+        for receiver in list(_RECEIVERS.get(self.topic, ())):
+            receiver.stats.received += 1
+            receiver.on_frame(envelope, 0)
+        self.sent += 1
+        return True
+
+    def loan(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        raise RuntimeError('the stand-in lends no samples')
+
+    def cleanup_dead(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class StandIn:
+    """A same-host transport with the methods ros/same_host.SameHostTransport names."""
+
+    def unavailable_reason(self) -> Optional[str]:
+        return None
+
+    def sender(self, topic: str) -> _Sender:
+        return _Sender(topic)
+
+    def receiver(self, topic: str, on_frame: Callable[[Envelope[Any], int], None],
+                 on_error: Callable[[str], None], on_malformed: Callable[[str], None]) -> Any:
+        return _Receiver(topic, on_frame)
+
+
+def test_a_transport_registered_in_the_mapping_carries_frames(
+        ros_context, second_context, monkeypatch) -> None:
+    monkeypatch.setitem(SAME_HOST, 'standin', StandIn)
+    common = [Parameter('transport.same_host', value='standin'),
+              Parameter('diagnostics_period_s', value=0.2)]
+    camera = CameraNode(context=ros_context, parameter_overrides=common + [
+        Parameter('max_frames', value=30), Parameter('fps', value=30.0),
+        Parameter('autostart', value=False)])
+    preprocess = PreprocessNode(context=second_context, parameter_overrides=common + [
+        Parameter('qos.input.reliability', value='reliable')])
+    executors = []
+    for node, context in ((camera, ros_context), (preprocess, second_context)):
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        executors.append(executor)
+    try:
+        assert preprocess.start()
+        camera.trigger_configure()
+        sender = camera.image_out.same_host
+        assert isinstance(sender, _Sender) and not camera.shm_note, camera.shm_note
+        receiver = preprocess.input_ports[0].receiver
+        assert isinstance(receiver, _Receiver)
+        camera.trigger_activate()
+        stats = preprocess.inputs[0].stats
+
+        def done() -> bool:
+            for executor in executors:
+                executor.spin_once(timeout_sec=0.01)
+            return (stats.processed + stats.dropped >= 30 and not camera._running.is_set()
+                    and preprocess.inputs[0].idle())
+        assert wait_for(done, 30.0, interval=0.001), (stats, camera.image_out.stats)
+        # Every frame went by the stand-in; none had to be built as a DDS message for it.
+        assert sender.sent == 30 and receiver.stats.received == 30
+        assert camera.image_out.stats.same_host_sent == 30
+        assert camera.image_out.stats.messages_built == 0
+        assert stats.received == 30 and stats.errors == 0
+        values = {v.key: v.value for v in preprocess.stage_status().values}
+        assert values['transport_same_host'] == 'standin'
+        assert values['shm_frames_received'] == '30'
+    finally:
+        for node in (camera, preprocess):
+            node.destroy_node()
+    assert sender.closed and receiver.closed and not _RECEIVERS['/image_raw']
