@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 #: Longest status message (the rest is cut): diagnostics aggregators show one line.
 MAX_MESSAGE = 1024
@@ -98,3 +98,20 @@ def stage_health(sources: HealthSources) -> StageHealth:
     level, message = judge(sources)
     values = [('state', state_name(sources.active, sources.configured)), *sources.values]
     return StageHealth(level, message[:MAX_MESSAGE], values)
+
+
+def name_clash(fqn: str, graph: Iterable[tuple[str, str]]) -> str:
+    """
+    Return a WARN when more than one node of the graph has this fully qualified name.
+
+    Why: two pipelines with the same node names (a second launch, another robot in the domain)
+    start without a word from ROS and take each other's frames, parameters and services.
+    """
+    count = sum(1 for name, namespace in graph
+                if f'{namespace.rstrip("/")}/{name}' == fqn)
+    if count < 2:
+        return ''
+    others = 'another node' if count == 2 else f'{count - 1} other nodes'
+    return (f'{others} in the graph also named {fqn}: this {fqn} and the other take each '
+            "other's frames and parameters; give each pipeline its own namespace "
+            '(namespace:=...) or ROS_DOMAIN_ID')

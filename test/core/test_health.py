@@ -1,7 +1,7 @@
 """A stage's health: the most urgent of its problems wins, at its level."""
 
-from edge_infer_ros.core.health import (HealthSources, judge, Level, MAX_MESSAGE, stage_health,
-                                        state_name)
+from edge_infer_ros.core.health import (HealthSources, judge, Level, MAX_MESSAGE, name_clash,
+                                        stage_health, state_name)
 import pytest
 
 S = 1_000_000_000
@@ -87,3 +87,12 @@ def test_a_long_message_is_cut():
 def test_levels_are_those_of_diagnostic_msgs():
     assert [Level.OK.as_byte(), Level.WARN.as_byte(), Level.ERROR.as_byte(),
             Level.STALE.as_byte()] == [b'\x00', b'\x01', b'\x02', b'\x03']
+
+
+def test_a_name_taken_twice_in_the_graph_is_named() -> None:
+    graph = [('nms', '/clash'), ('camera', '/clash'), ('nms', '/other'), ('nms', '/clash')]
+    text = name_clash('/clash/nms', graph)
+    assert text.startswith('another node in the graph also named /clash/nms')
+    assert name_clash('/clash/camera', graph) == ''
+    assert name_clash('/nms', [('nms', '/'), ('nms', '/')]).startswith('another node')
+    assert '2 other nodes' in name_clash('/a', [('a', '/')] * 3)

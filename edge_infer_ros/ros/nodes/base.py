@@ -35,6 +35,7 @@ from edge_infer_ros.core.validate import (check_envelope, InputRefused, MAX_DETE
 from edge_infer_ros.ros import convert, process, topics
 from edge_infer_ros.ros.compat import (add_post_set_parameters_callback, PublisherEventCallbacks,
                                        SubscriptionEventCallbacks)
+from edge_infer_ros.ros.nodes.name_clash import NameClashCheck
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.clock import ROSClock
@@ -163,7 +164,7 @@ def _ros_time_of(clock: Any) -> Callable[[], int]:
     return now_ns
 
 
-class StageNode(LifecycleNode):
+class StageNode(NameClashCheck, LifecycleNode):
     """A pipeline stage as a managed node; subclasses implement the stage hooks."""
 
     #: Stage kind written into frame traces (preprocess, detector, nms, action, ...).
@@ -739,7 +740,8 @@ class StageNode(LifecycleNode):
             diagnostics_period_s=self.p['diagnostics_period_s'], last_error=self.last_error,
             last_error_ns=self._last_error_ns, fault=self.fault or self._unknown_note,
             qos_warnings=self._qos_warnings, shm_note=self.shm_note, transport_loss=loss_text,
-            stage_warning=self.wiring_warning() or self.stage_warning(),
+            stage_warning=(self.name_clash_warning() or self.wiring_warning() or
+                           self.stage_warning()),
             values=(self.counter_values() + self.shm_values() + self.diagnostic_values() +
                     loss_values + self.matched_values() + self.clock.values())))
         status = DiagnosticStatus(level=health.level.as_byte(), name=f'{self._fqn}: {self.STAGE}',
