@@ -100,18 +100,26 @@ def stage_health(sources: HealthSources) -> StageHealth:
     return StageHealth(level, message[:MAX_MESSAGE], values)
 
 
-def name_clash(fqn: str, graph: Iterable[tuple[str, str]]) -> str:
-    """
-    Return a WARN when more than one node of the graph has this fully qualified name.
+#: Bytes of an endpoint GID that name its participant (a DDS GUID prefix; the rest: the entity).
+PARTICIPANT_PREFIX = 12
 
-    Why: two pipelines with the same node names (a second launch, another robot in the domain)
-    start without a word from ROS and take each other's frames, parameters and services.
+
+def name_clash(fqn: str, endpoints: Iterable[tuple[str, str, bytes]]) -> str:
     """
-    count = sum(1 for name, namespace in graph
-                if f'{namespace.rstrip("/")}/{name}' == fqn)
+    Return a WARN when nodes of this fully qualified name live in more than one participant.
+
+    ``endpoints`` are (node name, namespace, endpoint GID) of one topic every node publishes
+    (``/parameter_events``). Why: two pipelines with the same node names (a second launch,
+    another robot in the domain) start without a word from ROS and take each other's frames,
+    parameters and services. Nodes of one participant (one process's context) are not
+    counted twice: the graph keeps a destroyed one there a while.
+    """
+    participants = {bytes(gid[:PARTICIPANT_PREFIX]) for name, namespace, gid in endpoints
+                    if f'{namespace.rstrip("/")}/{name}' == fqn}
+    count = len(participants)
     if count < 2:
         return ''
     others = 'another node' if count == 2 else f'{count - 1} other nodes'
-    return (f'{others} in the graph also named {fqn}: this {fqn} and the other take each '
-            "other's frames and parameters; give each pipeline its own namespace "
-            '(namespace:=...) or ROS_DOMAIN_ID')
+    return (f'{others} in the graph also named {fqn} (another process): this {fqn} and the '
+            "other take each other's frames and parameters; give each pipeline its own "
+            'namespace (namespace:=...) or ROS_DOMAIN_ID')

@@ -89,10 +89,14 @@ def test_levels_are_those_of_diagnostic_msgs():
             Level.STALE.as_byte()] == [b'\x00', b'\x01', b'\x02', b'\x03']
 
 
-def test_a_name_taken_twice_in_the_graph_is_named() -> None:
-    graph = [('nms', '/clash'), ('camera', '/clash'), ('nms', '/other'), ('nms', '/clash')]
+def test_a_name_taken_in_two_participants_is_named() -> None:
+    a, b, c = bytes(12) + b'\x00\x00\x04\x03', bytes(11) + b'\x01\x00\x00\x03\x03', b'\x02' * 16
+    graph = [('nms', '/clash', a), ('camera', '/clash', a), ('nms', '/other', b),
+             ('nms', '/clash', b)]
     text = name_clash('/clash/nms', graph)
     assert text.startswith('another node in the graph also named /clash/nms')
     assert name_clash('/clash/camera', graph) == ''
-    assert name_clash('/nms', [('nms', '/'), ('nms', '/')]).startswith('another node')
-    assert '2 other nodes' in name_clash('/a', [('a', '/')] * 3)
+    assert name_clash('/nms', [('nms', '/', a), ('nms', '/', b)]).startswith('another node')
+    # Two nodes of one participant (a process's context): not told (the graph lags there).
+    assert name_clash('/nms', [('nms', '/', a), ('nms', '/', a[:12] + b'\x00\x00\x13\x03')]) == ''
+    assert '2 other nodes' in name_clash('/a', [('a', '/', a), ('a', '/', b), ('a', '/', c)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from edge_infer_ros.core.health import name_clash
 
 
@@ -12,10 +14,12 @@ class NameClashCheck:
 
     def name_clash_warning(self) -> str:
         """Return the WARN of a name clash ('' if none), logged when it appears or changes."""
-        text = name_clash(self.get_fully_qualified_name(),  # type: ignore[attr-defined]
-                          self.get_node_names_and_namespaces())  # type: ignore[attr-defined]
+        node: Any = self
+        text = name_clash(node.get_fully_qualified_name(),
+                          [(i.node_name, i.node_namespace, bytes(i.endpoint_gid)) for i in
+                           node.get_publishers_info_by_topic('/parameter_events')])
         if text != self._name_clash:
             self._name_clash = text
             if text:
-                self.get_logger().warning(text)  # type: ignore[attr-defined]
+                node.get_logger().warning(text)
         return text
