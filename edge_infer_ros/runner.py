@@ -35,6 +35,7 @@ from edge_infer_ros.monitor.report import format_table
 from edge_infer_ros.ros import topics
 from edge_infer_ros.ros.container import ComponentSpec, Container
 from edge_infer_ros.ros.graph import NodeSpec, PIPELINE
+from edge_infer_ros.ros.process import refuse_bad_param_files
 from edge_infer_ros.ros.same_host import choose_same_host, SAME_HOST
 import numpy as np
 import rclpy
@@ -635,6 +636,7 @@ def run(options: RunOptions) -> dict[str, Any]:
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the main job (``ros2 run edge_infer_ros pipeline``)."""
     options = parse_args(argv)
+    refuse_bad_param_files('pipeline', [f for f in (options.config, options.budget) if f])
     report = run(options)
     print(format_report(report))
     if options.report_json:

@@ -33,11 +33,15 @@ Every process this file starts gets ``FASTDDS_DEFAULT_PROFILES_FILE`` (argument
 keeps frames from being lost between processes, unless the variable was already set.
 """
 
+import signal
+
 from edge_infer_ros.ros import launch_args
 from edge_infer_ros.ros.graph import PIPELINE
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import (DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler,
+                            SetEnvironmentVariable)
 from launch.conditions import IfCondition
+from launch.event_handlers import OnShutdown
 from launch.launch_context import LaunchContext
 from launch.substitutions import (EnvironmentVariable, LaunchConfiguration,
                                   NotEqualsSubstitution, PathJoinSubstitution)
@@ -70,6 +74,19 @@ def _container(context: LaunchContext) -> list:
         package=PACKAGE, executable='component_container', name='pipeline_container',
         namespace=given['namespace'], output='screen', parameters=files,
         composable_node_descriptions=nodes)]
+
+
+def _ignore_late_sigint(event: object, context: LaunchContext) -> None:
+    """
+    Ignore SIGINT once launch shuts down: a second Ctrl-C must not kill launch itself.
+
+    Launch ignores a second SIGINT while its loop runs, but the composed launch's process also
+    holds launch_ros's rclpy context (it loads the components), whose teardown outlasts the
+    loop: a Ctrl-C then raised KeyboardInterrupt there and ``ros2 launch`` ended by SIGINT
+    (-2, 130 in a shell) although the container had exited cleanly. Launch stops its children
+    itself (SIGINT, then SIGTERM, SIGKILL on timers), so nothing needs the second one.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -132,4 +149,5 @@ def generate_launch_description() -> LaunchDescription:
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', profile,
                                condition=IfCondition(NotEqualsSubstitution(profile, ''))),
         OpaqueFunction(function=_container),
+        RegisterEventHandler(OnShutdown(on_shutdown=_ignore_late_sigint)),
     ])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 #: Longest status message (the rest is cut): diagnostics aggregators show one line.
 MAX_MESSAGE = 1024
@@ -98,3 +98,28 @@ def stage_health(sources: HealthSources) -> StageHealth:
     level, message = judge(sources)
     values = [('state', state_name(sources.active, sources.configured)), *sources.values]
     return StageHealth(level, message[:MAX_MESSAGE], values)
+
+
+#: Bytes of an endpoint GID that name its participant (a DDS GUID prefix; the rest: the entity).
+PARTICIPANT_PREFIX = 12
+
+
+def name_clash(fqn: str, endpoints: Iterable[tuple[str, str, bytes]]) -> str:
+    """
+    Return a WARN when nodes of this fully qualified name live in more than one participant.
+
+    ``endpoints`` are (node name, namespace, endpoint GID) of one topic every node publishes
+    (``/parameter_events``). Why: two pipelines with the same node names (a second launch,
+    another robot in the domain) start without a word from ROS and take each other's frames,
+    parameters and services. Nodes of one participant (one process's context) are not
+    counted twice: the graph keeps a destroyed one there a while.
+    """
+    participants = {bytes(gid[:PARTICIPANT_PREFIX]) for name, namespace, gid in endpoints
+                    if f'{namespace.rstrip("/")}/{name}' == fqn}
+    count = len(participants)
+    if count < 2:
+        return ''
+    others = 'another node' if count == 2 else f'{count - 1} other nodes'
+    return (f'{others} in the graph also named {fqn} (another process): this {fqn} and the '
+            "other take each other's frames and parameters; give each pipeline its own "
+            'namespace (namespace:=...) or ROS_DOMAIN_ID')

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import math
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
+import yaml
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -160,3 +162,33 @@ def flatten_parameters(mapping: Mapping[str, Any], prefix: str = '') -> dict[str
                 raise ValueError(f'parameter {sub_name!r} is given twice (flat and nested)')
             flat[sub_name] = sub_value
     return flat
+
+
+def params_files_in(argv: Sequence[str]) -> list[str]:
+    """Return the files of every ``--params-file FILE`` pair on a command line, in order."""
+    return [argv[i + 1] for i in range(len(argv) - 1) if argv[i] == '--params-file']
+
+
+def param_file_error(path: str) -> Optional[str]:
+    """
+    Return one line naming the file, line and column of a YAML error in it (None: it parses).
+
+    Why: rcl's parser and PyYAML alike raise out of the node's constructor, and the user got
+    a Python traceback with the position buried in it; a node, the container and the runner
+    check their files first and exit 2 with this line instead.
+    """
+    try:
+        with open(path, encoding='utf-8') as stream:
+            yaml.safe_load(stream)
+    except OSError as error:
+        return f'{path}: cannot read the parameter file: {error.strerror or error}'
+    except UnicodeDecodeError as error:
+        return f'{path}: not UTF-8 text (byte {error.start})'
+    except yaml.YAMLError as error:
+        mark = getattr(error, 'problem_mark', None) or getattr(error, 'context_mark', None)
+        where = f':{mark.line + 1}:{mark.column + 1}' if mark is not None else ''
+        problem = getattr(error, 'problem', None) or str(error).splitlines()[0]
+        context = getattr(error, 'context', None)
+        detail = f'{problem} ({context})' if context else f'{problem}'
+        return f'{path}{where}: YAML syntax error in the parameter file: {detail}'
+    return None

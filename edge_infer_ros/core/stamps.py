@@ -6,6 +6,9 @@ jump, and the latencies measured from that camera's stamps are suspect. The fram
 still a valid image, so the stage processes it; this rule only counts it and keeps a fault
 text up for ``hold_s`` after the last backwards stamp (one is no lasting fault).
 
+A stamp equal to the camera's last one is that frame again (a driver or a relay that
+published it twice): :meth:`StampOrder.repeated` tells the stage to skip it, and counts it.
+
 Camera names come from the frames' headers, i.e. from outside: at most ``max_cameras`` are
 remembered, the one heard from least recently makes room (as in :mod:`.sequence`).
 """
@@ -33,6 +36,8 @@ class StampOrder:
         self._last: OrderedDict[str, int] = OrderedDict()
         self._fault = ''
         self._fault_ns = 0
+        #: Frames skipped as the camera's last frame again (same stamp), evicted ones included.
+        self.duplicates = 0
         self._lock = threading.Lock()  # cameras may be observed from their own threads
 
     def observe(self, camera: str, stamp_ns: int, seq: int, now_ns: int) -> Optional[str]:
@@ -49,6 +54,19 @@ class StampOrder:
             self._fault = (f'camera {camera}: stamp went back {(last - stamp_ns) / 1e6:.3f} ms '
                            f'(frame {seq}); check the driver and the clock')
             return self._fault
+
+    def repeated(self, camera: str, stamp_ns: int) -> bool:
+        """Tell whether a frame is the camera's last one again (same stamp); count it if so."""
+        with self._lock:
+            if self._last.get(camera) != stamp_ns:
+                return False
+            self.duplicates += 1
+            return True
+
+    def last_stamp(self, camera: str) -> Optional[int]:
+        """Return the camera's last stamp observed (None: not remembered)."""
+        with self._lock:
+            return self._last.get(camera)
 
     def fault(self, now_ns: int) -> str:
         """Return the latest fault text while within ``hold_s`` of it, else ''."""

@@ -25,14 +25,13 @@ from typing import Optional
 
 from edge_infer_ros.ros import process
 from edge_infer_ros.ros.container import Container, parse_component, read_composition
-import rclpy
 from rclpy.node import Node
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of ``component_container``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    ros_args = rclpy.utilities.remove_ros_args(['container'] + argv)[1:]
+    ros_args = process.refuse_bad_ros_arguments('component_container', ['container'] + argv)[1:]
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('components', nargs='*', help='plugin[:name], e.g. '
                         'edge_infer_ros::Detector:detector')
@@ -43,6 +42,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument('--list-types', action='store_true',
                         help='print the plugins this container loads, then exit')
     options = parser.parse_args([a for a in ros_args if a != '--'])
+    process.refuse_bad_param_files('component_container', options.params_file)
     if options.list_types:
         from edge_infer_ros.ros.component_manager import plugin_types
         print(plugin_types())

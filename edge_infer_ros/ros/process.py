@@ -21,9 +21,11 @@ import threading
 from types import FrameType
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+from edge_infer_ros.core.params import param_file_error, params_files_in
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -139,12 +141,43 @@ def parse_node_command_line(prog: str, description: str, epilog: str,
     ``--ros-args ... --`` is this program's own: only ``-h``/``--help`` is known.
     """
     argv = list(sys.argv if args is None else args)
-    own = remove_ros_args(argv)[1:]
+    own = refuse_bad_ros_arguments(prog, argv)[1:]
     parser = argparse.ArgumentParser(
         prog=prog, description=description, epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args([a for a in own if a != '--'])
     return argv
+
+
+def refuse_bad_param_files(prog: str, paths: Iterable[str]) -> None:
+    """Exit 2 with one line (file:line:column: problem) at the first file that does not parse."""
+    for path in paths:
+        problem = param_file_error(path)
+        if problem:
+            print(f'{prog}: {problem}', file=sys.stderr)
+            raise SystemExit(2)
+        refuse_bad_ros_arguments(prog, [prog, '--ros-args', '--params-file', path])
+
+
+def refuse_bad_ros_arguments(prog: str, argv: Sequence[str]) -> list[str]:
+    """
+    Exit 2 with one line where a parameter file or the ROS arguments do not parse.
+
+    Returns argv without its ROS arguments. Without this, rcl's refusal of a file came out of
+    rclpy as a traceback (exit 1), its line buried in it and no column.
+    """
+    files = params_files_in(argv)
+    for path in files:
+        problem = param_file_error(path)
+        if problem:
+            print(f'{prog}: {problem}', file=sys.stderr)
+            raise SystemExit(2)
+    try:
+        return list(remove_ros_args(list(argv)))
+    except rclpy_implementation.RCLInvalidROSArgsError as error:
+        # What rcl refuses beyond YAML syntax (a list of mixed types, ...): its own words.
+        print(f"{prog}: {str(error).split(', at ')[0]}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def parameter_help(specs: Iterable[Any]) -> str:

@@ -1,7 +1,7 @@
 """A stage's health: the most urgent of its problems wins, at its level."""
 
-from edge_infer_ros.core.health import (HealthSources, judge, Level, MAX_MESSAGE, stage_health,
-                                        state_name)
+from edge_infer_ros.core.health import (HealthSources, judge, Level, MAX_MESSAGE, name_clash,
+                                        stage_health, state_name)
 import pytest
 
 S = 1_000_000_000
@@ -87,3 +87,16 @@ def test_a_long_message_is_cut():
 def test_levels_are_those_of_diagnostic_msgs():
     assert [Level.OK.as_byte(), Level.WARN.as_byte(), Level.ERROR.as_byte(),
             Level.STALE.as_byte()] == [b'\x00', b'\x01', b'\x02', b'\x03']
+
+
+def test_a_name_taken_in_two_participants_is_named() -> None:
+    a, b, c = bytes(12) + b'\x00\x00\x04\x03', bytes(11) + b'\x01\x00\x00\x03\x03', b'\x02' * 16
+    graph = [('nms', '/clash', a), ('camera', '/clash', a), ('nms', '/other', b),
+             ('nms', '/clash', b)]
+    text = name_clash('/clash/nms', graph)
+    assert text.startswith('another node in the graph also named /clash/nms')
+    assert name_clash('/clash/camera', graph) == ''
+    assert name_clash('/nms', [('nms', '/', a), ('nms', '/', b)]).startswith('another node')
+    # Two nodes of one participant (a process's context): not told (the graph lags there).
+    assert name_clash('/nms', [('nms', '/', a), ('nms', '/', a[:12] + b'\x00\x00\x13\x03')]) == ''
+    assert '2 other nodes' in name_clash('/a', [('a', '/', a), ('a', '/', b), ('a', '/', c)])

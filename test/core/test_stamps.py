@@ -105,3 +105,16 @@ def test_concurrent_cameras_count_every_backwards_stamp():
 def test_bad_bounds_are_refused(kwargs):
     with pytest.raises(ValueError):
         StampOrder(**kwargs)
+
+
+def test_the_cameras_last_frame_again_is_a_counted_repeat():
+    order = StampOrder()
+    assert not order.repeated('front', 100)  # nothing seen yet
+    order.observe('front', 100, 0, 0)
+    assert order.repeated('front', 100) and order.repeated('front', 100)
+    assert not order.repeated('rear', 100)  # another camera's stamp
+    assert not order.repeated('front', 101)
+    order.observe('front', 101, 1, 0)
+    assert not order.repeated('front', 100)  # an older one goes back: observe's business
+    assert order.duplicates == 2 and order.count == 0
+    assert order.last_stamp('front') == 101 and order.last_stamp('rear') is None

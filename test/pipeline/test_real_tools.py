@@ -356,6 +356,27 @@ def test_composed_double_sigint_every_process_exits_zero(composed: Launch) -> No
                                       ros2('node', 'list').stdout), 20)
 
 
+def test_a_second_ctrl_c_after_the_container_exited_leaves_launch_exit_code_zero(
+        tmp_path: Path) -> None:
+    # A second Ctrl-C pressed while launch tears down (its child already gone): launch
+    # itself died by SIGINT (-2) in the composed launch, whose process holds an rclpy context.
+    launch = Launch(tmp_path / 'launch.log', 'edge_infer_ros', 'pipeline.launch.py',
+                    'namespace:=late')
+    try:
+        assert poll(lambda: "Loaded node '/late/budget_monitor'" in launch.output() or
+                    launch.process.poll() is not None, START_TIMEOUT) and \
+            launch.process.poll() is None, launch.output()[-3000:]
+        since = len(launch.output())
+        launch.double_sigint()
+        assert poll(lambda: 'process has finished cleanly' in launch.output(), STOP_TIMEOUT,
+                    0.01), launch.output()[-3000:]
+        if launch.process.poll() is None:
+            launch.process.send_signal(signal.SIGINT)  # the second Ctrl-C, to launch
+        assert_clean_exit(launch, launch.wait(), processes=1, since=since)
+    finally:
+        launch.kill()
+
+
 def test_split_launch_frames_flow_and_double_sigint_exits_zero(
         tmp_path: Path, daemon: None, probe: Probe) -> None:
     probe.clear('/cmd_vel')

@@ -213,3 +213,23 @@ def test_a_camera_of_the_budget_file_that_never_sends_is_named(ros_context) -> N
         assert monitor.tracker.budgets(REAR).deadline_ms == 80.0
     finally:
         container.shutdown()
+
+
+def test_a_second_node_of_the_same_name_is_a_warn_naming_it(ros_context,
+                                                            second_context) -> None:
+    """Two pipelines with one name take each other's frames: both nodes say so (WARN)."""
+    first, second = Container(ros_context), Container(second_context)
+    try:
+        nms = first.load(_stage('edge_infer_ros::Nms', 'nms', 'clash'))
+        first.spin_in_background()
+        assert not first.start()
+        twin = second.load(_stage('edge_infer_ros::Nms', 'nms', 'clash'))
+        second.spin_in_background()
+        assert not second.start()
+        for node in (nms, twin):
+            assert wait_for(lambda: 'another node in the graph also named /clash/nms' in
+                            node.stage_status().message, 20.0), node.stage_status().message
+            assert node.stage_status().level == b'\x01'
+    finally:
+        second.shutdown()
+        first.shutdown()

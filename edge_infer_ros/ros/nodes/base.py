@@ -31,6 +31,7 @@ from edge_infer_ros.core.validate import check_envelope, InputRefused, MAX_DETEC
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.compat import add_post_set_parameters_callback
 from edge_infer_ros.ros.node_params import DeclaredParameters, hardware_id_for, qos_from
+from edge_infer_ros.ros.nodes.name_clash import NameClashCheck
 from edge_infer_ros.ros.ports import (counter_values, frames_lost_in_transport, InputPort,
                                       matched_values, OutputPort, same_host_values,
                                       transport_loss_values)
@@ -65,7 +66,7 @@ def _ros_time_of(clock: Any) -> Callable[[], int]:
     return now_ns
 
 
-class StageNode(DeclaredParameters):
+class StageNode(NameClashCheck, DeclaredParameters):
     """A pipeline stage as a managed node; subclasses implement the stage hooks."""
 
     #: Stage kind written into frame traces (preprocess, detector, nms, action, ...).
@@ -455,7 +456,8 @@ class StageNode(DeclaredParameters):
             diagnostics_period_s=self.p['diagnostics_period_s'], last_error=self.last_error,
             last_error_ns=self._last_error_ns, fault=self.fault or self._unknown_note,
             qos_warnings=self._qos_warnings, shm_note=self.shm_note, transport_loss=loss_text,
-            stage_warning=self.wiring_warning() or self.stage_warning(),
+            stage_warning=(self.name_clash_warning() or self.wiring_warning() or
+                           self.stage_warning()),
             values=(counter_values(self._input_ports, self._outputs, self.error_count()) +
                     [(f'refused.{reason}', str(count))
                      for reason, count in self.refusals.items() if count] +

@@ -133,6 +133,12 @@ class PreprocessNode(StageNode):
         payload = envelope.payload
         if not isinstance(payload, ImagePayload):
             raise ImageError(f'expected an image, got {type(payload).__name__}')
+        if self.stamps.repeated(envelope.camera, envelope.stamp_ns):
+            self.get_logger().warning(
+                f'camera {envelope.camera}: the same frame (stamp {envelope.stamp_ns} ns) came '
+                'again and is skipped: is the image published twice?',
+                throttle_duration_sec=5.0)
+            return  # counted (duplicate_frames); processing it again would command it twice
         fault = self.stamps.observe(envelope.camera, envelope.stamp_ns, envelope.seq, now)
         if fault:  # counted and reported; the frame is still a valid image
             self.get_logger().warning(fault, throttle_duration_sec=1.0)
@@ -162,7 +168,8 @@ class PreprocessNode(StageNode):
         """Buffer reuse counter (flat in steady state)."""
         allocations = sum(p.tensor_allocations for p in self._preprocessors.values())
         return [('tensor_allocations', str(allocations)),
-                ('non_monotonic_stamps', str(self.non_monotonic_stamps))]
+                ('non_monotonic_stamps', str(self.non_monotonic_stamps)),
+                ('duplicate_frames', str(self.stamps.duplicates))]
 
 
 def main(args: Optional[list[str]] = None) -> None:
