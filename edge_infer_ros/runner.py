@@ -32,9 +32,9 @@ from edge_infer_ros.core.frame import FrameTrace
 from edge_infer_ros.core.resources import config_path
 from edge_infer_ros.monitor.perfetto import write_chrome_trace
 from edge_infer_ros.monitor.report import format_table
-from edge_infer_ros.ros import topics
+from edge_infer_ros.ros import diagnostic_keys as keys, topics
 from edge_infer_ros.ros.container import ComponentSpec, Container
-from edge_infer_ros.ros.graph import NodeSpec, PIPELINE
+from edge_infer_ros.ros.graph import FRAME_STAGES, NodeSpec, PIPELINE
 from edge_infer_ros.ros.process import refuse_bad_param_files
 from edge_infer_ros.ros.same_host import choose_same_host, SAME_HOST
 import numpy as np
@@ -44,12 +44,12 @@ import yaml
 
 #: Split layouts: which stages share a process, and what crosses between processes.
 SPLIT_GROUPS = {
-    'raw': (('camera',), ('preprocess',), ('detector',), ('nms',), ('action',)),
-    'compressed': (('camera',), ('preprocess',), ('detector',), ('nms',), ('action',)),
+    'raw': tuple((stage,) for stage in FRAME_STAGES),
+    'compressed': tuple((stage,) for stage in FRAME_STAGES),
     'tensor': (('camera', 'preprocess'), ('detector', 'nms', 'action')),
 }
 #: The stages a frame passes after the camera: what the split run counts frames through.
-SPLIT_STAGES = ('preprocess', 'detector', 'nms', 'action')
+SPLIT_STAGES = FRAME_STAGES[1:]
 #: Fast DDS reads its XML profile from this variable in every process it starts in.
 DDS_PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
 TRANSPORT_TEXT = {
@@ -303,18 +303,18 @@ def split_counters(listener: '_DiagnosticsListener') -> dict[str, int]:
     (best-effort QoS, a full history); every other frame is processed, dropped (keep-latest)
     or failed (error) inside a stage, so the counts must add up to the captured frames.
     """
-    captured = listener.value('camera', 'frames_captured')
+    captured = listener.value('camera', keys.FRAMES_CAPTURED)
     sent = captured
     lost = 0
     for stage in SPLIT_STAGES:
-        received = listener.value(stage, 'frames_received')
+        received = listener.value(stage, keys.FRAMES_RECEIVED)
         lost += max(0, sent - received)
-        sent = listener.value(stage, 'frames_published')
+        sent = listener.value(stage, keys.FRAMES_PUBLISHED)
     return {
         'captured': captured,
-        'processed': listener.value('action', 'commands'),
-        'dropped': sum(listener.value(s, 'frames_dropped') for s in SPLIT_STAGES),
-        'errors': sum(listener.value(s, 'frame_errors') for s in SPLIT_STAGES),
+        'processed': listener.value('action', keys.COMMANDS),
+        'dropped': sum(listener.value(s, keys.FRAMES_DROPPED) for s in SPLIT_STAGES),
+        'errors': sum(listener.value(s, keys.FRAME_ERRORS) for s in SPLIT_STAGES),
         'lost_in_transport': lost,
     }
 
@@ -326,8 +326,8 @@ def hops_matched(listener: '_DiagnosticsListener', topics: list[str]) -> bool:
         return max(counts) if counts else None
 
     for topic in topics:
-        subscriptions = most(f'matched_subscriptions:{topic}')
-        publishers = most(f'matched_publishers:{topic}')
+        subscriptions = most(keys.matched_subscriptions(topic))
+        publishers = most(keys.matched_publishers(topic))
         if not subscriptions or publishers == 0:  # None: an rclpy without the count
             return False
     return True
@@ -364,9 +364,9 @@ def split_transport_loss(listener: '_DiagnosticsListener') -> dict[str, Any]:
     one topic, which an rmw without publisher ids (Jazzy) cannot count, and a lost trace is
     not a lost frame.
     """
-    return _transport_loss({name: values['frames_lost_in_transport']
+    return _transport_loss({name: values[keys.FRAMES_LOST_IN_TRANSPORT]
                             for name, values in listener.latest.items()
-                            if 'frames_lost_in_transport' in values and
+                            if keys.FRAMES_LOST_IN_TRANSPORT in values and
                             name.rpartition(': ')[2] in SPLIT_STAGES})
 
 
@@ -461,9 +461,10 @@ def run_split(options: RunOptions) -> dict[str, Any]:
         started = time.monotonic()
         limit = options.run_limit_s()
         while time.monotonic() - started < limit:
-            if options.frames and listener.value('camera', 'frames_captured') >= options.frames:
+            captured = listener.value('camera', keys.FRAMES_CAPTURED)
+            if options.frames and captured >= options.frames:
                 break
-            if any(values.get('source_end', 'running') != 'running'
+            if any(values.get(keys.SOURCE_END, keys.SOURCE_RUNNING) != keys.SOURCE_RUNNING
                    for name, values in listener.latest.items() if name.endswith(': camera')):
                 break  # a recording is over
             time.sleep(0.1)
@@ -477,9 +478,9 @@ def run_split(options: RunOptions) -> dict[str, Any]:
         loss = split_transport_loss(listener)
         backend_values = next((v for k, v in listener.latest.items() if k.endswith(': detector')),
                               {})
-        backend = {'name': backend_values.get('backend', 'unknown'),
-                   'description': backend_values.get('backend_description', ''),
-                   'fallback_reason': backend_values.get('fallback_reason')}
+        backend = {'name': backend_values.get(keys.BACKEND, 'unknown'),
+                   'description': backend_values.get(keys.BACKEND_DESCRIPTION, ''),
+                   'fallback_reason': backend_values.get(keys.FALLBACK_REASON)}
         transport = TRANSPORT_TEXT[options.transport]
         if options.same_host != 'dds':
             used, _, reason = choose_same_host(options.same_host)

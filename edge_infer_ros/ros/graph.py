@@ -38,6 +38,10 @@ PIPELINE: tuple[NodeSpec, ...] = (
 )
 
 
+#: The stages a frame passes, camera to action, in order (the budget monitor only watches).
+FRAME_STAGES: tuple[str, ...] = tuple(n.name for n in PIPELINE if n.name != 'budget_monitor')
+
+
 def load_plugin(plugin: str) -> type:
     """Return the node class registered under a plugin name (like rclcpp_components)."""
     found = entry_points(group=COMPONENT_GROUP)

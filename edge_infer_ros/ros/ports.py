@@ -19,7 +19,7 @@ from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.handoff import LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 from edge_infer_ros.core.validate import InputRefused
-from edge_infer_ros.ros import convert
+from edge_infer_ros.ros import convert, diagnostic_keys as keys
 from edge_infer_ros.ros.compat import PublisherEventCallbacks, SubscriptionEventCallbacks
 from edge_infer_ros.ros.same_host import SameHostTransport
 from rclpy.qos import QoSProfile
@@ -259,13 +259,13 @@ def transport_loss_values(inputs: list[InputPort],
     lost = frames_lost_in_transport(inputs)
     if lost is None:
         why = MESSAGE_INFO_MISSING or 'the middleware gives no publication sequence numbers'
-        return [('frames_lost_in_transport', 'unknown'),
+        return [(keys.FRAMES_LOST_IN_TRANSPORT, 'unknown'),
                 ('transport_loss_counting', f'unavailable: {why}')], None
     warning = None
     for port in inputs:  # every window moves on, whichever warns first
         found = port.loss_warning(now_s)
         warning = warning or found
-    return [('frames_lost_in_transport', str(lost)),
+    return [(keys.FRAMES_LOST_IN_TRANSPORT, str(lost)),
             ('transport_loss_counting', 'publication sequence numbers')], warning
 
 
@@ -286,12 +286,13 @@ def matched_values(inputs: list[InputPort], outputs: list[OutputPort]) -> list[t
     matching between processes lags discovery under load: the split runner starts the
     camera only once every hop reports a match on both ends.
     """
-    values = [(f'matched_subscriptions:{o.topic}', str(o.ros_publisher.get_subscription_count()))
+    values = [(keys.matched_subscriptions(o.topic),
+               str(o.ros_publisher.get_subscription_count()))
               for o in outputs if o.ros_publisher is not None]
     for port in inputs:
         count = port.publisher_count()
         if count is not None:
-            values.append((f'matched_publishers:{port.topic}', str(count)))
+            values.append((keys.matched_publishers(port.topic), str(count)))
     return values
 
 
@@ -305,8 +306,8 @@ def counter_values(inputs: list[InputPort], outputs: list[OutputPort],
     # (keep-latest), exactly as a frame replaced in an in-process queue.
     same_host_dropped = sum(p.receiver.stats.dropped for p in inputs if p.receiver is not None)
     received, dropped = received + same_host_dropped, dropped + same_host_dropped
-    return [('frames_received', str(received)), ('frames_processed', str(processed)),
-            ('frames_dropped', str(dropped)), ('frame_errors', str(errors)),
-            ('frames_published', str(max((o.stats.published for o in outputs), default=0))),
+    return [(keys.FRAMES_RECEIVED, str(received)), ('frames_processed', str(processed)),
+            (keys.FRAMES_DROPPED, str(dropped)), (keys.FRAME_ERRORS, str(errors)),
+            (keys.FRAMES_PUBLISHED, str(max((o.stats.published for o in outputs), default=0))),
             ('messages_built', str(sum(o.stats.messages_built for o in outputs))),
             ('local_deliveries', str(sum(o.stats.local_deliveries for o in outputs)))]

@@ -28,7 +28,7 @@ from edge_infer_ros.core.resources import config_path
 from edge_infer_ros.core.validate import MAX_NAME_LENGTH
 from edge_infer_ros.monitor.config import BudgetConfig, load_budget_file
 from edge_infer_ros.monitor.lateness import LATE_FRAME_POLICIES, LateFrameGate
-from edge_infer_ros.ros import convert, topics
+from edge_infer_ros.ros import convert, diagnostic_keys as keys, topics
 from edge_infer_ros.ros.nodes.base import left_ns, StageNode
 from edge_infer_ros.ros.process import run_single
 from edge_infer_ros.stages.action import ActionPolicy, DriveCamera, FrameCommander
@@ -344,7 +344,7 @@ class ActionNode(StageNode):
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Command counters and the debug view's cost counter."""
         counts = self.commander.counts
-        return [('commands', str(counts.commands)), ('stops', str(counts.stops)),
+        return [(keys.COMMANDS, str(counts.commands)), ('stops', str(counts.stops)),
                 ('watchdog_stops', str(self.watchdog_stops)),
                 ('stale_frames', str(counts.stale_frames)),
                 ('drive_camera', self.drive.drive_camera or '(the only camera)'),

@@ -18,7 +18,7 @@ from edge_infer_ros.core.handoff import Pace
 from edge_infer_ros.core.image import frozen_view
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.payloads import ImagePayload
-from edge_infer_ros.ros import convert, topics
+from edge_infer_ros.ros import convert, diagnostic_keys as keys, topics
 from edge_infer_ros.ros.nodes.base import StageNode
 from edge_infer_ros.ros.process import run_single
 from edge_infer_ros.stages.camera import FrameSource, SOURCE_KINDS
@@ -260,11 +260,11 @@ class CameraNode(StageNode):
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Capture counters."""
-        values = [('source', self.p['source']), ('frames_captured', str(self.captured)),
+        values = [('source', self.p['source']), (keys.FRAMES_CAPTURED, str(self.captured)),
                   ('fps_setting', f'{self.p["fps"]:.1f}'),
                   ('read_errors', str(self.read_errors)),
                   ('zero_copy_frames', str(self.zero_copy_frames)),
-                  ('source_end', self.source_end or 'running')]
+                  (keys.SOURCE_END, self.source_end or keys.SOURCE_RUNNING)]
         source: Any = self._source
         if hasattr(source, 'recorded_stamp_ns'):  # a bag: what the recording said
             values += [('bag_topic', source.topic), ('bag_loops', str(source.loops)),

@@ -20,7 +20,7 @@ from edge_infer_ros.inference.backends.factory import BACKENDS, FallbackBackend
 from edge_infer_ros.inference.model_info import load_model_info, ModelInfo
 from edge_infer_ros.inference.precision import graph_precision
 from edge_infer_ros.monitor.config import load_budget_file
-from edge_infer_ros.ros import convert, topics
+from edge_infer_ros.ros import convert, diagnostic_keys as keys, topics
 from edge_infer_ros.ros.nodes.base import StageNode
 from edge_infer_ros.ros.nodes.preprocess import MODEL_PARAMS
 from edge_infer_ros.ros.process import run_single
@@ -203,14 +203,14 @@ class DetectorNode(StageNode):
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Backend in use and why it may not be the preferred one."""
-        values = [('backend', self.backend.name if self.backend else 'none'),
+        values = [(keys.BACKEND, self.backend.name if self.backend else 'none'),
                   ('backend_preferred', self.p['backend']),
                   ('inferences', str(self.inferences)),
                   ('non_finite_outputs', str(self.non_finite_outputs))]
         if self.backend is not None:
-            values.append(('backend_description', self.backend.description))
+            values.append((keys.BACKEND_DESCRIPTION, self.backend.description))
         if self.fallback_reason:
-            values.append(('fallback_reason', self.fallback_reason))
+            values.append((keys.FALLBACK_REASON, self.fallback_reason))
         if self.onboarding is not None:
             values += [('warmup_inference_ms', f'{self.onboarding.inference_ms:.3f}'),
                        ('sustainable_fps', f'{self.onboarding.sustainable_fps:.1f}')]
