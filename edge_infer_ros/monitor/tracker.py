@@ -37,9 +37,10 @@ from edge_infer_ros.core.frame import FrameTrace, hops
 from edge_infer_ros.core.health import Level
 from edge_infer_ros.core.validate import CAMERA_NAME_RE, check_name, InputRefused, STAGE_NAME_RE
 from edge_infer_ros.monitor.config import BudgetConfig, END_TO_END, INGEST, own_copy, TRANSPORT
-from edge_infer_ros.monitor.verdicts import (cause_of, DeadlineMiss, EndToEndVerdict, fmt_ms,
-                                             PathVerdict, percentile_key, QUEUE_WAIT, SERVICE,
-                                             StageStatus, StageVerdict, Verdict, worst_item)
+from edge_infer_ros.monitor.verdicts import (budget_ladder, cause_of, DeadlineMiss,
+                                             EndToEndVerdict, fmt_ms, PathVerdict,
+                                             percentile_key, QUEUE_WAIT, SERVICE, StageStatus,
+                                             StageVerdict, Verdict, worst_item)
 from edge_infer_ros.monitor.windows import SlidingWindow
 
 
@@ -342,23 +343,10 @@ class BudgetTracker:
         service_q, wait_q, total_q = (s.percentile(q) for s in (service, wait, total))
         budget = config.stage_budgets_ms.get(stage)
         over = total.count_above(budget) if budget is not None else 0
-        stale = self._stale_message(camera, state.last_ns, now_ns)
-        if stale is not None:
-            level, message = Level.STALE, f'{stage}: {stale}'
-        elif budget is None:
-            level = Level.OK
-            message = f'{stage}: no budget configured; {percentile_key(q)} {total_q:.3f} ms'
-        elif total.count < config.min_samples:
-            level = Level.OK
-            message = (f'{stage}: {total.count} of {config.min_samples} samples, '
-                       'no verdict yet')
-        elif total_q > budget:
-            level = Level.WARN
-            message = (f'{stage} {percentile_key(q)} {total_q:.3f} ms > budget {budget:.3f} ms, '
-                       'cause: ' + cause_of(q, service_q, wait_q))
-        else:
-            level = Level.OK
-            message = f'{stage} {percentile_key(q)} {total_q:.3f} ms <= budget {budget:.3f} ms'
+        level, message = budget_ladder(
+            stage, self._stale_message(camera, state.last_ns, now_ns), total.count,
+            config.min_samples, q, total_q, budget,
+            lambda: ', cause: ' + cause_of(q, service_q, wait_q))
         return StageVerdict(stage, camera_name, level, message, total, q, total_q, budget,
                             service, wait, state.transport.summary(now_ns), over,
                             camera.blamed.get(stage, 0), (now_ns - state.last_ns) / 1e9)
@@ -376,20 +364,9 @@ class BudgetTracker:
             what = 'sum of the hops between stages'
         summary = window.summary(now_ns)
         value_q = summary.percentile(q)
-        stale = self._stale_message(camera, camera.last_ns, now_ns)
-        if stale is not None:
-            level, message = Level.STALE, f'{item}: {stale}'
-        elif summary.count < config.min_samples:
-            level = Level.OK
-            message = (f'{item}: {summary.count} of {config.min_samples} samples, '
-                       'no verdict yet')
-        elif value_q > budget:
-            level = Level.WARN
-            message = (f'{item} {percentile_key(q)} {value_q:.3f} ms > budget {budget:.3f} ms '
-                       f'({what})')
-        else:
-            level = Level.OK
-            message = f'{item} {percentile_key(q)} {value_q:.3f} ms <= budget {budget:.3f} ms'
+        level, message = budget_ladder(
+            item, self._stale_message(camera, camera.last_ns, now_ns), summary.count,
+            config.min_samples, q, value_q, budget, lambda: f' ({what})')
         return PathVerdict(item, camera_name, level, message, summary, q, value_q, budget,
                            summary.count_above(budget), camera.blamed.get(item, 0))
 

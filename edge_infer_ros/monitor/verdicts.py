@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from edge_infer_ros.core.health import Level  # the levels of every status of the package
 from edge_infer_ros.monitor.windows import WindowSummary
@@ -144,6 +144,26 @@ def cause_of(q: float, service_q: float, wait_q: float) -> str:
         return (f'service time ({percentile_key(q)} {service_q:.3f} ms; queue wait '
                 f'{wait_q:.3f} ms)')
     return f'queue wait ({percentile_key(q)} {wait_q:.3f} ms; service time {service_q:.3f} ms)'
+
+
+def budget_ladder(item: str, stale: Optional[str], samples: int, min_samples: int, q: float,
+                  value_q: float, budget: Optional[float],
+                  why_over: Callable[[], str]) -> tuple[Level, str]:
+    """
+    Judge one stage or path: STALE, then no budget, too few samples, over (WARN), within.
+
+    The one ladder of every per-item verdict; ``why_over`` adds what an overrun is blamed on.
+    """
+    if stale is not None:
+        return Level.STALE, f'{item}: {stale}'
+    if budget is None:
+        return Level.OK, f'{item}: no budget configured; {percentile_key(q)} {value_q:.3f} ms'
+    if samples < min_samples:
+        return Level.OK, f'{item}: {samples} of {min_samples} samples, no verdict yet'
+    judged = f'{item} {percentile_key(q)} {value_q:.3f} ms'
+    if value_q > budget:
+        return Level.WARN, f'{judged} > budget {budget:.3f} ms{why_over()}'
+    return Level.OK, f'{judged} <= budget {budget:.3f} ms'
 
 
 def window_values(summary: WindowSummary, budget: float) -> list[tuple[str, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from edge_infer_ros.core import shm
-from edge_infer_ros.ros.nodes.base import OK, WARN
+from edge_infer_ros.core.health import Level
 from edge_infer_ros.ros.nodes.camera import CameraNode
 from edge_infer_ros.ros.nodes.preprocess import PreprocessNode
 import pytest
@@ -89,7 +89,7 @@ def test_frames_cross_by_shared_memory_without_dds_messages(ros_context, second_
         assert int(values['shm_frames_received']) + int(values['shm_frames_dropped']) == 40
         received = preprocess.inputs[0].stats.received
         assert int(values['frames_received']) == received + int(values['shm_frames_dropped'])
-        assert preprocess.stage_status().level == OK and not preprocess.shm_note
+        assert preprocess.stage_status().level == Level.OK.as_byte() and not preprocess.shm_note
     finally:
         camera.destroy_node()
         preprocess.destroy_node()
@@ -107,7 +107,7 @@ def test_without_iceoryx2_the_nodes_use_dds_and_say_why(ros_context, second_cont
         assert camera.image_out.same_host is None and camera.image_out.stats.messages_built == 20
         for node in (camera, preprocess):
             status = node.stage_status()
-            assert status.level == WARN, status
+            assert status.level == Level.WARN.as_byte(), status
             assert 'iceoryx2' in status.message and 'using DDS' in status.message
             values = {kv.key: kv.value for kv in status.values}
             assert values['transport_same_host'] == 'dds'

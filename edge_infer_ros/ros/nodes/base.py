@@ -41,8 +41,6 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 
-OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
-                          DiagnosticStatus.STALE)
 
 #: Shortest time between two checks for a changed level outside the diagnostics period (s): a
 #: status that flaps cannot flood /diagnostics (at most five extra publications a second).

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.clock import JumpWatch
 from edge_infer_ros.core.frame import Envelope, FrameTrace
+from edge_infer_ros.core.health import Level
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.validate import check_stamp, check_trace, MAX_NAME_LENGTH
 from edge_infer_ros.monitor.config import (BudgetConfig, CAMERAS_PREFIX, END_TO_END,
@@ -37,7 +38,7 @@ from edge_infer_ros.monitor.verdicts import DeadlineMiss
 from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.compat import parameter_overrides
 from edge_infer_ros.ros.node_params import COMMON_PARAMS
-from edge_infer_ros.ros.nodes.base import OK, StageNode, WARN
+from edge_infer_ros.ros.nodes.base import StageNode
 from edge_infer_ros.ros.process import run_single
 from edge_infer_ros_msgs.msg import DeadlineMiss as DeadlineMissMsg, FrameTrace as FrameTraceMsg
 
@@ -285,7 +286,8 @@ class BudgetMonitorNode(StageNode):
             return []
         with self._tracker_lock:
             silent = self.tracker.silent_configured_cameras()
-        return [DiagnosticStatus(level=WARN, name=f'{self._fqn}: {camera}/end_to_end',
+        return [DiagnosticStatus(level=Level.WARN.as_byte(),
+                                 name=f'{self._fqn}: {camera}/end_to_end',
                                  hardware_id=self.hardware_id,
                                  message=f'no frame from camera {camera!r} (named in the budget '
                                  f'file) in {waited_s:.0f} s: check its driver, topic and '
@@ -315,7 +317,7 @@ class BudgetMonitorNode(StageNode):
     def _publish_if_first_miss(self, camera: str) -> None:
         """Publish at once when a camera's path was last published OK (at most 5 per s)."""
         name = f'{self._fqn}: {camera}/{END_TO_END}'
-        if self._published_levels.get(name, OK) != OK:
+        if self._published_levels.get(name, Level.OK.as_byte()) != Level.OK.as_byte():
             return
         now = time.monotonic()
         if now - self._last_change_publish < LEVEL_CHANGE_PERIOD_S:
