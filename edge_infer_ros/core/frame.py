@@ -69,8 +69,9 @@ class Envelope(Generic[PayloadT]):
     Envelopes are immutable and passed by reference between stages in one
     process; a stage makes a new envelope (new payload, trace extended by one
     entry) instead of changing the one it received, so several subscribers can
-    share it safely. Generic over the payload, so each stage's types are checked
-    (``Envelope[TensorPayload]`` in, ``Envelope[CandidatePayload]`` out).
+    share it safely. Generic over the payload so that code can name what it carries
+    (``Envelope[TensorPayload]``); the stage callbacks take a bare ``Envelope``, so mypy does
+    not check payload types from one stage to the next.
     """
 
     camera: str

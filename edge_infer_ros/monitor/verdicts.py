@@ -51,15 +51,6 @@ class DeadlineMiss:
     worst_stage_ms: float
     worst_stage_budget_ms: float
 
-    def describe(self) -> str:
-        """Return a one-line human description (for logs)."""
-        budget = ('no budget' if math.isnan(self.worst_stage_budget_ms)
-                  else f'budget {self.worst_stage_budget_ms:.3f} ms')
-        return (f'{self.camera} frame {self.seq}: {self.latency_ms:.3f} ms > deadline '
-                f'{self.deadline_ms:.3f} ms (+{self.overrun_ms:.3f} ms); worst: '
-                f'{self.worst_stage} {self.worst_component} {self.worst_stage_ms:.3f} ms '
-                f'({budget})')
-
     def as_dict(self) -> dict[str, Any]:
         """Return the fields as a dict (NaN budget -> None, for strict JSON)."""
         result = dataclasses.asdict(self)
