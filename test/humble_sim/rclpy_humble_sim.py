@@ -52,6 +52,8 @@ KEEP = {
     ('rclpy.executors', 'MultiThreadedExecutor', 'shutdown'),  # Executor.shutdown in Humble
     ('rclpy.task', 'Task', 'cancel'),                # Future.cancel in Humble
     ('rclpy.node', 'Node', 'ParameterInput'),        # a type alias
+    # get_publishers_info_by_topic (Humble has it) builds these with the newer field
+    ('rclpy.topic_endpoint_info', 'TopicEndpointInfo', 'topic_type_hash'),
 }
 
 #: Methods whose keyword arguments added after Humble are refused at run time. Others (such as
