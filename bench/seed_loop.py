@@ -122,6 +122,31 @@ def decide(detections: list[tuple], width: int, height: int) -> tuple[float, flo
     return linear, max(-1.0, min(1.0, -1.5 * offset)), False
 
 
+def _serial_stages(frame: Any, session: Any, input_name: str, size: int, width: int,
+                   height: int) -> list[list[Any]]:
+    """Run one frame through every step on this thread; each step's [name, start, start, end]."""
+    now = time.time_ns
+    stages: list[list[Any]] = []
+    start = now()
+    tensor, scale, left, top = letterbox(frame, size)
+    end = now()
+    stages.append(['preprocess', start, start, end])
+    start = end
+    output = session.run(None, {input_name: tensor})[0]
+    boxes, scores, class_ids = decode(output)
+    end = now()
+    stages.append(['detector', start, start, end])
+    start = end
+    detections = nms(boxes, scores, class_ids, scale, left, top, width, height)
+    end = now()
+    stages.append(['nms', start, start, end])
+    start = end
+    decide(detections, width, height)
+    end = now()
+    stages.append(['action', start, start, end])
+    return stages
+
+
 def run(model: str, frames: int, width: int, height: int, fps: float,
         seed: int = 0, spin: bool = False) -> dict[str, Any]:
     """Run the loop at ``fps`` for ``frames`` frames; return the records and counters."""
@@ -134,24 +159,7 @@ def run(model: str, frames: int, width: int, height: int, fps: float,
     for index in range(frames):
         frame, _ = scene.render(index)  # capture: a new frame
         stamp = now()
-        stages = []
-        start = now()
-        tensor, scale, left, top = letterbox(frame, size)
-        end = now()
-        stages.append(['preprocess', start, start, end])
-        start = end
-        output = session.run(None, {input_name: tensor})[0]
-        boxes, scores, class_ids = decode(output)
-        end = now()
-        stages.append(['detector', start, start, end])
-        start = end
-        detections = nms(boxes, scores, class_ids, scale, left, top, width, height)
-        end = now()
-        stages.append(['nms', start, start, end])
-        start = end
-        decide(detections, width, height)
-        end = now()
-        stages.append(['action', start, start, end])
+        stages = _serial_stages(frame, session, input_name, size, width, height)
         records.append({'seq': index, 'stamp_ns': stamp, 'stages': stages})
         next_time += period
         delay = next_time - time.perf_counter()
@@ -190,24 +198,7 @@ def run_playback(model: str, frames: int, width: int, height: int, fps: float,
         taken = index = int(newest)
         stamp = start_ns + index * period_ns
         frame, _ = scene.render(index)  # capture: a new frame
-        stages = []
-        start = now()
-        tensor, scale, left, top = letterbox(frame, size)
-        end = now()
-        stages.append(['preprocess', start, start, end])
-        start = end
-        output = session.run(None, {input_name: tensor})[0]
-        boxes, scores, class_ids = decode(output)
-        end = now()
-        stages.append(['detector', start, start, end])
-        start = end
-        detections = nms(boxes, scores, class_ids, scale, left, top, width, height)
-        end = now()
-        stages.append(['nms', start, start, end])
-        start = end
-        decide(detections, width, height)
-        end = now()
-        stages.append(['action', start, start, end])
+        stages = _serial_stages(frame, session, input_name, size, width, height)
         records.append({'seq': index, 'stamp_ns': stamp, 'stages': stages})
     return {'records': records, 'has_queue': False,
             'frames': {'captured': frames, 'processed': len(records),
