@@ -539,8 +539,21 @@ class ShmSubscriber:
         """Stop the receive thread (views already handed out stay valid)."""
         self._running.clear()
         if self._thread is not None:
+            self._wake()
             self._thread.join(timeout=2.0 + _WAIT_S)
             self._thread = None
+
+    def _wake(self) -> None:
+        """Wake the receive thread now rather than at its next timeout (a faster close)."""
+        try:
+            with self._lock:
+                if self._closed:
+                    return
+                notifier = self._service.event.notifier_builder().create()
+                notifier.notify()
+                notifier.delete()
+        except Exception:  # noqa: B902 - it wakes at its timeout anyway
+            pass
 
     def close(self) -> None:
         """Stop and release the ports; held samples are released by their views."""
