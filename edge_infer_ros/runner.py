@@ -36,7 +36,7 @@ from edge_infer_ros.ros import diagnostic_keys as keys, topics
 from edge_infer_ros.ros.container import ComponentSpec, Container
 from edge_infer_ros.ros.graph import FRAME_STAGES, NodeSpec, PIPELINE
 from edge_infer_ros.ros.process import refuse_bad_param_files
-from edge_infer_ros.ros.same_host import choose_same_host, SAME_HOST
+from edge_infer_ros.ros.same_host import AUTO, choose_same_host, same_host_choices
 import numpy as np
 import rclpy
 from rclpy.node import Node
@@ -79,7 +79,7 @@ class RunOptions:
     report_json: str = ''
     profile: str = ''
     timeout_s: float = 0.0
-    same_host: str = 'dds'
+    same_host: str = AUTO
     #: A bag to replay instead of the synthetic camera, and its image topic ('': the only one).
     bag: str = ''
     bag_topic: str = ''
@@ -131,7 +131,7 @@ class RunOptions:
         if self.mode == 'split' and self.transport == 'compressed':
             result['camera']['publish_compressed'] = True
             result.setdefault('preprocess', {})['input_transport'] = 'compressed'
-        if self.mode == 'split' and self.same_host != 'dds':
+        if self.mode == 'split':
             for name in ('camera', 'preprocess', 'detector', 'nms', 'action'):
                 result.setdefault(name, {})['transport.same_host'] = self.same_host
         for name, values in self.extra.items():
@@ -483,9 +483,10 @@ def run_split(options: RunOptions) -> dict[str, Any]:
                    'fallback_reason': backend_values.get(keys.FALLBACK_REASON)}
         transport = TRANSPORT_TEXT[options.transport]
         if options.same_host != 'dds':
-            used, _, reason = choose_same_host(options.same_host)
-            transport += (f'; {used} shared memory between the processes' if not reason
-                          else f'; {reason}')
+            chosen = choose_same_host(options.same_host)
+            transport += (f'; {chosen.name} shared memory between the processes'
+                          if chosen.transport is not None else
+                          f'; DDS between them ({chosen.why})')
         # Judged at the last trace: the quiet wait above is longer than the stale timeout.
         report = build_report(options, monitor.summary(at_ns=monitor.last_trace_ns or None),
                               counters, backend, wall, collector.snapshot(), transport)
@@ -588,9 +589,9 @@ def parse_args(argv: Optional[list[str]]) -> RunOptions:
     parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
     parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw',
                         help='split mode: what crosses between processes')
-    parser.add_argument('--same-host', choices=tuple(SAME_HOST), default='dds',
-                        help='split mode: frames between the processes by DDS or iceoryx2 '
-                        'shared memory (zero-copy; DDS when iceoryx2 is missing)')
+    parser.add_argument('--same-host', choices=same_host_choices(), default=AUTO,
+                        help='split mode: frames between the processes by iceoryx2 shared '
+                        'memory where it imports (auto), or by DDS or iceoryx2 alone')
     parser.add_argument('--frames', type=int, default=None,
                         help='frames to capture (default 300; with --bag: the whole bag)')
     parser.add_argument('--width', type=int, default=640)

@@ -37,6 +37,7 @@ import signal
 
 from edge_infer_ros.ros import launch_args
 from edge_infer_ros.ros.graph import PIPELINE
+from edge_infer_ros.ros.same_host import AUTO, same_host_choices
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler,
                             SetEnvironmentVariable)
@@ -134,9 +135,10 @@ def generate_launch_description() -> LaunchDescription:
             description='start the budget monitor in the container (false: run '
                         'budget_monitor.launch.py elsewhere)'),
         DeclareLaunchArgument(
-            'same_host', default_value='dds', choices=['dds', 'iceoryx2'],
+            'same_host', default_value=AUTO, choices=list(same_host_choices()),
             description="transport.same_host: frames to the package's processes on this host "
-                        'by DDS or iceoryx2 shared memory (zero-copy; DDS where it is missing)'),
+                        'by iceoryx2 shared memory where it imports (auto), or by dds or '
+                        'iceoryx2 alone'),
         DeclareLaunchArgument(
             'fastdds_profile',
             default_value=EnvironmentVariable(

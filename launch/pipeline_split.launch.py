@@ -11,7 +11,7 @@ it to another host).
     ros2 launch edge_infer_ros pipeline_split.launch.py
     ros2 launch edge_infer_ros pipeline_split.launch.py source:=v4l2 uri:=/dev/video0
     ros2 launch edge_infer_ros pipeline_split.launch.py source:=topic image_topic:=/cam/image
-    ros2 launch edge_infer_ros pipeline_split.launch.py same_host:=iceoryx2  # shared memory
+    ros2 launch edge_infer_ros pipeline_split.launch.py same_host:=dds  # no shared memory
     ros2 launch edge_infer_ros pipeline_split.launch.py fps:=15 deadline_ms:=60 action:=false
 
 The tuning arguments (fps, thresholds, deadline_ms, command_type, ...; see
@@ -29,6 +29,7 @@ fragmented UDP and best-effort readers lose most of them.
 
 from edge_infer_ros.ros import launch_args
 from edge_infer_ros.ros.graph import PIPELINE
+from edge_infer_ros.ros.same_host import AUTO, same_host_choices
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction,
                             SetEnvironmentVariable)
@@ -114,9 +115,10 @@ def generate_launch_description() -> LaunchDescription:
             'monitor', default_value='true', choices=['true', 'false'],
             description='start the budget monitor (budget_monitor.launch.py)'),
         DeclareLaunchArgument(
-            'same_host', default_value='dds', choices=['dds', 'iceoryx2'],
+            'same_host', default_value=AUTO, choices=list(same_host_choices()),
             description="transport.same_host: frames to the package's processes on this host "
-                        'by DDS or iceoryx2 shared memory (zero-copy; DDS where it is missing)'),
+                        'by iceoryx2 shared memory where it imports (auto), or by dds or '
+                        'iceoryx2 alone'),
         DeclareLaunchArgument(
             'fastdds_profile',
             default_value=EnvironmentVariable(

@@ -41,6 +41,10 @@ from edge_infer_ros.core.frame import Envelope
 #: How a stage input runs its callback.
 INPUT_MODES = ('inline', 'thread', 'auto')
 
+#: The ways one frame can reach an input: by reference in this process, by the same-host
+#: transport, by DDS. The first copy is taken; a copy that came another way is an echo.
+LOCAL, SAME_HOST, ROS = 'local', 'same_host', 'ros'
+
 #: Weight of the newest run in an ``auto`` input's running mean of its service time, and the
 #: largest multiple of the mean one run may count as: a run stalled by the scheduler (a loaded
 #: machine) must not make the input predict long runs, and a paced camera wait, for many
@@ -236,7 +240,7 @@ class StageInput:
         # makes "seen? then remember" a single step, so a frame that comes both ways runs once.
         self._keys_lock = threading.Lock()
         self._recent_keys: deque[Hashable] = deque(maxlen=dedup_window)
-        self._recent_set: set[Hashable] = set()
+        self._recent_origin: dict[Hashable, str] = {}  # the way each key came first
         self.stats = InputStats()
         # auto mode: running mean of the service time, start of the current run, when the
         # previous delivery returned to its caller and whether that one ran inline.
@@ -344,13 +348,18 @@ class StageInput:
             with self._cond:
                 self.stats.errors += 1
 
-    def deliver_from_ros(self, envelope: Envelope[Any], key: Hashable) -> None:
-        """Hand a frame that came through DDS, unless it was already delivered locally."""
+    def deliver_from_ros(self, envelope: Envelope[Any], key: Hashable) -> Optional[str]:
+        """
+        Hand a frame that came through DDS, unless it came another way first.
+
+        Return the way its first copy came (LOCAL, SAME_HOST) when this one is an echo and
+        ignored, None when it was handed on. The same message twice by DDS is handed on twice
+        (the stage's stamp order counts the repeat).
+        """
         received_ns = time.monotonic_ns()
-        with self._keys_lock:
-            if key in self._recent_set:
-                self.stats.duplicates_ignored += 1
-                return
+        first = self._first_way(key, ROS)
+        if first is not None:
+            return first
         # This is the executor's thread, which serves parameters, services and diagnostics:
         # no auto input runs a stage here, nor further down an inline chain started here.
         outer = getattr(_thread, 'from_dds', False)
@@ -359,34 +368,42 @@ class StageInput:
             self._accept(envelope, received_ns, may_inline=False)
         finally:
             _thread.from_dds = outer
+        return None
 
-    def deliver_once(self, envelope: Envelope[Any], key: Hashable,
-                     checked: bool = False) -> None:
+    def deliver_same_host(self, envelope: Envelope[Any], key: Hashable) -> None:
         """
-        Hand a frame that may come by two ways (shared memory and DDS): the first one wins.
+        Hand a frame from the same-host transport, unless it came another way first.
 
-        Unless ``checked`` (converted from a message, which validated it) the gate judges it;
-        a refused frame is remembered too, so that its other copy is not counted twice.
+        The gate judges it (it skipped message conversion); a refused frame is remembered
+        too, so that its DDS copy is not counted twice.
         """
         received_ns = time.monotonic_ns()
-        with self._keys_lock:
-            if key in self._recent_set:
-                self.stats.duplicates_ignored += 1
-                return
-            self._remember(key)
-        if checked or self.passes_gate(envelope):
+        if self._first_way(key, SAME_HOST) is None and self.passes_gate(envelope):
             self._accept(envelope, received_ns)
 
     def remember(self, key: Hashable) -> None:
-        """Note a frame delivered locally, so that its DDS echo is ignored."""
+        """Note a frame delivered locally (by reference), so that its other copies are ignored."""
         with self._keys_lock:
-            self._remember(key)
+            if key not in self._recent_origin:
+                self._remember(key, LOCAL)
 
-    def _remember(self, key: Hashable) -> None:
+    def _first_way(self, key: Hashable, way: str) -> Optional[str]:
+        """Return the other way a frame came first (and count the echo), else remember it."""
+        with self._keys_lock:
+            first = self._recent_origin.get(key)
+            if first is None:
+                self._remember(key, way)
+                return None
+            if first == way:
+                return None
+            self.stats.duplicates_ignored += 1
+            return first
+
+    def _remember(self, key: Hashable, way: str) -> None:
         if len(self._recent_keys) == self._recent_keys.maxlen:
-            self._recent_set.discard(self._recent_keys[0])
+            self._recent_origin.pop(self._recent_keys[0], None)
         self._recent_keys.append(key)
-        self._recent_set.add(key)
+        self._recent_origin[key] = way
 
     def _accept(self, envelope: Envelope[Any], received_ns: int,
                 may_inline: bool = True) -> None:

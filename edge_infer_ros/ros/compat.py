@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 from rcl_interfaces.msg import ListParametersResult
 from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
+from rclpy.clock import ROSClock
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.task import Future
@@ -208,3 +209,15 @@ def parameter_overrides(node: Node, prefix: str) -> dict[str, Any]:
     """
     overrides = getattr(node, '_parameter_overrides', None) or {}
     return {name: param.value for name, param in overrides.items() if name.startswith(prefix)}
+
+
+def ros_time_reader(clock: Any) -> Callable[[], int]:
+    """Read a node's ROS clock: /clock under use_sim_time, else the system clock directly."""
+    if not isinstance(clock, ROSClock):
+        return lambda: clock.now().nanoseconds
+
+    def now_ns() -> int:
+        # Without a /clock override, ROS time is the system time: time_ns skips building a
+        # Time object (about half of the 3 us a reading costs).
+        return clock.now().nanoseconds if clock.ros_time_is_active else time.time_ns()
+    return now_ns

@@ -13,7 +13,8 @@ from typing import Any, Optional, Sequence
 from edge_infer_ros.core.handoff import INPUT_MODES
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.validate import MAX_HARDWARE_ID
-from edge_infer_ros.ros.same_host import SAME_HOST
+from edge_infer_ros.ros.compat import add_post_set_parameters_callback
+from edge_infer_ros.ros.same_host import AUTO, same_host_choices
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.lifecycle import LifecycleNode
@@ -64,10 +65,11 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('startup_grace_s', 5.0, 'an input with no publisher, or an output the robot '
               'needs with no subscriber, for this long after activation is a WARN naming the '
               'topic (a mistyped topic or remapping), s', low=0.1, high=3600.0),
-    ParamSpec('transport.same_host', 'dds', "how frames travel between the package's own "
-              'processes on this host: dds, or iceoryx2 (shared memory, zero-copy; DDS is still '
-              'published for other subscribers, and used with a diagnostic when iceoryx2 is '
-              'missing)', choices=tuple(SAME_HOST), runtime=False),
+    ParamSpec('transport.same_host', AUTO, "how frames travel between the package's own "
+              'processes on this host: iceoryx2 (shared memory, zero-copy) or dds; auto: '
+              'iceoryx2 where it imports, else DDS. DDS is still published for other '
+              'subscribers, and used with a WARN when the transport named is missing',
+              choices=same_host_choices(), runtime=False),
 )
 
 
@@ -115,6 +117,7 @@ class DeclaredParameters(LifecycleNode):
     #: drivers), reliable between the package's own stages.
     DEFAULT_INPUT_RELIABILITY = 'reliable'
     _active = False  # StageNode's: start-only parameters are refused while active
+    _configured = False  # StageNode's: a start-only change waits for the next configure
 
     @classmethod
     def declared_specs(cls) -> dict[str, ParamSpec]:
@@ -124,7 +127,7 @@ class DeclaredParameters(LifecycleNode):
         common = tuple(replace(s, default=defaults[s.name]) if s.name in defaults else s
                        for s in COMMON_PARAMS)
         # The transports registered now: one added to SAME_HOST is a choice at once.
-        common = tuple(replace(s, choices=tuple(SAME_HOST)) if s.name == 'transport.same_host'
+        common = tuple(replace(s, choices=same_host_choices()) if s.name == 'transport.same_host'
                        else s for s in common)
         return spec_map(common + cls.PARAMS)
 
@@ -146,6 +149,8 @@ class DeclaredParameters(LifecycleNode):
         reason = validate_updates(self.param_specs, self.p, active=False)
         if reason:
             raise ValueError(f'{self.get_fully_qualified_name()}: bad parameter: {reason}')
+        self.add_on_set_parameters_callback(self._check_parameters)
+        add_post_set_parameters_callback(self, self._parameters_set)
 
     def instance_specs(self) -> tuple[ParamSpec, ...]:
         """Parameters whose names this node's own files choose (none unless overridden)."""
@@ -166,6 +171,24 @@ class DeclaredParameters(LifecycleNode):
             self.get_logger().warning(f'parameter change refused: {reason}')
             return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
+
+    def _parameters_set(self, parameters: Sequence[Parameter]) -> None:
+        changed = {}
+        for parameter in parameters:
+            if parameter.name in self.param_specs:
+                self.p[parameter.name] = self._param_value(parameter.name)
+                changed[parameter.name] = self.p[parameter.name]
+        pending = [n for n in changed if not self.param_specs[n].runtime]
+        if pending and self._configured:
+            self.get_logger().info(
+                f'{", ".join(pending)} set; start-only, so it applies at the next configure '
+                '(ros2 lifecycle set <node> cleanup, then configure)')
+        if changed:
+            self.settings_changed(changed)
+            self.parameters_changed(changed)
+
+    def settings_changed(self, changed: dict[str, Any]) -> None:
+        """Apply changes of the settings every node of this kind shares (StageNode's)."""
 
     def check_parameters(self, updates: dict[str, Any]) -> Optional[str]:
         """Stage-specific validation of a batch of changes (cross-parameter rules)."""

@@ -16,12 +16,13 @@ from typing import Any, Callable, Hashable, Optional, Protocol
 
 from edge_infer_ros.core.clock import NodeClock
 from edge_infer_ros.core.frame import Envelope
-from edge_infer_ros.core.handoff import LocalBus, StageInput, StagePublisher
+from edge_infer_ros.core.handoff import LOCAL, LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 from edge_infer_ros.core.validate import InputRefused
 from edge_infer_ros.ros import convert, diagnostic_keys as keys
 from edge_infer_ros.ros.compat import PublisherEventCallbacks, SubscriptionEventCallbacks
-from edge_infer_ros.ros.same_host import SameHostTransport
+from edge_infer_ros.ros.node_params import qos_from
+from edge_infer_ros.ros.same_host import choose_same_host, SameHostTransport
 from rclpy.qos import QoSProfile
 import rclpy.subscription
 
@@ -42,9 +43,13 @@ class PortOwner(Protocol):
     p: dict[str, Any]
     bus: LocalBus
     clock: NodeClock
+    ports: 'Ports'
 
     def resolve_topic_name(self, topic: str) -> str:
-        """Resolve a topic name as rclpy's Node does (so do the next six)."""
+        """Resolve a topic name as rclpy's Node does (so do the next seven)."""
+
+    def get_logger(self) -> Any:
+        """Return the node's logger."""
 
     def get_name(self) -> str:
         """Return the node's name."""
@@ -70,12 +75,6 @@ class PortOwner(Protocol):
 
     def gate_frame(self, envelope: Envelope[Any], local: bool) -> None:
         """Check a frame that skipped message conversion; raise to refuse it."""
-
-    def incompatible_qos(self, topic: str, info: Any, other: str) -> None:
-        """Warn that a peer's QoS keeps data from flowing."""
-
-    def same_host_fallback(self, reason: str) -> None:
-        """Note why the same-host transport asked for is not used."""
 
 
 class InputPort:
@@ -110,7 +109,7 @@ class InputPort:
         on_ros_message: Callable[..., None] = (self._on_message if not MESSAGE_INFO_MISSING
                                                else lambda msg: self._on_message(msg, None))
         events = SubscriptionEventCallbacks(
-            incompatible_qos=lambda info: node.incompatible_qos(resolved, info, 'publisher'))
+            incompatible_qos=lambda info: node.ports.incompatible_qos(resolved, info, 'publisher'))
         self.subscription = node.create_subscription(msg_type, resolved, on_ros_message, qos,
                                                      event_callbacks=events)
         node.bus.attach(resolved, self.stage_input, has_ros_subscription=True)
@@ -136,14 +135,11 @@ class InputPort:
             self._node.stage_error(error, None, f'bad message on {resolved}')
             stage_input.stats.errors += 1  # after the reason: whoever sees it sees why
             return
-        echoes = stage_input.stats.duplicates_ignored
-        if self.receiver is not None:
-            stage_input.deliver_once(envelope, self._key_of(msg), checked=True)
-            self.frames_by_dds += stage_input.stats.duplicates_ignored == echoes
-        else:
-            stage_input.deliver_from_ros(envelope, self._key_of(msg))
-            if gid is not None and stage_input.stats.duplicates_ignored > echoes:
-                tracker.ignore(gid)  # a publisher of this process: frames come by reference
+        first = stage_input.deliver_from_ros(envelope, self._key_of(msg))
+        if first is None:
+            self.frames_by_dds += self.receiver is not None
+        elif first == LOCAL and gid is not None:
+            tracker.ignore(gid)  # a publisher of this process: frames come by reference
 
     def _one_publisher(self) -> bool:
         """Tell whether one publisher feeds the topic (graph asked at most once a second)."""
@@ -159,7 +155,7 @@ class InputPort:
         stage_input, node, resolved = self.stage_input, self._node, self.topic
 
         def on_frame(envelope: Envelope[Any], received_ns: int) -> None:
-            stage_input.deliver_once(envelope, (envelope.stamp_ns, envelope.frame_id))
+            stage_input.deliver_same_host(envelope, (envelope.stamp_ns, envelope.frame_id))
 
         def on_malformed(text: str) -> None:
             stage_input.refuse(InputRefused('malformed', text), None)
@@ -169,7 +165,7 @@ class InputPort:
                     RuntimeError(text), None, f'shared memory on {resolved}'),
                 on_malformed=on_malformed)
         except RuntimeError as error:
-            node.same_host_fallback(f'{resolved}: {error}: using DDS')
+            node.ports.same_host_fallback(f'{resolved}: {error}: using DDS')
             return None
         receiver.start()
         node.bus.count_same_host(resolved, +1)
@@ -210,15 +206,15 @@ class OutputPort(StagePublisher):
                  same_host: Optional[SameHostTransport]) -> None:
         self._node = node
         resolved = node.resolve_topic_name(topic)
-        events = PublisherEventCallbacks(
-            incompatible_qos=lambda info: node.incompatible_qos(resolved, info, 'subscription'))
+        events = PublisherEventCallbacks(incompatible_qos=lambda info: node.ports.incompatible_qos(
+            resolved, info, 'subscription'))
         publisher = node.create_publisher(msg_type, resolved, qos, event_callbacks=events)
         super().__init__(node.bus, resolved, publisher, to_msg, key_of)
         if same_host is not None:
             try:
                 self.same_host = same_host.sender(resolved)
             except RuntimeError as error:
-                node.same_host_fallback(f'{resolved}: {error}: using DDS')
+                node.ports.same_host_fallback(f'{resolved}: {error}: using DDS')
 
     def housekeeping(self) -> None:
         """Forget same-host subscribers whose process is gone (called with diagnostics)."""
@@ -235,13 +231,145 @@ class OutputPort(StagePublisher):
             self.same_host.close()
 
 
-def same_host_values(name: str, outputs: list[OutputPort],
+class Ports:
+    """
+    A stage's inputs and outputs: their same-host transport, wiring check and status values.
+
+    The node declares its ports through this; the lifecycle opens them at configure and
+    closes them at cleanup.
+    """
+
+    def __init__(self, node: PortOwner) -> None:
+        self._node = node
+        self.inputs: list[InputPort] = []
+        self.outputs: list[OutputPort] = []
+        #: The same-host transport in use ('dds': none) and why (a diagnostic value).
+        self.same_host_name = 'dds'
+        self.same_host_why = ''
+        #: Outputs the robot needs a subscriber on (cmd_vel), with what to check if none.
+        self._required: list[tuple[OutputPort, str]] = []
+        #: Per topic: when (monotonic s) it last had a peer, or activation when never.
+        self._peer_seen_s: dict[str, float] = {}
+        self.activated_s = 0.0
+        self.shm_note = ''  # why the same-host transport asked for is not used (a WARN)
+        self.qos_warning = ''  # the latest incompatible-QoS event (a WARN)
+
+    def add_input(self, topic: str, msg_type: Any, from_msg: Callable[[Any], Envelope[Any]],
+                  callback: Callable[[Envelope[Any], int], None],
+                  key_of: Callable[[Any], Hashable], mode: Optional[str],
+                  depth: Optional[int], qos: Optional[QoSProfile]) -> InputPort:
+        """Open an input (see StageNode.add_input); QoS from the node's qos.input.* if None."""
+        p = self._node.p
+        if qos is None:
+            qos = qos_from(p['qos.input.reliability'], p['qos.input.durability'],
+                           p['qos.input.depth'])
+        port = InputPort(self._node, topic, msg_type, from_msg, callback, key_of, mode, depth,
+                         qos, self._same_host())
+        self.inputs.append(port)
+        return port
+
+    def add_output(self, topic: str, msg_type: Any, to_msg: Callable[[Envelope[Any]], Any],
+                   key_of: Callable[[Envelope[Any]], Hashable],
+                   qos: Optional[QoSProfile]) -> OutputPort:
+        """Open an output (see StageNode.add_output); QoS from qos.output.* if None."""
+        p = self._node.p
+        if qos is None:
+            qos = qos_from(p['qos.output.reliability'], p['qos.output.durability'],
+                           p['qos.output.depth'])
+        output = OutputPort(self._node, topic, msg_type, to_msg, key_of, qos, self._same_host())
+        self.outputs.append(output)
+        return output
+
+    def _same_host(self) -> Optional[SameHostTransport]:
+        chosen = choose_same_host(self._node.p['transport.same_host'])
+        if chosen.fell_back:
+            self.same_host_fallback(chosen.why)
+        self.same_host_name, self.same_host_why = chosen.name, chosen.why
+        return chosen.transport
+
+    def same_host_fallback(self, reason: str) -> None:
+        """Note why the same-host transport asked for is not used (logged once per reason)."""
+        if reason != self.shm_note:
+            self._node.get_logger().warning(reason)
+        self.shm_note = reason
+
+    def incompatible_qos(self, topic: str, info: Any, other: str) -> None:
+        """Warn (log and status) that a peer's QoS keeps data from flowing."""
+        policy = getattr(info.last_policy_kind, 'name', str(info.last_policy_kind))
+        self.qos_warning = (
+            f'incompatible QoS on {topic}: a {other} offers/requests an incompatible '
+            f'{policy} policy ({info.total_count} so far), so no data flows between them; '
+            "set this node's qos.* parameters to match (cameras usually publish "
+            'best_effort: use qos.input.reliability:=best_effort)')
+        self._node.get_logger().warning(self.qos_warning)
+
+    def require_subscriber(self, output: OutputPort, hint: str) -> None:
+        """Mark an output the robot needs: no subscriber past startup_grace_s is a WARN."""
+        self._required.append((output, hint))
+
+    def activated(self) -> None:
+        """Start the wiring check's grace period (the stage just became active)."""
+        self._peer_seen_s.clear()
+        self.activated_s = time.monotonic()
+
+    def wiring_warning(self) -> str:
+        """
+        Return a WARN naming a topic that has had no peer for startup_grace_s ('' if none).
+
+        A mistyped topic or remapping leaves every node "running" while nothing flows; this
+        names the topic, and clears as soon as a peer appears.
+        """
+        now = time.monotonic()
+        grace = self._node.p['startup_grace_s']
+        lonely = [(port.topic, 'publisher', 'check the topic name, the remapping and the driver')
+                  for port in self.inputs if self._node.count_publishers(port.topic) == 0]
+        lonely += [(o.topic, 'subscriber', hint) for o, hint in self._required
+                   if o.ros_publisher is not None and
+                   o.ros_publisher.get_subscription_count() == 0]
+        found = ''
+        for topic, peer, hint in lonely:
+            since = self._peer_seen_s.setdefault(topic, self.activated_s)
+            if not found and now - since >= grace:
+                found = f'no {peer} on {topic} for {now - since:.0f} s: {hint}'
+        missing = {topic for topic, _, _ in lonely}
+        for topic in list(self._peer_seen_s):
+            if topic not in missing:
+                self._peer_seen_s[topic] = now
+        return found
+
+    def status_values(self, errors: int,
+                      now_s: float) -> tuple[list[tuple[str, str]], Optional[str]]:
+        """Return the ports' diagnostic values, and the transport-loss WARN text if any."""
+        loss_values, loss_text = transport_loss_values(self.inputs, now_s)
+        values = (counter_values(self.inputs, self.outputs, errors) +
+                  same_host_values(self.same_host_name, self.same_host_why, self.outputs,
+                                   self.inputs) +
+                  loss_values + matched_values(self.inputs, self.outputs))
+        return values, loss_text
+
+    def housekeeping(self) -> None:
+        """Periodic upkeep of the outputs (dead same-host peers)."""
+        for output in self.outputs:
+            output.housekeeping()
+
+    def close(self) -> None:
+        """Close every port (cleanup, or a configure that failed)."""
+        for port in self.inputs:
+            port.close()
+        for output in self.outputs:
+            output.close()
+        self.inputs.clear()
+        self.outputs.clear()
+        self._required.clear()
+
+
+def same_host_values(name: str, why: str, outputs: list[OutputPort],
                      inputs: list[InputPort]) -> list[tuple[str, str]]:
-    """Diagnostic values of the same-host transport in use and its counters."""
+    """Diagnostic values of the same-host transport in use, why, and its counters."""
     receivers = [p.receiver for p in inputs if p.receiver is not None]
     if not receivers and not any(o.same_host is not None for o in outputs):
-        return [('transport_same_host', 'dds')]
-    values = [('transport_same_host', name),
+        return [('transport_same_host', 'dds'), ('transport_same_host_why', why)]
+    values = [('transport_same_host', name), ('transport_same_host_why', why),
               ('shm_frames_sent', str(sum(o.stats.same_host_sent for o in outputs))),
               ('shm_send_failures', str(sum(o.stats.same_host_failed for o in outputs))),
               ('shm_frames_received', str(sum(r.stats.received for r in receivers))),
@@ -249,7 +377,8 @@ def same_host_values(name: str, outputs: list[OutputPort],
     by_dds = sum(p.frames_by_dds for p in inputs)
     if by_dds:
         values.append(('transport_note', f'{by_dds} frames came by DDS, not shared memory: '
-                       'their publisher is on another host or uses transport.same_host dds'))
+                       'their publisher is on another host, not this package, or uses '
+                       'transport.same_host dds'))
     return values
 
 

@@ -131,16 +131,32 @@ def test_a_frame_that_comes_by_two_ways_at_once_runs_once() -> None:
     stage = StageInput('/t', lambda e, r: seen.append(e.seq), mode='inline')
     stage.start()
 
-    def one_way() -> None:
+    def by_shared_memory() -> None:
         for seq in range(40):
-            stage.deliver_once(_envelope(seq), _SlowKey(seq))
-    ways = [threading.Thread(target=one_way) for _ in range(2)]
+            stage.deliver_same_host(_envelope(seq), _SlowKey(seq))
+
+    def by_dds() -> None:
+        for seq in range(40):
+            stage.deliver_from_ros(_envelope(seq), _SlowKey(seq))
+    ways = [threading.Thread(target=by_shared_memory), threading.Thread(target=by_dds)]
     for way in ways:
         way.start()
     for way in ways:
         way.join()
     assert sorted(seen) == list(range(40))
     assert stage.stats.duplicates_ignored == 40
+
+
+def test_the_same_message_twice_by_one_way_is_not_taken_for_an_echo() -> None:
+    # A driver that publishes one Image twice: both copies reach the stage, whose stamp order
+    # counts the repeat; only a copy by another way is an echo.
+    seen = []
+    stage = StageInput('/t', lambda e, r: seen.append(e.seq), mode='inline')
+    stage.start()
+    assert stage.deliver_from_ros(_envelope(1), ('key', 1)) is None
+    assert stage.deliver_from_ros(_envelope(1), ('key', 1)) is None
+    stage.deliver_same_host(_envelope(1), ('key', 1))
+    assert seen == [1, 1] and stage.stats.duplicates_ignored == 1
 
 
 def test_dds_echo_of_a_locally_delivered_frame_is_ignored() -> None:

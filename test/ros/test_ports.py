@@ -108,7 +108,7 @@ def test_a_transport_registered_in_the_mapping_carries_frames(
         assert preprocess.start()
         camera.trigger_configure()
         sender = camera.image_out.same_host
-        assert isinstance(sender, _Sender) and not camera.shm_note, camera.shm_note
+        assert isinstance(sender, _Sender) and not camera.ports.shm_note, camera.shm_note
         receiver = preprocess.input_ports[0].receiver
         assert isinstance(receiver, _Receiver)
         camera.trigger_activate()

@@ -89,7 +89,8 @@ def test_frames_cross_by_shared_memory_without_dds_messages(ros_context, second_
         assert int(values['shm_frames_received']) + int(values['shm_frames_dropped']) == 40
         received = preprocess.inputs[0].stats.received
         assert int(values['frames_received']) == received + int(values['shm_frames_dropped'])
-        assert preprocess.stage_status().level == Level.OK.as_byte() and not preprocess.shm_note
+        assert preprocess.stage_status().level == Level.OK.as_byte()
+        assert not preprocess.ports.shm_note
     finally:
         camera.destroy_node()
         preprocess.destroy_node()

@@ -1,9 +1,8 @@
 """
 The base of every stage node: lifecycle, its inputs and outputs, faults and status assembly.
 
-Over 400 lines: the lifecycle, the stage hooks and the status every stage shares; the ports
-(ros/ports.py: transports, loss counts), the parameter glue (ros/node_params.py) and the
-logic in core/ are elsewhere.
+The ports (ros/ports.py: transports, loss counts, wiring), the parameter glue
+(ros/node_params.py) and the logic in core/ are elsewhere.
 
 A stage node is a managed (lifecycle) node: it allocates on *configure* (model, buffers,
 publishers, subscriptions), processes frames only while *active*, and frees everything on
@@ -19,7 +18,7 @@ other processes.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Hashable, Optional, Sequence
+from typing import Any, Callable, Hashable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from edge_infer_ros.core.clock import NodeClock
@@ -29,16 +28,11 @@ from edge_infer_ros.core.health import HealthSources, stage_health
 from edge_infer_ros.core.sequence import SequenceTracker
 from edge_infer_ros.core.validate import check_envelope, InputRefused, MAX_DETECTIONS, REASONS
 from edge_infer_ros.ros import convert, topics
-from edge_infer_ros.ros.compat import add_post_set_parameters_callback
-from edge_infer_ros.ros.node_params import DeclaredParameters, hardware_id_for, qos_from
+from edge_infer_ros.ros.compat import ros_time_reader
+from edge_infer_ros.ros.node_params import DeclaredParameters, hardware_id_for
 from edge_infer_ros.ros.nodes.name_clash import NameClashCheck
-from edge_infer_ros.ros.ports import (counter_values, frames_lost_in_transport, InputPort,
-                                      matched_values, OutputPort, same_host_values,
-                                      transport_loss_values)
-from edge_infer_ros.ros.same_host import choose_same_host, SameHostTransport
-from rclpy.clock import ROSClock
+from edge_infer_ros.ros.ports import frames_lost_in_transport, InputPort, OutputPort, Ports
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 
 
@@ -50,18 +44,6 @@ LEVEL_CHANGE_PERIOD_S = 0.2
 def left_ns(envelope: Envelope[Any]) -> int:
     """Return when a frame left its last stage (its stamp before the first stage)."""
     return envelope.trace[-1].end_ns if envelope.trace else envelope.stamp_ns
-
-
-def _ros_time_of(clock: Any) -> Callable[[], int]:
-    """Read a node's ROS clock: /clock under use_sim_time, else the system clock directly."""
-    if not isinstance(clock, ROSClock):
-        return lambda: clock.now().nanoseconds
-
-    def now_ns() -> int:
-        # Without a /clock override, ROS time is the system time: time_ns skips building a
-        # Time object (about half of the 3 us a reading costs).
-        return clock.now().nanoseconds if clock.ros_time_is_active else time.time_ns()
-    return now_ns
 
 
 class StageNode(NameClashCheck, DeclaredParameters):
@@ -76,47 +58,32 @@ class StageNode(NameClashCheck, DeclaredParameters):
         # State first: destroy_node() must work even if construction fails half-way.
         self._active = False
         self._configured = False
-        self._input_ports: list[InputPort] = []
-        self._outputs: list[OutputPort] = []
-        self.shm_note = ''  # why the same-host transport asked for is not used (diagnostics)
-        self._same_host_name = 'dds'  # the same-host transport in use
+        self.ports = Ports(self)
         super().__init__(node_name or self.DEFAULT_NAME, **kwargs)
         #: This node's clock: ROS time (use_sim_time honoured) for stamps and ages, monotonic
         #: for durations (core/clock.py); each node its own, several share a process.
-        self.clock = NodeClock(_ros_time_of(self.get_clock()))
+        self.clock = NodeClock(ros_time_reader(self.get_clock()))
         try:
             self._declare_parameters()
         except BaseException:
             super().destroy_node()  # a refused parameter must not leave a node in the graph
             raise
-        self.add_on_set_parameters_callback(self._check_parameters)
-        add_post_set_parameters_callback(self, self._parameters_set)
         self.bus = LocalBus.for_context(self.context)
         self.last_error = ''
         self.fault = ''  # a lasting fault (e.g. backend fallback) reported in diagnostics
         self._last_error_ns = 0
         #: refused inputs per reason of core.validate (a fixed set of keys: bounded)
         self.refusals: dict[str, int] = dict.fromkeys(REASONS, 0)
-        self._qos_warnings: list[str] = []
-        #: Outputs the robot needs a subscriber on (cmd_vel), with what to check if none.
-        self._activated_s = 0.0
         self._last_level: Optional[bytes] = None  # of the status computed last
         self._last_change_check = 0.0
-        self._required: list[tuple[StagePublisher, str]] = []
-        #: Per topic: when (monotonic s) it last had a peer, or activation when never.
-        self._peer_seen_s: dict[str, float] = {}
         self._fqn = self.get_fully_qualified_name()
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
                                              self.publish_diagnostics)
 
     # -- parameters -------------------------------------------------------------------------
-    def _parameters_set(self, parameters: Sequence[Parameter]) -> None:
-        changed = {}
-        for parameter in parameters:
-            if parameter.name in self.param_specs:
-                self.p[parameter.name] = self._param_value(parameter.name)
-                changed[parameter.name] = self.p[parameter.name]
+    def settings_changed(self, changed: dict[str, Any]) -> None:
+        """Apply changed settings every stage shares (queues, the diagnostics period)."""
         if 'queue_depth' in changed or 'input_mode' in changed:
             for stage_input in self.inputs:
                 stage_input.apply_settings(self.p['input_mode'], self.p['queue_depth'])
@@ -125,13 +92,6 @@ class StageNode(NameClashCheck, DeclaredParameters):
             self.destroy_timer(self._diag_timer)
             self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
                                                  self.publish_diagnostics)
-        pending = [n for n in changed if not self.param_specs[n].runtime]
-        if pending and self._configured:
-            self.get_logger().info(
-                f'{", ".join(pending)} set; start-only, so it applies at the next configure '
-                '(ros2 lifecycle set <node> cleanup, then configure)')
-        if changed:
-            self.parameters_changed(changed)
 
     # -- inputs and outputs -----------------------------------------------------------------
     def add_input(self, topic: str, msg_type: Any, from_msg: Callable[[Any], Envelope],
@@ -147,45 +107,12 @@ class StageNode(NameClashCheck, DeclaredParameters):
         ``depth`` pins the input: the stage-wide ``input_mode`` and ``queue_depth`` parameters
         then leave it alone.
         """
-        if qos is None:
-            qos = qos_from(self.p['qos.input.reliability'], self.p['qos.input.durability'],
-                           self.p['qos.input.depth'])
-        port = InputPort(self, topic, msg_type, from_msg, callback, key_of, mode, depth, qos,
-                         self._same_host())
-        self._input_ports.append(port)
-        return port.stage_input
+        return self.ports.add_input(topic, msg_type, from_msg, callback, key_of, mode, depth,
+                                    qos).stage_input
 
-    def require_subscriber(self, output: StagePublisher, hint: str) -> None:
+    def require_subscriber(self, output: OutputPort, hint: str) -> None:
         """Mark an output the robot needs: no subscriber past startup_grace_s is a WARN."""
-        self._required.append((output, hint))
-
-    def wiring_warning(self) -> str:
-        """
-        Return a WARN naming a topic that has had no peer for startup_grace_s ('' if none).
-
-        A mistyped topic or remapping leaves every node "running" while nothing flows; this
-        names the topic, and clears as soon as a peer appears.
-        """
-        if not self._active:
-            return ''
-        now = time.monotonic()
-        grace = self.p['startup_grace_s']
-        lonely = [(topic, 'publisher', 'check the topic name, the remapping and the driver')
-                  for topic in (p.topic for p in self._input_ports)
-                  if self.count_publishers(topic) == 0]
-        lonely += [(o.topic, 'subscriber', hint) for o, hint in self._required
-                   if o.ros_publisher is not None and
-                   o.ros_publisher.get_subscription_count() == 0]
-        found = ''
-        for topic, peer, hint in lonely:
-            since = self._peer_seen_s.setdefault(topic, self._activated_s)
-            if not found and now - since >= grace:
-                found = f'no {peer} on {topic} for {now - since:.0f} s: {hint}'
-        missing = {topic for topic, _, _ in lonely}
-        for topic in list(self._peer_seen_s):
-            if topic not in missing:
-                self._peer_seen_s[topic] = now
-        return found
+        self.ports.require_subscriber(output, hint)
 
     def gate_frame(self, envelope: Envelope, local: bool) -> None:
         """
@@ -205,7 +132,7 @@ class StageNode(NameClashCheck, DeclaredParameters):
 
     def add_output(self, topic: str, msg_type: Any, to_msg: Callable[[Envelope], Any],
                    key_of: Callable[[Envelope], Hashable] = convert.envelope_key,
-                   qos: Optional[QoSProfile] = None) -> StagePublisher:
+                   qos: Optional[QoSProfile] = None) -> OutputPort:
         """
         Create a publisher that hands frames on by reference and builds messages on demand.
 
@@ -213,64 +140,27 @@ class StageNode(NameClashCheck, DeclaredParameters):
         capture stamp and frame_id, as :func:`convert.message_key` reads them from a header).
         Frames go by the same-host transport too where ``transport.same_host`` names one.
         """
-        if qos is None:
-            qos = qos_from(self.p['qos.output.reliability'], self.p['qos.output.durability'],
-                           self.p['qos.output.depth'])
-        output = OutputPort(self, topic, msg_type, to_msg, key_of, qos, self._same_host())
-        self._outputs.append(output)
-        return output
-
-    def _same_host(self) -> Optional[SameHostTransport]:
-        name, transport, reason = choose_same_host(self.p['transport.same_host'])
-        if reason:
-            self.same_host_fallback(reason)
-        self._same_host_name = name
-        return transport
-
-    def same_host_fallback(self, reason: str) -> None:
-        """Note why the same-host transport asked for is not used (logged once per reason)."""
-        if reason != self.shm_note:
-            self.get_logger().warning(reason)
-        self.shm_note = reason
-
-    def incompatible_qos(self, topic: str, info: Any, other: str) -> None:
-        """Warn (log and status) that a peer's QoS keeps data from flowing."""
-        policy = getattr(info.last_policy_kind, 'name', str(info.last_policy_kind))
-        text = (f'incompatible QoS on {topic}: a {other} offers/requests an incompatible '
-                f'{policy} policy ({info.total_count} so far), so no data flows between them; '
-                "set this node's qos.* parameters to match (cameras usually publish "
-                'best_effort: use qos.input.reliability:=best_effort)')
-        self.get_logger().warning(text)
-        self._qos_warnings.append(text)
-
-    def _destroy_io(self) -> None:
-        for port in self._input_ports:
-            port.close()
-        for output in self._outputs:
-            output.close()
-        self._input_ports.clear()
-        self._outputs.clear()
-        self._required.clear()
+        return self.ports.add_output(topic, msg_type, to_msg, key_of, qos)
 
     @property
     def inputs(self) -> list[StageInput]:
         """List this stage's inputs, for counters and tests."""
-        return [p.stage_input for p in self._input_ports]
+        return [p.stage_input for p in self.ports.inputs]
 
     @property
     def input_ports(self) -> list[InputPort]:
         """List this stage's input ports (their transports and loss counts)."""
-        return list(self._input_ports)
+        return list(self.ports.inputs)
 
     @property
     def outputs(self) -> list[StagePublisher]:
         """List this stage's outputs, for counters and tests."""
-        return list(self._outputs)
+        return list(self.ports.outputs)
 
     @property
     def transport_loss(self) -> dict[str, SequenceTracker]:
         """Per input topic: gaps in the publishers' sequence numbers (frames DDS lost)."""
-        return {p.topic: p.loss for p in self._input_ports}
+        return {p.topic: p.loss for p in self.ports.inputs}
 
     def timing(self, received_ns: int, start_ns: int, after_ns: int = 0) -> StageTiming:
         """Return this stage's timing record for a frame that ends now (monotonic readings in)."""
@@ -338,7 +228,7 @@ class StageNode(NameClashCheck, DeclaredParameters):
         except Exception as error:  # noqa: B902 - reported, and the transition fails cleanly
             self.record_error(f'configure failed: {type(error).__name__}: {error}')
             self.get_logger().error(self.last_error)
-            self._destroy_io()
+            self.ports.close()
             self.publish_diagnostics()
             return TransitionCallbackReturn.FAILURE
         self._configured = True
@@ -357,8 +247,7 @@ class StageNode(NameClashCheck, DeclaredParameters):
                 stage_input.stop()
             return TransitionCallbackReturn.FAILURE
         self._active = True
-        self._peer_seen_s.clear()
-        self._activated_s = time.monotonic()
+        self.ports.activated()
         self.publish_if_level_changed()
         return TransitionCallbackReturn.SUCCESS
 
@@ -372,7 +261,7 @@ class StageNode(NameClashCheck, DeclaredParameters):
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         """Free everything configure allocated."""
-        self._destroy_io()
+        self.ports.close()
         self.cleanup_stage()
         self._configured = False
         return TransitionCallbackReturn.SUCCESS
@@ -442,27 +331,25 @@ class StageNode(NameClashCheck, DeclaredParameters):
     # -- diagnostics ------------------------------------------------------------------------
     def frames_lost_in_transport(self) -> Optional[int]:
         """Frames DDS lost on the way to this stage's inputs; None when it cannot tell."""
-        return frames_lost_in_transport(self._input_ports)
+        return frames_lost_in_transport(self.ports.inputs)
 
     def stage_status(self) -> DiagnosticStatus:
         """Report this node's own health: state, counters, last error, QoS problems."""
         # A rate over wall seconds: no clock jump.
-        loss_values, loss_text = transport_loss_values(self._input_ports,
-                                                       self.clock.mono_ns() / 1e9)
+        port_values, loss_text = self.ports.status_values(self.error_count(),
+                                                          self.clock.mono_ns() / 1e9)
         health = stage_health(HealthSources(
             active=self._active, configured=self._configured, now_ns=self.clock.now_ns(),
             diagnostics_period_s=self.p['diagnostics_period_s'], last_error=self.last_error,
             last_error_ns=self._last_error_ns, fault=self.fault or self._unknown_note,
-            qos_warnings=self._qos_warnings, shm_note=self.shm_note, transport_loss=loss_text,
-            stage_warning=(self.name_clash_warning() or self.wiring_warning() or
+            qos_warnings=(self.ports.qos_warning,), shm_note=self.ports.shm_note,
+            transport_loss=loss_text,
+            stage_warning=(self.name_clash_warning() or
+                           (self.ports.wiring_warning() if self._active else '') or
                            self.stage_warning()),
-            values=(counter_values(self._input_ports, self._outputs, self.error_count()) +
-                    [(f'refused.{reason}', str(count))
-                     for reason, count in self.refusals.items() if count] +
-                    same_host_values(self._same_host_name, self._outputs, self._input_ports) +
-                    self.diagnostic_values() +
-                    loss_values + matched_values(self._input_ports, self._outputs) +
-                    self.clock.values())))
+            values=(port_values + [(f'refused.{reason}', str(count))
+                                   for reason, count in self.refusals.items() if count] +
+                    self.diagnostic_values() + self.clock.values())))
         status = DiagnosticStatus(level=health.level.as_byte(), name=f'{self._fqn}: {self.STAGE}',
                                   message=health.message, hardware_id=self.hardware_id)
         self._last_level = status.level
@@ -476,8 +363,7 @@ class StageNode(NameClashCheck, DeclaredParameters):
 
     def publish_diagnostics(self) -> None:
         """Publish this node's status on /diagnostics."""
-        for output in self._outputs:
-            output.housekeeping()
+        self.ports.housekeeping()
         array_msg = DiagnosticArray()
         array_msg.header.stamp = self.get_clock().now().to_msg()
         array_msg.status = [self.stage_status()]
@@ -494,7 +380,7 @@ class StageNode(NameClashCheck, DeclaredParameters):
             for stage_input in self.inputs:
                 stage_input.stop()
         if self._configured:
-            self._destroy_io()
+            self.ports.close()
             self.cleanup_stage()
             self._configured = False
         super().destroy_node()

@@ -281,7 +281,7 @@ class BudgetMonitorNode(StageNode):
 
     def _silent_camera_statuses(self) -> list[DiagnosticStatus]:
         """WARN for each camera the budget file names that sent nothing past the grace."""
-        waited_s = time.monotonic() - self._activated_s
+        waited_s = time.monotonic() - self.ports.activated_s
         if waited_s < self.p['startup_grace_s']:
             return []
         with self._tracker_lock:
