@@ -1,13 +1,11 @@
-"""Parameter specs (validation, docs); the action stage's steering policy and commander."""
+"""The action stage's steering policy, commander and drive camera."""
 
 from __future__ import annotations
 
-from edge_infer_ros.core.params import markdown_table, ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.payloads import DetectionPayload
 from edge_infer_ros.stages.action import (ActionPolicy, CommandCounts, DriveCamera,
                                           FrameCommander, MAX_DRIVE_CAMERAS)
 import numpy as np
-import pytest
 
 NAMES = ('ball', 'box', 'cone', 'person')
 
@@ -86,41 +84,6 @@ def test_a_new_max_frame_age_applies_to_the_next_frame() -> None:
     commander = FrameCommander(ActionPolicy(), max_frame_age_s=0.5)
     commander.max_frame_age_s = 0.1
     assert not commander.command(_detections(BALL_AHEAD), 0, 200 * MS)[1]
-
-
-def test_param_spec_validation_reasons() -> None:
-    spec = ParamSpec('score', 0.5, 'x', low=0.0, high=1.0)
-    assert spec.validate(0.7) is None
-    assert 'must be <= 1' in spec.validate(1.5)
-    assert 'must be a number' in spec.validate('high')
-    assert 'finite' in spec.validate(float('nan'))
-    choice = ParamSpec('backend', 'onnxruntime', 'x', choices=('onnxruntime', 'tensorrt'))
-    assert 'one of' in choice.validate('cuda')
-    listed = ParamSpec('classes', ['ball'], 'x', list_of=str)
-    assert listed.validate(['a', 'b']) is None and 'strings' in listed.validate(['a', 3])
-    counted = ParamSpec('depth', 1, 'x', low=1)
-    assert 'integer' in counted.validate(1.5) and 'integer' in counted.validate(True)
-    with pytest.raises(ValueError):
-        ParamSpec('bad_list', [], 'x')  # a list must say its item type
-
-
-def test_runtime_only_parameters_refused_while_active() -> None:
-    specs = spec_map([ParamSpec('model_path', '', 'x', runtime=False),
-                      ParamSpec('score', 0.5, 'x', low=0.0, high=1.0)])
-    assert validate_updates(specs, {'model_path': '/m.onnx'}, active=False) is None
-    assert 'while the node is active' in validate_updates(specs, {'model_path': '/m.onnx'},
-                                                          active=True)
-    assert validate_updates(specs, {'score': 0.3, 'use_sim_time': True}, active=True) is None
-    with pytest.raises(ValueError):
-        spec_map([ParamSpec('a', 1, 'x'), ParamSpec('a', 2, 'x')])
-
-
-def test_markdown_table_lists_every_spec() -> None:
-    table = markdown_table('node', [ParamSpec('fps', 30.0, 'rate', low=0.1, high=1000.0),
-                                    ParamSpec('source', 'synthetic', 's', choices=('a', 'b'),
-                                              runtime=False)])
-    assert '| `fps` | double | `30` | [0.1, 1000] | yes | rate |' in table
-    assert "| `source` | string | `'synthetic'` | a \\| b | no | s |" in table
 
 
 def test_drive_camera_ignores_the_other_cameras() -> None:
