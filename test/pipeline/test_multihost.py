@@ -36,7 +36,7 @@ import time
 from typing import Any, Callable, Optional
 
 from edge_infer_ros.ros.container import ComponentSpec
-from edge_infer_ros.runner import component_specs, RunOptions
+from edge_infer_ros.runs.options import component_specs, RunOptions
 import pytest
 from support import netns
 from support import onnx_models

@@ -15,7 +15,8 @@ import weakref
 from edge_infer_ros.core.handoff import StageInput
 from edge_infer_ros.ros import convert
 from edge_infer_ros.ros.ports import MESSAGE_INFO_MISSING
-from edge_infer_ros.runner import run, RunOptions
+from edge_infer_ros.runner import run
+from edge_infer_ros.runs.options import RunOptions
 from edge_infer_ros_msgs.msg import DetectionArray
 from geometry_msgs.msg import TwistStamped
 import numpy as np
