@@ -7,6 +7,7 @@ run them on a robot; frames are counted across the processes from their /diagnos
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -139,11 +140,23 @@ def _change_state(node: Node, executor: Any, target: str, transition: int) -> bo
     return bool(future.result() and future.result().success)
 
 
+def split_run_options(options: RunOptions) -> RunOptions:
+    """
+    Return the split run's own options: the camera waits for the run to activate it.
+
+    A copy: the caller's options (and their ``extra`` dicts) stay as given, so the same
+    options can start another run, a composed one included.
+    """
+    extra = {name: dict(values) for name, values in options.extra.items()}
+    extra.setdefault('camera', {})['autostart'] = False
+    return dataclasses.replace(options, extra=extra)
+
+
 def run_split(options: RunOptions) -> dict[str, Any]:
     """One process per stage (or group), DDS between them; the monitor runs here."""
     from lifecycle_msgs.msg import Transition
+    options = split_run_options(options)
     groups = SPLIT_GROUPS[options.transport]
-    options.extra.setdefault('camera', {})['autostart'] = False
     workdir = tempfile.mkdtemp(prefix='eir_split_')
     processes = []
     context = rclpy.Context()

@@ -181,8 +181,12 @@ def test_overload_keeps_latest_and_counts_every_drop(composed) -> None:
 
 @pytest.mark.slow
 def test_split_pipeline_across_processes(planted_model) -> None:
-    report = run(RunOptions(mode='split', transport='raw', frames=30, fps=15.0,
-                            model_path=planted_model.path, timeout_s=60.0))
+    options = RunOptions(mode='split', transport='raw', frames=30, fps=15.0,
+                         model_path=planted_model.path, timeout_s=60.0)
+    report = run(options)
+    # The run changed nothing in its caller's options (once it turned the camera's autostart
+    # off there, so a composed run with the same options kept its camera stopped).
+    assert options.extra == {}
     frames = report['frames']
     assert frames['captured'] == 30
     assert frames['processed'] >= 25, frames
