@@ -152,30 +152,152 @@ def split_run_options(options: RunOptions) -> RunOptions:
     return dataclasses.replace(options, extra=extra)
 
 
+def _start_group(options: RunOptions, group: tuple[str, ...], index: int,
+                 workdir: str) -> subprocess.Popen:
+    """Write one group's composition file and start its component container process."""
+    composition = os.path.join(workdir, f'group{index}.yaml')
+    with open(composition, 'w', encoding='utf-8') as stream:
+        yaml.safe_dump([{'plugin': s.plugin, 'name': s.name, 'namespace': s.namespace,
+                         'remaps': [list(r) for r in s.remaps],
+                         'param_files': list(s.param_files),
+                         'parameters': s.parameters}
+                        for s in component_specs(options, set(group))], stream)
+    return subprocess.Popen(
+        [sys.executable, '-m', 'edge_infer_ros.ros.component_container', '--composition',
+         composition, '--ros-args', '-r', f'__node:=group{index}_container'],
+        env=split_environment())
+
+
+class _Discovery:
+    """What the runner's node sees of the stage processes, and waiting on it."""
+
+    def __init__(self, node: Node, listener: _DiagnosticsListener, executor: Any,
+                 processes: list[subprocess.Popen], namespace: str) -> None:
+        self.node = node
+        self.listener = listener
+        self.executor = executor
+        self.processes = processes
+        self.ns = '/' + namespace.strip('/') if namespace else ''
+
+    def connected(self, topics: list[str], need_publisher: bool = True) -> bool:
+        """Tell whether every topic has a subscriber (and a publisher) in the graph."""
+        return all(self.node.count_subscribers(f'{self.ns}/{t}') > 0 and
+                   (not need_publisher or self.node.count_publishers(f'{self.ns}/{t}') > 0)
+                   for t in topics)
+
+    def wait_until(self, condition: Any, what: str) -> None:
+        """Spin until the condition holds; a stage process gone or 60 s: an error."""
+        deadline = time.monotonic() + 60.0
+        while not condition():
+            self.executor.spin_once(timeout_sec=0.1)
+            if any(p.poll() is not None for p in self.processes):
+                raise RuntimeError(f'a stage process exited while waiting for {what}')
+            if time.monotonic() > deadline:
+                raise RuntimeError(f'the split pipeline did not connect within 60 s: {what}')
+
+
+def _start_camera(options: RunOptions, discovery: _Discovery) -> None:
+    """
+    Configure, then activate the camera process once every hop is connected and matched.
+
+    Wait until every hop has a publisher and a subscriber (the camera's publisher exists
+    once it is configured), then start the camera: no frame is lost to discovery.
+    """
+    from lifecycle_msgs.msg import Transition
+    node, executor, ns = discovery.node, discovery.executor, discovery.ns
+    first_hop = (topics.IMAGE_RAW + '/compressed' if options.transport == 'compressed'
+                 else topics.IMAGE_RAW)
+    hops = list(topics.STAGE_HOPS)
+    discovery.wait_until(lambda: discovery.connected(hops) and
+                         discovery.connected([first_hop], need_publisher=False), 'the stages')
+    camera = f'{ns}/camera'
+    if not _change_state(node, executor, camera, Transition.TRANSITION_CONFIGURE):
+        raise RuntimeError('could not configure the camera process')
+    discovery.wait_until(lambda: discovery.connected([first_hop]), 'the camera')
+    discovery.wait_until(
+        lambda: hops_matched(discovery.listener, [f'{ns}/{t}' for t in [first_hop] + hops]),
+        'DDS matching of every hop')
+    for _ in range(10):  # let discovery between the stage processes settle
+        executor.spin_once(timeout_sec=0.05)
+    if not _change_state(node, executor, camera, Transition.TRANSITION_ACTIVATE):
+        raise RuntimeError('could not activate the camera process')
+
+
+def _wait_run_over(options: RunOptions, listener: _DiagnosticsListener, monitor: Any,
+                   started: float) -> None:
+    """Wait for the frames asked for (or a recording's end), then for the monitor to settle."""
+    limit = options.run_limit_s()
+    while time.monotonic() - started < limit:
+        captured = listener.value('camera', keys.FRAMES_CAPTURED)
+        if options.frames and captured >= options.frames:
+            break
+        if any(values.get(keys.SOURCE_END, keys.SOURCE_RUNNING) != keys.SOURCE_RUNNING
+               for name, values in listener.latest.items() if name.endswith(': camera')):
+            break  # a recording is over
+        time.sleep(0.1)
+    last, stable = -1, time.monotonic()
+    while time.monotonic() - stable < 2.5 and time.monotonic() - started < limit + 10:
+        if monitor.traces_seen != last:
+            last, stable = monitor.traces_seen, time.monotonic()
+        time.sleep(0.05)
+
+
+def _split_backend(listener: _DiagnosticsListener) -> dict[str, Any]:
+    """Return the detector's backend, as its process reports it in /diagnostics."""
+    values = next((v for k, v in listener.latest.items() if k.endswith(': detector')), {})
+    return {'name': values.get(keys.BACKEND, 'unknown'),
+            'description': values.get(keys.BACKEND_DESCRIPTION, ''),
+            'fallback_reason': values.get(keys.FALLBACK_REASON)}
+
+
+def _transport_text(options: RunOptions) -> str:
+    """Say what crosses between the processes, and how, for the report."""
+    transport = TRANSPORT_TEXT[options.transport]
+    if options.same_host != 'dds':
+        used, _, reason = choose_same_host(options.same_host)
+        transport += (f'; {used} shared memory between the processes' if not reason
+                      else f'; {reason}')
+    return transport
+
+
+def _split_report(options: RunOptions, listener: _DiagnosticsListener, monitor: Any,
+                  wall: float, collector: TraceCollector) -> dict[str, Any]:
+    """Build the report from the processes' counters and the monitor here."""
+    counters = split_counters(listener)
+    loss = split_transport_loss(listener)
+    backend = _split_backend(listener)
+    transport = _transport_text(options)
+    # Judged at the last trace: the quiet wait is longer than the stale timeout.
+    report = build_report(options, monitor.summary(at_ns=monitor.last_trace_ns or None),
+                          counters, backend, wall, collector.snapshot(), transport)
+    report['transport_loss'] = loss
+    report['dds_profile'] = split_environment().get(DDS_PROFILE_VARIABLE, '')
+    return report
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """Terminate the stage processes; kill those still there after 10 s."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def run_split(options: RunOptions) -> dict[str, Any]:
     """One process per stage (or group), DDS between them; the monitor runs here."""
-    from lifecycle_msgs.msg import Transition
     options = split_run_options(options)
-    groups = SPLIT_GROUPS[options.transport]
     workdir = tempfile.mkdtemp(prefix='eir_split_')
-    processes = []
+    processes: list[subprocess.Popen] = []
     context = rclpy.Context()
     rclpy.init(context=context)
     container = Container(context)
     collector = TraceCollector()
     try:
-        for index, group in enumerate(groups):
-            composition = os.path.join(workdir, f'group{index}.yaml')
-            with open(composition, 'w', encoding='utf-8') as stream:
-                yaml.safe_dump([{'plugin': s.plugin, 'name': s.name, 'namespace': s.namespace,
-                                 'remaps': [list(r) for r in s.remaps],
-                                 'param_files': list(s.param_files),
-                                 'parameters': s.parameters}
-                                for s in component_specs(options, set(group))], stream)
-            processes.append(subprocess.Popen(
-                [sys.executable, '-m', 'edge_infer_ros.ros.component_container', '--composition',
-                 composition, '--ros-args', '-r', f'__node:=group{index}_container'],
-                env=split_environment()))
+        for index, group in enumerate(SPLIT_GROUPS[options.transport]):
+            processes.append(_start_group(options, group, index, workdir))
         monitor = container.load(component_specs(options, {'budget_monitor'})[0])
         monitor.trace_hooks.append(collector)
         listener_node = Node('pipeline_runner', context=context)
@@ -183,83 +305,14 @@ def run_split(options: RunOptions) -> dict[str, Any]:
         problems = container.start()
         if problems:
             raise RuntimeError('budget monitor did not start: ' + '; '.join(problems))
-        executor = container.executor
-        executor.add_node(listener_node)
-        # Wait until every hop has a publisher and a subscriber (the camera's publisher exists
-        # once it is configured), then start the camera: no frame is lost to discovery.
-        ns = '/' + options.namespace.strip('/') if options.namespace else ''
-        first_hop = (topics.IMAGE_RAW + '/compressed' if options.transport == 'compressed'
-                     else topics.IMAGE_RAW)
-        hops = list(topics.STAGE_HOPS)
-
-        def connected(topics: list[str], need_publisher: bool = True) -> bool:
-            return all(listener_node.count_subscribers(f'{ns}/{t}') > 0 and
-                       (not need_publisher or listener_node.count_publishers(f'{ns}/{t}') > 0)
-                       for t in topics)
-
-        def wait_until(condition: Any, what: str) -> None:
-            deadline = time.monotonic() + 60.0
-            while not condition():
-                executor.spin_once(timeout_sec=0.1)
-                if any(p.poll() is not None for p in processes):
-                    raise RuntimeError(f'a stage process exited while waiting for {what}')
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f'the split pipeline did not connect within 60 s: {what}')
-
-        wait_until(lambda: connected(hops) and connected([first_hop], need_publisher=False),
-                   'the stages')
-        camera = f'{ns}/camera'
-        if not _change_state(listener_node, executor, camera, Transition.TRANSITION_CONFIGURE):
-            raise RuntimeError('could not configure the camera process')
-        wait_until(lambda: connected([first_hop]), 'the camera')
-        wait_until(lambda: hops_matched(listener, [f'{ns}/{t}' for t in [first_hop] + hops]),
-                   'DDS matching of every hop')
-        for _ in range(10):  # let discovery between the stage processes settle
-            executor.spin_once(timeout_sec=0.05)
-        if not _change_state(listener_node, executor, camera, Transition.TRANSITION_ACTIVATE):
-            raise RuntimeError('could not activate the camera process')
+        container.executor.add_node(listener_node)
+        _start_camera(options, _Discovery(listener_node, listener, container.executor,
+                                          processes, options.namespace))
         container.spin_in_background()
         started = time.monotonic()
-        limit = options.run_limit_s()
-        while time.monotonic() - started < limit:
-            captured = listener.value('camera', keys.FRAMES_CAPTURED)
-            if options.frames and captured >= options.frames:
-                break
-            if any(values.get(keys.SOURCE_END, keys.SOURCE_RUNNING) != keys.SOURCE_RUNNING
-                   for name, values in listener.latest.items() if name.endswith(': camera')):
-                break  # a recording is over
-            time.sleep(0.1)
-        last, stable = -1, time.monotonic()
-        while time.monotonic() - stable < 2.5 and time.monotonic() - started < limit + 10:
-            if monitor.traces_seen != last:
-                last, stable = monitor.traces_seen, time.monotonic()
-            time.sleep(0.05)
-        wall = time.monotonic() - started
-        counters = split_counters(listener)
-        loss = split_transport_loss(listener)
-        backend_values = next((v for k, v in listener.latest.items() if k.endswith(': detector')),
-                              {})
-        backend = {'name': backend_values.get(keys.BACKEND, 'unknown'),
-                   'description': backend_values.get(keys.BACKEND_DESCRIPTION, ''),
-                   'fallback_reason': backend_values.get(keys.FALLBACK_REASON)}
-        transport = TRANSPORT_TEXT[options.transport]
-        if options.same_host != 'dds':
-            used, _, reason = choose_same_host(options.same_host)
-            transport += (f'; {used} shared memory between the processes' if not reason
-                          else f'; {reason}')
-        # Judged at the last trace: the quiet wait above is longer than the stale timeout.
-        report = build_report(options, monitor.summary(at_ns=monitor.last_trace_ns or None),
-                              counters, backend, wall, collector.snapshot(), transport)
-        report['transport_loss'] = loss
-        report['dds_profile'] = split_environment().get(DDS_PROFILE_VARIABLE, '')
-        return report
+        _wait_run_over(options, listener, monitor, started)
+        return _split_report(options, listener, monitor, time.monotonic() - started, collector)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop(processes)
         container.shutdown()
         rclpy.shutdown(context=context)
