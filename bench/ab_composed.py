@@ -27,7 +27,8 @@ if __package__ in (None, ''):  # run as a file: make ``bench`` importable
 
 from bench import common  # noqa: E402
 from edge_infer_ros.ros.nodes.budget_monitor import BudgetMonitorNode  # noqa: E402
-from edge_infer_ros.runner import run as run_pipeline, RunOptions  # noqa: E402
+from edge_infer_ros.runner import run as run_pipeline  # noqa: E402
+from edge_infer_ros.runs.options import RunOptions  # noqa: E402
 from edge_infer_ros.stages import nms as nms_module  # noqa: E402
 import numpy as np  # noqa: E402
 

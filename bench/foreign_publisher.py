@@ -112,7 +112,7 @@ def measure_package(args: argparse.Namespace, sent_path: str, model: str,
     """
     import rclpy
     from edge_infer_ros.ros.container import Container
-    from edge_infer_ros.runner import component_specs, RunOptions
+    from edge_infer_ros.runs.options import component_specs, RunOptions
     options = RunOptions(model_path=model, width=args.width, height=args.height,
                          fps=args.fps, frames=args.frames)
     options.extra = {'camera': {'source': 'topic', 'max_frames': 0,

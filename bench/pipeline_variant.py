@@ -21,7 +21,9 @@ if __package__ in (None, ''):  # run as a file: make ``bench`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
-from edge_infer_ros.runner import run as run_pipeline, RunOptions, SPLIT_GROUPS  # noqa: E402
+from edge_infer_ros.runner import run as run_pipeline  # noqa: E402
+from edge_infer_ros.runs.options import RunOptions  # noqa: E402
+from edge_infer_ros.runs.split import SPLIT_GROUPS  # noqa: E402
 
 REPORT_KEYS = ('mode', 'transport', 'backend', 'backend_fallback_reason', 'throughput_fps',
                'wall_s', 'accounting_ok', 'deadline_misses', 'messages_built', 'overhead')

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from bench.common import make_standin_model, RESULTS, shipped_model
 from edge_infer_ros.ros.container import Container
-from edge_infer_ros.runner import component_specs, RunOptions
+from edge_infer_ros.runs.options import component_specs, RunOptions
 import numpy as np
 import psutil
 import rclpy

@@ -2,8 +2,8 @@
 Print the test files that run without ROS: for the oldest-numerics step of scripts/test.sh.
 
 A file qualifies when its top-level imports name no rclpy, no ``*_msgs``, no launch, not the
-package's ``ros`` layer or runner, not ``conftest`` (which starts ROS), no test in it takes a
-fixture that conftest.py defines, and it names no ROS tool it would start or import later
+package's ``ros`` layer, runner or runs, not ``conftest`` (which starts ROS), no test in it
+takes a fixture that conftest.py defines, and it names no ROS tool it would start or import later
 (rclpy, the ament linters, catkin_pkg, the ROS benchmarks). Chosen by reading the files, so
 new ROS-free tests join the step by themselves.
 """
@@ -16,7 +16,7 @@ TEST = Path(__file__).resolve().parents[1] / 'test'
 #: Names that mark a file as needing ROS even without a top-level import of it.
 ROS_WORDS = ('rclpy', 'ament_', 'catkin_pkg', 'bench.suite', 'bench.hop')
 ROS_MODULES = ('rclpy', 'launch', 'launch_ros', 'support.waiting', 'edge_infer_ros.ros',
-               'edge_infer_ros.runner', 'ament_index_python')
+               'edge_infer_ros.runner', 'edge_infer_ros.runs', 'ament_index_python')
 
 
 def _is_ros(module: str) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 from edge_infer_ros.ros.container import Container
-from edge_infer_ros.runner import component_specs, RunOptions
+from edge_infer_ros.runs.options import component_specs, RunOptions
 import pytest
 import rclpy
 from rclpy.context import Context

@@ -56,9 +56,10 @@ def test_mypy_strict_on_the_plain_packages() -> None:
 
 @pytest.mark.linter
 def test_mypy_on_the_ros_side() -> None:
-    """Nodes, container and runner: checked, Optional lifecycle state aside (setup.cfg)."""
+    """Nodes, container, runner and runs: checked, Optional lifecycle state aside (setup.cfg)."""
     result = subprocess.run([sys.executable, '-m', 'mypy', str(ROOT / 'edge_infer_ros' / 'ros'),
-                             str(ROOT / 'edge_infer_ros' / 'runner.py')],
+                             str(ROOT / 'edge_infer_ros' / 'runner.py'),
+                             str(ROOT / 'edge_infer_ros' / 'runs')],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f'mypy found problems:\n{result.stdout}{result.stderr}'
 

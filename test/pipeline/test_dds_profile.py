@@ -148,7 +148,7 @@ def test_launch_snippet_gives_the_driver_the_profile(tmp_path: Path) -> None:
 
 
 def test_split_runner_gives_its_processes_the_profile(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_infer_ros.runner import split_environment
+    from edge_infer_ros.runs.split import split_environment
     assert split_environment()[VARIABLE] == config_path('fastdds_shm.xml')
     assert Path(split_environment()[VARIABLE]).is_file()
     monkeypatch.setenv(VARIABLE, '/my/own.xml')

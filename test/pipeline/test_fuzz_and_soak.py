@@ -189,7 +189,7 @@ def test_short_soak_keeps_accounting_exact_and_memory_flat(composed) -> None:
 
 def test_overlap_is_counted_from_the_traces() -> None:
     from edge_infer_ros.core.frame import FrameTrace, StageTiming
-    from edge_infer_ros.runner import overlap_stats
+    from edge_infer_ros.runs.report import overlap_stats
 
     def trace(seq: int, pre: tuple[int, int], det: tuple[int, int]) -> FrameTrace:
         stages = (StageTiming('preprocess', '/p', pre[0], *pre),

@@ -36,7 +36,7 @@ import time
 from typing import Any, Callable, Optional
 
 from edge_infer_ros.ros.container import ComponentSpec
-from edge_infer_ros.runner import component_specs, RunOptions
+from edge_infer_ros.runs.options import component_specs, RunOptions
 import pytest
 from support import netns
 from support import onnx_models
@@ -370,8 +370,10 @@ def multihost(tmp_path_factory: pytest.TempPathFactory,
     assert lan.udp_reachable('a', 'c'), 'UDP from host A does not reach host C'
 
     model = _stand_in_model(workdir / 'stand_in.onnx')
+    # Hosts that share this machine's /dev/shm: iceoryx2 would carry the frames past the
+    # network under test (as Fast DDS's shared memory would, see docs/multihost.md).
     options = RunOptions(mode='split', frames=0, width=320, height=240, fps=15.0,
-                         model_path=str(model),
+                         model_path=str(model), same_host='dds',
                          # Over DDS the frame_id names the camera (Image has no other field).
                          extra={'camera': {'frame_id': CAMERA,
                                            'diagnostics_period_s': DIAGNOSTICS_PERIOD_S},

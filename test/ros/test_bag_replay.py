@@ -95,7 +95,8 @@ def test_runner_takes_fps_from_its_config_unless_given(tmp_path) -> None:
 
 def test_runner_replays_a_whole_bag_and_reports_it(
         tmp_path, planted_model, monkeypatch) -> None:
-    from edge_infer_ros.runner import format_report, parse_args, run
+    from edge_infer_ros.runner import parse_args, run
+    from edge_infer_ros.runs.report import format_report
     # A domain of its own: another pipeline on this host must not add its frames to the count.
     monkeypatch.setenv('ROS_DOMAIN_ID', '42')
     bag = write_bag(tmp_path / 'run', 'mcap', frames=30, rate_hz=15.0, width=160, height=120)
