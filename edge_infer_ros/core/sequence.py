@@ -170,6 +170,11 @@ LOSS_FIX = ('give the publishing process (the camera driver too) the Fast DDS pr
             'config/fastdds_shm.xml, or include launch/dds_profile.launch.py), or make both ends '
             'reliable (qos.input.reliability:=reliable)')
 
+#: What to do when the reader lost them itself: they arrived, and its history overflowed
+#: before the stage took them.
+OVERFLOW_FIX = ("raise qos.input.depth, or relieve this process's executor (a slow callback "
+                'or timer delays taking samples)')
+
 
 class RecentLoss:
     """
@@ -198,9 +203,25 @@ class RecentLoss:
 
 
 def loss_warning(topic: str, lost: int, total: int, window_s: float,
-                 warn_rate: float = LOSS_WARN_RATE) -> Optional[str]:
-    """Return the WARN text when ``lost`` of ``total`` frames exceeds the rate, else None."""
+                 warn_rate: float = LOSS_WARN_RATE,
+                 middleware_lost: Optional[int] = None) -> Optional[str]:
+    """
+    Return the WARN text when ``lost`` of ``total`` frames exceeds the rate, else None.
+
+    ``lost`` comes from gaps in the sequence numbers, which a reader's own history overflow
+    makes too; ``middleware_lost`` (the middleware's count of samples lost on the way, None
+    where unknown) tells the two apart, so the WARN names the end that lost them.
+    """
     if lost <= 0 or total <= 0 or lost / total <= warn_rate:
         return None
-    return (f'{lost} of {total} frames on {topic} lost in transport ({lost / total:.1%}) in the '
-            f"last {window_s:g} s (gaps in the publishers' sequence numbers); fix: {LOSS_FIX}")
+    if middleware_lost is None or middleware_lost >= lost:
+        return (f'{lost} of {total} frames on {topic} lost in transport ({lost / total:.1%}) in '
+                f"the last {window_s:g} s (gaps in the publishers' sequence numbers); fix: "
+                f'{LOSS_FIX}')
+    text = (f'{lost} of {total} frames on {topic} missing ({lost / total:.1%}) in the last '
+            f"{window_s:g} s (gaps in the publishers' sequence numbers): "
+            f"{lost - middleware_lost} arrived and were overwritten in this reader's history "
+            f'before the stage took them; fix: {OVERFLOW_FIX}')
+    if middleware_lost > 0:
+        text += f'; {middleware_lost} lost in transport; fix: {LOSS_FIX}'
+    return text

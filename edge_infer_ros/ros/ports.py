@@ -103,13 +103,19 @@ class InputPort:
         #: Gaps in the publishers' sequence numbers (frames DDS lost on the way here).
         self.loss = SequenceTracker()
         self.recent_loss = RecentLoss()
+        #: Samples the middleware itself reports lost on the way (its message_lost event):
+        #: unlike the gaps, it counts the stream's edges and not this reader's own overflow.
+        self.middleware_lost = 0
+        self.recent_middleware_loss = RecentLoss()
         self.frames_by_dds = 0  # frames a same-host input got first by DDS (a peer elsewhere)
         self._publishers_asked = (0.0, 0)  # (monotonic s, count): the graph asked once a s
         self.receiver = self._open_receiver(same_host)
         on_ros_message: Callable[..., None] = (self._on_message if not MESSAGE_INFO_MISSING
                                                else lambda msg: self._on_message(msg, None))
         events = SubscriptionEventCallbacks(
-            incompatible_qos=lambda info: node.ports.incompatible_qos(resolved, info, 'publisher'))
+            incompatible_qos=lambda info: node.ports.incompatible_qos(resolved, info,
+                                                                      'publisher'),
+            message_lost=self._on_message_lost)
         self.subscription = node.create_subscription(msg_type, resolved, on_ros_message, qos,
                                                      event_callbacks=events)
         node.bus.attach(resolved, self.stage_input, has_ros_subscription=True)
@@ -140,6 +146,9 @@ class InputPort:
             self.frames_by_dds += self.receiver is not None
         elif first == LOCAL and gid is not None:
             tracker.ignore(gid)  # a publisher of this process: frames come by reference
+
+    def _on_message_lost(self, info: Any) -> None:
+        self.middleware_lost = int(info.total_count)
 
     def _one_publisher(self) -> bool:
         """Tell whether one publisher feeds the topic (graph asked at most once a second)."""
@@ -178,9 +187,12 @@ class InputPort:
 
     def loss_warning(self, now_s: float) -> Optional[str]:
         """Return the WARN text when too many recent frames were lost in transport."""
-        window_lost, window_total = self.recent_loss.update(now_s, self.loss.totals.received,
-                                                            self.loss.lost)
-        return loss_warning(self.topic, window_lost, window_total, self.recent_loss.window_s)
+        received = self.loss.totals.received
+        window_lost, window_total = self.recent_loss.update(now_s, received, self.loss.lost)
+        window_middleware, _ = self.recent_middleware_loss.update(now_s, received,
+                                                                  self.middleware_lost)
+        return loss_warning(self.topic, window_lost, window_total, self.recent_loss.window_s,
+                            middleware_lost=window_middleware)
 
     def close(self) -> None:
         """Stop receiving on every transport and free the subscription."""
@@ -394,8 +406,12 @@ def transport_loss_values(inputs: list[InputPort],
     for port in inputs:  # every window moves on, whichever warns first
         found = port.loss_warning(now_s)
         warning = warning or found
+    middleware = sum(p.middleware_lost for p in inputs)
+    overwritten = sum(max(0, p.loss.lost - p.middleware_lost) for p in inputs)
     return [(keys.FRAMES_LOST_IN_TRANSPORT, str(lost)),
-            ('transport_loss_counting', 'publication sequence numbers')], warning
+            ('transport_loss_counting', 'publication sequence numbers'),
+            ('frames_lost_by_middleware', str(middleware)),
+            ('frames_overwritten_in_reader', str(overwritten))], warning
 
 
 def frames_lost_in_transport(inputs: list[InputPort]) -> Optional[int]:

@@ -127,3 +127,15 @@ def test_loss_warning_names_the_fix_above_the_rate_only():
     text = loss_warning('/image_in', 6, 1000, 10.0)
     assert '6 of 1000 frames on /image_in' in text
     assert 'fastdds_shm.xml' in text and 'dds_profile.launch.py' in text and 'reliable' in text
+
+
+def test_loss_warning_tells_the_readers_own_overflow_from_transport_loss():
+    # Issue 29: under a reader-side overflow the WARN blamed the publisher's profile.
+    transport = loss_warning('/image_in', 40, 100, 10.0, middleware_lost=40)
+    assert 'lost in transport' in transport and 'fastdds_shm.xml' in transport
+    overflow = loss_warning('/image_in', 40, 100, 10.0, middleware_lost=0)
+    assert '40 arrived and were overwritten' in overflow and 'qos.input.depth' in overflow
+    assert 'fastdds_shm.xml' not in overflow
+    both = loss_warning('/image_in', 40, 100, 10.0, middleware_lost=10)
+    assert '30 arrived and were overwritten' in both and '10 lost in transport' in both
+    assert 'qos.input.depth' in both and 'fastdds_shm.xml' in both

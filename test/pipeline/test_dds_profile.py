@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 import shutil
 import subprocess
+import time
 from typing import Any, Optional
 
 from bench import foreign_publisher
@@ -167,6 +168,12 @@ def stage_node() -> Any:
     rclpy.shutdown(context=context)
 
 
+def rclpy_node(context: Any, name: str) -> Any:
+    """Create a plain rclpy node in a context (the driver publishing to the stage)."""
+    from rclpy.node import Node
+    return Node(name, context=context)
+
+
 def _with_tracker(node: Any, topic: str) -> Any:
     """Give the node an input on the topic; return the port's sequence-number tracker."""
     from edge_infer_ros.ros import convert
@@ -180,12 +187,60 @@ def test_loss_above_the_rate_warns_with_the_fix(stage_node: Any) -> None:
     tracker = _with_tracker(stage_node, '/image_in')
     for seq in (1, 2, 3, 50):  # 46 frames lost between 3 and 50
         tracker.observe(b'driver', seq)
+    stage_node.input_ports[0].middleware_lost = 46  # what its message_lost event reported
     status = stage_node.stage_status()
     values = status_values(status)
     assert values['frames_lost_in_transport'] == '46'
+    assert values['frames_lost_by_middleware'] == '46'
+    assert values['frames_overwritten_in_reader'] == '0'
     assert status.level == b'\x01'
     assert '46 of 50 frames on /image_in lost in transport' in status.message
     assert 'fastdds_shm.xml' in status.message
+
+
+def test_a_readers_own_overflow_is_told_apart_from_transport_loss(stage_node: Any) -> None:
+    # Issue 29: frames overwritten in a best-effort reader's own history (an executor that did
+    # not take them in time) showed as gaps, and the WARN blamed the publisher's profile.
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    from edge_infer_ros.ros import convert
+    stage_node.add_input('/image_in', Image, lambda msg: convert.image_from_msg(msg, 0),
+                         lambda envelope, received_ns: None, qos=qos)
+    driver = rclpy_node(stage_node.context, 'driver')
+    publisher = driver.create_publisher(Image, '/image_in', qos)
+    executor = SingleThreadedExecutor(context=stage_node.context)
+    executor.add_node(stage_node)
+    port = stage_node.input_ports[0]
+    image = Image(height=4, width=4, encoding='rgb8', step=12, data=bytes(48))
+    image.header.frame_id = 'camera'
+
+    def publish() -> None:
+        image.header.stamp = stage_node.get_clock().now().to_msg()  # a fresh frame each time
+        publisher.publish(image)
+    try:
+        deadline = time.monotonic() + 10.0
+        while port.loss.totals.received == 0 and time.monotonic() < deadline:
+            publish()
+            executor.spin_once(timeout_sec=0.05)
+        first = port.loss.totals.received
+        assert first > 0, 'the input never took a sample'
+        for _ in range(20):  # the executor does not run: the reader keeps only the last
+            publish()
+        while executor.spin_once(timeout_sec=0.2) is None and \
+                port.loss.totals.received == first and time.monotonic() < deadline:
+            pass
+        assert port.loss.totals.received == first + 1
+        assert port.loss.lost == 19 and port.middleware_lost == 0
+        status = stage_node.stage_status()
+        values = status_values(status)
+        assert values['frames_overwritten_in_reader'] == '19'
+        assert '19 arrived and were overwritten' in status.message, status.message
+        assert 'qos.input.depth' in status.message and 'fastdds_shm.xml' not in status.message
+    finally:
+        executor.shutdown()
+        driver.destroy_node()
 
 
 def test_without_sequence_numbers_loss_is_unknown_not_zero(stage_node: Any) -> None:
