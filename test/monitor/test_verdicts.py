@@ -117,3 +117,13 @@ def test_the_fallback_ranking_uses_the_verdicts_percentiles() -> None:
     assert end_to_end.worst_stage == (
         f'detector (p95 {detector.at_warn_percentile_ms:.3f} ms vs budget '
         f'{fmt_ms(detector.budget_ms)} ms)')
+
+
+def test_levels_match_diagnostic_msgs():
+    """Level values must be the DiagnosticStatus constants."""
+    assert (Level.OK, Level.WARN, Level.ERROR, Level.STALE) == (0, 1, 2, 3)
+    msgs = pytest.importorskip('diagnostic_msgs.msg')
+    status = msgs.DiagnosticStatus
+    assert Level.WARN.as_byte() == status.WARN
+    assert [lv.as_byte() for lv in Level] == [status.OK, status.WARN, status.ERROR,
+                                              status.STALE]
