@@ -7,6 +7,8 @@ round (same load, same warm caches) is what still tells them apart. ``off`` repr
 previous behaviour: the detector's input on its worker thread (``input_mode: thread``), the
 numpy NMS loop, and the budget monitor's verdicts sent from the executor's timer.
 ``--compare threads`` alternates ONNX Runtime on 1 and 2 intra-op threads instead (``off`` is 1);
+``--compare pin`` alternates the detector's ``pin_threads`` (``off``: the scheduler places
+ONNX Runtime's pool thread);
 ``--saturate`` runs the camera at 1000 fps paced to the pipeline (throughput is then printed).
 
 ``. scripts/env.sh && python -m bench.ab_composed --rounds 6 --frames 200 [--json out.json]``
@@ -39,6 +41,8 @@ def run_once(setting: str, frames: int, width: int, height: int, fps: float,
     extra: dict[str, dict[str, Any]] = {}
     if compare == 'threads':
         extra['detector'] = {'intra_op_threads': 1 if setting == 'off' else 2}
+    elif compare == 'pin':
+        extra['detector'] = {'pin_threads': setting == 'on'}
     elif setting == 'off':
         extra['detector'] = {'input_mode': 'thread'}
     if saturate:
@@ -93,7 +97,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument('--fps', type=float, default=30.0)
     parser.add_argument('--model', default='')
     parser.add_argument('--json', default='')
-    parser.add_argument('--compare', choices=('changes', 'threads'), default='changes')
+    parser.add_argument('--compare', choices=('changes', 'threads', 'pin'), default='changes')
     parser.add_argument('--saturate', action='store_true')
     args = parser.parse_args(argv)
     model, _ = common.resolve_model(args.model, common.RESULTS / 'models')

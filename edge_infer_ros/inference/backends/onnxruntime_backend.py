@@ -13,8 +13,9 @@ caller's array costs more than it saves (+50 us per 320x320 frame).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from edge_infer_ros.inference.backends.base import BackendError, DetectorBackend
 from edge_infer_ros.inference.model_info import ModelInfo
@@ -22,6 +23,27 @@ import numpy as np
 
 #: graph_optimization option values
 DEFAULT_PROVIDERS = ('CPUExecutionProvider',)
+
+
+def pool_thread_cpus(threads: int, cpus: Sequence[int]) -> list[int]:
+    """
+    Choose a CPU for each of ONNX Runtime's pool threads: the last ones, one each ([] if too few).
+
+    The calling thread is one of the ``threads`` and stays free to move; the pool threads
+    (``threads - 1``) get a CPU each from the end of ``cpus``, so that the scheduler cannot
+    put a pool thread on the caller's core, where the two would take turns instead of
+    running together. With no CPU left for the caller nothing is pinned.
+    """
+    pool = threads - 1
+    ordered = sorted(set(cpus))
+    if pool < 1 or pool >= len(ordered):
+        return []
+    return ordered[::-1][:pool]
+
+
+def affinity_entry(cpus: Sequence[int]) -> str:
+    """Spell pool-thread CPUs as ``session.intra_op_thread_affinities`` does (1-based ids)."""
+    return ';'.join(str(cpu + 1) for cpu in cpus)
 
 
 class OnnxRuntimeBackend(DetectorBackend):
@@ -32,7 +54,10 @@ class OnnxRuntimeBackend(DetectorBackend):
     ``intra_op_threads`` (int, 0 = ORT default), ``providers`` (list,
     default ['CPUExecutionProvider']), ``allow_spinning`` (bool, default False: ORT's worker
     threads would otherwise spin-wait after each run and take a core from the other stages,
-    which on a 2-core robot costs the rest of the pipeline more than it saves inference).
+    which on a 2-core robot costs the rest of the pipeline more than it saves inference),
+    ``pin_threads`` (bool, default False: each pool thread on a CPU of its own, see
+    :func:`pool_thread_cpus`; left to the scheduler, a pool thread woken after an idle period
+    can land on the caller's core and the two then take turns).
     """
 
     name = 'onnxruntime'
@@ -41,6 +66,8 @@ class OnnxRuntimeBackend(DetectorBackend):
         super().__init__(model, options or {})
         self.intra_op_threads = self._threads('intra_op_threads')
         self.allow_spinning = bool(self.options.get('allow_spinning', False))
+        self.pin_threads = bool(self.options.get('pin_threads', False))
+        self.pinned_cpus: list[int] = []  # the pool threads' CPUs, after load()
         providers = self.options.get('providers') or DEFAULT_PROVIDERS
         if isinstance(providers, str):
             providers = [providers]
@@ -80,6 +107,13 @@ class OnnxRuntimeBackend(DetectorBackend):
         spin = '1' if self.allow_spinning else '0'
         so.add_session_config_entry('session.intra_op.allow_spinning', spin)
         so.add_session_config_entry('session.inter_op.allow_spinning', spin)
+        self.pinned_cpus = []
+        if self.pin_threads and hasattr(os, 'sched_getaffinity'):
+            self.pinned_cpus = pool_thread_cpus(self.intra_op_threads,
+                                                sorted(os.sched_getaffinity(0)))
+            if self.pinned_cpus:
+                so.add_session_config_entry('session.intra_op_thread_affinities',
+                                            affinity_entry(self.pinned_cpus))
         try:
             session = ort.InferenceSession(source, sess_options=so, providers=self.providers)
         except Exception as e:  # noqa: B902 - ORT raises its own Fail/InvalidGraph/... types
@@ -147,5 +181,7 @@ class OnnxRuntimeBackend(DetectorBackend):
         providers = ', '.join(self._active or self.providers)
         threads = (f'{self.intra_op_threads} threads' if self.intra_op_threads
                    else 'default threads')
+        if self.pinned_cpus:
+            threads += f" (pool on CPU {', '.join(map(str, self.pinned_cpus))})"
         version = self._version or 'not loaded'
         return f'onnxruntime {version} {providers}, {threads}'

@@ -58,6 +58,10 @@ class DetectorNode(StageNode):
         ParamSpec('allow_spinning', False, 'let ONNX Runtime worker threads spin-wait between '
                   'runs (faster inference, a core taken from the other stages)',
                   runtime=False),
+        ParamSpec('pin_threads', True, 'put each ONNX Runtime pool thread on a CPU of its own '
+                  "(the last ones of the process's CPUs), so that it runs beside the calling "
+                  'thread instead of taking turns with it on one core; false: the scheduler '
+                  'places them', runtime=False),
         ParamSpec('precision', 'fp16', 'TensorRT precision', choices=('fp32', 'fp16', 'int8'),
                   runtime=False),
         ParamSpec('workspace_mb', 1024, 'TensorRT builder workspace, MiB', low=16,
@@ -98,7 +102,7 @@ class DetectorNode(StageNode):
 
     def _backend_options(self) -> dict[str, Any]:
         return {'intra_op_threads': self.p['intra_op_threads'],
-                'allow_spinning': self.p['allow_spinning'],
+                'allow_spinning': self.p['allow_spinning'], 'pin_threads': self.p['pin_threads'],
                 'precision': self.p['precision'], 'workspace_mb': self.p['workspace_mb'],
                 'engine_cache_dir': self.p['engine_cache_dir'], 'device': self.p['device']}
 
