@@ -2,20 +2,16 @@
 
 from glob import glob
 import os
+import runpy
 
 from setuptools import find_packages, setup
 
 PACKAGE = 'edge_infer_ros'
 
-# Stage nodes the component container can load by name (like rclcpp_components).
-COMPONENTS = [
-    'edge_infer_ros::Camera = edge_infer_ros.ros.nodes.camera:CameraNode',
-    'edge_infer_ros::Preprocess = edge_infer_ros.ros.nodes.preprocess:PreprocessNode',
-    'edge_infer_ros::Detector = edge_infer_ros.ros.nodes.detector:DetectorNode',
-    'edge_infer_ros::Nms = edge_infer_ros.ros.nodes.nms:NmsNode',
-    'edge_infer_ros::Action = edge_infer_ros.ros.nodes.action:ActionNode',
-    'edge_infer_ros::BudgetMonitor = edge_infer_ros.ros.nodes.budget_monitor:BudgetMonitorNode',
-]
+# The nodes' components (loadable by name, like rclcpp_components) and console scripts come
+# from the pipeline's shape, read as a plain file: nothing of the package imports yet here.
+NODES = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), PACKAGE,
+                                    'core', 'shape.py'))['entry_points']()
 
 setup(
     name=PACKAGE,
@@ -37,18 +33,12 @@ setup(
     license='Apache-2.0',
     tests_require=['pytest'],
     entry_points={
-        'console_scripts': [
-            'camera_node = edge_infer_ros.ros.nodes.camera:main',
-            'preprocess_node = edge_infer_ros.ros.nodes.preprocess:main',
-            'detector_node = edge_infer_ros.ros.nodes.detector:main',
-            'nms_node = edge_infer_ros.ros.nodes.nms:main',
-            'action_node = edge_infer_ros.ros.nodes.action:main',
-            'budget_monitor = edge_infer_ros.ros.nodes.budget_monitor:main',
+        'console_scripts': NODES['console_scripts'] + [
             'component_container = edge_infer_ros.ros.component_container:main',
             'pipeline = edge_infer_ros.runner:main',
             'quantize_model = edge_infer_ros.stages.quantize:main',
             'evaluate_model = edge_infer_ros.stages.quantize:evaluate_main',
         ],
-        'edge_infer_ros.components': COMPONENTS,
+        'edge_infer_ros.components': NODES['edge_infer_ros.components'],
     },
 )

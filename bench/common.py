@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from edge_infer_ros.core.frame import FrameTrace
 from edge_infer_ros.core.resources import config_path, default_model_path
+from edge_infer_ros.core.shape import BUDGETED_STAGES
 from edge_infer_ros.monitor.config import BudgetConfig
 import numpy as np
 import psutil
@@ -29,8 +30,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / 'bench' / 'results'
-#: Stage names in pipeline order, as the package's stage nodes stamp them.
-STAGES = ('preprocess', 'detector', 'nms', 'action')
+#: Stage names in pipeline order after the camera, as the stage nodes stamp them (core/shape.py).
+STAGES = BUDGETED_STAGES
 #: Input size of the stand-in model (the shipped detector's size too).
 STANDIN_SIZE = 320
 

@@ -22,13 +22,14 @@ import time
 from typing import Any, Optional
 
 from bench.common import make_standin_model, RESULTS, shipped_model
+from edge_infer_ros.core.shape import BUDGETED_STAGES
 from edge_infer_ros.ros.container import Container
 from edge_infer_ros.runs.options import component_specs, RunOptions
 import numpy as np
 import psutil
 import rclpy
 
-STAGES = ('preprocess', 'detector', 'nms', 'action')
+STAGES = BUDGETED_STAGES
 
 
 class IntervalLatencies:

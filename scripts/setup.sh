@@ -58,7 +58,7 @@ ensure_link "$np_include" /opt/python/cp311-cp311/lib/python3.11/site-packages/n
 
 # --- 3. colcon build of both packages ------------------------------------------------------
 src_hash="$( { find msg launch config models resource examples -type f 2>/dev/null; \
-  echo package.xml; echo setup.py; echo setup.cfg; } | hash_files)"
+  echo package.xml; echo setup.py; echo setup.cfg; echo edge_infer_ros/core/shape.py; } | hash_files)"
 if [ "$(cat "$EIR_BUILD/.edge_infer_ros.sha256" 2>/dev/null)" != "$src_hash" ] || [ ! -f "$EIR_INSTALL/setup.bash" ]; then
   log "colcon build (edge_infer_ros_msgs, edge_infer_ros) for $EIR_DISTRO"
   (

@@ -15,6 +15,7 @@ import re
 from typing import Any, Mapping, Optional
 
 from edge_infer_ros.core.params import flatten_parameters
+from edge_infer_ros.core.shape import default_stage_budgets_ms
 from edge_infer_ros.core.validate import MAX_HARDWARE_ID
 
 #: Status names of the per-camera path items (the stages use their own names).
@@ -47,12 +48,8 @@ CAMERAS_PREFIX = 'cameras.'
 CAMERA_KEYS = frozenset({'deadline_ms'})
 
 
-DEFAULT_STAGE_BUDGETS_MS: dict[str, float] = {
-    'preprocess': 4.0,
-    'detector': 14.0,
-    'nms': 5.0,
-    'action': 6.0,
-}
+#: Default budget of each stage, from the pipeline's shape.
+DEFAULT_STAGE_BUDGETS_MS: dict[str, float] = default_stage_budgets_ms()
 
 
 _NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')

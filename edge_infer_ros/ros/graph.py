@@ -1,8 +1,9 @@
 """
 The pipeline's nodes, as the runner, the container and the launch files start them.
 
-The launch files read it (plugins and executables by node name; the nodes a launch starts
-come from ros/launch_args.py's plan); test/pipeline/test_real_tools.py runs them.
+The shape itself (names, order, classes) is core/shape.py's; this adds what starting a node
+takes. The launch files read it (plugins and executables by node name; the nodes a launch
+starts come from ros/launch_args.py's plan); test/pipeline/test_real_tools.py runs them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
+
+from edge_infer_ros.core.shape import PIPELINE_SHAPE
 
 COMPONENT_GROUP = 'edge_infer_ros.components'
 
@@ -26,20 +29,10 @@ class NodeSpec:
     param_files: tuple[str, ...] = ('pipeline.yaml',)
 
 
-#: The camera-to-action pipeline and its budget monitor, in data-flow order.
-PIPELINE: tuple[NodeSpec, ...] = (
-    NodeSpec('edge_infer_ros::Camera', 'camera_node', 'camera'),
-    NodeSpec('edge_infer_ros::Preprocess', 'preprocess_node', 'preprocess'),
-    NodeSpec('edge_infer_ros::Detector', 'detector_node', 'detector'),
-    NodeSpec('edge_infer_ros::Nms', 'nms_node', 'nms'),
-    NodeSpec('edge_infer_ros::Action', 'action_node', 'action'),
-    NodeSpec('edge_infer_ros::BudgetMonitor', 'budget_monitor', 'budget_monitor',
-             param_files=('budget.yaml',)),
-)
-
-
-#: The stages a frame passes, camera to action, in order (the budget monitor only watches).
-FRAME_STAGES: tuple[str, ...] = tuple(n.name for n in PIPELINE if n.name != 'budget_monitor')
+#: The camera-to-action pipeline and its budget monitor, in data-flow order (core/shape.py).
+PIPELINE: tuple[NodeSpec, ...] = tuple(
+    NodeSpec(node.plugin, node.executable, node.name, param_files=node.param_files)
+    for node in PIPELINE_SHAPE)
 
 
 def load_plugin(plugin: str) -> type:

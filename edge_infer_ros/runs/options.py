@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from edge_infer_ros.core.resources import config_path
+from edge_infer_ros.core.shape import FRAME_STAGES
 from edge_infer_ros.ros.container import ComponentSpec
 from edge_infer_ros.ros.graph import NodeSpec, PIPELINE
 from edge_infer_ros.ros.same_host import AUTO
@@ -85,7 +86,7 @@ class RunOptions:
             result['camera']['publish_compressed'] = True
             result.setdefault('preprocess', {})['input_transport'] = 'compressed'
         if self.mode == 'split':
-            for name in ('camera', 'preprocess', 'detector', 'nms', 'action'):
+            for name in FRAME_STAGES:
                 result.setdefault(name, {})['transport.same_host'] = self.same_host
         for name, values in self.extra.items():
             result.setdefault(name, {}).update(values)

@@ -17,9 +17,9 @@ import time
 from typing import Any, Optional
 
 from edge_infer_ros.core.resources import config_path
+from edge_infer_ros.core.shape import FRAME_STAGES
 from edge_infer_ros.ros import diagnostic_keys as keys, topics
 from edge_infer_ros.ros.container import Container
-from edge_infer_ros.ros.graph import FRAME_STAGES
 from edge_infer_ros.ros.same_host import choose_same_host
 from edge_infer_ros.runs.options import component_specs, RunOptions
 from edge_infer_ros.runs.report import build_report, TraceCollector, transport_loss
@@ -31,7 +31,9 @@ import yaml
 SPLIT_GROUPS = {
     'raw': tuple((stage,) for stage in FRAME_STAGES),
     'compressed': tuple((stage,) for stage in FRAME_STAGES),
-    'tensor': (('camera', 'preprocess'), ('detector', 'nms', 'action')),
+    # Cut where the tensor crosses: the preprocessing with the camera, the model onwards.
+    'tensor': (FRAME_STAGES[:FRAME_STAGES.index('detector')],
+               FRAME_STAGES[FRAME_STAGES.index('detector'):]),
 }
 #: The stages a frame passes after the camera: what the split run counts frames through.
 SPLIT_STAGES = FRAME_STAGES[1:]

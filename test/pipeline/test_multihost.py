@@ -35,6 +35,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from edge_infer_ros.core.shape import BUDGETED_STAGES
 from edge_infer_ros.ros.container import ComponentSpec
 from edge_infer_ros.runs.options import component_specs, RunOptions
 import pytest
@@ -45,7 +46,7 @@ import yaml
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 CAMERA = 'cam_a'
-STAGES = ('preprocess', 'detector', 'nms', 'action')
+STAGES = BUDGETED_STAGES
 PATH_ITEMS = ('ingest', 'transport', 'end_to_end')
 ITEMS = STAGES + PATH_ITEMS
 OK, WARN, ERROR, STALE = 0, 1, 2, 3

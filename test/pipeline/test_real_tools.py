@@ -28,6 +28,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
+from edge_infer_ros.core.shape import PIPELINE_SHAPE
 import numpy as np
 import pytest
 import rclpy
@@ -56,7 +57,7 @@ def tools() -> None:
         ros2_tools.missing(f'the ROS 2 tools (ros2, launch_ros: {WHY_NOT})')
 
 
-STAGES = ('camera', 'preprocess', 'detector', 'nms', 'action', 'budget_monitor')
+STAGES = tuple(node.name for node in PIPELINE_SHAPE)
 #: A ROS domain of this module's own (201-231, which scripts/test.sh never picks): the nodes
 #: that earlier tests of this pytest process leave in the graph must not answer the CLI here.
 DOMAIN = 201 + int(os.environ.get('ROS_DOMAIN_ID') or 0) % 31

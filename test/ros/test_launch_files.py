@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_infer_ros.core.params import flatten_parameters
+from edge_infer_ros.core.shape import entry_points as shape_entry_points, PIPELINE_SHAPE
 from edge_infer_ros.inference.backends.factory import BACKENDS
 from edge_infer_ros.ros.container import parse_component
 from edge_infer_ros.ros.graph import COMPONENT_GROUP, load_plugin, PIPELINE
@@ -147,6 +148,17 @@ def test_each_executable_runs_the_plugin_class_of_its_node() -> None:
         assert 'from edge_infer_ros.ros.graph import PIPELINE' in \
             (LAUNCH_DIR / name).read_text(encoding='utf-8'), name
     assert "executable='budget_monitor'" in (LAUNCH_DIR / MONITOR).read_text(encoding='utf-8')
+
+
+def test_the_installed_entry_points_are_the_shapes() -> None:
+    # setup.py derives them from core/shape.py: the installed package holds exactly those,
+    # each loads a node class whose stage is named as the shape names it.
+    for group, wanted in shape_entry_points().items():
+        installed = {f'{e.name} = {e.value}' for e in entry_points(group=group)
+                     if e.value.startswith('edge_infer_ros.ros.nodes.')}
+        assert installed == set(wanted), group
+    for node in PIPELINE_SHAPE:
+        assert load_plugin(node.plugin).DEFAULT_NAME == node.name, node
 
 
 def test_the_launch_plan_names_the_pipelines_nodes() -> None:
