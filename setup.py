@@ -36,8 +36,8 @@ setup(
         'console_scripts': NODES['console_scripts'] + [
             'component_container = edge_infer_ros.ros.component_container:main',
             'pipeline = edge_infer_ros.runner:main',
-            'quantize_model = edge_infer_ros.stages.quantize:main',
-            'evaluate_model = edge_infer_ros.stages.quantize:evaluate_main',
+            'quantize_model = edge_infer_ros.stages.quantize_cli:main',
+            'evaluate_model = edge_infer_ros.stages.quantize_cli:evaluate_main',
         ],
         'edge_infer_ros.components': NODES['edge_infer_ros.components'],
     },

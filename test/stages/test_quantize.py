@@ -18,7 +18,8 @@ from edge_infer_ros.inference.model_info import file_sha256, load_model_info
 from edge_infer_ros.inference.precision import graph_precision
 from edge_infer_ros.stages.calibration_frames import iter_frames, QuantizeError
 from edge_infer_ros.stages.quantize import agreement, Candidate, check_quantizable, \
-    evaluate_main, head_nodes, main, quantize_model
+    head_nodes, quantize_model
+from edge_infer_ros.stages.quantize_cli import evaluate_main, main
 from edge_infer_ros.stages.synthetic import SyntheticScene
 import numpy as np
 import onnxruntime as ort
