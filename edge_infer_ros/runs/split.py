@@ -289,7 +289,7 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 
 
 def run_split(options: RunOptions) -> dict[str, Any]:
-    """One process per stage (or group), DDS between them; the monitor runs here."""
+    """One process per stage (or group), shared memory and DDS between them; monitor here."""
     options = split_run_options(options)
     workdir = tempfile.mkdtemp(prefix='eir_split_')
     processes: list[subprocess.Popen] = []

@@ -10,7 +10,6 @@ user must configure (the environment line or the launch snippet, both documented
 from __future__ import annotations
 
 import argparse
-from importlib import metadata
 import json
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, Optional
 from bench import foreign_publisher
 from edge_infer_ros.core.resources import config_path
 import pytest
+from support.fast_dds import fast_dds_2_wheels
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
@@ -31,14 +31,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(autouse=True)
 def _no_profile_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(VARIABLE, raising=False)
-
-
-def fast_dds_2_wheels() -> bool:
-    """Tell whether this runs on the Jazzy wheels' Fast DDS 2.14 (ros-fastrtps), not 3.x."""
-    try:
-        return metadata.version('ros-fastrtps').startswith('2.')
-    except metadata.PackageNotFoundError:
-        return False
 
 
 def assert_delivered(result: dict[str, Any], least: float) -> None:
