@@ -256,9 +256,10 @@ def _split_backend(listener: _DiagnosticsListener) -> dict[str, Any]:
 def _transport_text(options: RunOptions) -> str:
     """Say what crosses between the processes, and how, for the report."""
     chosen = choose_same_host(options.same_host)
-    way = (f'{chosen.name} shared memory (DDS for what it cannot carry)'
-           if chosen.transport is not None else
-           f'DDS ({chosen.why})' if chosen.fell_back or options.same_host != 'dds' else 'DDS')
+    if chosen.transport is not None:
+        way = f'{chosen.name} shared memory (DDS for what it cannot carry)'
+    else:  # asked for dds, or auto or a transport that is not usable here: say why
+        way = 'DDS' if options.same_host == 'dds' else f'DDS ({chosen.why})'
     return f'{way}, {TRANSPORT_TEXT[options.transport]}'
 
 

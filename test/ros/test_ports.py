@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from edge_infer_ros.core.frame import Envelope
-from edge_infer_ros.ros.nodes.camera import CameraNode
-from edge_infer_ros.ros.nodes.preprocess import PreprocessNode
 from edge_infer_ros.ros.same_host import SAME_HOST
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.parameter import Parameter
+from support.stage_pair import camera_and_preprocess
 from support.waiting import wait_for
 
 #: Receivers of the stand-in transport by topic (its "shared memory").
@@ -92,23 +89,13 @@ class StandIn:
 def test_a_transport_registered_in_the_mapping_carries_frames(
         ros_context, second_context, monkeypatch) -> None:
     monkeypatch.setitem(SAME_HOST, 'standin', StandIn)
-    common = [Parameter('transport.same_host', value='standin'),
-              Parameter('diagnostics_period_s', value=0.2)]
-    camera = CameraNode(context=ros_context, parameter_overrides=common + [
-        Parameter('max_frames', value=30), Parameter('fps', value=30.0),
-        Parameter('autostart', value=False)])
-    preprocess = PreprocessNode(context=second_context, parameter_overrides=common + [
-        Parameter('qos.input.reliability', value='reliable')])
-    executors = []
-    for node, context in ((camera, ros_context), (preprocess, second_context)):
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        executors.append(executor)
+    camera, preprocess, executors = camera_and_preprocess(ros_context, second_context,
+                                                          'standin', frames=30, fps=30.0)
     try:
         assert preprocess.start()
         camera.trigger_configure()
         sender = camera.image_out.same_host
-        assert isinstance(sender, _Sender) and not camera.ports.shm_note, camera.shm_note
+        assert isinstance(sender, _Sender) and not camera.ports.shm_note, camera.ports.shm_note
         receiver = preprocess.input_ports[0].receiver
         assert isinstance(receiver, _Receiver)
         camera.trigger_activate()

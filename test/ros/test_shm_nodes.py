@@ -11,37 +11,15 @@ from typing import Any, Callable, Optional
 
 from edge_infer_ros.core import shm
 from edge_infer_ros.core.health import Level
-from edge_infer_ros.ros.nodes.camera import CameraNode
-from edge_infer_ros.ros.nodes.preprocess import PreprocessNode
 import pytest
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
+from support.stage_pair import camera_and_preprocess
 from support.waiting import wait_for
 
 #: Tests that need iceoryx2 itself (the fallback test runs everywhere).
 needs_iceoryx2 = pytest.mark.skipif(shm.unavailable_reason() is not None,
                                     reason=str(shm.unavailable_reason()))
-
-
-def _nodes(ros_context: Any, second_context: Any, same_host: str, frames: int = 40,
-           camera_same_host: str = ''):
-    params = [Parameter('transport.same_host', value=same_host),
-              Parameter('diagnostics_period_s', value=0.2)]
-    camera_params = [Parameter('transport.same_host', value=camera_same_host or same_host),
-                     Parameter('diagnostics_period_s', value=0.2)]
-    camera = CameraNode(context=ros_context, parameter_overrides=camera_params + [
-        Parameter('max_frames', value=frames), Parameter('fps', value=20.0),
-        Parameter('autostart', value=False)])
-    preprocess = PreprocessNode(context=second_context, parameter_overrides=params + [
-        Parameter('qos.input.reliability', value='reliable')])
-    executors = []
-    for node, context in ((camera, ros_context), (preprocess, second_context)):
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        executors.append(executor)
-    return camera, preprocess, executors
 
 
 def _spin(executors: list) -> None:
@@ -73,7 +51,7 @@ def _run(camera: Any, preprocess: Any, executors: list, frames: int,
 
 @needs_iceoryx2
 def test_frames_cross_by_shared_memory_without_dds_messages(ros_context, second_context):
-    camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2')
+    camera, preprocess, executors = camera_and_preprocess(ros_context, second_context, 'iceoryx2')
     try:
         _run(camera, preprocess, executors, 39)
         port = preprocess.input_ports[0]
@@ -100,7 +78,8 @@ def test_without_iceoryx2_the_nodes_use_dds_and_say_why(ros_context, second_cont
                                                         monkeypatch):
     monkeypatch.setattr(shm, '_iox2', None)
     monkeypatch.setattr(shm, '_IMPORT_ERROR', 'ModuleNotFoundError: hidden by the test')
-    camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2', 20)
+    camera, preprocess, executors = camera_and_preprocess(ros_context, second_context,
+                                                          'iceoryx2', 20)
     try:
         # Reliable DDS with a history of 5 may still lose frames on a loaded machine when the
         # test thread spins late: what matters here is that DDS carries them.
@@ -119,7 +98,7 @@ def test_without_iceoryx2_the_nodes_use_dds_and_say_why(ros_context, second_cont
 
 @needs_iceoryx2
 def test_an_outside_subscriber_still_gets_dds_messages(ros_context, second_context):
-    camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2')
+    camera, preprocess, executors = camera_and_preprocess(ros_context, second_context, 'iceoryx2')
     echo = Node('echo', context=ros_context)  # like `ros2 topic echo /image_raw`
     seen: list[int] = []
     echo.create_subscription(Image, '/image_raw', lambda msg: seen.append(msg.width), 10)
@@ -141,7 +120,7 @@ def test_an_outside_subscriber_still_gets_dds_messages(ros_context, second_conte
 
 @needs_iceoryx2
 def test_in_one_process_frames_go_by_reference_not_shared_memory(ros_context):
-    camera, preprocess, executors = _nodes(ros_context, ros_context, 'iceoryx2')
+    camera, preprocess, executors = camera_and_preprocess(ros_context, ros_context, 'iceoryx2')
     try:
         _run(camera, preprocess, executors, 40)
         stats = preprocess.inputs[0].stats
@@ -156,8 +135,8 @@ def test_in_one_process_frames_go_by_reference_not_shared_memory(ros_context):
 @needs_iceoryx2
 def test_frames_from_a_dds_publisher_are_received_and_noted(ros_context, second_context):
     # The camera stands for a peer on another host (or one that uses dds).
-    camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2', 20,
-                                           camera_same_host='dds')
+    camera, preprocess, executors = camera_and_preprocess(ros_context, second_context,
+                                                          'iceoryx2', 20, camera_same_host='dds')
     try:
         _run(camera, preprocess, executors, 10)
         values = {kv.key: kv.value for kv in preprocess.stage_status().values}
@@ -173,7 +152,7 @@ def test_frames_from_a_dds_publisher_are_received_and_noted(ros_context, second_
 @needs_iceoryx2
 def test_preprocess_writes_tensors_straight_into_shared_memory(ros_context, second_context):
     """A detector in another process: the tensor is made in the loaned sample, not copied."""
-    camera, preprocess, executors = _nodes(ros_context, second_context, 'iceoryx2')
+    camera, preprocess, executors = camera_and_preprocess(ros_context, second_context, 'iceoryx2')
     seen: list[tuple[float, float, float]] = []
 
     def on_tensor(envelope: Any, received_ns: int) -> None:
