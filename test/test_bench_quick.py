@@ -64,6 +64,7 @@ def _check_stats(stats: dict, what: str, positive: bool = True) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.bench_format
 def test_quick_suite_results_are_well_formed(tmp_path: Path) -> None:
     out = tmp_path / 'suite'
     _run(['bench.suite', '--quick', '--out', str(out)], timeout=240)
@@ -145,6 +146,7 @@ def test_quick_suite_results_are_well_formed(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.bench_format
 def test_max_rate_results_are_well_formed(tmp_path: Path) -> None:
     # A narrow window every variant sustains: three short probes each (20, 25, 30 Hz).
     out = tmp_path / 'max_rate'
@@ -178,6 +180,7 @@ def test_max_rate_results_are_well_formed(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.bench_format
 def test_quick_hop_results_are_well_formed(tmp_path: Path) -> None:
     path = tmp_path / 'hop.json'
     result = _run(['bench.hop', '--quick', '--json', str(path)], timeout=180)
@@ -231,6 +234,7 @@ def test_quick_foreign_publisher_results_are_well_formed(tmp_path: Path) -> None
     _check_stats(package['end_to_end'], 'package.end_to_end')
 
 
+@pytest.mark.bench_format
 def test_quick_lateness_check_results_are_well_formed() -> None:
     result = _run(['bench.lateness_check', '--quick'], timeout=120)
     figures = json.loads(result.stdout)

@@ -1,20 +1,22 @@
 """
 The launch surface a robot team uses, under the real ``ros2 launch``.
 
-Every tuning argument reaches its node (``ros2 param get``), ``image_topics`` and ``action``
-change the launch's shape, and the shipped example robot launch file runs and stops cleanly.
+Every tuning argument reaches its node (``ros2 param dump``, ``ros2 param get``),
+``image_topics`` and ``action`` change the launch's shape, and the shipped example robot
+launch file runs and stops cleanly.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from geometry_msgs.msg import Twist, TwistStamped
 from pipeline.test_real_tools import (assert_clean_exit, Launch, poll, Probe, ros2,
                                       START_TIMEOUT)
 from pipeline.test_real_tools import tools  # noqa: F401 - the fixture: skip without the tools
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +28,19 @@ def probe() -> Iterator[Probe]:
     yield node
     node.close()
     ros2('daemon', 'stop', timeout=30)
+
+
+def params(node: str) -> dict[str, Any]:
+    """Return a node's parameters as ``ros2 param dump`` prints them, once the node answers."""
+    def answer() -> dict[str, Any]:
+        out = ros2('param', 'dump', node).stdout
+        try:
+            document = yaml.safe_load(out) or {}
+        except yaml.YAMLError:
+            return {}
+        return document.get(node, {}).get('ros__parameters', {}) if isinstance(document, dict) \
+            else {}
+    return poll(answer, 30) or {}
 
 
 def param(node: str, name: str) -> str:
@@ -52,25 +67,29 @@ def test_every_tuning_argument_reaches_its_node(tmp_path: Path, probe: Probe) ->
                     launch.process.poll() is not None, START_TIMEOUT) and \
             launch.process.poll() is None, launch.output()[-3000:]
         expected = {
-            ('camera', 'fps'): 'Double value is: 12.5',
-            ('detector', 'expected_fps'): 'Double value is: 12.5',
-            ('camera', 'frame_id'): 'String value is: cam_x',
-            ('detector', 'class_names'): "String values are: ['ball', 'box', 'cone', 'person']",
-            ('detector', 'score_threshold'): 'Double value is: 0.33',
-            ('nms', 'score_threshold'): 'Double value is: 0.33',
-            ('nms', 'iou_threshold'): 'Double value is: 0.44',
-            ('budget_monitor', 'deadline_ms'): 'Double value is: 77.0',
-            ('action', 'deadline_ms'): 'Double value is: 77.0',
-            ('action', 'late_frame_policy'): 'String value is: hold',
-            ('action', 'command_type'): 'String value is: twist',
-            ('action', 'command_frame_id'): 'String value is: odom',
-            ('action', 'drive_camera'): 'String value is: cam_x',
-            ('action', 'debug_image'): 'Boolean value is: True',
-            ('camera', 'use_sim_time'): 'Boolean value is: False',
-            ('nms', 'max_detections'): 'Integer value is: 7',  # the params_file overlay
+            ('camera', 'fps'): 12.5,
+            ('detector', 'expected_fps'): 12.5,
+            ('camera', 'frame_id'): 'cam_x',
+            ('detector', 'class_names'): ['ball', 'box', 'cone', 'person'],
+            ('detector', 'score_threshold'): 0.33,
+            ('nms', 'score_threshold'): 0.33,
+            ('nms', 'iou_threshold'): 0.44,
+            ('budget_monitor', 'deadline_ms'): 77.0,
+            ('action', 'deadline_ms'): 77.0,
+            ('action', 'late_frame_policy'): 'hold',
+            ('action', 'command_type'): 'twist',
+            ('action', 'command_frame_id'): 'odom',
+            ('action', 'drive_camera'): 'cam_x',
+            ('action', 'debug_image'): True,
+            ('camera', 'use_sim_time'): False,
+            ('nms', 'max_detections'): 7,  # the params_file overlay
         }
-        got = {key: param(f'/tune/{key[0]}', key[1]) for key in expected}
+        dumped = {node: params(f'/tune/{node}') for node in {key[0] for key in expected}}
+        got = {key: dumped[key[0]].get(key[1], '(not declared)') for key in expected}
         assert got == expected
+        # Types too: YAML keeps 12.5 a double and 7 an integer, as the nodes declared them.
+        assert {key: type(value) for key, value in got.items()} == \
+            {key: type(value) for key, value in expected.items()}
         launch.double_sigint()
         assert_clean_exit(launch, launch.wait(), processes=1)
     finally:
