@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -161,7 +162,10 @@ class _Runner:
     """The pipeline's detector stage and NMS on one model file (2 threads, like the node)."""
 
     def __init__(self, info: ModelInfo, path: Path, threads: int = 2) -> None:
-        model = dataclasses.replace(info, path=str(path))
+        # The candidate's own bytes: ``info`` holds the FP32 file's, which backends load.
+        data = path.read_bytes()
+        model = dataclasses.replace(info, path=str(path), data=data,
+                                    sha256=hashlib.sha256(data).hexdigest())
         self.backend = OnnxRuntimeBackend(model, {'intra_op_threads': threads})
         self.backend.load()
         self.detector = Detector(self.backend, model, 1000)

@@ -17,7 +17,7 @@ from edge_infer_ros.core.resources import resolve_model_path
 from edge_infer_ros.inference.model_info import file_sha256, load_model_info
 from edge_infer_ros.inference.precision import graph_precision
 from edge_infer_ros.stages.calibration_frames import iter_frames, QuantizeError
-from edge_infer_ros.stages.quantize import agreement, Candidate, check_quantizable, \
+from edge_infer_ros.stages.quantize import _Runner, agreement, Candidate, check_quantizable, \
     head_nodes, quantize_model
 from edge_infer_ros.stages.quantize_cli import evaluate_main, main
 from edge_infer_ros.stages.synthetic import SyntheticScene
@@ -92,6 +92,22 @@ def test_cli_quantizes_and_labels_give_map(yolo: Path, frames_dir: Path, tmp_pat
     assert 'minmax+float-head' in text and '<- chosen' in text
     assert json.loads((tmp_path / 'q.json').read_text())['quantization']['selection'][
         'metric'] == 'map50'
+
+
+def test_each_candidate_is_run_from_its_own_file(yolo: Path, tmp_path: Path) -> None:
+    # The model info holds the FP32 file's bytes, which backends load: a runner handed
+    # another file must run that file (it ran the FP32 model for every candidate once, so
+    # every candidate scored as FP32 and the choice fell to timing noise).
+    other = make_yolov8_conv_model(tmp_path / 'other.onnx', seed=1)
+    info = check_quantizable(yolo)
+    x = np.random.default_rng(0).random((1, 3, 64, 64), np.float32)
+    runner = _Runner(info, other)
+    try:
+        got = runner.backend.infer(x)
+    finally:
+        runner.close()
+    assert np.allclose(got, _run(other, x), atol=1e-5)
+    assert not np.allclose(got, _run(yolo, x), atol=1e-3)
 
 
 def test_agreement_counts_same_class_overlaps() -> None:
