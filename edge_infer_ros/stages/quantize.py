@@ -215,6 +215,10 @@ def agreement(reference: Sequence[Detections], other: Sequence[Detections]) -> f
         if not len(rb) or not len(ob):
             continue
         iou = box_iou(ob, rb)
+        # The same box twice agrees even when it has no area (IoU would be 0/0).
+        same = (np.asarray(ob, np.float64)[:, None, :] ==
+                np.asarray(rb, np.float64)[None, :, :]).all(axis=2)
+        iou[same] = 1.0
         iou[np.asarray(oc)[:, None] != np.asarray(rc)[None, :]] = 0.0
         taken = np.zeros(len(rb), bool)
         for i in np.argsort(-iou.max(axis=1)):

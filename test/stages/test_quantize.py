@@ -119,6 +119,12 @@ def test_agreement_counts_same_class_overlaps() -> None:
     assert agreement([a], [one]) == pytest.approx(2 / 3)
     empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
     assert agreement([empty], [empty]) == 1.0
+    # Boxes without area (a flat box, a point) agree with themselves, not with each other.
+    flat = (np.array([[5, 5, 5, 9], [7, 7, 7, 7]], float), np.ones(2), np.array([0, 0]))
+    assert agreement([flat], [flat]) == 1.0
+    assert agreement([flat], [(flat[0][::-1].copy(), flat[1], flat[2])]) == 1.0
+    moved = (flat[0] + 1.0, flat[1], flat[2])
+    assert agreement([flat], [moved]) == 0.0
 
 
 def test_refuses_a_file_that_is_not_onnx(tmp_path: Path) -> None:
