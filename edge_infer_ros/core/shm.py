@@ -35,8 +35,11 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+import functools
 import json
+import math
 import os
+import struct
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -100,6 +103,16 @@ class FrameHeader(ctypes.Structure):
         return 'edge_infer_ros::FrameHeader1'
 
 
+#: FrameHeader as one native-aligned record: a sample's header is written and read in one
+#: call rather than field by field (each ctypes field access is a Python call per hop).
+_HEADER = struct.Struct(f'@QQqqIIQI{_MAX_NDIM}I8s16s')
+
+
+@functools.lru_cache(maxsize=16)  # bounded: a sample may name any dtype
+def _dtype(text: str) -> np.dtype:
+    return np.dtype(text)
+
+
 # -- payload codecs ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Codec:
@@ -148,7 +161,7 @@ def _pack_boxes(payload: Any) -> tuple[np.ndarray, dict[str, Any]]:
 def _unpack_boxes(table: np.ndarray,
                   fields: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return copies (small), so that the sample goes as soon as the payload is built."""
-    boxes_dtype, scores_dtype, ids_dtype = (np.dtype(d) for d in fields['dtypes'])
+    boxes_dtype, scores_dtype, ids_dtype = (_dtype(d) for d in fields['dtypes'])
     return (read_only(table[:, :4].astype(boxes_dtype)),
             read_only(table[:, 4].astype(scores_dtype)), read_only(table[:, 5].astype(ids_dtype)))
 
@@ -399,17 +412,11 @@ class ShmPublisher:
                 self._check()
                 sample = loan._take()
                 ctypes.memmove(sample.payload_ptr, meta, len(meta))
-                header = sample.user_header().contents
-                header.pub_seq = self._pub_seq
-                header.seq, header.stamp_ns = envelope.seq, envelope.stamp_ns
-                header.meta_len, header.data_offset = len(meta), loan.meta_room
-                header.data_len = array.nbytes
-                header.ndim = array.ndim
-                for index, size in enumerate(array.shape):
-                    header.shape[index] = size
-                header.dtype = array.dtype.str.encode()
-                header.kind = codec.kind.encode()
-                header.sent_ns = now_ns()
+                dims = array.shape + (0,) * (_MAX_NDIM - array.ndim)
+                _HEADER.pack_into(memoryview(sample.user_header().contents).cast('B'), 0,
+                                  self._pub_seq, envelope.seq, envelope.stamp_ns, now_ns(),
+                                  len(meta), loan.meta_room, array.nbytes, array.ndim, *dims,
+                                  array.dtype.str.encode(), codec.kind.encode())
                 sample.assume_init().send()
                 self._notifier.notify()
                 self._pub_seq += 1
@@ -623,27 +630,26 @@ class ShmSubscriber:
                 self._error(f'handling a frame failed: {type(error).__name__}: {error}')
 
     def _envelope(self, holder: _SampleHolder, sample: Any) -> Envelope[Any]:
-        header = sample.user_header().contents
+        (pub_seq, seq, stamp_ns, _, meta_len, offset, data_len, ndim, *dims, dtype_text,
+         kind_text) = _HEADER.unpack_from(bytes(sample.user_header().contents))
         publisher = sample.header.publisher_id.value
         last = self._last_pub_seq.get(publisher)
-        if last is not None and header.pub_seq > last + 1:
-            self.stats.dropped += header.pub_seq - last - 1
+        if last is not None and pub_seq > last + 1:
+            self.stats.dropped += pub_seq - last - 1
         if last is None and len(self._last_pub_seq) >= 64:  # bounded: forget the oldest
             self._last_pub_seq.pop(next(iter(self._last_pub_seq)))
-        self._last_pub_seq[publisher] = header.pub_seq
-        kind = header.kind.decode()
+        self._last_pub_seq[publisher] = pub_seq
+        kind = kind_text.rstrip(b'\0').decode()
         codec = CODECS.get(kind)
         if codec is None:
             raise ShmError(f'unknown payload kind {kind!r}')
-        ndim = int(header.ndim)
         if not 0 < ndim <= _MAX_NDIM:
             raise ShmError(f'bad number of dimensions {ndim}')
-        shape = tuple(int(header.shape[i]) for i in range(ndim))
-        dtype = np.dtype(header.dtype.decode())
-        nbytes = int(np.prod(shape)) * dtype.itemsize
+        shape = tuple(dims[:ndim])
+        dtype = _dtype(dtype_text.rstrip(b'\0').decode())
+        nbytes = math.prod(shape) * dtype.itemsize
         total = int(sample.header.number_of_elements)
-        offset, meta_len = int(header.data_offset), int(header.meta_len)
-        if nbytes != header.data_len or offset + nbytes > total or meta_len > offset:
+        if nbytes != data_len or offset + nbytes > total or meta_len > offset:
             raise ShmError(f'sizes do not add up: shape {shape} of {dtype} in a sample of '
                            f'{total} bytes at offset {offset}')
         address = sample.payload_ptr
@@ -652,5 +658,5 @@ class ShmSubscriber:
         payload = codec.join(array, record['fields'])
         trace = tuple(StageTiming(str(s), str(n), int(r), int(b), int(e))
                       for s, n, r, b, e in record['trace'])
-        return Envelope(str(record['camera']), int(header.seq), int(header.stamp_ns),
+        return Envelope(str(record['camera']), seq, stamp_ns,
                         str(record['frame_id']), trace, payload)
