@@ -217,20 +217,21 @@ def test_quick_foreign_publisher_results_are_well_formed(tmp_path: Path) -> None
         assert case['sent'] == foreign['frames']
         assert 0 <= case['delivered'] <= case['sent']
         assert len(case['loadavg_1min']) == 2
-        if case['delivered'] == 0:
-            assert case['ingest']['count'] == 0, case
+        if case['delivered'] == 0:  # an xfail below on Fast DDS 2.14, a failure elsewhere
+            assert fast_dds_2_wheels() and case['ingest']['count'] == 0, case
         else:
             _check_stats(case['ingest'], f'{case["subscriber"]}.ingest')
     package = foreign['cases'][1]
     if package.get('brackets_delivered') != 2 and fast_dds_2_wheels():
         # Exactness is judged between the two bracket frames; Fast DDS 2.14 (Jazzy wheels)
-        # delivers a fifth or less of best-effort frames here, at times none, and then loses
-        # a bracket.
+        # delivers a fifth or less of best-effort frames here (at times none between the
+        # brackets) and sometimes loses a bracket.
         pytest.xfail(f'Fast DDS 2.14 lost a bracket frame: {package}')
     assert package['exact'] is True, package  # delivered + counted lost = sent
     assert package['delivered'] + package['lost_counted'] == package['sent']
-    if package['delivered'] == 0 and fast_dds_2_wheels():
-        pytest.xfail(f'Fast DDS 2.14 delivered no frame between the brackets: {package}')
+    empty = [case for case in foreign['cases'] if case['delivered'] == 0]
+    if empty:
+        pytest.xfail(f'Fast DDS 2.14 delivered no frame between the brackets: {empty}')
     _check_stats(package['end_to_end'], 'package.end_to_end')
 
 
