@@ -64,6 +64,10 @@ DOMAIN = 201 + int(os.environ.get('ROS_DOMAIN_ID') or 0) % 31
 ENV = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
 START_TIMEOUT = 90.0  # launch + model load on a loaded 2-core machine
 STOP_TIMEOUT = 15.0   # launch escalates to SIGTERM after 5 s, SIGKILL after 10 s more
+#: A process that exits cleanly tells the graph it is gone, but over UDP that one message can
+#: be lost (CI saw it on Jazzy); the daemon then forgets the node only when the participant's
+#: lease runs out, 20 s by default on Fast DDS, checked on a timer of its own.
+GRAPH_FORGET_TIMEOUT = 45.0
 
 
 #: What the CLI prints when its (the daemon's) view of the graph lacks a node for a moment.
@@ -81,6 +85,13 @@ def ros2(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
             return done
         time.sleep(2.0)
     return done
+
+
+def assert_gone_from_graph(node_pattern: str) -> None:
+    """Assert that the daemon's graph loses every node matching the pattern."""
+    def gone() -> bool:
+        return not re.search(node_pattern, ros2('node', 'list').stdout)
+    assert poll(gone, GRAPH_FORGET_TIMEOUT), ros2('node', 'list').stdout
 
 
 def poll(condition: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
@@ -353,8 +364,7 @@ def test_composed_double_sigint_every_process_exits_zero(composed: Launch) -> No
     composed.double_sigint()
     assert_clean_exit(composed, composed.wait(), processes=1, since=since)
     # No phantom: the daemon forgets the container and its six nodes.
-    assert poll(lambda: not re.search(r'/(pipeline_container|camera|nms)\b',
-                                      ros2('node', 'list').stdout), 20)
+    assert_gone_from_graph(r'/(pipeline_container|camera|nms)\b')
 
 
 def test_a_second_ctrl_c_after_the_container_exited_leaves_launch_exit_code_zero(
@@ -392,8 +402,7 @@ def test_split_launch_frames_flow_and_double_sigint_exits_zero(
         assert poll(every_stage, 30), ros2('node', 'list').stdout
         launch.double_sigint()
         assert_clean_exit(launch, launch.wait(), processes=6)
-        assert poll(lambda: not re.search(r'/(camera|preprocess|detector|nms|action)\b',
-                                          ros2('node', 'list').stdout), 20)
+        assert_gone_from_graph(r'/(camera|preprocess|detector|nms|action)\b')
     finally:
         launch.kill()
 
