@@ -11,6 +11,11 @@ numpy NMS loop, and the budget monitor's verdicts sent from the executor's timer
 ONNX Runtime's pool thread);
 ``--saturate`` runs the camera at 1000 fps paced to the pipeline (throughput is then printed).
 
+``--compare seed_loop`` and ``--compare split`` alternate two whole variants instead, each in a
+child process as the suite runs them (CPU per frame sampled over the process tree): the seed
+loop against the composed pipeline, or the composed pipeline against the runner's default
+split. They print each round, the medians and the targets the issues set for the pair.
+
 ``. scripts/env.sh && python -m bench.ab_composed --rounds 6 --frames 200 [--json out.json]``
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import sys
 import tempfile
 from typing import Any, Optional
@@ -28,6 +34,7 @@ if __package__ in (None, ''):  # run as a file: make ``bench`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
+from bench import suite  # noqa: E402
 from edge_infer_ros.ros.nodes.budget_monitor import BudgetMonitorNode  # noqa: E402
 from edge_infer_ros.runner import run as run_pipeline  # noqa: E402
 from edge_infer_ros.runs.options import RunOptions  # noqa: E402
@@ -80,6 +87,70 @@ def run_once(setting: str, frames: int, width: int, height: int, fps: float,
             'throughput_fps': _throughput(records)}
 
 
+#: --compare name -> (baseline variant, other variant) of bench.suite.VARIANTS
+PAIRS: dict[str, tuple[str, str]] = {'seed_loop': ('seed_loop', 'composed'),
+                                     'split': ('composed', 'split')}
+
+
+def run_pair_round(variant: str, frames: int, width: int, height: int, fps: float,
+                   model: str, workdir: str) -> dict[str, Any]:
+    """Run one variant in a child process (as the suite does); return its round figures."""
+    entry = suite.run_variant(variant, model, frames, width, height, fps, Path(workdir))
+    if 'error' in entry:
+        raise RuntimeError(f'{variant} failed: {entry["error"]}')
+    frames_seen = entry['frames']
+    accounted = (frames_seen['processed'] + frames_seen['dropped']
+                 + frames_seen.get('errors', 0) + frames_seen.get('lost_in_transport', 0))
+    return {'setting': variant, 'load_1min': os.getloadavg()[0],
+            'e2e_p50': entry['end_to_end']['p50_ms'], 'e2e_p99': entry['end_to_end']['p99_ms'],
+            'detector_p50': entry['stages']['detector']['service']['p50_ms'],
+            'cpu_ms_per_frame': entry['cpu']['cpu_ms_per_frame'],
+            'others_cpu_percent': entry['cpu']['others_percent'],
+            'accounted': accounted == frames_seen['captured']}
+
+
+def pair_verdict(compare: str, base: dict[str, float], other: dict[str, float]) -> list[str]:
+    """Judge the pair against its issue's targets: a line per target, figure and verdict."""
+    if compare == 'split':
+        gap = other['e2e_p50'] - base['e2e_p50']
+        return [f'split e2e p50 - composed: {gap:+.2f} ms (target <= +2.5): '
+                f'{"met" if gap <= 2.5 else "missed"}']
+    checks = (('e2e p50', other['e2e_p50'] / base['e2e_p50'], '<= 1.05x', 1.05),
+              ('e2e p99', other['e2e_p99'] / base['e2e_p99'], '<= 1.0x', 1.0),
+              ('CPU per frame', other['cpu_ms_per_frame'] / base['cpu_ms_per_frame'],
+               '<= 1.2x', 1.2))
+    lines = [f'composed / seed loop, {name}: {ratio:.2f}x (target {text}): '
+             f'{"met" if ratio <= limit else "missed"}' for name, ratio, text, limit in checks]
+    gap = other['detector_p50'] - base['detector_p50']
+    lines.append(f'detector p50, composed - seed loop: {gap:+.2f} ms (target within 0.2 ms): '
+                 f'{"met" if gap <= 0.2 else "missed"}')
+    return lines
+
+
+def run_pairs(args: argparse.Namespace, model: str) -> dict[str, Any]:
+    """Alternate the two variants of a pair, round by round; print rounds, medians, verdict."""
+    base, other = PAIRS[args.compare]
+    keys = ('e2e_p50', 'e2e_p99', 'detector_p50', 'cpu_ms_per_frame', 'others_cpu_percent')
+    runs = []
+    with tempfile.TemporaryDirectory(prefix='eir_ab_') as workdir:
+        for index in range(args.rounds):
+            for variant in ((base, other) if index % 2 == 0 else (other, base)):
+                result = run_pair_round(variant, args.frames, args.width, args.height,
+                                        args.fps, model, workdir)
+                runs.append(result)
+                print(f'round {index} {variant:9s} load {result["load_1min"]:5.2f} '
+                      + ' '.join(f'{k} {result[k]:.3f}' for k in keys)
+                      + ('' if result['accounted'] else ' NOT EVERY FRAME ACCOUNTED'), flush=True)
+    medians = {variant: {k: float(np.median([r[k] for r in runs if r['setting'] == variant]))
+                         for k in keys} for variant in (base, other)}
+    print('median of rounds (ms):')
+    for variant, figures in medians.items():
+        print(f'  {variant:9s} ' + ' '.join(f'{k} {v:.3f}' for k, v in figures.items()))
+    verdict = pair_verdict(args.compare, medians[base], medians[other])
+    print('\n'.join(verdict))
+    return {'runs': runs, 'medians': medians, 'verdict': verdict}
+
+
 def _throughput(records: list[dict[str, Any]]) -> float:
     """Frames done per second over the frames' window (as the suite counts it)."""
     begin, end = common.frame_window_ns(records)
@@ -97,10 +168,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument('--fps', type=float, default=30.0)
     parser.add_argument('--model', default='')
     parser.add_argument('--json', default='')
-    parser.add_argument('--compare', choices=('changes', 'threads', 'pin'), default='changes')
+    parser.add_argument('--compare', choices=('changes', 'threads', 'pin', *PAIRS),
+                        default='changes')
     parser.add_argument('--saturate', action='store_true')
     args = parser.parse_args(argv)
     model, _ = common.resolve_model(args.model, common.RESULTS / 'models')
+    if args.compare in PAIRS:
+        if args.saturate:
+            parser.error('--saturate applies to the in-process comparisons only')
+        result = run_pairs(args, model)
+        if args.json:
+            with open(args.json, 'w', encoding='utf-8') as stream:
+                json.dump({**result, 'args': vars(args)}, stream, indent=1)
+        return 0
     runs = []
     keys = ('e2e_p50', 'e2e_p99', 'overhead_p50', 'overhead_p99', 'detector_wait_p50',
             'detector_wait_p99', 'detector_service_p50', 'nms_service_p50', 'throughput_fps')

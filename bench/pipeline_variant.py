@@ -21,6 +21,7 @@ if __package__ in (None, ''):  # run as a file: make ``bench`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
+from edge_infer_ros.ros.same_host import same_host_choices  # noqa: E402
 from edge_infer_ros.runner import run as run_pipeline  # noqa: E402
 from edge_infer_ros.runs.options import RunOptions  # noqa: E402
 from edge_infer_ros.runs.split import SPLIT_GROUPS  # noqa: E402
@@ -58,7 +59,9 @@ def run(model: str, mode: str, transport: str, frames: int, width: int, height: 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--mode', choices=('composed', 'split'), default='composed')
     parser.add_argument('--transport', choices=tuple(SPLIT_GROUPS), default='raw')
-    parser.add_argument('--same-host', choices=('dds', 'iceoryx2'), default='dds')
+    parser.add_argument('--same-host', choices=same_host_choices(), default='dds',
+                        help="default dds: the suite's split variants name their same-host "
+                             'transport (the runner defaults to auto)')
     parser.add_argument('--pace', action='store_true',
                         help='camera paced to the pipeline (as fast as it takes frames)')
 

@@ -53,6 +53,9 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     'seed_loop': ('(1) seed loop', 'bench.seed_loop', []),
     'naive_rclpy': ('(2) rclpy nodes + topics', 'bench.naive_rclpy', []),
     'composed': ('(3) package, composed', 'bench.pipeline_variant', ['--mode', 'composed']),
+    # The runner's default split: its default transport, same-host transport chosen by auto.
+    'split': ('(4) package, split (runner defaults)', 'bench.pipeline_variant',
+              ['--mode', 'split', '--same-host', 'auto']),
     'split_raw': ('(4) package, split raw', 'bench.pipeline_variant',
                   ['--mode', 'split', '--transport', 'raw']),
     'split_tensor': ('(4) package, split tensor', 'bench.pipeline_variant',

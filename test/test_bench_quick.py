@@ -244,3 +244,20 @@ def test_quick_lateness_check_results_are_well_formed() -> None:
         for key in ('p50_ms', 'p99_ms'):
             _positive(figures[name][key], f'{name}.{key}')
     assert isinstance(figures['added_p99_ms'], float)
+
+
+@pytest.mark.bench_format
+def test_ab_pair_of_seed_loop_and_composed_is_well_formed(tmp_path: Path) -> None:
+    out = tmp_path / 'ab.json'
+    _run(['bench.ab_composed', '--compare', 'seed_loop', '--rounds', '1', '--frames', '30',
+          '--json', str(out)], timeout=300)
+    result = json.loads(out.read_text())
+    assert [run['setting'] for run in result['runs']] == ['seed_loop', 'composed']
+    for run in result['runs']:
+        assert run['accounted'] is True, run
+        for key in ('e2e_p50', 'e2e_p99', 'detector_p50', 'cpu_ms_per_frame'):
+            _positive(run[key], f'{run["setting"]}.{key}')
+        assert run['e2e_p99'] >= run['e2e_p50'], run
+    assert set(result['medians']) == {'seed_loop', 'composed'}
+    verdict = result['verdict']
+    assert len(verdict) == 4 and all(line.endswith((': met', ': missed')) for line in verdict)
