@@ -8,7 +8,8 @@ previous behaviour: the detector's input on its worker thread (``input_mode: thr
 numpy NMS loop, and the budget monitor's verdicts sent from the executor's timer.
 ``--compare threads`` alternates ONNX Runtime on 1 and 2 intra-op threads instead (``off`` is 1);
 ``--compare pin`` alternates the detector's ``pin_threads`` (``off``: the scheduler places
-ONNX Runtime's pool thread);
+ONNX Runtime's pool thread); ``--compare spin_within_run`` alternates the detector's
+``spin_within_run`` (``off``: pool threads sleep between operators);
 ``--saturate`` runs the camera at 1000 fps paced to the pipeline (throughput is then printed).
 
 ``--compare seed_loop`` and ``--compare split`` alternate two whole variants instead, each in a
@@ -50,6 +51,8 @@ def run_once(setting: str, frames: int, width: int, height: int, fps: float,
         extra['detector'] = {'intra_op_threads': 1 if setting == 'off' else 2}
     elif compare == 'pin':
         extra['detector'] = {'pin_threads': setting == 'on'}
+    elif compare == 'spin_within_run':
+        extra['detector'] = {'spin_within_run': setting == 'on'}
     elif setting == 'off':
         extra['detector'] = {'input_mode': 'thread'}
     if saturate:
@@ -168,7 +171,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument('--fps', type=float, default=30.0)
     parser.add_argument('--model', default='')
     parser.add_argument('--json', default='')
-    parser.add_argument('--compare', choices=('changes', 'threads', 'pin', *PAIRS),
+    parser.add_argument('--compare', choices=('changes', 'threads', 'pin', 'spin_within_run',
+                                              *PAIRS),
                         default='changes')
     parser.add_argument('--saturate', action='store_true')
     args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ if __package__ in (None, ''):  # run as a file: make ``bench`` importable
 
 from bench import common  # noqa: E402
 import cv2  # noqa: E402
+from edge_infer_ros.inference.backends.onnxruntime_backend import spinning_entries  # noqa: E402
 from edge_infer_ros.stages.synthetic import CLASS_NAMES, SyntheticScene  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
@@ -35,14 +36,14 @@ def open_model(path: str, threads: int = 2, spin: bool = False) -> tuple[Any, st
     """
     Open an ONNX Runtime session; return it, its input name and its (square) input size.
 
-    Configured like the package's detector (2 threads, worker threads do not spin-wait), so
-    that the variants differ in plumbing only; ``spin`` restores ONNX Runtime's default
-    (spinning: a little less inference latency for several times the CPU).
+    Configured like the package's detector (2 threads, worker threads spin-wait within a run
+    and sleep between runs), so that the variants differ in plumbing only; ``spin`` restores
+    ONNX Runtime's default (spinning between runs too: several times the CPU).
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.add_session_config_entry('session.intra_op.allow_spinning', '1' if spin else '0')
-    options.add_session_config_entry('session.inter_op.allow_spinning', '1' if spin else '0')
+    for key, value in spinning_entries(spin, spin_within_run=True).items():
+        options.add_session_config_entry(key, value)
     session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     model_input = session.get_inputs()[0]
     return session, model_input.name, int(model_input.shape[2])

@@ -13,7 +13,8 @@ from edge_infer_ros.inference.backends.factory import (BACKENDS, create_backend,
                                                        load_with_fallback)
 from edge_infer_ros.inference.backends.onnxruntime_backend import (affinity_entry,
                                                                    OnnxRuntimeBackend,
-                                                                   pool_thread_cpus)
+                                                                   pool_thread_cpus,
+                                                                   spinning_entries)
 from edge_infer_ros.inference.model_info import load_model_info, ModelError, ModelInfo
 import numpy as np
 import pytest
@@ -92,6 +93,42 @@ def test_pinned_pool_threads_run_on_their_own_cpu(model) -> None:
     unpinned.load()
     assert unpinned.pinned_cpus == [] and 'pool on CPU' not in unpinned.description
     unpinned.release()
+
+
+def test_spinning_entries_spin_within_a_run_and_stop_as_it_returns() -> None:
+    # Issue 28: a pool thread asleep between operators is woken once per operator, and after
+    # the camera's idle period each wake is slow; spinning between runs too burns a core.
+    assert spinning_entries(False, True, 250) == {'session.intra_op.allow_spinning': '1',
+                                                  'session.inter_op.allow_spinning': '0',
+                                                  'session.force_spinning_stop': '1',
+                                                  'session.intra_op.spin_duration_us': '250'}
+    assert spinning_entries(False, False) == {'session.intra_op.allow_spinning': '0',
+                                              'session.inter_op.allow_spinning': '0'}
+    for within in (False, True):  # ONNX Runtime's default: spin between runs too
+        assert spinning_entries(True, within) == {'session.intra_op.allow_spinning': '1',
+                                                  'session.inter_op.allow_spinning': '1'}
+
+
+def test_session_is_created_with_the_spinning_asked_for(model) -> None:
+    info, planted = model
+    for options, words in (({'spin_within_run': True}, 'spinning within runs, 100 us'),
+                           ({'spin_within_run': True, 'spin_duration_us': 40},
+                            'spinning within runs, 40 us'),
+                           ({'allow_spinning': True}, 'spinning'), ({}, '')):
+        backend = OnnxRuntimeBackend(info, {'intra_op_threads': 2, **options})
+        backend.load()
+        try:
+            session_options = backend._session.get_session_options()
+            expected = spinning_entries(bool(options.get('allow_spinning')),
+                                        bool(options.get('spin_within_run')),
+                                        int(options.get('spin_duration_us', 100)))
+            for key, value in expected.items():
+                assert session_options.get_session_config_entry(key) == value, (options, key)
+            np.testing.assert_array_equal(backend.infer(np.zeros(info.input_shape, np.float32)),
+                                          planted)
+            assert (f'({words})' in backend.description) == bool(words), backend.description
+        finally:
+            backend.release()
 
 
 def test_infer_rejects_wrong_shape_or_dtype(model) -> None:

@@ -23,6 +23,10 @@ import numpy as np
 
 #: graph_optimization option values
 DEFAULT_PROVIDERS = ('CPUExecutionProvider',)
+#: How long a pool thread spinning within a run waits for work before it sleeps: longer than
+#: the gaps between operators, shorter than the serial stretches in which another thread of
+#: the process should get the core (measured: docs/benchmarks.md, issue 28).
+DEFAULT_SPIN_DURATION_US = 100
 
 
 def pool_thread_cpus(threads: int, cpus: Sequence[int]) -> list[int]:
@@ -46,6 +50,24 @@ def affinity_entry(cpus: Sequence[int]) -> str:
     return ';'.join(str(cpu + 1) for cpu in cpus)
 
 
+def spinning_entries(allow_spinning: bool, spin_within_run: bool,
+                     spin_duration_us: int = DEFAULT_SPIN_DURATION_US) -> dict[str, str]:
+    """
+    Return ONNX Runtime's session config entries for how pool threads wait for work.
+
+    ``allow_spinning``: spin between runs too (ONNX Runtime's default). ``spin_within_run``:
+    spin between the operators of a run, at most ``spin_duration_us`` without work, and stop
+    as the run returns (``session.force_spinning_stop``). Neither: sleep whenever idle.
+    """
+    within = allow_spinning or spin_within_run
+    entries = {'session.intra_op.allow_spinning': '1' if within else '0',
+               'session.inter_op.allow_spinning': '1' if allow_spinning else '0'}
+    if within and not allow_spinning:
+        entries['session.force_spinning_stop'] = '1'
+        entries['session.intra_op.spin_duration_us'] = str(spin_duration_us)
+    return entries
+
+
 class OnnxRuntimeBackend(DetectorBackend):
     """
     Run a detector with ONNX Runtime; options say threads and providers.
@@ -57,7 +79,12 @@ class OnnxRuntimeBackend(DetectorBackend):
     which on a 2-core robot costs the rest of the pipeline more than it saves inference),
     ``pin_threads`` (bool, default False: each pool thread on a CPU of its own, see
     :func:`pool_thread_cpus`; left to the scheduler, a pool thread woken after an idle period
-    can land on the caller's core and the two then take turns).
+    can land on the caller's core and the two then take turns), ``spin_within_run`` (bool,
+    default False: pool threads spin-wait between the operators of one run, for at most
+    ``spin_duration_us`` (int, default 100) without work, and stop when it returns; a pool
+    thread that sleeps between operators is woken once per operator, and after the camera's
+    idle period each wake is slow, while spinning after the run as well would burn a core
+    between frames).
     """
 
     name = 'onnxruntime'
@@ -67,6 +94,8 @@ class OnnxRuntimeBackend(DetectorBackend):
         self.intra_op_threads = self._threads('intra_op_threads')
         self.allow_spinning = bool(self.options.get('allow_spinning', False))
         self.pin_threads = bool(self.options.get('pin_threads', False))
+        self.spin_within_run = bool(self.options.get('spin_within_run', False))
+        self.spin_duration_us = self._threads('spin_duration_us', DEFAULT_SPIN_DURATION_US)
         self.pinned_cpus: list[int] = []  # the pool threads' CPUs, after load()
         providers = self.options.get('providers') or DEFAULT_PROVIDERS
         if isinstance(providers, str):
@@ -78,8 +107,8 @@ class OnnxRuntimeBackend(DetectorBackend):
         self._version = ''
         self._active: list[str] = []
 
-    def _threads(self, key: str) -> int:
-        value = self.options.get(key, 0)
+    def _threads(self, key: str, default: int = 0) -> int:
+        value = self.options.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise BackendError(f'onnxruntime option {key} is {value!r}: expected an int >= 0 '
                                '(0 = ONNX Runtime default)')
@@ -104,9 +133,9 @@ class OnnxRuntimeBackend(DetectorBackend):
             source = path
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.intra_op_threads
-        spin = '1' if self.allow_spinning else '0'
-        so.add_session_config_entry('session.intra_op.allow_spinning', spin)
-        so.add_session_config_entry('session.inter_op.allow_spinning', spin)
+        for key, value in spinning_entries(self.allow_spinning, self.spin_within_run,
+                                           self.spin_duration_us).items():
+            so.add_session_config_entry(key, value)
         self.pinned_cpus = []
         if self.pin_threads and hasattr(os, 'sched_getaffinity'):
             self.pinned_cpus = pool_thread_cpus(self.intra_op_threads,
@@ -181,7 +210,14 @@ class OnnxRuntimeBackend(DetectorBackend):
         providers = ', '.join(self._active or self.providers)
         threads = (f'{self.intra_op_threads} threads' if self.intra_op_threads
                    else 'default threads')
+        notes = []
         if self.pinned_cpus:
-            threads += f" (pool on CPU {', '.join(map(str, self.pinned_cpus))})"
+            notes.append(f"pool on CPU {', '.join(map(str, self.pinned_cpus))}")
+        if self.allow_spinning:
+            notes.append('spinning')
+        elif self.spin_within_run:
+            notes.append(f'spinning within runs, {self.spin_duration_us} us')
+        if notes:
+            threads += f" ({', '.join(notes)})"
         version = self._version or 'not loaded'
         return f'onnxruntime {version} {providers}, {threads}'

@@ -62,6 +62,14 @@ class DetectorNode(StageNode):
                   "(the last ones of the process's CPUs), so that it runs beside the calling "
                   'thread instead of taking turns with it on one core; false: the scheduler '
                   'places them', runtime=False),
+        ParamSpec('spin_within_run', True, 'let ONNX Runtime pool threads spin-wait between '
+                  'the operators of one inference and stop when it returns (a pool thread '
+                  'that sleeps is woken once per operator, slowly after an idle period; no '
+                  'CPU is spent between frames); allow_spinning true spins between runs too',
+                  runtime=False),
+        ParamSpec('spin_duration_us', 100, 'with spin_within_run: how long an ONNX Runtime '
+                  'pool thread spins without work before it sleeps, microseconds',
+                  low=1, high=100000, runtime=False),
         ParamSpec('precision', 'fp16', 'TensorRT precision', choices=('fp32', 'fp16', 'int8'),
                   runtime=False),
         ParamSpec('workspace_mb', 1024, 'TensorRT builder workspace, MiB', low=16,
@@ -103,6 +111,8 @@ class DetectorNode(StageNode):
     def _backend_options(self) -> dict[str, Any]:
         return {'intra_op_threads': self.p['intra_op_threads'],
                 'allow_spinning': self.p['allow_spinning'], 'pin_threads': self.p['pin_threads'],
+                'spin_within_run': self.p['spin_within_run'],
+                'spin_duration_us': self.p['spin_duration_us'],
                 'precision': self.p['precision'], 'workspace_mb': self.p['workspace_mb'],
                 'engine_cache_dir': self.p['engine_cache_dir'], 'device': self.p['device']}
 
