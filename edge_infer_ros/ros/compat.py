@@ -13,7 +13,9 @@ that backports a feature gets the native one:
 - ``rclpy.parameter_client.AsyncParameterClient`` (Iron+): a small client of the standard
   parameter services with the same calls the package and its tests use;
 - ``Node.list_parameters`` (Jazzy+): Humble's parameter service's own listing, on the node's
-  declared names.
+  declared names;
+- ``LifecycleNode.destroy_node`` leaves the node's lifecycle state machine (in every rclpy
+  checked, Humble to Kilted): see :func:`release_lifecycle_state_machine`.
 
 Every fallback is a public function or class here so that tests can run it on any distribution,
 not only where it is needed.
@@ -221,3 +223,18 @@ def ros_time_reader(clock: Any) -> Callable[[], int]:
         # Time object (about half of the 3 us a reading costs).
         return clock.now().nanoseconds if clock.ros_time_is_active else time.time_ns()
     return now_ns
+
+
+def release_lifecycle_state_machine(node: Any) -> None:
+    """
+    Destroy a destroyed lifecycle node's state machine, which rclpy leaves behind.
+
+    The state machine holds the node's handle, so the rcl node outlives ``destroy_node``; the
+    DDS participant is then never destroyed, and Fast DDS leaves its shared-memory segment
+    (35 MB with the shipped profile) in ``/dev/shm`` when the process exits, one per process
+    per run, until the machine restarts.
+    """
+    state_machine = getattr(node, '_state_machine', None)
+    destroy = getattr(state_machine, 'destroy_when_not_in_use', None)
+    if destroy is not None:
+        destroy()

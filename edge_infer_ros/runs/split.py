@@ -298,6 +298,7 @@ def run_split(options: RunOptions) -> dict[str, Any]:
     rclpy.init(context=context)
     container = Container(context)
     collector = TraceCollector()
+    listener_node: Optional[Node] = None
     try:
         for index, group in enumerate(SPLIT_GROUPS[options.transport]):
             processes.append(_start_group(options, group, index, workdir))
@@ -318,4 +319,6 @@ def run_split(options: RunOptions) -> dict[str, Any]:
     finally:
         _stop(processes)
         container.shutdown()
+        if listener_node is not None:
+            listener_node.destroy_node()  # before shutdown, or its DDS participant outlives us
         rclpy.shutdown(context=context)
