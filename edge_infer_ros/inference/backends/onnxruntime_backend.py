@@ -91,11 +91,11 @@ class OnnxRuntimeBackend(DetectorBackend):
 
     def __init__(self, model: ModelInfo, options: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__(model, options or {})
-        self.intra_op_threads = self._threads('intra_op_threads')
+        self.intra_op_threads = self._count_option('intra_op_threads', 0)  # 0: ORT's default
         self.allow_spinning = bool(self.options.get('allow_spinning', False))
         self.pin_threads = bool(self.options.get('pin_threads', False))
         self.spin_within_run = bool(self.options.get('spin_within_run', False))
-        self.spin_duration_us = self._threads('spin_duration_us', DEFAULT_SPIN_DURATION_US)
+        self.spin_duration_us = self._count_option('spin_duration_us', DEFAULT_SPIN_DURATION_US)
         self.pinned_cpus: list[int] = []  # the pool threads' CPUs, after load()
         providers = self.options.get('providers') or DEFAULT_PROVIDERS
         if isinstance(providers, str):
@@ -107,11 +107,10 @@ class OnnxRuntimeBackend(DetectorBackend):
         self._version = ''
         self._active: list[str] = []
 
-    def _threads(self, key: str, default: int = 0) -> int:
+    def _count_option(self, key: str, default: int) -> int:
         value = self.options.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise BackendError(f'onnxruntime option {key} is {value!r}: expected an int >= 0 '
-                               '(0 = ONNX Runtime default)')
+            raise BackendError(f'onnxruntime option {key} is {value!r}: expected an int >= 0')
         return value
 
     def load(self) -> None:
