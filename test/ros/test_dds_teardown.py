@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
         names = set()
         with open('/proc/self/maps') as maps:
             for line in maps:
-                match = re.search(r'(/dev/shm/fastdds_[0-9a-f]+)$', line.strip())
+                match = re.search(r'(/dev/shm/fast(?:dds|rtps)_[0-9a-f]+)$', line.strip())
                 if match:
                     names.add(match.group(1))
         return names
