@@ -13,7 +13,8 @@ from typing import Any, Optional, Sequence
 from edge_infer_ros.core.handoff import INPUT_MODES
 from edge_infer_ros.core.params import ParamSpec, spec_map, validate_updates
 from edge_infer_ros.core.validate import MAX_HARDWARE_ID
-from edge_infer_ros.ros.compat import add_post_set_parameters_callback
+from edge_infer_ros.ros.compat import (add_post_set_parameters_callback,
+                                       release_lifecycle_state_machine)
 from edge_infer_ros.ros.same_host import AUTO, same_host_choices
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -118,6 +119,11 @@ class DeclaredParameters(LifecycleNode):
     DEFAULT_INPUT_RELIABILITY = 'reliable'
     _active = False  # StageNode's: start-only parameters are refused while active
     _configured = False  # StageNode's: a start-only change waits for the next configure
+
+    def destroy_node(self) -> None:
+        """Destroy the node, and the lifecycle state machine rclpy leaves holding it."""
+        super().destroy_node()
+        release_lifecycle_state_machine(self)
 
     @classmethod
     def declared_specs(cls) -> dict[str, ParamSpec]:

@@ -18,7 +18,7 @@ import pytest
 #: Run in a process of its own, alone in a ROS domain: the segments its participant maps are
 #: its own, and its exit is the point.
 SCRIPT = textwrap.dedent("""
-    import os, re, sys
+    import os, re
     import rclpy
     from edge_infer_ros.ros.nodes.nms import NmsNode
 
@@ -38,9 +38,8 @@ SCRIPT = textwrap.dedent("""
     node.trigger_activate()
     segments = own_segments()
     print('segments', sorted(segments))
-    if sys.argv[1] == 'unload':
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+    node.destroy_node()
+    rclpy.shutdown(context=context)
     left = sorted(s for s in segments if os.path.exists(s))
     print('left', left)
 """)
@@ -51,7 +50,7 @@ SCRIPT = textwrap.dedent("""
                     reason='Fast DDS shared-memory segments in /dev/shm only')
 def test_a_destroyed_stage_node_frees_its_fast_dds_segment() -> None:
     env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50))
-    result = subprocess.run([sys.executable, '-c', SCRIPT, 'unload'], env=env, text=True,
+    result = subprocess.run([sys.executable, '-c', SCRIPT], env=env, text=True,
                             capture_output=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = dict(line.split(' ', 1) for line in result.stdout.splitlines()

@@ -27,7 +27,7 @@ from edge_infer_ros.core.handoff import LocalBus, StageInput, StagePublisher
 from edge_infer_ros.core.health import HealthSources, stage_health
 from edge_infer_ros.core.sequence import SequenceTracker
 from edge_infer_ros.core.validate import check_envelope, InputRefused, MAX_DETECTIONS, REASONS
-from edge_infer_ros.ros import compat, convert, topics
+from edge_infer_ros.ros import convert, topics
 from edge_infer_ros.ros.compat import ros_time_reader
 from edge_infer_ros.ros.node_params import DeclaredParameters, hardware_id_for
 from edge_infer_ros.ros.nodes.name_clash import NameClashCheck
@@ -384,4 +384,3 @@ class StageNode(NameClashCheck, DeclaredParameters):
             self.cleanup_stage()
             self._configured = False
         super().destroy_node()
-        compat.release_lifecycle_state_machine(self)
