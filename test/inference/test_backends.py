@@ -8,11 +8,13 @@ from pathlib import Path
 import sys
 import threading
 import time
+from unittest import mock
 
 from edge_infer_ros.inference.backends.base import BackendError, DetectorBackend
 from edge_infer_ros.inference.backends.factory import (BACKENDS, create_backend, FallbackBackend,
                                                        load_with_fallback)
 from edge_infer_ros.inference.backends.onnxruntime_backend import (affinity_entry,
+                                                                   caller_cpus_during_run,
                                                                    OnnxRuntimeBackend,
                                                                    pool_thread_cpus,
                                                                    spinning_entries)
@@ -65,6 +67,14 @@ def test_pool_threads_get_the_last_cpus_and_leave_one_to_the_caller() -> None:
     assert affinity_entry([7, 6]) == '8;7'  # ONNX Runtime counts processors from 1
 
 
+def test_the_caller_keeps_its_cpus_less_the_pool_threads() -> None:
+    assert caller_cpus_during_run({0, 1}, [1]) == {0}
+    assert caller_cpus_during_run({0, 1, 2, 3}, [3, 2]) == {0, 1}
+    assert caller_cpus_during_run({0, 1}, []) is None  # no pool pinned: nothing to change
+    assert caller_cpus_during_run({0}, [1]) is None  # already off the pool's CPU
+    assert caller_cpus_during_run({1}, [1]) is None  # nothing would be left: left as it is
+
+
 def _thread_cpus() -> dict[int, frozenset]:
     """Return each thread of this process with the CPUs it may run on."""
     return {int(tid): frozenset(os.sched_getaffinity(int(tid)))
@@ -91,14 +101,28 @@ def test_pinned_pool_threads_run_on_their_own_cpu(model) -> None:
                 break
             time.sleep(0.01)
         assert frozenset(expected) in new.values(), new  # ORT's pool thread, pinned
-        np.testing.assert_array_equal(backend.infer(np.zeros(info.input_shape, np.float32)),
-                                      planted)
+        # During each run the calling thread leaves the pool thread's CPU, then gets its own
+        # back: the scheduler had put it there, and the two took turns (issue 30's split).
+        own = os.sched_getaffinity(0)
+        calls: list[set[int]] = []
+        real_set = os.sched_setaffinity
+
+        def recording_set(pid: int, cpus: set[int]) -> None:
+            calls.append(set(cpus))
+            real_set(pid, cpus)
+        with mock.patch.object(os, 'sched_setaffinity', recording_set):
+            np.testing.assert_array_equal(
+                backend.infer(np.zeros(info.input_shape, np.float32)), planted)
+        assert calls == [set(own) - set(expected), set(own)]
+        assert os.sched_getaffinity(0) == own
         assert f'pool on CPU {expected[0]}' in backend.description
     finally:
         backend.release()
     unpinned = OnnxRuntimeBackend(info, {'intra_op_threads': 2})
     unpinned.load()
     assert unpinned.pinned_cpus == [] and 'pool on CPU' not in unpinned.description
+    with mock.patch.object(os, 'sched_setaffinity', side_effect=AssertionError('moved')):
+        unpinned.infer(np.zeros(info.input_shape, np.float32))  # the caller stays put
     unpinned.release()
 
 

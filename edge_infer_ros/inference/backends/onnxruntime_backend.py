@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import AbstractSet, Any, Mapping, Optional, Sequence
 
 from edge_infer_ros.inference.backends.base import BackendError, DetectorBackend
 from edge_infer_ros.inference.model_info import ModelInfo
@@ -43,6 +43,18 @@ def pool_thread_cpus(threads: int, cpus: Sequence[int]) -> list[int]:
     if pool < 1 or pool >= len(ordered):
         return []
     return ordered[::-1][:pool]
+
+
+def caller_cpus_during_run(own: AbstractSet[int], pool: Sequence[int]) -> Optional[set[int]]:
+    """
+    Return the CPUs the calling thread keeps during a run: its own less the pool threads'.
+
+    None when there is nothing to change (no pool CPU among its own) or nothing would be left.
+    Pinning the pool threads alone does not stop the scheduler from waking the caller on a
+    pool thread's CPU; with the pool spinning within a run the two then take turns.
+    """
+    during = set(own).difference(pool)
+    return during if during and len(during) < len(own) else None
 
 
 def affinity_entry(cpus: Sequence[int]) -> str:
@@ -78,8 +90,10 @@ class OnnxRuntimeBackend(DetectorBackend):
     threads would otherwise spin-wait after each run and take a core from the other stages,
     which on a 2-core robot costs the rest of the pipeline more than it saves inference),
     ``pin_threads`` (bool, default False: each pool thread on a CPU of its own, see
-    :func:`pool_thread_cpus`; left to the scheduler, a pool thread woken after an idle period
-    can land on the caller's core and the two then take turns), ``spin_within_run`` (bool,
+    :func:`pool_thread_cpus`, and the calling thread off those CPUs while a run lasts, see
+    :func:`caller_cpus_during_run`; left to the scheduler, a pool thread woken after an idle
+    period can land on the caller's core, or the caller on the pool thread's, and the two then
+    take turns), ``spin_within_run`` (bool,
     default False: pool threads spin-wait between the operators of one run, for at most
     ``spin_duration_us`` (int, default 100) without work, and stop when it returns; a pool
     thread that sleeps between operators is woken once per operator, and after the camera's
@@ -185,10 +199,18 @@ class OnnxRuntimeBackend(DetectorBackend):
         if not tensor.flags.c_contiguous:
             tensor = np.ascontiguousarray(tensor)
         self._binding.bind_cpu_input(self.model.input_name, tensor)
+        # The caller's thread (pid 0 is the calling thread) leaves the pool's CPUs for the run.
+        own: AbstractSet[int] = os.sched_getaffinity(0) if self.pinned_cpus else set()
+        during = caller_cpus_during_run(own, self.pinned_cpus)
+        if during:
+            os.sched_setaffinity(0, during)
         try:
             self._session.run_with_iobinding(self._binding)
         except Exception as e:  # noqa: B902 - surface any engine failure as BackendError
             raise BackendError(f'onnxruntime run of {self.model.path} failed: {e}') from e
+        finally:
+            if during:
+                os.sched_setaffinity(0, own)
         assert self._output is not None  # bound at load
         return self._output
 

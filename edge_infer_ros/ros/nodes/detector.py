@@ -59,9 +59,10 @@ class DetectorNode(StageNode):
                   'runs (faster inference, a core taken from the other stages)',
                   runtime=False),
         ParamSpec('pin_threads', True, 'put each ONNX Runtime pool thread on a CPU of its own '
-                  "(the last ones of the process's CPUs), so that it runs beside the calling "
-                  'thread instead of taking turns with it on one core; false: the scheduler '
-                  'places them', runtime=False),
+                  "(the last ones of the process's CPUs) and keep the calling thread off "
+                  'those CPUs while an inference runs, so that they run side by side instead '
+                  'of taking turns on one core; false: the scheduler places them',
+                  runtime=False),
         ParamSpec('spin_within_run', True, 'let ONNX Runtime pool threads spin-wait between '
                   'the operators of one inference and stop when it returns (a pool thread '
                   'that sleeps is woken once per operator, slowly after an idle period; no '
