@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -322,3 +323,4 @@ def run_split(options: RunOptions) -> dict[str, Any]:
         if listener_node is not None:
             listener_node.destroy_node()  # before shutdown, or its DDS participant outlives us
         rclpy.shutdown(context=context)
+        shutil.rmtree(workdir, ignore_errors=True)  # the processes' parameter files

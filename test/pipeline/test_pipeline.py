@@ -8,6 +8,7 @@ produce are known exactly, boxes mapped back through the letterbox included.
 from __future__ import annotations
 
 import gc
+import tempfile
 import threading
 import time
 import weakref
@@ -181,10 +182,13 @@ def test_overload_keeps_latest_and_counts_every_drop(composed) -> None:
 
 
 @pytest.mark.slow
-def test_split_pipeline_across_processes(planted_model) -> None:
+def test_split_pipeline_across_processes(planted_model, tmp_path, monkeypatch) -> None:
     options = RunOptions(mode='split', transport='raw', frames=30, fps=15.0,
                          model_path=planted_model.path, timeout_s=60.0)
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
     report = run(options)
+    # The stage processes' parameter files went with them (each run once left a folder).
+    assert list(tmp_path.iterdir()) == []
     # The run changed nothing in its caller's options (once it turned the camera's autostart
     # off there, so a composed run with the same options kept its camera stopped).
     assert options.extra == {}
