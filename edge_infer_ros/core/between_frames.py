@@ -58,11 +58,16 @@ class BetweenFrames:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):
-            try:
-                self.tick()
-            except Exception as error:  # noqa: B902 - the period must survive a failed job
-                if self._on_error is not None:
-                    self._on_error(error)
+            self.tick()
+
+    def _run(self) -> None:
+        """Run the job; its failure goes to ``on_error``, never to the frame or the period."""
+        try:
+            self._job()
+        except Exception as error:  # noqa: B902 - any failure of the job is reported
+            if self._on_error is None:
+                raise
+            self._on_error(error)
 
     def tick(self) -> None:
         """Run the job now, or mark it due after the next frame while frames flow."""
@@ -71,7 +76,7 @@ class BetweenFrames:
             self._due = last is not None and 0.0 <= self._clock() - last < 0.5 * self.period_s
             if self._due:
                 return
-        self._job()
+        self._run()
 
     def frame_done(self) -> None:
         """Note a frame handed on; run the job if it is due."""
@@ -81,4 +86,4 @@ class BetweenFrames:
             if due:
                 self.after_frame += 1
         if due:
-            self._job()
+            self._run()

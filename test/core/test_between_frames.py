@@ -80,3 +80,15 @@ def test_its_thread_keeps_the_period_survives_a_failing_job_and_stops() -> None:
     stopped_at = len(calls)
     threading.Event().wait(0.05)
     assert len(calls) == stopped_at  # no run after stop()
+
+
+def test_a_failing_job_is_reported_and_never_reaches_the_frame() -> None:
+    clock, errors = FakeClock(), []
+
+    def job() -> None:
+        raise RuntimeError('status failed')
+    periodic = BetweenFrames(job, 1.0, on_error=errors.append, clock=clock)
+    periodic.frame_done()
+    periodic.tick()  # due
+    periodic.frame_done()  # the stage's frame thread: the failure must not reach it
+    assert [str(e) for e in errors] == ['status failed'] and periodic.after_frame == 1
