@@ -21,7 +21,6 @@ import time
 from typing import Any, Callable, Hashable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from edge_infer_ros.core.between_frames import BetweenFrames
 from edge_infer_ros.core.clock import NodeClock
 from edge_infer_ros.core.frame import Envelope, StageTiming
 from edge_infer_ros.core.handoff import LocalBus, StageInput, StagePublisher
@@ -79,16 +78,8 @@ class StageNode(NameClashCheck, DeclaredParameters):
         self._last_change_check = 0.0
         self._fqn = self.get_fully_qualified_name()
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
-        self.diagnostics_timing = BetweenFrames(
-            self.publish_diagnostics, self.p['diagnostics_period_s'], f'{self.get_name()}:diag',
-            on_error=lambda e: self.get_logger().error(f'diagnostics failed: {e!r}'))
-        self._diag_start = self.create_timer(0.0, self._start_diagnostics)  # once built
-
-    def _start_diagnostics(self) -> None:
-        """Start the diagnostics period once an executor runs the node (construction done)."""
-        self._diag_start.cancel()
-        if not getattr(self, '_destroyed', False):
-            self.diagnostics_timing.start()
+        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
+                                             self.publish_diagnostics)
 
     # -- parameters -------------------------------------------------------------------------
     def settings_changed(self, changed: dict[str, Any]) -> None:
@@ -97,7 +88,10 @@ class StageNode(NameClashCheck, DeclaredParameters):
             for stage_input in self.inputs:
                 stage_input.apply_settings(self.p['input_mode'], self.p['queue_depth'])
         if 'diagnostics_period_s' in changed:
-            self.diagnostics_timing.period_s = self.p['diagnostics_period_s']  # next wait on
+            self._diag_timer.cancel()
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
+                                                 self.publish_diagnostics)
 
     # -- inputs and outputs -----------------------------------------------------------------
     def add_input(self, topic: str, msg_type: Any, from_msg: Callable[[Any], Envelope],
@@ -182,7 +176,6 @@ class StageNode(NameClashCheck, DeclaredParameters):
         """
         done = envelope.forward(payload, self.timing(received_ns, start_ns, left_ns(envelope)))
         output.publish(done, loan)
-        self.diagnostics_timing.frame_done()  # the stages downstream ran inline by now
         return done
 
     # -- faults -----------------------------------------------------------------------------
@@ -369,9 +362,7 @@ class StageNode(NameClashCheck, DeclaredParameters):
         return hardware_id_for(self.p['hardware_id'], self.get_namespace())
 
     def publish_diagnostics(self) -> None:
-        """Publish this node's status on /diagnostics (once a period: ``diagnostics_timing``)."""
-        if getattr(self, '_destroyed', False):
-            return  # a frame thread that ends after destroy_node
+        """Publish this node's status on /diagnostics."""
         self.ports.housekeeping()
         array_msg = DiagnosticArray()
         array_msg.header.stamp = self.get_clock().now().to_msg()
@@ -383,8 +374,6 @@ class StageNode(NameClashCheck, DeclaredParameters):
         if getattr(self, '_destroyed', False):
             return
         self._destroyed = True
-        if hasattr(self, 'diagnostics_timing'):  # construction may have failed before it
-            self.diagnostics_timing.stop()
         if self._active:
             self._active = False
             self.deactivate_stage()

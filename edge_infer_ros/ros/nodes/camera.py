@@ -156,11 +156,10 @@ class CameraNode(StageNode):
             if self.compressed_out is not None:
                 self.compressed_out.publish(envelope)
             self.image_out.publish(envelope, loan)
-        else:
-            self.image_out.publish(envelope)
-            if self.compressed_out is not None:
-                self.compressed_out.publish(envelope)
-        self.diagnostics_timing.frame_done()  # the stages downstream ran inline by now
+            return
+        self.image_out.publish(envelope)
+        if self.compressed_out is not None:
+            self.compressed_out.publish(envelope)
 
     def _loan(self) -> Any:
         """Loan a shared-memory sample to render into (see StagePublisher.loan)."""
