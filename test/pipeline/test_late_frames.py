@@ -172,26 +172,33 @@ def test_start_ups_with_a_driver_already_running_judge_no_frame_late(
     """
     The first frames pay the start; the grace keeps them from reading as misses.
 
-    Frames captured in the first second after activation are counted, not judged; after it,
-    none may miss. The deadline (150 ms) leaves room for a busy machine's hiccups, which are
-    not what this test is about.
+    Frames captured in the first two seconds after activation are counted, not judged; after
+    them, none may miss. The deadline (150 ms) leaves room for a busy machine's hiccups, which
+    are not what this test is about.
     """
     controller = Controller(second_context)
     try:
         for _ in range(3):
             container, nodes = composed(frames=0, start=False, overrides={
                 'camera': {'source': 'topic'},
-                'action': {'deadline_grace_s': 1.0, 'obstacle_classes': ['cone'],
+                'action': {'deadline_grace_s': 2.0, 'obstacle_classes': ['cone'],
                            'deadline_ms': 150.0},
-                'budget_monitor': {'deadline_grace_s': 1.0, 'deadline_ms': 150.0}})
+                'budget_monitor': {'deadline_grace_s': 2.0, 'deadline_ms': 150.0}})
             stamps = controller.drive(3)  # frames already flowing while the pipeline starts
             assert not container.start()
-            stamps |= controller.drive(50)  # ~4 s at 15 Hz
+            # Until the driver has discovered the camera its frames are lost (best effort).
+            while not controller.driver.get_subscription_count() and len(stamps) < 100:
+                stamps |= controller.drive(1)
             monitor, action = nodes['budget_monitor'], nodes['action']
-            assert wait_for(lambda: monitor.traces_seen + monitor.traces_in_grace >= 40, 10.0)
+            stamps |= controller.drive(50)  # ~3 s at 15 Hz; more where a busy machine lost some
+            while monitor.traces_seen - monitor.traces_in_grace < 10 and len(stamps) < 200:
+                stamps |= controller.drive(10)
+            assert wait_for(lambda: monitor.traces_seen - monitor.traces_in_grace >= 10, 10.0)
             assert controller.of('miss', stamps) == []
             assert monitor.misses_published == 0 and action.gate.counts.late_frames == 0
             assert monitor.traces_in_grace > 0 and action.gate.counts.not_judged > 0
             container.shutdown()
+            assert controller.spin_until(
+                lambda: not controller.driver.get_subscription_count(), 10.0)
     finally:
         controller.close()
