@@ -273,6 +273,7 @@ class ActionNode(StageNode):
                 self._command_frame(envelope, command, fresh, now)
         self._publish_views(envelope.forward(
             detections, self.timing(received_ns, start, left_ns(envelope))))
+        self.diagnostics_timing.frame_done()
 
     def _late_command(self, envelope: Envelope, received_ns: int, start: int, now: int,
                       command: Command) -> Optional[tuple[Optional[Command], bool]]:

@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable, Hashable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from edge_infer_ros.core.between_frames import BetweenFrames
 from edge_infer_ros.core.clock import NodeClock
 from edge_infer_ros.core.frame import Envelope, StageTiming
 from edge_infer_ros.core.handoff import LocalBus, StageInput, StagePublisher
@@ -78,8 +79,16 @@ class StageNode(NameClashCheck, DeclaredParameters):
         self._last_change_check = 0.0
         self._fqn = self.get_fully_qualified_name()
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
-        self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
-                                             self.publish_diagnostics)
+        self.diagnostics_timing = BetweenFrames(
+            self.publish_diagnostics, self.p['diagnostics_period_s'], f'{self.get_name()}:diag',
+            on_error=lambda e: self.get_logger().error(f'diagnostics failed: {e!r}'))
+        self._diag_start = self.create_timer(0.0, self._start_diagnostics)  # once built
+
+    def _start_diagnostics(self) -> None:
+        """Start the diagnostics period once an executor runs the node (construction done)."""
+        self._diag_start.cancel()
+        if not getattr(self, '_destroyed', False):
+            self.diagnostics_timing.start()
 
     # -- parameters -------------------------------------------------------------------------
     def settings_changed(self, changed: dict[str, Any]) -> None:
@@ -88,10 +97,7 @@ class StageNode(NameClashCheck, DeclaredParameters):
             for stage_input in self.inputs:
                 stage_input.apply_settings(self.p['input_mode'], self.p['queue_depth'])
         if 'diagnostics_period_s' in changed:
-            self._diag_timer.cancel()
-            self.destroy_timer(self._diag_timer)
-            self._diag_timer = self.create_timer(self.p['diagnostics_period_s'],
-                                                 self.publish_diagnostics)
+            self.diagnostics_timing.period_s = self.p['diagnostics_period_s']  # next wait on
 
     # -- inputs and outputs -----------------------------------------------------------------
     def add_input(self, topic: str, msg_type: Any, from_msg: Callable[[Any], Envelope],
@@ -176,6 +182,7 @@ class StageNode(NameClashCheck, DeclaredParameters):
         """
         done = envelope.forward(payload, self.timing(received_ns, start_ns, left_ns(envelope)))
         output.publish(done, loan)
+        self.diagnostics_timing.frame_done()  # the stages downstream ran inline by now
         return done
 
     # -- faults -----------------------------------------------------------------------------
@@ -223,8 +230,9 @@ class StageNode(NameClashCheck, DeclaredParameters):
                                   '(not parameters of this node: a typo?)')
             self.get_logger().warning(self._unknown_note)
         try:
-            self.create_io()
-            self.configure_stage()
+            with self.diagnostics_timing.held():  # no status of half-built ports
+                self.create_io()
+                self.configure_stage()
         except Exception as error:  # noqa: B902 - reported, and the transition fails cleanly
             self.record_error(f'configure failed: {type(error).__name__}: {error}')
             self.get_logger().error(self.last_error)
@@ -261,8 +269,9 @@ class StageNode(NameClashCheck, DeclaredParameters):
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         """Free everything configure allocated."""
-        self.ports.close()
-        self.cleanup_stage()
+        with self.diagnostics_timing.held():
+            self.ports.close()
+            self.cleanup_stage()
         self._configured = False
         return TransitionCallbackReturn.SUCCESS
 
@@ -362,7 +371,9 @@ class StageNode(NameClashCheck, DeclaredParameters):
         return hardware_id_for(self.p['hardware_id'], self.get_namespace())
 
     def publish_diagnostics(self) -> None:
-        """Publish this node's status on /diagnostics."""
+        """Publish this node's status on /diagnostics (once a period: ``diagnostics_timing``)."""
+        if getattr(self, '_destroyed', False):
+            return  # a frame thread that ends after destroy_node
         self.ports.housekeeping()
         array_msg = DiagnosticArray()
         array_msg.header.stamp = self.get_clock().now().to_msg()
@@ -374,6 +385,8 @@ class StageNode(NameClashCheck, DeclaredParameters):
         if getattr(self, '_destroyed', False):
             return
         self._destroyed = True
+        if hasattr(self, 'diagnostics_timing'):  # construction may have failed before it
+            self.diagnostics_timing.stop()
         if self._active:
             self._active = False
             self.deactivate_stage()

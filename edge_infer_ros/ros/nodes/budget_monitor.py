@@ -230,7 +230,7 @@ class BudgetMonitorNode(StageNode):
             else:
                 self._publish_miss(miss)
             self._publish_if_first_miss(miss.camera)
-        if self._diagnostics_due:  # marked by the timer: now is the pipeline's idle time
+        if self._diagnostics_due:  # marked by the period: now is the pipeline's idle time
             self._publish_diagnostics_after_trace()
 
     def _now_ns(self) -> int:
@@ -252,7 +252,7 @@ class BudgetMonitorNode(StageNode):
             hook(trace)
 
     def _publish_diagnostics_after_trace(self) -> None:
-        """Publish the diagnostics the timer marked due, right after a frame ended."""
+        """Publish the diagnostics the period marked due, right after a frame ended."""
         self._diagnostics_due = False
         self.diagnostics_after_trace += 1
         self._publish_diagnostics_now()

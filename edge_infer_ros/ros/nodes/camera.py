@@ -156,10 +156,11 @@ class CameraNode(StageNode):
             if self.compressed_out is not None:
                 self.compressed_out.publish(envelope)
             self.image_out.publish(envelope, loan)
-            return
-        self.image_out.publish(envelope)
-        if self.compressed_out is not None:
-            self.compressed_out.publish(envelope)
+        else:
+            self.image_out.publish(envelope)
+            if self.compressed_out is not None:
+                self.compressed_out.publish(envelope)
+        self.diagnostics_timing.frame_done()  # the stages downstream ran inline by now
 
     def _loan(self) -> Any:
         """Loan a shared-memory sample to render into (see StagePublisher.loan)."""
