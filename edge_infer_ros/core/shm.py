@@ -63,6 +63,10 @@ except ImportError as _error:  # pragma: no cover - depends on the machine
 _ALIGN = 64
 _MAX_NDIM = 4
 _WAIT_S = 0.2  # the receive thread wakes at least this often to notice stop()
+#: Seconds between two periodic scans for dead iceoryx2 nodes in one process. A scan reads
+#: every node on the host (milliseconds, more with each node a killed process left behind)
+#: and frees the dead ones whatever service asked, so one scan serves all of a process's.
+DEAD_NODE_SCAN_INTERVAL_S = 5.0
 
 
 class ShmError(RuntimeError):
@@ -258,6 +262,26 @@ class _Service:
             pass
 
 
+class _ScanClock:
+    """When this process last scanned for dead nodes (shared by its publishers)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last_s = float('-inf')
+        self._lock = threading.Lock()
+
+    def due(self, now_s: float) -> bool:
+        """Return True (and count the scan as done now) when a scan is due."""
+        with self._lock:
+            if now_s - self._last_s < self.interval_s:
+                return False
+            self._last_s = now_s
+            return True
+
+
+_DEAD_NODE_SCANS = _ScanClock(DEAD_NODE_SCAN_INTERVAL_S)
+
+
 @dataclass
 class ShmPublisherStats:
     """Counters of one shared-memory publisher."""
@@ -358,6 +382,17 @@ class ShmPublisher:
             self._check()
             self._service.cleanup_dead()
             self.stats.cleanups += 1
+
+    def housekeeping(self) -> None:
+        """
+        Run :meth:`cleanup_dead` where it can matter, and not too often (periodic upkeep).
+
+        A topic without subscribers has no dead one to forget, and one scan per
+        :data:`DEAD_NODE_SCAN_INTERVAL_S` serves the whole process; a loan that fails for
+        want of samples still cleans up at once.
+        """
+        if self.subscribers() and _DEAD_NODE_SCANS.due(time.monotonic()):
+            self.cleanup_dead()
 
     def _check(self) -> None:
         if self._closed:

@@ -232,7 +232,7 @@ class OutputPort(StagePublisher):
         """Forget same-host subscribers whose process is gone (called with diagnostics)."""
         if self.same_host is not None:
             try:
-                self.same_host.cleanup_dead()
+                self.same_host.housekeeping()
             except Exception:  # noqa: B902 - closed during shutdown
                 pass
 

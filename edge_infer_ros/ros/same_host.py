@@ -28,7 +28,8 @@ class SameHostTransport(Protocol):
         Open the sending end of a resolved topic (raise RuntimeError with why it cannot).
 
         It has ``subscribers()``, ``accepts(payload)``, ``send(envelope, loan) -> bool``,
-        ``loan(shape, dtype)`` (raise when it has none), ``cleanup_dead()``, ``close()``.
+        ``loan(shape, dtype)`` (raise when it has none), ``housekeeping()`` (the periodic
+        upkeep, with diagnostics: forget subscribers of dead processes), ``close()``.
         """
 
     def receiver(self, topic: str, on_frame: Callable[[Envelope[Any], int], None],

@@ -303,6 +303,35 @@ def test_a_killed_subscriber_neither_blocks_nor_exhausts_the_publisher(peers):
         publisher.close()
 
 
+def test_housekeeping_scans_for_dead_peers_where_they_can_be_and_once_an_interval(
+        monkeypatch):
+    """
+    A scan reads every node on the host: skipped without subscribers, once an interval.
+
+    One scan frees every dead node whatever topic asked, so it serves the whole process.
+    """
+    monkeypatch.setattr(shm, '_DEAD_NODE_SCANS', shm._ScanClock(3600.0))
+    lonely = shm.ShmPublisher(_topic('lonely'), domain=DOMAIN)
+    topics = [_topic('tidy_a'), _topic('tidy_b')]
+    publishers = [shm.ShmPublisher(topic, domain=DOMAIN) for topic in topics]
+    subscribers = [shm.ShmSubscriber(topic, lambda envelope, received: None, domain=DOMAIN)
+                   for topic in topics]
+    try:
+        assert wait_for(lambda: all(p.subscribers() == 1 for p in publishers))
+        lonely.housekeeping()
+        assert lonely.stats.cleanups == 0  # no subscriber, none that can have died
+        publishers[0].housekeeping()
+        publishers[0].housekeeping()
+        publishers[1].housekeeping()
+        assert [p.stats.cleanups for p in publishers] == [1, 0]  # one scan this interval
+        monkeypatch.setattr(shm, '_DEAD_NODE_SCANS', shm._ScanClock(0.0))
+        publishers[1].housekeeping()
+        assert publishers[1].stats.cleanups == 1
+    finally:
+        for endpoint in subscribers + publishers + [lonely]:
+            endpoint.close()
+
+
 def test_without_iceoryx2_the_reason_is_given():
     code = ('import sys; sys.modules["iceoryx2"] = None\n'
             'from edge_infer_ros.core import shm\n'

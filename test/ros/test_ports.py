@@ -65,7 +65,7 @@ class _Sender:
     def loan(self, shape: tuple[int, ...], dtype: Any) -> Any:
         raise RuntimeError('the stand-in lends no samples')
 
-    def cleanup_dead(self) -> None:
+    def housekeeping(self) -> None:
         pass
 
     def close(self) -> None:
