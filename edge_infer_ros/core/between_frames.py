@@ -73,18 +73,28 @@ class BetweenFrames:
             yield
 
     def _run(self) -> None:
-        """Run the job; its failure goes to ``on_error``, never to the frame or the period."""
+        self.run_exclusive(self._job)
+
+    def run_exclusive(self, job: Callable[[], object]) -> bool:
+        """
+        Run ``job`` unless the periodic job runs or is held; return whether it ran.
+
+        Also for other work on what the periodic job reads (a status published early, from
+        any thread): one at a time, skipped rather than waited for. A failure goes to
+        ``on_error``, never to the frame or the period.
+        """
         if not self._hold.acquire(blocking=False):
             self.skipped += 1
-            return
+            return False
         try:
-            self._job()
+            job()
         except Exception as error:  # noqa: B902 - any failure of the job is reported
             if self._on_error is None:
                 raise
             self._on_error(error)
         finally:
             self._hold.release()
+        return True
 
     def tick(self) -> None:
         """Run the job now, or mark it due after the next frame while frames flow."""

@@ -127,3 +127,19 @@ def test_held_waits_for_a_run_under_way() -> None:
     runner.join(5.0)
     holder.join(5.0)
     assert order == ['job ended', 'held']
+
+
+def test_other_work_runs_under_the_same_rule() -> None:
+    """A status published early (from any thread) never runs beside the periodic one."""
+    errors: list[BaseException] = []
+    periodic = BetweenFrames(lambda: None, 1.0, on_error=errors.append, clock=FakeClock())
+    ran: list[str] = []
+    assert periodic.run_exclusive(lambda: ran.append('early'))
+    with periodic.held():
+        assert not periodic.run_exclusive(lambda: ran.append('while held'))
+    assert ran == ['early'] and periodic.skipped == 1
+
+    def failing() -> None:
+        raise RuntimeError('status failed')
+    assert periodic.run_exclusive(failing)  # reported, not raised to the caller
+    assert [str(e) for e in errors] == ['status failed']

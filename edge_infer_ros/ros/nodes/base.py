@@ -10,9 +10,8 @@ publishers, subscriptions), processes frames only while *active*, and frees ever
 to active at once, so it also behaves like a plain node.
 
 Frames reach a stage by reference from stages in the same process, by a same-host transport
-and as ROS messages from anywhere else; see :mod:`edge_infer_ros.ros.ports`. The executor is
-not on the hot path: it serves parameters, lifecycle services, diagnostics and messages from
-other processes.
+and as ROS messages from anywhere else; see :mod:`edge_infer_ros.ros.ports`. The executor
+serves parameters, lifecycle services and other processes' messages; status runs between frames.
 """
 
 from __future__ import annotations
@@ -200,14 +199,16 @@ class StageNode(NameClashCheck, DeclaredParameters):
 
     def publish_if_level_changed(self) -> None:
         """Publish the status at once when its level changed (checked at most 5 times a s)."""
-        now = time.monotonic()
-        if now - self._last_change_check < LEVEL_CHANGE_PERIOD_S or \
+        if (now := time.monotonic()) - self._last_change_check < LEVEL_CHANGE_PERIOD_S or \
                 getattr(self, '_destroyed', False):
             return
         self._last_change_check = now
         before = self._last_level
-        if self.stage_status().level != before:
-            self.publish_diagnostics()
+
+        def publish_if_changed() -> None:  # one status at a time, whichever thread
+            if self.stage_status().level != before:
+                self.publish_diagnostics()
+        self.diagnostics_timing.run_exclusive(publish_if_changed)
 
     def record_error(self, text: str) -> None:
         """Record an error with its time: health is ERROR while errors are recent."""
