@@ -5,7 +5,7 @@ On a shared machine absolute figures swing with other people's load from one min
 next; alternating short runs of the two settings in one process and comparing them round by
 round (same load, same warm caches) is what still tells them apart. ``off`` reproduces the
 previous behaviour: the detector's input on its worker thread (``input_mode: thread``), the
-numpy NMS loop, and the budget monitor's verdicts sent from the executor's timer.
+numpy NMS loop, and the budget monitor's verdicts sent when the period says, not after a trace.
 ``--compare threads`` alternates ONNX Runtime on 1 and 2 intra-op threads instead (``off`` is 1);
 ``--compare pin`` alternates the detector's ``pin_threads`` (``off``: the scheduler places
 ONNX Runtime's pool thread); ``--compare spin_within_run`` alternates the detector's
@@ -61,8 +61,7 @@ def run_once(setting: str, frames: int, width: int, height: int, fps: float,
     patches = []
     if setting == 'off' and compare == 'changes':
         patches = [mock.patch.object(nms_module, '_OPENCV_NMS', None),
-                   mock.patch.object(BudgetMonitorNode, 'publish_diagnostics',
-                                     BudgetMonitorNode._publish_diagnostics_now)]
+                   mock.patch.object(BudgetMonitorNode, '_trace_done', lambda node: None)]
     for patch in patches:
         patch.start()
     try:

@@ -13,9 +13,9 @@ transport, end to end), and:
   of diagnostic_updater), STALE/ERROR when frames stop arriving.
 
 Its verdicts take about a millisecond of Python, which on the executor's thread would hold
-the GIL against a frame in flight; while traces flow, the timer only marks them due and the
-monitor's own thread publishes them right after the next trace, i.e. just after a frame
-ended, in the pipeline's idle time. When traces stop, the timer publishes them itself.
+the GIL against a frame in flight; as every stage's status, they go out once a period right
+after the next trace while traces flow, i.e. just after a frame ended, in the pipeline's idle
+time, and from the period's own thread when traces stop (core/between_frames.py).
 """
 
 from __future__ import annotations
@@ -134,8 +134,6 @@ class BudgetMonitorNode(StageNode):
         self.last_trace_ns = 0  # receipt time of the newest trace (0: none yet)
         self.misses_published = 0
         self.config_warnings: list[str] = []
-        self.diagnostics_after_trace = 0
-        self._diagnostics_due = False
         #: Frames whose DeadlineMiss another node (the action stage) already published:
         #: (stamp, camera), the most recent REPORTED_KEYS of them.
         self._reported: collections.OrderedDict[tuple[int, str], None] = \
@@ -217,6 +215,7 @@ class BudgetMonitorNode(StageNode):
         if trace.stamp_ns < self._judge_from_ns:
             self.traces_in_grace += 1
             self._count_trace(trace, now)
+            self._trace_done()
             return
         with self._tracker_lock:
             miss = self.tracker.observe(trace, now)
@@ -230,8 +229,7 @@ class BudgetMonitorNode(StageNode):
             else:
                 self._publish_miss(miss)
             self._publish_if_first_miss(miss.camera)
-        if self._diagnostics_due:  # marked by the period: now is the pipeline's idle time
-            self._publish_diagnostics_after_trace()
+        self._trace_done()
 
     def _now_ns(self) -> int:
         """Read the node's clock; restart the windows when it jumped since the last reading."""
@@ -251,11 +249,14 @@ class BudgetMonitorNode(StageNode):
         for hook in self.trace_hooks:
             hook(trace)
 
-    def _publish_diagnostics_after_trace(self) -> None:
-        """Publish the diagnostics the period marked due, right after a frame ended."""
-        self._diagnostics_due = False
-        self.diagnostics_after_trace += 1
-        self._publish_diagnostics_now()
+    def _trace_done(self) -> None:
+        """Note a trace handled: verdicts the period marked due go out now, after a frame."""
+        self.diagnostics_timing.frame_done()
+
+    @property
+    def diagnostics_after_trace(self) -> int:
+        """Publications of the period that waited for a trace to end."""
+        return self.diagnostics_timing.after_frame
 
     def _publish_miss(self, miss: DeadlineMiss) -> None:
         """Publish a deadline miss at once (and tell the main job's hooks)."""
@@ -306,12 +307,7 @@ class BudgetMonitorNode(StageNode):
             return self.tracker.summary(at)
 
     def publish_diagnostics(self) -> None:
-        """Own status plus one status per stage and camera path (after the next trace if due)."""
-        period_ns = self.p['diagnostics_period_s'] * 1e9
-        if self.active and 0 <= self._now_ns() - self.last_trace_ns < 0.5 * period_ns:
-            self._diagnostics_due = True  # traces flow: published after the next one
-            return
-        self._diagnostics_due = False
+        """Own status plus one status per stage and camera path."""
         self._publish_diagnostics_now()
 
     def _publish_if_first_miss(self, camera: str) -> None:
