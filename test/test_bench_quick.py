@@ -261,3 +261,17 @@ def test_ab_pair_of_seed_loop_and_composed_is_well_formed(tmp_path: Path) -> Non
     assert set(result['medians']) == {'seed_loop', 'composed'}
     verdict = result['verdict']
     assert len(verdict) == 4 and all(line.endswith((': met', ': missed')) for line in verdict)
+
+
+@pytest.mark.bench_format
+def test_quick_cold_calls_are_well_formed(tmp_path: Path) -> None:
+    path = tmp_path / 'cold.json'
+    _run(['bench.cold_calls', '--quick', '--gap-ms', '5', '--json', str(path)], timeout=120)
+    figures = json.loads(path.read_text())
+    assert figures['calls'] == 20
+    assert set(figures['results']) == {'gate, image', 'gate, tensor', 'gate, candidates',
+                                       'gate, detections', 'ROS clock reading'}
+    for name, result in figures['results'].items():
+        for key in ('new_cold', 'before_cold', 'new_warm', 'before_warm', 'ratio_cold',
+                    'ratio_warm'):
+            _positive(result[key], f'{name}.{key}')

@@ -12,6 +12,7 @@ whatever arrives); its message says what was wrong.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any, Optional, Sequence
@@ -54,6 +55,9 @@ BOX_TOLERANCE = 1.0
 STAGE_NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,63}$')
 #: Camera names: frame_id-like, printable, no spaces.
 CAMERA_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_./:-]{0,63}$')
+#: Up to this many boxes are checked row by row in plain Python: for the few boxes of a
+#: frame, a dozen numpy calls cost more than the rows, most of all after an idle period.
+SCALAR_BOX_ROWS = 32
 
 
 class InputRefused(ValueError):
@@ -115,9 +119,15 @@ def check_count(count: int, limit: int, what: str) -> None:
         raise InputRefused('too_many', f'{count} {what} is more than the limit of {limit}')
 
 
+@functools.lru_cache(maxsize=256)
+def _name_ok(name: str, pattern: re.Pattern[str]) -> bool:
+    """Match a name once: a frame's names repeat (bounded memo, so any stream of names fits)."""
+    return len(name) <= MAX_NAME_LENGTH and pattern.match(name) is not None
+
+
 def check_name(name: str, what: str, pattern: re.Pattern[str] = CAMERA_NAME_RE) -> None:
     """Refuse a name that is too long or has characters outside ``pattern``."""
-    if len(name) > MAX_NAME_LENGTH or not pattern.match(name):
+    if not _name_ok(name, pattern):
         shown = name[:40] + ('...' if len(name) > 40 else '')
         raise InputRefused('bad_name', f'{what} {shown!r} ({len(name)} characters) is not a '
                            f'valid name ({pattern.pattern})')
@@ -154,9 +164,11 @@ def check_boxes(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
     Refuse non-finite or inverted boxes, scores outside [0, 1] and class ids out of range.
 
     ``boxes`` is (K, 4) xyxy. With ``image_size`` (width, height) the boxes must also lie in
-    the image, within :data:`BOX_TOLERANCE`. Vectorised: a few numpy passes for any K.
+    the image, within :data:`BOX_TOLERANCE`. Up to :data:`SCALAR_BOX_ROWS` rows are judged row
+    by row; more, or a refusal to explain, take a few numpy passes.
     """
-    if boxes.size == 0:
+    if boxes.size == 0 or (len(boxes) <= SCALAR_BOX_ROWS and
+                           _rows_ok(boxes, scores, class_ids, num_classes, image_size)):
         return
     finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
     if not finite.all():
@@ -188,6 +200,29 @@ def check_boxes(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
         raise InputRefused('class_id_out_of_range', f'{what} have class ids outside '
                            f'[0, {num_classes}) (min {int(class_ids.min())}, max '
                            f'{int(class_ids.max())})')
+
+
+def _rows_ok(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, num_classes: int,
+             image_size: Optional[tuple[int, int]]) -> bool:
+    """
+    Tell whether every row passes :func:`check_boxes`, in plain Python (False: let numpy say why).
+
+    A NaN fails every comparison and an infinity the bounds, so the chains test finiteness too.
+    """
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape != (len(boxes),) or \
+            class_ids.shape != scores.shape:
+        return False
+    if image_size is None:
+        low, high_x, high_y = -MAX_BOX_COORD, MAX_BOX_COORD, MAX_BOX_COORD
+    else:  # the image's bounds lie inside +-MAX_BOX_COORD
+        low = -BOX_TOLERANCE
+        high_x, high_y = image_size[0] + BOX_TOLERANCE, image_size[1] + BOX_TOLERANCE
+    for (x_min, y_min, x_max, y_max), score, class_id in zip(boxes.tolist(), scores.tolist(),
+                                                             class_ids.tolist()):
+        if not (low <= x_min <= x_max <= high_x and low <= y_min <= y_max <= high_y and
+                0.0 <= score <= 1.0 and 0 <= class_id < num_classes):
+            return False
+    return True
 
 
 def valid_row(x_min: float, y_min: float, x_max: float, y_max: float, score: float,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from unittest import mock
 
 from edge_infer_ros.core import validate
 from edge_infer_ros.core.frame import FrameTrace, StageTiming
@@ -120,6 +121,47 @@ def test_class_ids_out_of_range_are_refused(class_id) -> None:
     if class_id != len(NAMES):  # a DetectionArray does not carry the class count
         _refused('class_id_out_of_range', convert.detections_from_msg,
                  _detections([((10, 10, 20, 20), 0.9, class_id)]))
+
+
+#: Coordinates near every bound check_boxes has, and anything a float32 can hold.
+_COORDS = st.one_of(st.sampled_from([-1e7, -1.5, -1.0, 0.0, 10.0, 479.0, 481.0, 640.0, 641.0,
+                                     641.5, 1e6, 2e6]),
+                    st.floats(width=32, allow_nan=True, allow_infinity=True))
+
+
+@given(rows=st.lists(st.tuples(_COORDS, _COORDS, _COORDS, _COORDS,
+                               st.one_of(st.floats(-0.5, 1.5, width=32), st.just(math.nan)),
+                               st.integers(-2, len(NAMES) + 1)),
+                     min_size=1, max_size=validate.SCALAR_BOX_ROWS),
+       image=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_few_boxes_checked_row_by_row_are_judged_as_numpy_judges_them(rows, image) -> None:
+    boxes = np.array([row[:4] for row in rows], np.float32)
+    scores = np.array([row[4] for row in rows], np.float32)
+    class_ids = np.array([row[5] for row in rows], np.int32)
+    size = (640, 480) if image else None
+
+    def verdict(scalar_rows: int):
+        with mock.patch.object(validate, 'SCALAR_BOX_ROWS', scalar_rows):
+            try:
+                validate.check_boxes(boxes, scores, class_ids, len(NAMES), 'candidates', size)
+            except InputRefused as refusal:
+                return refusal.reason, str(refusal)
+        return None
+    row_by_row = verdict(validate.SCALAR_BOX_ROWS)
+    assert row_by_row == verdict(0)  # 0: numpy alone, as before
+    # What is accepted, the rows accepted alone (numpy only ever runs to say why not).
+    assert validate._rows_ok(boxes, scores, class_ids, len(NAMES), size) == (row_by_row is None)
+    event('refused' if row_by_row else 'accepted')
+
+
+def test_name_checks_remember_a_bounded_number_of_names_and_still_refuse() -> None:
+    for index in range(1000):
+        validate.check_name(f'camera_{index}', 'camera name')
+    assert validate._name_ok.cache_info().currsize <= 256
+    for _ in range(2):  # a refusal is remembered as one too
+        _refused('bad_name', validate.check_name, 'a camera', 'camera name')
+        _refused('bad_name', validate.check_name, 'x' * 300, 'camera name')
 
 
 @pytest.mark.parametrize('size', [(0, 0), (640, 0), (0, 480), (10**6, 480)])

@@ -8,6 +8,7 @@ fails every CI run, not only the simulated-Humble one.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Iterator
 
 from edge_infer_ros.ros import compat
@@ -15,10 +16,12 @@ from edge_infer_ros.ros.compat import (emulate_post_set_parameters_callback,
                                        list_parameters_of, ParameterServicesClient)
 import pytest
 from rcl_interfaces.srv import ListParameters
+from rclpy.clock import ClockType
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.time import Time
 from support.waiting import wait_for
 
 RECURSIVE = ListParameters.Request.DEPTH_RECURSIVE
@@ -159,3 +162,17 @@ def test_compat_names_are_the_native_ones_where_they_exist() -> None:
         assert compat.AsyncParameterClient is AsyncParameterClient
     else:
         assert compat.AsyncParameterClient is ParameterServicesClient
+
+
+def test_ros_time_reader_follows_use_sim_time_switched_on_and_off(ros_context: Context) -> None:
+    node = Node('clocked', context=ros_context)
+    try:
+        read = compat.ros_time_reader(node.get_clock())
+        assert abs(read() - time.time_ns()) < 1_000_000_000  # the system clock
+        node.set_parameters([Parameter('use_sim_time', value=True)])
+        node.get_clock().set_ros_time_override(Time(seconds=5, clock_type=ClockType.ROS_TIME))
+        assert read() == 5_000_000_000  # /clock's time, told by the activation callback
+        node.set_parameters([Parameter('use_sim_time', value=False)])
+        assert abs(read() - time.time_ns()) < 1_000_000_000
+    finally:
+        node.destroy_node()

@@ -1,0 +1,161 @@
+"""
+The small calls every frame makes, warm and after a camera's idle gap, beside what they replaced.
+
+Between two frames (33 ms at 30 fps) other work on the machine evicts a stage's code and data
+from the caches, so the first call after the gap costs several times what the same call costs
+back to back; a frame pays that for every call on its path. This measures, in one run, with
+each call and its baseline alternated:
+
+* the gate of frames that skipped message conversion (``core/validate.check_envelope``) for an
+  image, a tensor (its NaN scan, unchanged, left out), candidates and detections: boxes judged
+  row by row and names remembered, against the numpy passes and one regular-expression match
+  per name of before;
+* a stage's ROS clock reading (``ros/compat.ros_time_reader``): whether /clock overrides the
+  clock learned from its activation callback, against asking the clock's handle per reading.
+
+Each figure is the median of ``--calls`` calls, cold (each after ``--gap-ms`` of sleep) and
+warm (back to back); ratios are new / baseline.
+``. scripts/env.sh && python -m bench.cold_calls [--quick] [--gap-ms 33] [--json PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import contextmanager, ExitStack
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, ContextManager, Iterator, Optional
+from unittest import mock
+
+if __package__ in (None, ''):  # run as a file: make ``bench`` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from edge_infer_ros.core import validate  # noqa: E402
+from edge_infer_ros.core.frame import Envelope, StageTiming  # noqa: E402
+from edge_infer_ros.core.geometry import Letterbox  # noqa: E402
+from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload,  # noqa: E402
+                                          ImagePayload, TensorPayload)
+from edge_infer_ros.ros.compat import ros_time_reader  # noqa: E402
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+
+CLASS_NAMES = ('ball', 'box', 'cone', 'person')
+
+
+def _envelopes(boxes: int) -> dict[str, Envelope[Any]]:
+    """One frame of each payload kind, 3 ms old, with a trace of the stages before it."""
+    stamp = time.time_ns() - 3_000_000
+    trace = tuple(StageTiming(stage, f'/{stage}', stamp + i * 100_000, stamp + i * 100_000 + 10,
+                              stamp + i * 100_000 + 50_000)
+                  for i, stage in enumerate(('camera', 'preprocess', 'detector', 'nms')))
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 400, (boxes, 2)).astype(np.float32)
+    table = np.hstack([corners, corners + 30]).astype(np.float32)
+    scores = rng.uniform(0.3, 1.0, boxes).astype(np.float32)
+    ids = rng.integers(0, len(CLASS_NAMES), boxes).astype(np.int32)
+    letterbox = Letterbox(0.5, 0.0, 80.0)
+    payloads = {'image': (1, ImagePayload(np.zeros((480, 640, 3), np.uint8), 'bgr8')),
+                'tensor': (2, TensorPayload(np.zeros((1, 3, 320, 320), np.float32), letterbox,
+                                            640, 480)),
+                'candidates': (3, CandidatePayload(table, scores, ids, CLASS_NAMES, letterbox,
+                                                   640, 480, 'onnxruntime')),
+                'detections': (4, DetectionPayload(table, scores, ids, CLASS_NAMES, 640, 480))}
+    return {kind: Envelope('camera', 1, stamp, 'camera', trace[:stages], payload)
+            for kind, (stages, payload) in payloads.items()}
+
+
+@contextmanager
+def _gate_before() -> Iterator[None]:
+    """Gate as before: numpy passes for any number of boxes, a regex match per name."""
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(validate, 'SCALAR_BOX_ROWS', 0))
+        stack.enter_context(mock.patch.object(validate, '_name_ok',
+                                              validate._name_ok.__wrapped__))
+        yield
+
+
+def _clock_before(clock: Any) -> Callable[[], int]:
+    """Read the clock as before: its handle asked, per reading, whether /clock overrides it."""
+    return lambda: clock.now().nanoseconds if clock.ros_time_is_active else time.time_ns()
+
+
+def _median_us(samples: list[int]) -> float:
+    return float(np.median(samples)) / 1e3
+
+
+def measure(call: Callable[[], Any], before: Callable[[], Any],
+            before_context: Callable[[], ContextManager[Any]], calls: int,
+            gap_s: float) -> dict[str, float]:
+    """Time a call and its baseline, alternated, cold (after the gap) and warm; medians in us."""
+    times: dict[str, list[int]] = {'new_cold': [], 'new_warm': [], 'before_cold': [],
+                                   'before_warm': []}
+    clock = time.perf_counter_ns
+    for _ in range(calls):
+        for name, function, context in (('new', call, ExitStack),
+                                        ('before', before, before_context)):
+            with context():
+                time.sleep(gap_s)
+                start = clock()
+                function()
+                times[f'{name}_cold'].append(clock() - start)
+                function()  # once, so that the next one is back to back
+                start = clock()
+                function()
+                times[f'{name}_warm'].append(clock() - start)
+    result = {key: _median_us(values) for key, values in times.items()}
+    result['ratio_cold'] = result['new_cold'] / result['before_cold']
+    result['ratio_warm'] = result['new_warm'] / result['before_warm']
+    return result
+
+
+def run(calls: int, gap_s: float, boxes: int) -> dict[str, dict[str, float]]:
+    """Measure every call; return their figures by name."""
+    results = {}
+    for kind, envelope in _envelopes(boxes).items():
+        def gate(envelope: Envelope[Any] = envelope) -> None:
+            validate.check_envelope(envelope, time.time_ns(), scan_tensor=False)
+        results[f'gate, {kind}'] = measure(gate, gate, _gate_before, calls, gap_s)
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        node = Node('cold_calls', context=context)
+        clock = node.get_clock()
+        results['ROS clock reading'] = measure(ros_time_reader(clock), _clock_before(clock),
+                                               ExitStack, calls, gap_s)
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    return results
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Print a table of the calls, cold and warm, with ratios against their baselines."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--calls', type=int, default=200)
+    parser.add_argument('--gap-ms', type=float, default=33.0)
+    parser.add_argument('--boxes', type=int, default=8, help='boxes in candidates/detections')
+    parser.add_argument('--quick', action='store_true', help='20 calls each (about 10 s)')
+    parser.add_argument('--json', default='')
+    args = parser.parse_args(argv)
+    calls = 20 if args.quick else args.calls
+    results = run(calls, args.gap_ms / 1e3, args.boxes)
+    print(f'{calls} calls each; cold: after {args.gap_ms:g} ms of sleep; us, median\n')
+    print('| call | cold | before | ratio | warm | before | ratio |')
+    print('|---|---:|---:|---:|---:|---:|---:|')
+    for name, r in results.items():
+        print(f'| {name} | {r["new_cold"]:.1f} | {r["before_cold"]:.1f} | '
+              f'{r["ratio_cold"]:.2f}x | {r["new_warm"]:.1f} | {r["before_warm"]:.1f} | '
+              f'{r["ratio_warm"]:.2f}x |')
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as stream:
+            json.dump({'calls': calls, 'gap_ms': args.gap_ms, 'boxes': args.boxes,
+                       'results': results}, stream, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
