@@ -197,6 +197,10 @@ CODECS: dict[str, Codec] = {
 }
 
 
+#: The payload types that travel, for one isinstance per publish.
+_CODEC_TYPES = tuple(codec.payload_type for codec in CODECS.values())
+
+
 def codec_for(payload: Any) -> Codec:
     """Return the codec of a payload (ShmError when its type cannot travel by shm)."""
     for codec in CODECS.values():
@@ -374,7 +378,7 @@ class ShmPublisher:
     @staticmethod
     def accepts(payload: Any) -> bool:
         """Tell whether a payload can travel through shared memory (see CODECS)."""
-        return any(isinstance(payload, codec.payload_type) for codec in CODECS.values())
+        return isinstance(payload, _CODEC_TYPES)  # one call: every publish asks
 
     def cleanup_dead(self) -> None:
         """Forget subscribers of processes that died (their samples come back)."""
