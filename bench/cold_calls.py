@@ -73,8 +73,8 @@ def _gate_before() -> Iterator[None]:
     """Gate as before: numpy passes for any number of boxes, a regex match per name."""
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(validate, 'SCALAR_BOX_ROWS', 0))
-        stack.enter_context(mock.patch.object(validate, '_name_ok',
-                                              validate._name_ok.__wrapped__))
+        stack.enter_context(mock.patch.object(validate, '_matches',
+                                              validate._matches.__wrapped__))
         yield
 
 

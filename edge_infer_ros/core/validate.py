@@ -120,14 +120,14 @@ def check_count(count: int, limit: int, what: str) -> None:
 
 
 @functools.lru_cache(maxsize=256)
-def _name_ok(name: str, pattern: re.Pattern[str]) -> bool:
-    """Match a name once: a frame's names repeat (bounded memo, so any stream of names fits)."""
-    return len(name) <= MAX_NAME_LENGTH and pattern.match(name) is not None
+def _matches(name: str, pattern: re.Pattern[str]) -> bool:
+    """Match a name once: a frame's names repeat (a memo of 256 names of bounded length)."""
+    return pattern.match(name) is not None
 
 
 def check_name(name: str, what: str, pattern: re.Pattern[str] = CAMERA_NAME_RE) -> None:
     """Refuse a name that is too long or has characters outside ``pattern``."""
-    if not _name_ok(name, pattern):
+    if len(name) > MAX_NAME_LENGTH or not _matches(name, pattern):
         shown = name[:40] + ('...' if len(name) > 40 else '')
         raise InputRefused('bad_name', f'{what} {shown!r} ({len(name)} characters) is not a '
                            f'valid name ({pattern.pattern})')

@@ -155,13 +155,15 @@ def test_few_boxes_checked_row_by_row_are_judged_as_numpy_judges_them(rows, imag
     event('refused' if row_by_row else 'accepted')
 
 
-def test_name_checks_remember_a_bounded_number_of_names_and_still_refuse() -> None:
+def test_name_checks_remember_a_bounded_number_of_short_names_and_still_refuse() -> None:
     for index in range(1000):
         validate.check_name(f'camera_{index}', 'camera name')
-    assert validate._name_ok.cache_info().currsize <= 256
+    assert validate._matches.cache_info().currsize <= 256
+    validate._matches.cache_clear()
     for _ in range(2):  # a refusal is remembered as one too
         _refused('bad_name', validate.check_name, 'a camera', 'camera name')
         _refused('bad_name', validate.check_name, 'x' * 300, 'camera name')
+    assert validate._matches.cache_info().currsize == 1  # a name too long is not kept
 
 
 @pytest.mark.parametrize('size', [(0, 0), (640, 0), (0, 480), (10**6, 480)])
