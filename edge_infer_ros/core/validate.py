@@ -204,11 +204,7 @@ def check_boxes(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
 
 def _rows_ok(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, num_classes: int,
              image_size: Optional[tuple[int, int]]) -> bool:
-    """
-    Tell whether every row passes :func:`check_boxes`, in plain Python (False: let numpy say why).
-
-    A NaN fails every comparison and an infinity the bounds, so the chains test finiteness too.
-    """
+    """Tell whether every row passes :func:`check_boxes`, in plain Python (else numpy says why)."""
     if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape != (len(boxes),) or \
             class_ids.shape != scores.shape:
         return False
@@ -217,12 +213,22 @@ def _rows_ok(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, num_c
     else:  # the image's bounds lie inside +-MAX_BOX_COORD
         low = -BOX_TOLERANCE
         high_x, high_y = image_size[0] + BOX_TOLERANCE, image_size[1] + BOX_TOLERANCE
-    for (x_min, y_min, x_max, y_max), score, class_id in zip(boxes.tolist(), scores.tolist(),
-                                                             class_ids.tolist()):
-        if not (low <= x_min <= x_max <= high_x and low <= y_min <= y_max <= high_y and
-                0.0 <= score <= 1.0 and 0 <= class_id < num_classes):
-            return False
-    return True
+    return all(_row_within(x_min, y_min, x_max, y_max, score, class_id, num_classes, low,
+                           high_x, high_y)
+               for (x_min, y_min, x_max, y_max), score, class_id in zip(
+                   boxes.tolist(), scores.tolist(), class_ids.tolist()))
+
+
+def _row_within(x_min: float, y_min: float, x_max: float, y_max: float, score: float,
+                class_id: int, num_classes: int, low: float, high_x: float,
+                high_y: float) -> bool:
+    """
+    Apply the box rules to one row of plain numbers, within finite bounds.
+
+    A NaN fails every comparison and an infinity the bounds, so the chains test finiteness too.
+    """
+    return (low <= x_min <= x_max <= high_x and low <= y_min <= y_max <= high_y and
+            0.0 <= score <= 1.0 and 0 <= class_id < num_classes)
 
 
 def valid_row(x_min: float, y_min: float, x_max: float, y_max: float, score: float,
@@ -234,10 +240,8 @@ def valid_row(x_min: float, y_min: float, x_max: float, y_max: float, score: flo
     against an in-process payload nobody validated, rather than refusing the whole frame.
     A frame holds few detections, so a scalar check is cheaper than numpy's per-call cost.
     """
-    tol = BOX_TOLERANCE
-    return (math.isfinite(x_min + y_min + x_max + y_max + score) and
-            -tol <= x_min <= x_max <= width + tol and -tol <= y_min <= y_max <= height + tol and
-            0.0 <= score <= 1.0 and 0 <= class_id < num_classes)
+    return _row_within(x_min, y_min, x_max, y_max, score, class_id, num_classes,
+                       -BOX_TOLERANCE, width + BOX_TOLERANCE, height + BOX_TOLERANCE)
 
 
 def check_trace(stamp_ns: int, stages: Sequence[Any], now_ns: int,
