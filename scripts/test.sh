@@ -21,11 +21,12 @@ STEPS="${EIR_TEST_STEPS:-kilted jazzy humble-sim oldest}"
 # A domain of its own per run, so tests never meet another ROS graph on this host.
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 100) + 101 ))}"
 # The Humble simulation covers these (why: they start every node class, the container, the
-# runner's composed and split pipelines, the parameter services and QoS events, where the
-# package met rclpy's newer names); the rest of the suite does not touch rclpy differently.
+# runner's composed and split pipelines, the parameter services and QoS events, the
+# publishers' matched event among them, where the package met rclpy's newer names); the rest
+# of the suite does not touch rclpy differently.
 HUMBLE_SIM_TESTS=(test/test_humble_surface.py test/ros/test_compat.py test/ros/test_parameters_doc.py
   test/pipeline/test_pipeline.py test/ros/test_node_faults.py test/ros/test_budget_monitor_node.py
-  test/ros/test_config_files.py test/ros/test_messages.py)
+  test/ros/test_config_files.py test/ros/test_messages.py test/ros/test_ports.py)
 
 summary=()
 failed=0

@@ -17,7 +17,9 @@ reference through a process-wide :class:`LocalBus`:
   fast enough for overlap to pay; it counts every frame it drops;
 * a :class:`StagePublisher` gives each envelope to the local inputs of its topic and builds and
   publishes the ROS message only while a subscription outside the process exists, i.e. while
-  the topic's subscription count is larger than the number of local inputs on it.
+  the topic's subscription count is larger than the number of local inputs on it. It reads
+  the counts again when a DDS match event or an activation says they changed, and at the
+  latest :data:`COUNTS_MAX_AGE_S` after the last reading, not on every frame.
 
 Every local input also holds a real ROS subscription, so the same node works unchanged when the
 publisher is in another process or is somebody else's node; a message that comes back through
@@ -44,6 +46,10 @@ INPUT_MODES = ('inline', 'thread', 'auto')
 #: The ways one frame can reach an input: by reference in this process, by the same-host
 #: transport, by DDS. The first copy is taken; a copy that came another way is an echo.
 LOCAL, SAME_HOST, ROS = 'local', 'same_host', 'ros'
+
+#: The oldest subscriber counts a publish goes by (s): a subscriber that appears without a
+#: matched event (a same-host one, or any on Humble) gets frames at most this late.
+COUNTS_MAX_AGE_S = 0.5
 
 #: Weight of the newest run in an ``auto`` input's running mean of its service time, and the
 #: largest multiple of the mean one run may count as: a run stalled by the scheduler (a loaded
@@ -624,6 +630,12 @@ class StagePublisher:
         self.stats = PublisherStats()
         #: Sender of the same-host transport (see ros/same_host.py), or None: DDS only.
         self.same_host: Any = None
+        self.counts_max_age_s = COUNTS_MAX_AGE_S
+        # The subscriber counts publishes go by, and when they must be read again (monotonic s;
+        # 0: at the next publish).
+        self._same_host_subscribers = 0
+        self._ros_subscriptions = 0
+        self._counts_due_s = 0.0
 
     def loan(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """
@@ -639,7 +651,8 @@ class StagePublisher:
         if sender is None or self.bus.inputs(self.topic):
             return None
         try:
-            return sender.loan(shape, dtype) if sender.subscribers() else None
+            self._counts_for_publish()
+            return sender.loan(shape, dtype) if self._same_host_subscribers else None
         except Exception:  # noqa: B902 - no loan: this frame goes by copy (counted there)
             return None
 
@@ -654,12 +667,34 @@ class StagePublisher:
                 loan.discard()  # nothing when publish() took it
 
     def outside_subscribers(self, same_host_subscribers: int = 0) -> int:
-        """Subscriptions on the topic that are neither local inputs nor served same-host."""
+        """Subscriptions on the topic that are neither local inputs nor served same-host (now)."""
         if self.ros_publisher is None:
             return 0
         total = int(self.ros_publisher.get_subscription_count())
         return max(0, total - self.bus.local_ros_subscriptions(self.topic) -
                    same_host_subscribers)
+
+    def refresh_counts(self) -> None:
+        """
+        Read the topic's subscriber counts now for the publishes to come.
+
+        Publishes go by counts read at most :data:`COUNTS_MAX_AGE_S` ago: asking both bindings
+        on every frame costs a frame more than the work it gates. Call this where a count is
+        known to have changed (a DDS match event, an activation) so no frame waits for the age.
+        """
+        sender = self.same_host
+        self._same_host_subscribers = int(sender.subscribers()) if sender is not None else 0
+        self._ros_subscriptions = (int(self.ros_publisher.get_subscription_count())
+                                   if self.ros_publisher is not None else 0)
+        self._counts_due_s = time.monotonic() + self.counts_max_age_s
+
+    def counts_changed(self, *_: Any) -> None:
+        """Have the next publish read the counts again (a DDS matched-event callback)."""
+        self._counts_due_s = 0.0
+
+    def _counts_for_publish(self) -> None:
+        if time.monotonic() >= self._counts_due_s:
+            self.refresh_counts()
 
     def publish(self, envelope: Envelope[Any], loan: Any = None) -> None:
         """
@@ -669,17 +704,19 @@ class StagePublisher:
         processes on this host; only when no local input exists, it is gone after the send).
         """
         self.stats.published += 1
+        self._counts_for_publish()
+        bus, topic = self.bus, self.topic
         # Payloads the same-host transport cannot carry (traces) go to everyone by DDS.
         # Local inputs get the frame by reference, not by the same-host transport.
         sender = self.same_host
-        same_host = (max(0, sender.subscribers() -
-                         self.bus.local_same_host_subscriptions(self.topic))
+        same_host = (max(0, self._same_host_subscribers -
+                         bus.local_same_host_subscriptions(topic))
                      if sender is not None and sender.accepts(envelope.payload) else 0)
-        inputs = self.bus.inputs(self.topic)
+        inputs = bus.inputs(topic)
         # Publish to DDS before local delivery: an inline stage runs the rest of the pipeline
         # at once, and the outside subscriber should not wait for it. Local inputs learn the
         # frame's key first, so that its echo through their own ROS subscription is ignored.
-        dds = self.outside_subscribers(same_host) > 0
+        dds = self._ros_subscriptions - bus.local_ros_subscriptions(topic) - same_host > 0
         if inputs and (dds or same_host):
             key = self._key_of(envelope)
             for stage_input in inputs:

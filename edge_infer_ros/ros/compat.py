@@ -7,6 +7,7 @@ that backports a feature gets the native one:
 
 - the QoS event callback classes live in ``rclpy.event_handler`` (Iron+, rclpy#1058) or in
   ``rclpy.qos_event`` (Humble; kept as a deprecated alias later);
+- a publisher's ``matched`` event (Iron+): :func:`publisher_events` leaves it out on Humble;
 - ``Node.add_post_set_parameters_callback`` (Iron+, rclpy#966): emulated on Humble around the
   two public setters that every parameter change goes through (Humble's parameter services call
   ``set_parameters_atomically``; ``set_parameters`` is the in-process one);
@@ -45,17 +46,41 @@ try:  # Iron and later
 except ImportError:  # Humble
     _NativeParameterClient = None  # type: ignore[misc]
 
-__all__ = ['AsyncParameterClient', 'add_post_set_parameters_callback',
+__all__ = ['AsyncParameterClient', 'add_post_set_parameters_callback', 'HAS_MATCHED_EVENT',
            'emulate_post_set_parameters_callback', 'HAS_EVENT_HANDLER_MODULE',
            'HAS_LIST_PARAMETERS', 'HAS_PARAMETER_CLIENT', 'HAS_POST_SET_PARAMETERS_CALLBACK',
            'list_parameters', 'list_parameters_of', 'ParameterServicesClient',
-           'PublisherEventCallbacks', 'SubscriptionEventCallbacks']
+           'publisher_events', 'PublisherEventCallbacks', 'SubscriptionEventCallbacks']
 
 PostSetCallback = Callable[[List[Parameter]], None]
 
 HAS_POST_SET_PARAMETERS_CALLBACK = hasattr(Node, 'add_post_set_parameters_callback')
 HAS_LIST_PARAMETERS = hasattr(Node, 'list_parameters')
 HAS_PARAMETER_CLIENT = _NativeParameterClient is not None
+
+
+def _has_matched_event() -> bool:
+    try:
+        PublisherEventCallbacks(matched=None)
+    except TypeError:
+        return False
+    return True
+
+
+HAS_MATCHED_EVENT = _has_matched_event()
+
+
+def publisher_events(incompatible_qos: Callable[[Any], None],
+                     matched: Callable[[Any], None]) -> PublisherEventCallbacks:
+    """
+    Return a publisher's event callbacks; ``matched`` only where rclpy has that event.
+
+    Without it (Humble) a publisher learns of a new subscription only by asking again.
+    """
+    if HAS_MATCHED_EVENT:
+        return PublisherEventCallbacks(incompatible_qos=incompatible_qos, matched=matched)
+    return PublisherEventCallbacks(incompatible_qos=incompatible_qos)
+
 
 #: Attribute of a node holding the emulated post-set callbacks (Humble only).
 _POST_SET_ATTR = '_eir_post_set_parameters_callbacks'

@@ -20,7 +20,7 @@ from edge_infer_ros.core.handoff import LOCAL, LocalBus, StageInput, StagePublis
 from edge_infer_ros.core.sequence import loss_warning, RecentLoss, SequenceTracker
 from edge_infer_ros.core.validate import InputRefused
 from edge_infer_ros.ros import convert, diagnostic_keys as keys
-from edge_infer_ros.ros.compat import PublisherEventCallbacks, SubscriptionEventCallbacks
+from edge_infer_ros.ros.compat import publisher_events, SubscriptionEventCallbacks
 from edge_infer_ros.ros.node_params import qos_from
 from edge_infer_ros.ros.same_host import choose_same_host, SameHostTransport
 from rclpy.qos import QoSProfile
@@ -218,8 +218,10 @@ class OutputPort(StagePublisher):
                  same_host: Optional[SameHostTransport]) -> None:
         self._node = node
         resolved = node.resolve_topic_name(topic)
-        events = PublisherEventCallbacks(incompatible_qos=lambda info: node.ports.incompatible_qos(
-            resolved, info, 'subscription'))
+        events = publisher_events(
+            incompatible_qos=lambda info: node.ports.incompatible_qos(resolved, info,
+                                                                      'subscription'),
+            matched=self.counts_changed)
         publisher = node.create_publisher(msg_type, resolved, qos, event_callbacks=events)
         super().__init__(node.bus, resolved, publisher, to_msg, key_of)
         if same_host is not None:
@@ -320,9 +322,11 @@ class Ports:
         self._required.append((output, hint))
 
     def activated(self) -> None:
-        """Start the wiring check's grace period (the stage just became active)."""
+        """Start the wiring check's grace period; the first frames go by fresh counts."""
         self._peer_seen_s.clear()
         self.activated_s = time.monotonic()
+        for output in self.outputs:
+            output.counts_changed()
 
     def wiring_warning(self) -> str:
         """

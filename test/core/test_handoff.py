@@ -212,6 +212,7 @@ def test_publisher_builds_messages_only_for_outside_subscribers() -> None:
     assert seen == [frame] and seen[0] is frame  # by reference, the very same object
     assert built == [] and ros.published == []
     ros.subscriptions = 2  # someone outside the process subscribed
+    publisher.counts_changed()  # as the DDS matched event says
     publisher.publish(_envelope(4))
     assert ros.published == [('msg', 4)] and publisher.stats.messages_built == 1
     # The local input now knows the frame's key, so the DDS echo will be ignored.
@@ -219,6 +220,28 @@ def test_publisher_builds_messages_only_for_outside_subscribers() -> None:
     assert local.stats.duplicates_ignored == 1
     bus.detach('/topic', local, has_ros_subscription=True)
     assert bus.inputs('/topic') == () and bus.local_ros_subscriptions('/topic') == 0
+
+
+def test_publishes_go_by_counts_read_at_most_their_max_age_ago() -> None:
+    bus = LocalBus()
+    ros = _CountingPublisher(subscriptions=0)
+    publisher = StagePublisher(bus, '/topic', ros, lambda e: ('msg', e.seq),
+                               lambda e: (e.stamp_ns, e.frame_id))
+    publisher.counts_max_age_s = 3600.0
+    publisher.publish(_envelope(0))
+    ros.subscriptions = 1  # a subscriber appears, and no event says so
+    for seq in range(1, 4):
+        publisher.publish(_envelope(seq))
+    assert ros.published == [] and publisher.outside_subscribers() == 1  # asked: fresh
+    publisher.counts_max_age_s = 0.5  # the reading above expires in an hour: read again now
+    publisher.counts_changed()
+    publisher.publish(_envelope(4))
+    assert ros.published == [('msg', 4)]
+    ros.subscriptions = 0  # it leaves: the reading serves until it is half a second old
+    publisher.publish(_envelope(5))
+    time.sleep(0.6)
+    publisher.publish(_envelope(6))
+    assert ros.published == [('msg', 4), ('msg', 5)] and publisher.stats.messages_built == 2
 
 
 def test_threaded_hop_hands_over_quickly_enough_to_overlap_stages() -> None:

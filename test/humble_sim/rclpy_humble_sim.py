@@ -13,7 +13,8 @@ away, in a running Kilted/Jazzy rclpy, what Humble does not have, as recorded fr
   ``Service``, ``Executor`` and ``Future`` gained after Humble are removed
   (``add_post_set_parameters_callback``, ``list_parameters``, ``wait_for_node``,
   ``get_publisher_count``, ...), and the newer keyword arguments of ``create_timer``,
-  ``create_subscription`` and ``Client.call`` raise ``TypeError`` as Humble would;
+  ``create_subscription``, ``Client.call`` and the QoS event callback classes (``matched``)
+  raise ``TypeError`` as Humble would;
 - rclpy's own parameter service lists parameters as Humble's does (it called the removed
   ``Node.list_parameters``).
 
@@ -35,6 +36,7 @@ import functools
 import importlib
 import importlib.abc
 import importlib.machinery
+import inspect
 import pkgutil
 import sys
 import types
@@ -117,11 +119,22 @@ def _humble_list_parameters(self: Any, request: Any, response: Any) -> Any:
 
 
 def _qos_event_module(event_handler: types.ModuleType,
-                      humble_names: Sequence[str]) -> types.ModuleType:
+                      humble: dict[str, Any]) -> types.ModuleType:
+    """Humble's module of the QoS event classes; their constructors refuse newer keywords."""
     module = types.ModuleType('rclpy.qos_event', "Humble's QoS event classes (simulated).")
-    for name in humble_names:
-        if hasattr(event_handler, name):
-            setattr(module, name, getattr(event_handler, name))
+    for name in humble['names']:
+        if not hasattr(event_handler, name):
+            continue
+        value = getattr(event_handler, name)
+        old = humble['classes'].get(name, {}).get('params', {}).get('__init__')
+        if isinstance(value, type) and old is not None:
+            extra = frozenset(inspect.signature(value.__init__).parameters) - frozenset(old)
+            if extra:
+                init = _refuse_keywords(value.__init__, extra, f'{name}.__init__')
+                value = type(name, (value,), {'__init__': init, '__module__': 'rclpy.qos_event'})
+                REFUSED_KEYWORDS.extend(('rclpy.qos_event', name, '__init__', k)
+                                        for k in sorted(extra))
+        setattr(module, name, value)
     return module
 
 
@@ -146,7 +159,7 @@ def apply() -> None:
             delattr(sys.modules[parent], child)
     sys.meta_path.insert(0, _HideModules())
     if event_handler is not None:
-        qos_event = _qos_event_module(event_handler, humble['rclpy.qos_event']['names'])
+        qos_event = _qos_event_module(event_handler, humble['rclpy.qos_event'])
         sys.modules['rclpy.qos_event'] = qos_event
         sys.modules['rclpy'].qos_event = qos_event  # type: ignore[attr-defined]
     import rclpy.parameter_service

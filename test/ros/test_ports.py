@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from edge_infer_ros.core.frame import Envelope
+from edge_infer_ros.ros.compat import HAS_MATCHED_EVENT
 from edge_infer_ros.ros.same_host import SAME_HOST
+from rclpy.node import Node
+from sensor_msgs.msg import Image
 from support.stage_pair import camera_and_preprocess
 from support.waiting import wait_for
 
@@ -119,3 +122,35 @@ def test_a_transport_registered_in_the_mapping_carries_frames(
         for node in (camera, preprocess):
             node.destroy_node()
     assert sender.closed and receiver.closed and not _RECEIVERS['/image_raw']
+
+
+def test_a_subscription_that_matches_mid_run_gets_frames(ros_context, second_context) -> None:
+    """
+    A running output learns of a new subscription from the matched event.
+
+    Where rclpy has no such event (Humble), from its counts growing old instead.
+    """
+    camera, preprocess, executors = camera_and_preprocess(ros_context, second_context, 'dds',
+                                                          frames=0, fps=30.0)
+    outside = Node('outside_viewer', context=second_context)
+    seen: list[int] = []
+    try:
+        camera.trigger_configure()
+        if HAS_MATCHED_EVENT:
+            camera.image_out.counts_max_age_s = 3600.0  # only the event can make it read again
+        camera.trigger_activate()
+        out = camera.image_out
+        assert wait_for(lambda: out.stats.published >= 5, 10.0, executor=executors[0])
+        assert out.stats.messages_built == 0  # nobody outside yet
+        outside.create_subscription(Image, '/image_raw', lambda msg: seen.append(msg.width), 10)
+        executors[1].add_node(outside)
+
+        def frames_seen() -> bool:
+            executors[1].spin_once(timeout_sec=0.01)
+            return len(seen) >= 3
+        assert wait_for(frames_seen, 15.0, executor=executors[0]), out.stats
+        assert set(seen) == {640}
+    finally:
+        outside.destroy_node()
+        camera.destroy_node()
+        preprocess.destroy_node()
