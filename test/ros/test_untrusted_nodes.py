@@ -126,15 +126,22 @@ def test_any_detection_array_from_outside_gives_a_bounded_cmd_vel_or_a_stop(
         stats = action.inputs[0].stats
         handled = stats.processed + stats.errors  # counted once the frame's fate is known
         publisher.publish(msg)
-        assert outside.spin_until(lambda: stats.processed + stats.errors > handled, 10.0)
+        assert outside.spin_until(lambda: stats.processed + stats.errors > handled, 10.0), \
+            (stats, msg)
         sent['accepted' if action.commands > sent['accepted'] else 'refused'] += 1
 
     send()
-    assert outside.spin_until(lambda: len(outside.commands) >= action.commands, 10.0)
-    assert sent['accepted'] and sent['refused'] and action.error_count() == sent['refused']
+
+    # Each figure with what explains it, should one differ (this test once failed unexplained).
+    def why() -> tuple:
+        return (sent, action.inputs[0].stats, dict(action.refusals), action.last_error,
+                action.commands, len(outside.commands))
+    assert outside.spin_until(lambda: len(outside.commands) >= action.commands, 10.0), why()
+    assert sent['accepted'] and sent['refused'], why()
+    assert action.error_count() == sent['refused'], why()
     unbounded = [c.twist for c in outside.commands if not _bounded(c)]
     assert not unbounded, unbounded
-    assert sum(action.refusals.values()) == sent['refused']
+    assert sum(action.refusals.values()) == sent['refused'], why()
 
 
 def test_a_million_candidates_from_outside_are_refused_and_good_frames_go_on(
