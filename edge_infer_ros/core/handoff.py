@@ -674,27 +674,24 @@ class StagePublisher:
         return max(0, total - self.bus.local_ros_subscriptions(self.topic) -
                    same_host_subscribers)
 
-    def refresh_counts(self) -> None:
-        """
-        Read the topic's subscriber counts now for the publishes to come.
+    def counts_changed(self, *_: Any) -> None:
+        """Have the next publish read the counts again (a DDS matched event, an activation)."""
+        self._counts_due_s = 0.0
 
-        Publishes go by counts read at most :data:`COUNTS_MAX_AGE_S` ago: asking both bindings
-        on every frame costs a frame more than the work it gates. Call this where a count is
-        known to have changed (a DDS match event, an activation) so no frame waits for the age.
+    def _counts_for_publish(self) -> None:
         """
+        Read the topic's subscriber counts if said changed or ``counts_max_age_s`` old.
+
+        Asking both bindings on every frame cost a frame more than the work it gates.
+        """
+        now = time.monotonic()
+        if now < self._counts_due_s:
+            return
         sender = self.same_host
         self._same_host_subscribers = int(sender.subscribers()) if sender is not None else 0
         self._ros_subscriptions = (int(self.ros_publisher.get_subscription_count())
                                    if self.ros_publisher is not None else 0)
-        self._counts_due_s = time.monotonic() + self.counts_max_age_s
-
-    def counts_changed(self, *_: Any) -> None:
-        """Have the next publish read the counts again (a DDS matched-event callback)."""
-        self._counts_due_s = 0.0
-
-    def _counts_for_publish(self) -> None:
-        if time.monotonic() >= self._counts_due_s:
-            self.refresh_counts()
+        self._counts_due_s = now + self.counts_max_age_s
 
     def publish(self, envelope: Envelope[Any], loan: Any = None) -> None:
         """
