@@ -128,7 +128,9 @@ def _qos_event_module(event_handler: types.ModuleType,
         value = getattr(event_handler, name)
         old = humble['classes'].get(name, {}).get('params', {}).get('__init__')
         if isinstance(value, type) and old is not None:
-            extra = frozenset(inspect.signature(value.__init__).parameters) - frozenset(old)
+            named = {n for n, p in inspect.signature(value.__init__).parameters.items()
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            extra = frozenset(named) - frozenset(old)
             if extra:
                 init = _refuse_keywords(value.__init__, extra, f'{name}.__init__')
                 value = type(name, (value,), {'__init__': init, '__module__': 'rclpy.qos_event'})
