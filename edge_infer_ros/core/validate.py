@@ -55,9 +55,10 @@ BOX_TOLERANCE = 1.0
 STAGE_NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,63}$')
 #: Camera names: frame_id-like, printable, no spaces.
 CAMERA_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_./:-]{0,63}$')
-#: Up to this many boxes are checked row by row in plain Python: for the few boxes of a
-#: frame, a dozen numpy calls cost more than the rows, most of all after an idle period.
-SCALAR_BOX_ROWS = 32
+#: Up to this many boxes are checked row by row in plain Python: a dozen numpy calls cost more
+#: than the rows of a frame's candidates, most of all after an idle period, when each numpy
+#: call is slow (docs/benchmarks.md has the crossover).
+SCALAR_BOX_ROWS = 128
 
 
 class InputRefused(ValueError):
@@ -288,7 +289,13 @@ def check_envelope(envelope: Any, now_ns: int, max_count: int = MAX_DETECTIONS,
     let through. Image encodings are the image module's business and are not checked here.
     ``scan_tensor`` False skips the per-element NaN/inf scan of a tensor (a pass over the
     whole tensor): for tensors this process's preprocessor made from pixels.
+
+    A frame that passes is judged in one pass (:func:`_envelope_ok`): the gate runs on every
+    hop of every frame, and after an idle period each call it makes is slow. The checks one
+    by one run only for a frame that pass did not accept, to say why it is refused.
     """
+    if _envelope_ok(envelope, now_ns, max_count, scan_tensor):
+        return
     stamp = envelope.stamp_ns
     check_stamp(stamp, now_ns)
     check_frame_names(envelope.camera, envelope.frame_id)
@@ -323,3 +330,64 @@ def check_envelope(envelope: Any, now_ns: int, max_count: int = MAX_DETECTIONS,
         classes = MAX_CLASSES if final else (len(payload.class_names) or MAX_CLASSES)
         check_boxes(boxes, scores, ids, classes, 'detections' if final else 'candidates',
                     (payload.image_width, payload.image_height) if final else None)
+
+
+def _envelope_ok(envelope: Any, now_ns: int, max_count: int, scan_tensor: bool) -> bool:
+    """
+    Tell whether an envelope passes :func:`check_envelope`, in one function and no raise.
+
+    The same rules, written as chained comparisons (a NaN fails each of them). False means
+    only "judge it check by check": it is also the answer for anything unexpected.
+    """
+    try:
+        stamp = envelope.stamp_ns
+        latest = now_ns + FUTURE_TOLERANCE_NS
+        camera = envelope.camera
+        if not (0 < stamp <= latest and len(envelope.frame_id) <= MAX_NAME_LENGTH and
+                (not camera or (len(camera) <= MAX_NAME_LENGTH and
+                                _matches(camera, CAMERA_NAME_RE)))):
+            return False
+        trace = envelope.trace
+        if len(trace) > MAX_STAGES:
+            return False
+        earliest = stamp - FUTURE_TOLERANCE_NS
+        for timing in trace:
+            received, stage = timing.received_ns, timing.stage
+            if not (0 < received and earliest <= received <= timing.start_ns <= timing.end_ns
+                    <= latest and len(timing.node) <= MAX_NAME_LENGTH and
+                    len(stage) <= MAX_NAME_LENGTH and _matches(stage, STAGE_NAME_RE)):
+                return False
+        payload = envelope.payload
+        if isinstance(payload, ImagePayload):
+            shape = payload.image.shape
+            return len(shape) > 1 and 1 <= shape[1] <= MAX_IMAGE_SIDE and \
+                1 <= shape[0] <= MAX_IMAGE_SIDE
+        final = isinstance(payload, DetectionPayload)
+        if not (final or isinstance(payload, (TensorPayload, CandidatePayload))):
+            return True
+        if not (1 <= payload.image_width <= MAX_IMAGE_SIDE and
+                1 <= payload.image_height <= MAX_IMAGE_SIDE):
+            return False
+        if not final:
+            box = payload.letterbox
+            if not (0.0 < box.scale <= MAX_SCALE and -MAX_PAD <= box.pad_x <= MAX_PAD and
+                    -MAX_PAD <= box.pad_y <= MAX_PAD):
+                return False
+        if isinstance(payload, TensorPayload):
+            tensor = payload.tensor
+            return not (scan_tensor and tensor.dtype.kind == 'f' and
+                        not np.isfinite(tensor).all())
+        scores, boxes, ids, names = (payload.scores, payload.boxes, payload.class_ids,
+                                     payload.class_names)
+        count = scores.size
+        if count > (MAX_DETECTIONS if final else max_count) or len(names) > MAX_CLASSES or \
+                boxes.shape != (count, 4) or ids.shape != scores.shape:
+            return False
+        for name in names:
+            if len(name) > MAX_CLASS_NAME:
+                return False
+        return count == 0 or (count <= SCALAR_BOX_ROWS and _rows_ok(
+            boxes, scores, ids, MAX_CLASSES if final else (len(names) or MAX_CLASSES),
+            (payload.image_width, payload.image_height) if final else None))
+    except Exception:  # noqa: B902 - whatever it is, the checks one by one say it
+        return False

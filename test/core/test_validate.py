@@ -7,14 +7,16 @@ a refusal with a reason, and nothing non-finite or over the limits reaches a com
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from unittest import mock
 
 from edge_infer_ros.core import validate
-from edge_infer_ros.core.frame import FrameTrace, StageTiming
+from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
 from edge_infer_ros.core.geometry import Letterbox, unletterbox
-from edge_infer_ros.core.payloads import Command, DetectionPayload
+from edge_infer_ros.core.payloads import (CandidatePayload, Command, DetectionPayload,
+                                          ImagePayload, TensorPayload)
 from edge_infer_ros.core.validate import InputRefused
 from edge_infer_ros.monitor.config import BudgetConfig
 from edge_infer_ros.monitor.tracker import BudgetTracker
@@ -153,6 +155,104 @@ def test_few_boxes_checked_row_by_row_are_judged_as_numpy_judges_them(rows, imag
     # What is accepted, the rows accepted alone (numpy only ever runs to say why not).
     assert validate._rows_ok(boxes, scores, class_ids, len(NAMES), size) == (row_by_row is None)
     event('refused' if row_by_row else 'accepted')
+
+
+_NOW = 1_800_000_000 * SEC
+#: Values at each bound of the gate, each list led by good values so that a third of the
+#: envelopes pass and the rest fail one rule or a few.
+_TIMES = st.sampled_from([_NOW - 10, _NOW - 2, _NOW - 1, _NOW] * 24 +
+                         [-5, 0, 1, _NOW - 3 * SEC, _NOW - 2 * SEC, _NOW - SEC, _NOW + SEC,
+                          _NOW + SEC + 1, _NOW + 2 * SEC])
+_NAMES = st.sampled_from(['camera', 'detector', 'front/left:0'] * 40 +
+                         ['a camera', '9nms', '', 'x' * 65, 'y' * 300])
+_SIZES = st.sampled_from([480, 640] * 6 +
+                         [0, 1, validate.MAX_IMAGE_SIDE, validate.MAX_IMAGE_SIDE + 1])
+_FLOATS = st.sampled_from([0.5, 2.0] * 8 +
+                          [math.nan, math.inf, -math.inf, -1.0, 0.0, validate.MAX_PAD,
+                           validate.MAX_PAD + 1, -validate.MAX_PAD - 1])
+
+
+@st.composite
+def _timing(draw):
+    """Draw a stage's times, in order unless drawn otherwise."""
+    times = [draw(_TIMES) for _ in range(3)]
+    return StageTiming(draw(_NAMES), draw(_NAMES),
+                       *(sorted(times) if draw(st.integers(0, 3)) else times))
+
+
+@st.composite
+def _envelopes(draw):
+    """Draw an envelope of any payload kind, each field near a bound of the gate."""
+    trace = tuple(draw(_timing()) for _ in range(draw(st.integers(0, 2))))
+    width, height = draw(_SIZES), draw(_SIZES)
+    box = Letterbox(draw(_FLOATS), draw(_FLOATS), draw(_FLOATS))
+    kind = draw(st.sampled_from(['image', 'tensor', 'candidates', 'detections', 'command']))
+    rows = draw(st.lists(st.tuples(*[_COORDS] * 4, st.sampled_from([0.5, 1.5, -0.1, math.nan]),
+                                   st.integers(-1, len(NAMES))), max_size=40))
+    if draw(st.integers(0, 2)):  # most frames: only a few rows, if any, break a rule
+        rows = [row if draw(st.integers(0, 15)) == 0 else
+                (10.0, 10.0, 20.0 + index, 300.0, 0.5, index % len(NAMES))
+                for index, row in enumerate(rows)]
+    boxes = np.array([r[:4] for r in rows], np.float32).reshape(-1, 4)
+    scores = np.array([r[4] for r in rows], np.float32)
+    ids = np.array([r[5] for r in rows], np.int32)
+    names = NAMES + ('n' * draw(st.sampled_from([1] * 7 + [validate.MAX_CLASS_NAME + 1])),)
+    payload = {'image': lambda: ImagePayload(np.zeros((min(height, 2), min(width, 2), 3)
+                                                      if width and height else (0, 0, 3),
+                                                      np.uint8), 'bgr8'),
+               'tensor': lambda: TensorPayload(np.full((1, 3, 2, 2), draw(_FLOATS), np.float32),
+                                               box, width, height),
+               'candidates': lambda: CandidatePayload(boxes, scores, ids, names, box, width,
+                                                      height, 'onnxruntime'),
+               'detections': lambda: DetectionPayload(boxes, scores, ids, names, width, height),
+               'command': lambda: Command(0.0, 0.0, True, '')}[kind]()
+    return Envelope(draw(_NAMES), 1, draw(_TIMES), draw(_NAMES), trace, payload)
+
+
+@given(envelope=_envelopes(), local=st.booleans())
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_one_pass_gate_accepts_exactly_what_the_checks_one_by_one_accept(
+        envelope, local) -> None:
+    def refusal():
+        try:
+            validate.check_envelope(envelope, _NOW, 30, scan_tensor=not local)
+        except InputRefused as refused:
+            return refused.reason
+        return None
+    with mock.patch.object(validate, '_envelope_ok', lambda *_: False):
+        one_by_one = refusal()
+    assert refusal() == one_by_one
+    # What passes, the one pass accepts alone (the checks one by one run only to say why).
+    assert validate._envelope_ok(envelope, _NOW, 30, not local) == (one_by_one is None)
+    event(f'{type(envelope.payload).__name__}: {one_by_one or "accepted"}')
+
+
+def _one_row(box=(10.0, 10.0, 20.0, 30.0), score=0.5, class_id=1, rows=1):
+    return {'boxes': np.tile(np.array([box], np.float32), (rows, 1)),
+            'scores': np.full(rows, score, np.float32),
+            'class_ids': np.full(rows, class_id, np.int32)}
+
+
+@pytest.mark.parametrize('reason, change', [
+    ('inverted_box', _one_row(box=(20.0, 10.0, 10.0, 30.0))),
+    ('score_out_of_range', _one_row(score=1.5)),
+    ('class_id_out_of_range', _one_row(class_id=len(NAMES))),
+    ('too_many', _one_row(rows=31)),
+    ('bad_name', {'class_names': NAMES + ('n' * (validate.MAX_CLASS_NAME + 1),)}),
+    ('malformed', {'class_ids': np.zeros(2, np.int32)}),
+    (None, _one_row(rows=validate.SCALAR_BOX_ROWS + 1)),  # numpy judges; max_count raised
+])
+def test_each_rule_on_candidates_is_applied_by_both_ways_of_the_gate(reason, change) -> None:
+    good = CandidatePayload(**_one_row(), class_names=NAMES, letterbox=Letterbox(0.5, 0.0, 0.0),
+                            image_width=640, image_height=480, backend='onnxruntime')
+    envelope = Envelope('camera', 1, _NOW - 10, 'camera', (), dataclasses.replace(good, **change))
+    limit = 30 if reason else validate.SCALAR_BOX_ROWS + 1
+    one_pass = reason is None and len(envelope.payload.scores) <= validate.SCALAR_BOX_ROWS
+    assert validate._envelope_ok(envelope, _NOW, limit, True) is one_pass
+    if reason is None:
+        validate.check_envelope(envelope, _NOW, limit)
+    else:
+        _refused(reason, validate.check_envelope, envelope, _NOW, limit)
 
 
 def test_name_checks_remember_a_bounded_number_of_short_names_and_still_refuse() -> None:
