@@ -11,6 +11,9 @@ each call and its baseline alternated:
   passes judged in one pass, up to 128 boxes row by row, against the checks one by one and up
   to 32 boxes row by row of before (``--boxes``: how many; a detector's frame holds tens of
   candidates);
+* the detector's decoding of a YOLOv8 output (``inference/yolo.YoloDecoder``), against the
+  seed loop's decode (the loop the package is compared with), on an output of 4 classes and
+  2000 anchors with ``--boxes`` of them above the score threshold;
 * a stage's ROS clock reading (``ros/compat.ros_time_reader``): whether /clock overrides the
   clock learned from its activation callback, against asking the clock's handle per reading.
 
@@ -33,11 +36,13 @@ from unittest import mock
 if __package__ in (None, ''):  # run as a file: make ``bench`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import seed_loop  # noqa: E402
 from edge_infer_ros.core import validate  # noqa: E402
 from edge_infer_ros.core.frame import Envelope, StageTiming  # noqa: E402
 from edge_infer_ros.core.geometry import Letterbox  # noqa: E402
 from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload,  # noqa: E402
                                           ImagePayload, TensorPayload)
+from edge_infer_ros.inference.yolo import YoloDecoder  # noqa: E402
 from edge_infer_ros.ros.compat import ros_time_reader  # noqa: E402
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
@@ -67,6 +72,19 @@ def _envelopes(boxes: int) -> dict[str, Envelope[Any]]:
                 'detections': (4, DetectionPayload(table, scores, ids, CLASS_NAMES, 640, 480))}
     return {kind: Envelope('camera', 1, stamp, 'camera', trace[:stages], payload)
             for kind, (stages, payload) in payloads.items()}
+
+
+def _yolo_output(boxes: int, anchors: int = 2000) -> np.ndarray:
+    """Make a YOLOv8 output [1, 4+C, N], ``boxes`` anchors above the seed loop's threshold."""
+    rng = np.random.default_rng(1)
+    output = np.empty((1, 4 + len(CLASS_NAMES), anchors), np.float32)
+    output[0, :2] = rng.uniform(20, 300, (2, anchors))
+    output[0, 2:4] = rng.uniform(5, 40, (2, anchors))
+    output[0, 4:] = rng.uniform(0, seed_loop.SCORE_THRESHOLD / 2, (len(CLASS_NAMES), anchors))
+    hits = rng.choice(anchors, min(boxes, anchors), replace=False)
+    best = 4 + rng.integers(0, len(CLASS_NAMES), hits.size)
+    output[0, best, hits] = rng.uniform(0.3, 1.0, hits.size)
+    return output
 
 
 @contextmanager
@@ -120,6 +138,11 @@ def run(calls: int, gap_s: float, boxes: int) -> dict[str, dict[str, float]]:
         def gate(envelope: Envelope[Any] = envelope) -> None:
             validate.check_envelope(envelope, time.time_ns(), scan_tensor=False)
         results[f'gate, {kind}'] = measure(gate, gate, _gate_before, calls, gap_s)
+    output = _yolo_output(boxes)
+    decoder = YoloDecoder('yolov8', len(CLASS_NAMES), 300)
+    results['decode (baseline: seed loop)'] = measure(
+        lambda: decoder.decode(output, seed_loop.SCORE_THRESHOLD),
+        lambda: seed_loop.decode(output), ExitStack, calls, gap_s)
     context = Context()
     rclpy.init(context=context)
     try:

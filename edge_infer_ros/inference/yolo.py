@@ -23,8 +23,9 @@ import numpy as np
 #: Output layouts the decoder understands.
 LAYOUTS = ('yolov8', 'yolov5')
 
-# Below this many classes YOLOv5 class maxima are taken column by column (see decode()).
+# Up to this many classes the class maxima are taken a column (YOLOv8: a row) at a time.
 _COLUMN_LOOP_MAX_CLASSES = 24
+_ROW_LOOP_MAX_CLASSES = 8
 
 _EXPECTED = 'expected [1, 4+C, N] (YOLOv8/YOLO11) or [1, N, 5+C] (YOLOv5)'
 
@@ -148,23 +149,28 @@ class YoloDecoder:
         anchors = out.shape[1] if v8 else out.shape[0]
         scores, mask = self._scratch(anchors, out.dtype)
         # Best class score per anchor, read in the native layout (no transposed copy).
-        if v8:
+        first = 4 if v8 else 5
+        if 1 < self.num_classes <= (_ROW_LOOP_MAX_CLASSES if v8 else _COLUMN_LOOP_MAX_CLASSES):
+            # A few maxima of two rows (YOLOv5: strided columns) beat one reduction: over a
+            # short inner axis a reduction costs per row, and after the camera's idle gap the
+            # first reduction of a frame is its slowest numpy call (docs/benchmarks.md).
+            rows = out if v8 else out.T
+            np.maximum(rows[first], rows[first + 1], out=scores)
+            for row in range(first + 2, first + self.num_classes):
+                np.maximum(scores, rows[row], out=scores)
+        elif v8:
             np.max(out[4:], axis=0, out=scores)
-        elif self.num_classes <= _COLUMN_LOOP_MAX_CLASSES and self.num_classes > 1:
-            # A reduction over a short inner axis costs per row; a few strided column
-            # maxima are ~15x faster for C=4 (N=6300: 0.02 vs 0.29 ms).
-            np.maximum(out[:, 5], out[:, 6], out=scores)
-            for column in range(7, 5 + self.num_classes):
-                np.maximum(scores, out[:, column], out=scores)
         else:
             np.max(out[:, 5:], axis=1, out=scores)
         if not v8:
             # obj * max(cls) == max(obj * cls) because obj is a probability (>= 0).
             np.multiply(scores, out[:, 4], out=scores)
         # NaN and +inf propagate through max and multiply, so one check over N finds them.
+        # Few numpy calls from here: after the camera's idle gap each one is slow, whatever
+        # its size (count_nonzero is not a reduction: cheaper cold than all()).
         np.isfinite(scores, out=mask)
         bad = None
-        if not mask.all():
+        if np.count_nonzero(mask) != anchors:
             bad = np.flatnonzero(~mask)
             scores[bad] = self._clean_scores(out, bad)
         np.greater_equal(scores, score_threshold, out=mask)
@@ -172,30 +178,31 @@ class YoloDecoder:
         if idx.size > self.max_candidates:
             top = np.argpartition(scores[idx], idx.size - self.max_candidates)
             idx = np.sort(idx[top[idx.size - self.max_candidates:]])
-        order = np.argsort(-scores[idx], kind='stable')
-        idx = idx[order]
-        raw = (out[:4, idx] if v8 else out[idx, :4].T).astype(np.float32)  # (4, K)
-        finite = np.isfinite(raw).all(axis=0)
+        kept = scores[idx]
+        order = np.argsort(-kept, kind='stable')
+        idx, kept = idx[order], kept[order]
+        raw = out[:4, idx] if v8 else out[idx, :4].T  # (4, K), a new array
+        if raw.dtype != np.float32:
+            raw = raw.astype(np.float32)
         non_finite = 0 if bad is None else bad.size
-        if not finite.all():
+        finite = np.isfinite(raw)
+        if np.count_nonzero(finite) != finite.size:
+            finite = finite.all(axis=0)
             dropped = idx[~finite]
             non_finite += (dropped.size if bad is None
                            else np.setdiff1d(dropped, bad, assume_unique=True).size)
-            idx = idx[finite]
+            idx, kept = idx[finite], kept[finite]
             raw = raw[:, finite]
         self.last_non_finite = int(non_finite)
+        half = raw[2:] * np.float32(0.5)
         boxes = np.empty((idx.size, 4), np.float32)
-        half_w = raw[2] * np.float32(0.5)
-        half_h = raw[3] * np.float32(0.5)
-        np.subtract(raw[0], half_w, out=boxes[:, 0])
-        np.subtract(raw[1], half_h, out=boxes[:, 1])
-        np.add(raw[0], half_w, out=boxes[:, 2])
-        np.add(raw[1], half_h, out=boxes[:, 3])
+        np.subtract(raw[:2], half, out=boxes[:, :2].T)
+        np.add(raw[:2], half, out=boxes[:, 2:].T)
         cls = out[4:, idx] if v8 else out[idx, 5:].T  # (C, K), small
         if bad is not None and not np.isfinite(cls).all():
             cls = np.where(np.isfinite(cls), cls, 0)
         class_ids = np.argmax(cls, axis=0).astype(np.int32)
-        return boxes, scores[idx].astype(np.float32), class_ids
+        return boxes, (kept if kept.dtype == np.float32 else kept.astype(np.float32)), class_ids
 
     def _clean_scores(self, out: np.ndarray, bad: np.ndarray) -> np.ndarray:
         """Recompute the scores of the anchors in ``bad`` with non-finite values taken as 0."""
