@@ -31,11 +31,10 @@ No ROS import here on purpose beyond duck typing: the queue and bus logic is tes
 from __future__ import annotations
 
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass
 import threading
 import time
-from typing import Any, Callable, Hashable, Iterator, Optional
+from typing import Any, Callable, Hashable, Optional
 import weakref
 
 from edge_infer_ros.core.frame import Envelope
@@ -78,17 +77,25 @@ class Pace:
         self.idle_ns: Optional[int] = None
         self._ready_ns = 0
         self._busiest: Optional['StageInput'] = None
+        self._outer: list[Optional[Pace]] = []  # the paces these blocks replaced, innermost last
 
-    @contextmanager
-    def publishing(self, idle_ns: Optional[int]) -> Iterator['Pace']:
-        """Publish in this block as a source that idled ``idle_ns`` before the frame."""
-        outer = getattr(_thread, 'pace', None)
+    def publishing(self, idle_ns: Optional[int]) -> 'Pace':
+        """
+        Set how long the source idled before the frame it publishes in the ``with`` block.
+
+        The pace is its own context manager, not a generator's: this runs before every frame,
+        and a generator-based one costs the frame several times more after an idle gap.
+        """
         self.idle_ns = idle_ns
+        return self
+
+    def __enter__(self) -> 'Pace':
+        self._outer.append(getattr(_thread, 'pace', None))
         _thread.pace = self
-        try:
-            yield self
-        finally:
-            _thread.pace = outer
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        _thread.pace = self._outer.pop()
 
     def note_ready(self, ready_ns: int, stage_input: 'StageInput') -> None:
         """Note when a stage that queued the frame expects to be free (the latest counts)."""
@@ -599,6 +606,31 @@ class LocalBus:
         return self._same_host.get(topic, 0)
 
 
+class LoanBlock:
+    """
+    ``with publisher.loaned(shape, dtype) as loan:``: gives back a loan the block did not send.
+
+    A class, not a generator's context manager: a stage enters one on every frame, and after
+    an idle gap a generator-based one costs the frame several times more.
+    """
+
+    __slots__ = ('loan',)
+
+    def __init__(self, loan: Any) -> None:
+        self.loan = loan
+
+    def __enter__(self) -> Any:
+        return self.loan
+
+    def __exit__(self, *_: Any) -> None:
+        if self.loan is not None:
+            self.loan.discard()  # nothing when publish() took it
+
+
+#: The block of every frame that goes without a loan (nothing to give back: shared).
+NO_LOAN = LoanBlock(None)
+
+
 @dataclass
 class PublisherStats:
     """Counters of one stage publisher."""
@@ -656,15 +688,10 @@ class StagePublisher:
         except Exception:  # noqa: B902 - no loan: this frame goes by copy (counted there)
             return None
 
-    @contextmanager
-    def loaned(self, shape: tuple[int, ...], dtype: Any) -> Iterator[Any]:
+    def loaned(self, shape: tuple[int, ...], dtype: Any) -> 'LoanBlock':
         """:meth:`loan` for a ``with`` block: a loan not published in it is given back."""
         loan = self.loan(shape, dtype)
-        try:
-            yield loan
-        finally:
-            if loan is not None:
-                loan.discard()  # nothing when publish() took it
+        return NO_LOAN if loan is None else LoanBlock(loan)
 
     def outside_subscribers(self, same_host_subscribers: int = 0) -> int:
         """Subscriptions on the topic that are neither local inputs nor served same-host (now)."""

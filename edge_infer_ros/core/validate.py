@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload, ImagePayload,
                                           TensorPayload)
@@ -209,41 +209,30 @@ def _rows_ok(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, num_c
     if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape != (len(boxes),) or \
             class_ids.shape != scores.shape:
         return False
+    return not broken_rows(boxes.tolist(), scores.tolist(), class_ids.tolist(), num_classes,
+                           image_size)
+
+
+def broken_rows(boxes: Sequence[Sequence[float]], scores: Sequence[float],
+                class_ids: Sequence[int], num_classes: int,
+                image_size: Optional[tuple[int, int]] = None) -> list[int]:
+    """
+    Return the indices of the rows (plain numbers) that break the rules of :func:`check_boxes`.
+
+    The gate refuses a frame with any; the action policy ignores and counts them instead (it
+    defends itself against an in-process payload nobody validated). A NaN fails every
+    comparison and an infinity the bounds, so the chains test finiteness too. One loop, no
+    call per row: both run on every frame.
+    """
     if image_size is None:
         low, high_x, high_y = -MAX_BOX_COORD, MAX_BOX_COORD, MAX_BOX_COORD
     else:  # the image's bounds lie inside +-MAX_BOX_COORD
         low = -BOX_TOLERANCE
         high_x, high_y = image_size[0] + BOX_TOLERANCE, image_size[1] + BOX_TOLERANCE
-    return _rows_within(zip(boxes.tolist(), scores.tolist(), class_ids.tolist()), num_classes,
-                        low, high_x, high_y)
-
-
-def _rows_within(rows: Iterable[tuple[Sequence[float], float, int]], num_classes: int,
-                 low: float, high_x: float, high_y: float) -> bool:
-    """
-    Apply the box rules to rows of plain numbers ((box), score, class), within finite bounds.
-
-    A NaN fails every comparison and an infinity the bounds, so the chains test finiteness too.
-    One loop, no call per row: the gate runs this on every frame.
-    """
-    for (x_min, y_min, x_max, y_max), score, class_id in rows:
-        if not (low <= x_min <= x_max <= high_x and low <= y_min <= y_max <= high_y and
-                0.0 <= score <= 1.0 and 0 <= class_id < num_classes):
-            return False
-    return True
-
-
-def valid_row(x_min: float, y_min: float, x_max: float, y_max: float, score: float,
-              class_id: int, num_classes: int, width: int, height: int) -> bool:
-    """
-    Tell whether the action policy may act on one detection (the others are counted).
-
-    The rules of :func:`check_boxes`, for one row of plain floats: the policy defends itself
-    against an in-process payload nobody validated, rather than refusing the whole frame.
-    A frame holds few detections, so a scalar check is cheaper than numpy's per-call cost.
-    """
-    return _rows_within((((x_min, y_min, x_max, y_max), score, class_id),), num_classes,
-                        -BOX_TOLERANCE, width + BOX_TOLERANCE, height + BOX_TOLERANCE)
+    return [index for index, ((x_min, y_min, x_max, y_max), score, class_id)
+            in enumerate(zip(boxes, scores, class_ids))
+            if not (low <= x_min <= x_max <= high_x and low <= y_min <= y_max <= high_y and
+                    0.0 <= score <= 1.0 and 0 <= class_id < num_classes)]
 
 
 def check_trace(stamp_ns: int, stages: Sequence[Any], now_ns: int,

@@ -10,10 +10,9 @@ the reason, which the input counts per reason and reports).
 from __future__ import annotations
 
 import array
-from contextlib import contextmanager
 import math
 import threading
-from typing import Callable, Hashable, Iterator, Optional
+from typing import Any, Callable, Hashable, Optional
 
 from builtin_interfaces.msg import Time
 from edge_infer_ros.core import compressed, frame, validate
@@ -35,15 +34,26 @@ _NS = 1_000_000_000
 _receiver = threading.local()
 
 
-@contextmanager
-def judged_on(clock: Callable[[], int]) -> Iterator[None]:
+class _JudgedOn:
+    """The ``with`` block of :func:`judged_on` (a class: one is entered per message)."""
+
+    __slots__ = ('clock', 'outer')
+
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self.clock = clock
+        self.outer: Optional[Callable[[], int]] = None
+
+    def __enter__(self) -> None:
+        self.outer = getattr(_receiver, 'clock', None)
+        _receiver.clock = self.clock
+
+    def __exit__(self, *_: Any) -> None:
+        _receiver.clock = self.outer
+
+
+def judged_on(clock: Callable[[], int]) -> _JudgedOn:
     """Check stamps of messages converted in this block against ``clock`` (the node's)."""
-    outer = getattr(_receiver, 'clock', None)
-    _receiver.clock = clock
-    try:
-        yield
-    finally:
-        _receiver.clock = outer
+    return _JudgedOn(clock)
 
 
 def _now_ns() -> int:

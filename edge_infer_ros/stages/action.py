@@ -84,15 +84,16 @@ class ActionPolicy:
                            f'{list(boxes.shape)} boxes cannot be trusted', -1, count)
         names = detections.class_names
         num_classes = len(names) or validate.MAX_CLASSES
-        ignored = 0
         best = -1
         best_score = -1.0
         near_obstacle = ''
-        rows = zip(boxes.tolist(), scores.tolist(), class_ids.tolist())
+        box_rows, score_rows, class_rows = boxes.tolist(), scores.tolist(), class_ids.tolist()
+        broken = validate.broken_rows(box_rows, score_rows, class_rows, num_classes,
+                                      (width, height))
+        ignored = len(broken)
+        rows = zip(box_rows, score_rows, class_rows)
         for index, ((x_min, y_min, x_max, y_max), score, class_id) in enumerate(rows):
-            if not validate.valid_row(x_min, y_min, x_max, y_max, score, class_id,
-                                      num_classes, width, height):
-                ignored += 1
+            if broken and index in broken:
                 continue
             if score < self.min_score:
                 continue
