@@ -62,7 +62,11 @@ except ImportError as _error:  # pragma: no cover - depends on the machine
 #: Transports a stage can use towards peers on its own host.
 _ALIGN = 64
 _MAX_NDIM = 4
-_WAIT_S = 0.2  # the receive thread wakes at least this often to notice stop()
+#: The longest a receive thread waits without a frame (s). stop() wakes it at once through the
+#: topic's event; this bound only serves when that wake fails. Short waits cost a composed
+#: pipeline its latency: every receiver woke 5 times a second, and a wake that lands while
+#: inference runs on both cores takes one of them from it (docs/benchmarks.md).
+_WAIT_S = 5.0
 #: Seconds between two periodic scans for dead iceoryx2 nodes in one process. A scan reads
 #: every node on the host (milliseconds, more with each node a killed process left behind)
 #: and frees the dead ones whatever service asked, so one scan serves all of a process's.
