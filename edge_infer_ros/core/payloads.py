@@ -53,6 +53,11 @@ class CandidatePayload:
     backend: str
     image: Optional[np.ndarray] = None
     image_encoding: str = 'bgr8'
+    #: The maker of the arrays checked them against the gate's rules for candidates (see
+    #: :func:`~edge_infer_ros.core.validate.check_envelope`), ordered them best score first
+    #: and made them read-only: the in-process gate and NMS skip what that proved. Only the
+    #: detector sets it; a message or a shared-memory sample never carries it.
+    rows_checked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,10 @@ class DetectionPayload:
     #: False when class_names holds only the classes present (a DetectionArray from DDS)
     class_names_complete: bool = True
     image_encoding: str = 'bgr8'
+    #: The maker of the arrays checked them against the gate's rules for detections and made
+    #: them read-only (NMS, from candidates whose rows were checked): the in-process gate
+    #: skips the rows.
+    rows_checked: bool = False
 
     def __len__(self) -> int:
         return len(self.scores)

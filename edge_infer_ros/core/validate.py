@@ -281,7 +281,9 @@ def check_envelope(envelope: Any, now_ns: int, max_count: int = MAX_DETECTIONS,
 
     A frame that passes is judged in one pass (:func:`_envelope_ok`): the gate runs on every
     hop of every frame, and after an idle period each call it makes is slow. The checks one
-    by one run only for a frame that pass did not accept, to say why it is refused.
+    by one run only for a frame that pass did not accept, to say why it is refused. Rows
+    whose maker checked them (``rows_checked``, read-only arrays: the detector's decoder, NMS
+    after it) are not judged again; the rest of the frame is.
     """
     if _envelope_ok(envelope, now_ns, max_count, scan_tensor):
         return
@@ -375,6 +377,9 @@ def _envelope_ok(envelope: Any, now_ns: int, max_count: int, scan_tensor: bool) 
         for name in names:
             if len(name) > MAX_CLASS_NAME:
                 return False
+        if payload.rows_checked and not (boxes.flags.writeable or scores.flags.writeable or
+                                         ids.flags.writeable):
+            return True  # checked by their maker, and unchangeable since
         return count == 0 or (count <= SCALAR_BOX_ROWS and _rows_ok(
             boxes, scores, ids, MAX_CLASSES if final else (len(names) or MAX_CLASSES),
             (payload.image_width, payload.image_height) if final else None))

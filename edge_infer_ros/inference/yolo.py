@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from edge_infer_ros.core.validate import MAX_BOX_COORD
 import numpy as np
 
 #: Output layouts the decoder understands.
@@ -111,6 +112,8 @@ class YoloDecoder:
         self.channels = self.num_classes + (4 if layout == 'yolov8' else 5)
         #: anchors of the last decoded frame that held NaN or inf in a score or a kept box
         self.last_non_finite = 0
+        #: the last frame's candidates pass the gate's rules for candidates (see decode)
+        self.last_rows_ok = True
         self._scores = np.empty(0, np.float32)
         self._mask = np.empty(0, bool)
 
@@ -143,6 +146,13 @@ class YoloDecoder:
         boxes are (K, 4) float32 x_min, y_min, x_max, y_max in model-input pixels, scores (K,)
         float32 and class_ids (K,) int32, sorted by score descending (ties in anchor order);
         at most ``max_candidates`` of the best are kept. The output array is only read.
+
+        After the call :attr:`last_rows_ok` tells whether every candidate passes the gate's
+        rules for candidates (:func:`edge_infer_ros.core.validate.check_boxes`). Finite values
+        and class ids below ``num_classes`` hold by construction; a model can still give a
+        negative width or height, a score above 1 or a huge coordinate, which three
+        reductions over the K candidates find here, while the arrays are in cache, instead of
+        a check of every row at the next stage's input.
         """
         out = self._view(np.asarray(output))
         v8 = self.layout == 'yolov8'
@@ -198,6 +208,9 @@ class YoloDecoder:
         boxes = np.empty((idx.size, 4), np.float32)
         np.subtract(raw[:2], half, out=boxes[:, :2].T)
         np.add(raw[:2], half, out=boxes[:, 2:].T)
+        self.last_rows_ok = idx.size == 0 or bool(
+            0.0 <= kept[-1] and kept[0] <= 1.0 and half.min() >= 0.0 and
+            -MAX_BOX_COORD <= boxes.min() and boxes.max() <= MAX_BOX_COORD)
         cls = out[4:, idx] if v8 else out[idx, 5:].T  # (C, K), small
         if bad is not None and not np.isfinite(cls).all():
             cls = np.where(np.isfinite(cls), cls, 0)

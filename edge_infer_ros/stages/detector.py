@@ -14,7 +14,9 @@ import math
 import time
 from typing import Optional
 
+from edge_infer_ros.core.image import read_only
 from edge_infer_ros.core.payloads import CandidatePayload, TensorPayload
+from edge_infer_ros.core.validate import MAX_CLASSES
 from edge_infer_ros.inference.backends.base import DetectorBackend
 from edge_infer_ros.inference.model_info import ModelInfo
 from edge_infer_ros.inference.yolo import YoloDecoder
@@ -42,6 +44,9 @@ class Detector:
         #: frames whose output held NaN or inf: over all frames, and the last SICK_WINDOW
         self.sick_frames = 0
         self._recent_sick: deque[bool] = deque(maxlen=SICK_WINDOW)
+        # The gate bounds class ids by the class names (all classes when there are none).
+        names = len(model.class_names)
+        self._ids_named = model.num_classes <= (names or MAX_CLASSES)
 
     def set_max_candidates(self, max_candidates: int) -> None:
         """Keep at most this many candidates per frame from the next frame on."""
@@ -51,6 +56,8 @@ class Detector:
         """
         Return the candidates of one tensor (the backend refuses a wrong shape or dtype).
 
+        Their arrays are read-only; ``rows_checked`` says whether the decoder found every row
+        within the gate's rules (the next stage then judges only the frame, not each row).
         After the call, :attr:`last_non_finite` tells how many anchors of this frame held
         non-finite values (dropped).
         """
@@ -61,9 +68,11 @@ class Detector:
         sick = self.decoder.last_non_finite > 0
         self.sick_frames += sick
         self._recent_sick.append(sick)
-        return CandidatePayload(boxes, scores, class_ids, self.model.class_names,
-                                payload.letterbox, payload.image_width, payload.image_height,
-                                self.backend.name, payload.image, payload.image_encoding)
+        return CandidatePayload(read_only(boxes), read_only(scores), read_only(class_ids),
+                                self.model.class_names, payload.letterbox, payload.image_width,
+                                payload.image_height, self.backend.name, payload.image,
+                                payload.image_encoding,
+                                self.decoder.last_rows_ok and self._ids_named)
 
     def output_verdict(self) -> tuple[str, str]:
         """

@@ -166,13 +166,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
 
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
                 iou_threshold: float, max_detections: int,
-                class_agnostic: bool = False, engine: str = 'auto') -> np.ndarray:
+                class_agnostic: bool = False, engine: str = 'auto',
+                presorted: bool = False) -> np.ndarray:
     """
     Class-aware greedy NMS in one pass: boxes only suppress boxes of the same class.
 
     Each class's boxes are offset by ``class_id * (coordinate span + 1)`` so different
     classes never overlap, then one :func:`nms` runs. With ``class_agnostic`` every box
     competes with every other. Returns indices into the inputs, best score first.
+    ``presorted``: the caller knows every candidate is finite and they come best score first
+    (ties in input order), as checked candidates do; they are then not sorted again.
     """
     boxes, scores = _prepare(boxes, scores)
     class_ids = np.asarray(class_ids)
@@ -180,10 +183,10 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
         raise ValueError(f'class_ids must be ({scores.size},), got {list(class_ids.shape)}')
     if max_detections <= 0 or scores.size == 0:
         return np.empty(0, np.int64)
-    order = _sorted_valid(boxes, scores)
+    order = np.arange(scores.size) if presorted else _sorted_valid(boxes, scores)
     if class_agnostic or order.size <= 1:
         return _greedy(boxes, order, iou_threshold, max_detections, engine)
-    valid_boxes = boxes[order]
+    valid_boxes = boxes if presorted else boxes[order]
     span = float(valid_boxes.max() - valid_boxes.min()) + 1.0
     shifted = boxes + (class_ids.astype(np.float64) * span)[:, None]
     return _greedy(shifted, order, iou_threshold, max_detections, engine)
@@ -223,9 +226,12 @@ def detections_from_candidates(c: CandidatePayload,
         keep_mask &= np.isin(c.class_ids, wanted)
     boxes, scores, class_ids = c.boxes[keep_mask], c.scores[keep_mask], c.class_ids[keep_mask]
     keep = batched_nms(boxes, scores, class_ids, settings.iou_threshold,
-                       settings.max_detections, class_agnostic=settings.class_agnostic)
+                       settings.max_detections, class_agnostic=settings.class_agnostic,
+                       presorted=c.rows_checked)
+    # Checked candidates map to detections within the gate's rules: finite boxes stay
+    # ordered through the monotonic map, and the clip puts them inside the image.
     mapped = unletterbox(boxes[keep], c.letterbox, c.image_width, c.image_height)
     return DetectionPayload(read_only(mapped), read_only(scores[keep]),
                             read_only(class_ids[keep]), c.class_names, c.image_width,
-                            c.image_height, c.image,
-                            image_encoding=c.image_encoding), truncated
+                            c.image_height, c.image, image_encoding=c.image_encoding,
+                            rows_checked=c.rows_checked), truncated

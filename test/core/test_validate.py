@@ -15,6 +15,7 @@ from unittest import mock
 from edge_infer_ros.core import validate
 from edge_infer_ros.core.frame import Envelope, FrameTrace, StageTiming
 from edge_infer_ros.core.geometry import Letterbox, unletterbox
+from edge_infer_ros.core.image import read_only
 from edge_infer_ros.core.payloads import (CandidatePayload, Command, DetectionPayload,
                                           ImagePayload, TensorPayload)
 from edge_infer_ros.core.validate import InputRefused
@@ -253,6 +254,26 @@ def test_each_rule_on_candidates_is_applied_by_both_ways_of_the_gate(reason, cha
         validate.check_envelope(envelope, _NOW, limit)
     else:
         _refused(reason, validate.check_envelope, envelope, _NOW, limit)
+
+
+@pytest.mark.parametrize('kind', ['candidates', 'detections'])
+def test_rows_their_maker_checked_are_trusted_only_while_they_cannot_change(kind) -> None:
+    # A broken row that the payload says was checked: the gate takes the maker's word only
+    # when the arrays are read-only (nothing changed them since); otherwise it judges them.
+    rows = _one_row(box=(20.0, 10.0, 10.0, 30.0))
+    common = dict(rows, class_names=NAMES, image_width=640, image_height=480)
+    payload = CandidatePayload(**common, letterbox=Letterbox(0.5, 0.0, 0.0),
+                               backend='onnxruntime') if kind == 'candidates' else \
+        DetectionPayload(**common)
+    envelope = Envelope('camera', 1, _NOW - 10, 'camera', (), payload)
+    _refused('inverted_box', validate.check_envelope, envelope, _NOW)
+    trusted = dataclasses.replace(envelope, payload=dataclasses.replace(payload,
+                                                                        rows_checked=True))
+    _refused('inverted_box', validate.check_envelope, trusted, _NOW)
+    for array in rows.values():
+        read_only(array)
+    validate.check_envelope(trusted, _NOW)
+    _refused('inverted_box', validate.check_envelope, envelope, _NOW)  # not said checked
 
 
 def test_name_checks_remember_a_bounded_number_of_short_names_and_still_refuse() -> None:

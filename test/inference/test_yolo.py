@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from edge_infer_ros.core import validate
 from edge_infer_ros.core.geometry import Letterbox, unletterbox
 from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_infer_ros.inference.model_info import load_model_info
@@ -243,3 +244,46 @@ def test_unletterbox_clips_and_writes_into_out() -> None:
     np.testing.assert_array_equal(out, [[0.0, 0.0, 640.0, 480.0], [200.0, 200.0, 240.0, 240.0]])
     with pytest.raises(ValueError):
         unletterbox(np.zeros((2, 3)), lb, 640, 480)
+
+
+def _gate_passes(boxes: np.ndarray, scores: np.ndarray, ids: np.ndarray, classes: int) -> bool:
+    """Tell whether the gate's row rules for candidates accept a decoder's output."""
+    try:
+        validate.check_boxes(boxes, scores, ids, classes, 'candidates')
+    except validate.InputRefused:
+        return False
+    return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), layout=st.sampled_from(['yolov8', 'yolov5']),
+       classes=st.integers(1, 30), odd_share=st.sampled_from([0.0, 0.01, 0.1, 0.5]))
+def test_rows_the_decoder_calls_ok_pass_the_gate(seed, layout, classes, odd_share) -> None:
+    # The next stage's gate skips the rows of candidates the decoder called ok: it must
+    # never call ok what the gate would refuse, whatever a broken model puts out.
+    rng = np.random.default_rng(seed)
+    anchors = 64
+    out = rng.random((anchors, classes + (4 if layout == 'yolov8' else 5)), np.float32)
+    out[:, :4] *= 640
+    odd = rng.random(out.shape) < odd_share
+    out[odd] = rng.choice(np.array([-3.0, 1.5, 2e6, -2e6, np.nan, np.inf], np.float32),
+                          int(odd.sum()))
+    output = (out.T if layout == 'yolov8' else out)[None].copy()
+    decoder = YoloDecoder(layout, classes)
+    boxes, scores, ids = decoder.decode(output, float(rng.choice([0.0, 0.25, 0.5])))
+    if decoder.last_rows_ok:
+        assert _gate_passes(boxes, scores, ids, classes)
+
+
+@pytest.mark.parametrize('row, rule', [((10, 10, -4, 4, 0.9), 'inverted'),
+                                       ((10, 10, 4, 4, 1.5), 'score'),
+                                       ((3e6, 10, 4, 4, 0.9), 'coordinate'),
+                                       ((10, 10, 4, 4, 0.9), '')])
+def test_the_decoder_says_which_outputs_break_a_rule(row, rule) -> None:
+    scores = np.zeros((6, 2), np.float32)
+    scores[0, 1] = row[4]
+    boxes = np.tile(np.array([10.0, 10.0, 4.0, 4.0], np.float32), (6, 1))
+    boxes[0] = row[:4]
+    decoder = YoloDecoder('yolov8', 2)
+    got = decoder.decode(_v8_output(scores, boxes), 0.25)
+    assert decoder.last_rows_ok == (not rule) == _gate_passes(*got, 2)

@@ -21,7 +21,7 @@ from edge_infer_ros.core.payloads import ImagePayload
 from edge_infer_ros.ros import convert
 from edge_infer_ros_msgs.msg import CandidateArray, Detection, DetectionArray
 from geometry_msgs.msg import TwistStamped
-from hypothesis import given, HealthCheck, settings, strategies as st
+from hypothesis import example, given, HealthCheck, settings, strategies as st
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
@@ -118,6 +118,9 @@ def test_any_detection_array_from_outside_gives_a_bounded_cmd_vel_or_a_stop(
     @settings(max_examples=40, deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(rows=rows, size=st.tuples(st.integers(0, 2000), st.integers(0, 2000)))
+    # One of each fate whatever is drawn: 40 draws once held no array the gate accepts.
+    @example(rows=[((100.0, 100.0, 200.0, 300.0), 0.9, 0)], size=(640, 480))
+    @example(rows=[((math.nan, 100.0, 200.0, 300.0), 0.9, 0)], size=(640, 480))
     def send(rows, size) -> None:
         msg = DetectionArray(image_width=size[0], image_height=size[1], detections=[
             Detection(x_min=b[0], y_min=b[1], x_max=b[2], y_max=b[3], score=s, class_id=c,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+import time
 
+from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.geometry import Letterbox
 from edge_infer_ros.core.payloads import TensorPayload
+from edge_infer_ros.core.validate import check_envelope, InputRefused
 from edge_infer_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_infer_ros.inference.model_info import load_model_info
 from edge_infer_ros.stages.detector import Detector, drop_warning, Onboarding, warm_up
@@ -56,6 +59,26 @@ def test_non_finite_outputs_are_dropped_and_counted(tmp_path) -> None:
     assert detector.last_non_finite == 2
     detector(_tensor(), 0.5)
     assert detector.non_finite_outputs == 4 and detector.inferences == 2
+
+
+@pytest.mark.parametrize('score, width, checked', [(0.9, 4.0, True), (1.5, 4.0, False),
+                                                   (0.9, -4.0, False)])
+def test_candidates_say_whether_their_rows_need_judging(tmp_path, score, width,
+                                                        checked) -> None:
+    # A model that puts out a score above 1 or a negative width: the next stage's gate must
+    # judge (and refuse) its rows; the candidates of a sane output need no second look.
+    scores = np.array([[score, 0.1], [0.2, 0.6]], np.float32)
+    boxes = np.array([[10, 10, width, 4], [20, 20, 6, 8]], np.float32)
+    out = _detector(tmp_path, scores, boxes)(_tensor(), 0.5)
+    assert out.rows_checked is checked
+    assert not (out.boxes.flags.writeable or out.scores.flags.writeable or
+                out.class_ids.flags.writeable)
+    envelope = Envelope('camera', 1, time.time_ns(), 'camera', (), out)
+    if checked:
+        check_envelope(envelope, time.time_ns())
+    else:
+        with pytest.raises(InputRefused):
+            check_envelope(envelope, time.time_ns())
 
 
 def test_max_candidates_applies_from_the_next_frame(tmp_path) -> None:

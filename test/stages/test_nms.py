@@ -1,8 +1,11 @@
 """Tests of greedy NMS: known cases, edge cases, and agreement with a plain Python reference."""
 
+import dataclasses
 from unittest import mock
 
+from edge_infer_ros.core import validate
 from edge_infer_ros.core.geometry import Letterbox
+from edge_infer_ros.core.image import read_only
 from edge_infer_ros.core.payloads import CandidatePayload
 from edge_infer_ros.stages import nms as nms_module
 from edge_infer_ros.stages.nms import batched_nms, detections_from_candidates, nms, NmsSettings
@@ -139,6 +142,21 @@ def test_matches_reference(data, iou, max_det, agnostic, matrix) -> None:
     assert got.tolist() == want
 
 
+@settings(max_examples=100, deadline=None)
+@given(data=detections(), iou=st.sampled_from([0.0, 0.5, 1.0]), max_det=st.integers(1, 50),
+       agnostic=st.booleans())
+def test_presorted_candidates_are_suppressed_as_when_sorted_here(data, iou, max_det,
+                                                                 agnostic) -> None:
+    boxes, scores, classes = data
+    finite = np.isfinite(boxes).all(axis=1)
+    boxes, scores, classes = boxes[finite], scores[finite], classes[finite]
+    order = np.argsort(-scores, kind='stable')  # what the decoder hands on: best first
+    boxes, scores, classes = boxes[order], scores[order], classes[order]
+    want = reference_nms(boxes, scores, classes, iou, max_det, agnostic)
+    assert batched_nms(boxes, scores, classes, iou, max_det, class_agnostic=agnostic,
+                       presorted=True).tolist() == want
+
+
 def test_large_candidate_set_matches_reference() -> None:
     rng = np.random.default_rng(7)
     count = nms_module.MATRIX_MAX + 88
@@ -224,3 +242,28 @@ def test_stage_keeps_the_best_candidates_beyond_its_cap() -> None:
     out, truncated = detections_from_candidates(c, NmsSettings(max_candidates=2))
     assert truncated
     assert sorted(out.scores.tolist()) == pytest.approx([0.8, 0.9])
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), count=st.integers(0, 40),
+       scale=st.floats(0.01, 10.0), pad=st.floats(-1000.0, 1000.0),
+       size=st.tuples(st.integers(1, 4000), st.integers(1, 4000)))
+def test_detections_of_checked_candidates_pass_the_gate_rules(seed, count, scale, pad,
+                                                              size) -> None:
+    # What the in-process gate skips for a checked payload must hold: NMS's output of rows
+    # within the candidate rules lies within the detection rules, wherever the boxes were.
+    rng = np.random.default_rng(seed)
+    corners = rng.uniform(-validate.MAX_BOX_COORD, validate.MAX_BOX_COORD, (count, 2, 2))
+    corners[rng.random(count) < 0.5] *= 1e-3  # some near the image, some far out
+    boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+    scores = np.sort(rng.random(count).astype(np.float32))[::-1]
+    candidates = CandidatePayload(
+        read_only(boxes.astype(np.float32)), read_only(scores.copy()),
+        read_only(rng.integers(0, 2, count).astype(np.int32)), ('ball', 'person'),
+        Letterbox(scale, pad, -pad), size[0], size[1], 'onnxruntime', rows_checked=True)
+    out, _ = detections_from_candidates(candidates, NmsSettings(score_threshold=0.0))
+    assert out.rows_checked
+    validate.check_boxes(out.boxes, out.scores, out.class_ids, validate.MAX_CLASSES,
+                         'detections', size)
+    unchecked = dataclasses.replace(candidates, rows_checked=False)
+    assert not detections_from_candidates(unchecked, NmsSettings())[0].rows_checked
