@@ -11,6 +11,8 @@ each call and its baseline alternated:
   passes judged in one pass, up to 128 boxes row by row, against the checks one by one and up
   to 32 boxes row by row of before (``--boxes``: how many; a detector's frame holds tens of
   candidates);
+* the same gate of candidates whose rows the detector's decoder checked (``rows_checked``,
+  read-only arrays), against the same candidates unchecked;
 * the detector's decoding of a YOLOv8 output (``inference/yolo.YoloDecoder``), against the
   seed loop's decode (the loop the package is compared with), on an output of 4 classes and
   2000 anchors with ``--boxes`` of them above the score threshold;
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import contextmanager, ExitStack
+import dataclasses
 import json
 import os
 import sys
@@ -40,6 +43,7 @@ from bench import seed_loop  # noqa: E402
 from edge_infer_ros.core import validate  # noqa: E402
 from edge_infer_ros.core.frame import Envelope, StageTiming  # noqa: E402
 from edge_infer_ros.core.geometry import Letterbox  # noqa: E402
+from edge_infer_ros.core.image import read_only  # noqa: E402
 from edge_infer_ros.core.payloads import (CandidatePayload, DetectionPayload,  # noqa: E402
                                           ImagePayload, TensorPayload)
 from edge_infer_ros.inference.yolo import YoloDecoder  # noqa: E402
@@ -134,10 +138,21 @@ def measure(call: Callable[[], Any], before: Callable[[], Any],
 def run(calls: int, gap_s: float, boxes: int) -> dict[str, dict[str, float]]:
     """Measure every call; return their figures by name."""
     results = {}
-    for kind, envelope in _envelopes(boxes).items():
+    envelopes = _envelopes(boxes)
+    gates: dict[str, Callable[[], None]] = {}
+    for kind, envelope in envelopes.items():
         def gate(envelope: Envelope[Any] = envelope) -> None:
             validate.check_envelope(envelope, time.time_ns(), scan_tensor=False)
+        gates[kind] = gate
         results[f'gate, {kind}'] = measure(gate, gate, _gate_before, calls, gap_s)
+    candidates = envelopes['candidates']
+    rows = candidates.payload
+    checked = dataclasses.replace(candidates, payload=dataclasses.replace(
+        rows, boxes=read_only(rows.boxes.copy()), scores=read_only(rows.scores.copy()),
+        class_ids=read_only(rows.class_ids.copy()), rows_checked=True))
+    results['gate, checked candidates (baseline: unchecked)'] = measure(
+        lambda: validate.check_envelope(checked, time.time_ns(), scan_tensor=False),
+        gates['candidates'], ExitStack, calls, gap_s)
     output = _yolo_output(boxes)
     decoder = YoloDecoder('yolov8', len(CLASS_NAMES), 300)
     results['decode (baseline: seed loop)'] = measure(

@@ -270,8 +270,9 @@ def test_quick_cold_calls_are_well_formed(tmp_path: Path) -> None:
     figures = json.loads(path.read_text())
     assert figures['calls'] == 20
     assert set(figures['results']) == {'gate, image', 'gate, tensor', 'gate, candidates',
-                                       'gate, detections', 'decode (baseline: seed loop)',
-                                       'ROS clock reading'}
+                                       'gate, detections',
+                                       'gate, checked candidates (baseline: unchecked)',
+                                       'decode (baseline: seed loop)', 'ROS clock reading'}
     for name, result in figures['results'].items():
         for key in ('new_cold', 'before_cold', 'new_warm', 'before_warm', 'ratio_cold',
                     'ratio_warm'):
