@@ -16,6 +16,7 @@ to the original image.
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 from edge_infer_ros.core.validate import MAX_BOX_COORD
@@ -27,6 +28,13 @@ LAYOUTS = ('yolov8', 'yolov5')
 # Up to this many classes the class maxima are taken a column (YOLOv8: a row) at a time.
 _COLUMN_LOOP_MAX_CLASSES = 24
 _ROW_LOOP_MAX_CLASSES = 8
+
+#: (cx, cy, w, h) @ _CORNERS = (x_min, y_min, x_max, y_max): each term times 1, 0 or +-0.5.
+_CORNERS = np.array([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0], [-0.5, 0.0, 0.5, 0.0],
+                     [0.0, -0.5, 0.0, 0.5]], np.float32)
+#: The rows check keeps a pixel from the gate's coordinate limit: its bounds are sums taken in
+#: double precision, the corners sums rounded to float32.
+_ROWS_CHECK_LIMIT = MAX_BOX_COORD - 1.0
 
 _EXPECTED = 'expected [1, 4+C, N] (YOLOv8/YOLO11) or [1, N, 5+C] (YOLOv5)'
 
@@ -86,6 +94,21 @@ def layout_num_classes(output_shape: Sequence[int], layout: str) -> int:
         raise ValueError(f'output shape {_shape_text(shape)} cannot be {layout}: expected '
                          f'{want} with at least one class')
     return classes
+
+
+def _corners_within(lows: list[float], highs: list[float], limit: float) -> bool:
+    """
+    Tell whether boxes with these per-row extremes (cx, cy, w, h) are upright and within limit.
+
+    A box's corners are cx -+ w/2: no corner lies beyond the least centre less half the
+    largest size, or the largest centre plus it. The check is sufficient, not exact: boxes it
+    doubts are left to the gate.
+    """
+    low_x, low_y, low_w, low_h = lows
+    high_x, high_y, high_w, high_h = highs
+    return (low_w >= 0.0 and low_h >= 0.0 and
+            -limit <= low_x - 0.5 * high_w and high_x + 0.5 * high_w <= limit and
+            -limit <= low_y - 0.5 * high_h and high_y + 0.5 * high_h <= limit)
 
 
 class YoloDecoder:
@@ -184,34 +207,41 @@ class YoloDecoder:
             bad = np.flatnonzero(~mask)
             scores[bad] = self._clean_scores(out, bad)
         np.greater_equal(scores, score_threshold, out=mask)
-        idx = np.flatnonzero(mask)
+        idx = mask.nonzero()[0]
+        self.last_non_finite = 0 if bad is None else int(bad.size)
+        self.last_rows_ok = True
+        if idx.size == 0:
+            return np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty(0, np.int32)
         if idx.size > self.max_candidates:
             top = np.argpartition(scores[idx], idx.size - self.max_candidates)
             idx = np.sort(idx[top[idx.size - self.max_candidates:]])
         kept = scores[idx]
         order = np.argsort(-kept, kind='stable')
         idx, kept = idx[order], kept[order]
-        raw = out[:4, idx] if v8 else out[idx, :4].T  # (4, K), a new array
+        # The candidates' rows, gathered once: (channels, K), a new array.
+        picked = out[:, idx] if v8 else out[idx].T
+        raw = picked[:4]
         if raw.dtype != np.float32:
             raw = raw.astype(np.float32)
-        non_finite = 0 if bad is None else bad.size
-        finite = np.isfinite(raw)
-        if np.count_nonzero(finite) != finite.size:
-            finite = finite.all(axis=0)
+        # Per row (cx, cy, w, h): the least and the largest value. NaN and inf show in them.
+        lows, highs = raw.min(axis=1).tolist(), raw.max(axis=1).tolist()
+        if not all(map(math.isfinite, lows + highs)):
+            finite = np.isfinite(raw).all(axis=0)
             dropped = idx[~finite]
-            non_finite += (dropped.size if bad is None
-                           else np.setdiff1d(dropped, bad, assume_unique=True).size)
+            self.last_non_finite += (dropped.size if bad is None else
+                                     np.setdiff1d(dropped, bad, assume_unique=True).size)
             idx, kept = idx[finite], kept[finite]
-            raw = raw[:, finite]
-        self.last_non_finite = int(non_finite)
-        half = raw[2:] * np.float32(0.5)
-        boxes = np.empty((idx.size, 4), np.float32)
-        np.subtract(raw[:2], half, out=boxes[:, :2].T)
-        np.add(raw[:2], half, out=boxes[:, 2:].T)
-        self.last_rows_ok = idx.size == 0 or bool(
-            0.0 <= kept[-1] and kept[0] <= 1.0 and half.min() >= 0.0 and
-            -MAX_BOX_COORD <= boxes.min() and boxes.max() <= MAX_BOX_COORD)
-        cls = out[4:, idx] if v8 else out[idx, 5:].T  # (C, K), small
+            raw, picked = raw[:, finite], picked[:, finite]
+            if idx.size == 0:
+                return (np.empty((0, 4), np.float32), np.empty(0, np.float32),
+                        np.empty(0, np.int32))
+            lows, highs = raw.min(axis=1).tolist(), raw.max(axis=1).tolist()
+        # x_min, y_min, x_max, y_max = cx - w/2, cy - h/2, cx + w/2, cy + h/2 in one call:
+        # each is one exact halving and one rounded sum, the values four ufuncs would give.
+        boxes = np.matmul(raw.T, _CORNERS)
+        self.last_rows_ok = bool(0.0 <= kept[-1] and kept[0] <= 1.0) and \
+            _corners_within(lows, highs, _ROWS_CHECK_LIMIT)
+        cls = picked[first:]  # (C, K)
         if bad is not None and not np.isfinite(cls).all():
             cls = np.where(np.isfinite(cls), cls, 0)
         class_ids = np.argmax(cls, axis=0).astype(np.int32)

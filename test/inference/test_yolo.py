@@ -150,6 +150,50 @@ def test_decode_non_finite_values_are_reported_not_returned() -> None:
     assert decoder.last_non_finite == 0
 
 
+def _plain_decode(rows: np.ndarray, layout: str, threshold: float):
+    """
+    Decode finite outputs plainly, one anchor per row (N, channels).
+
+    Scores are taken in the output's precision (float16 YOLOv5: obj * cls rounds there),
+    boxes in float32.
+    """
+    first = 4 if layout == 'yolov8' else 5
+    cls = rows[:, first:]
+    scores = cls.max(axis=1)
+    if layout == 'yolov5':
+        scores = scores * rows[:, 4]
+    keep = np.flatnonzero(scores >= threshold)
+    keep = keep[np.argsort(-scores[keep], kind='stable')]
+    cx, cy, w, h = (rows[keep, i].astype(np.float32) for i in range(4))
+    half_w, half_h = w * np.float32(0.5), h * np.float32(0.5)
+    boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+    return (boxes, scores[keep].astype(np.float32),
+            cls[keep].argmax(axis=1).astype(np.int32))
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), layout=st.sampled_from(['yolov8', 'yolov5']),
+       classes=st.integers(1, 12), dtype=st.sampled_from([np.float32, np.float16]),
+       scale=st.sampled_from([1.0, 640.0, 1e5, 1e30]))
+def test_decode_of_finite_outputs_equals_the_plain_decode(seed, layout, classes, dtype,
+                                                          scale) -> None:
+    # Boxes to the last bit, whatever the magnitudes and signs (negative sizes too), scores
+    # sorted with ties in anchor order, the first best class.
+    rng = np.random.default_rng(seed)
+    anchors = int(rng.integers(1, 300))
+    rows = rng.random((anchors, classes + (4 if layout == 'yolov8' else 5)))
+    rows[:, :4] = (rows[:, :4] - 0.3) * (scale if dtype == np.float32 else 640.0)
+    rows[:, -classes:] = np.round(rows[:, -classes:] * 8) / 8  # ties in scores and classes
+    rows = rows.astype(dtype)
+    output = (rows.T if layout == 'yolov8' else rows)[None].copy()
+    decoder = YoloDecoder(layout, classes, max_candidates=anchors)
+    got = decoder.decode(output, 0.25)
+    for got_array, want_array in zip(got, _plain_decode(rows, layout, 0.25)):
+        np.testing.assert_array_equal(got_array, want_array)
+        assert got_array.dtype == want_array.dtype
+    assert decoder.last_non_finite == 0
+
+
 def test_decode_yolov5_non_finite_objectness() -> None:
     out = np.zeros((1, 4, 7), np.float32)
     out[0, :, :4] = (10, 10, 4, 4)
