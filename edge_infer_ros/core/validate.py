@@ -220,7 +220,7 @@ def broken_rows(boxes: Sequence[Sequence[float]], scores: Sequence[float],
     Return the indices of the rows (plain numbers) that break the rules of :func:`check_boxes`.
 
     The gate refuses a frame with any; the action policy ignores and counts them instead (it
-    defends itself against an in-process payload nobody validated). A NaN fails every
+    defends itself against an in-process payload whose rows nobody checked). A NaN fails every
     comparison and an infinity the bounds, so the chains test finiteness too. One loop, no
     call per row: both run on every frame.
     """
@@ -233,6 +233,18 @@ def broken_rows(boxes: Sequence[Sequence[float]], scores: Sequence[float],
             in enumerate(zip(boxes, scores, class_ids))
             if not (low <= x_min <= x_max <= high_x and low <= y_min <= y_max <= high_y and
                     0.0 <= score <= 1.0 and 0 <= class_id < num_classes)]
+
+
+def rows_trusted(payload: Any) -> bool:
+    """
+    Tell whether candidates' or detections' rows were checked by their maker, unchanged since.
+
+    ``rows_checked`` with read-only arrays: the detector's decoder and NMS after it, in this
+    process. Messages and shared-memory samples never carry the mark.
+    """
+    return bool(payload.rows_checked) and not (payload.boxes.flags.writeable or
+                                               payload.scores.flags.writeable or
+                                               payload.class_ids.flags.writeable)
 
 
 def check_trace(stamp_ns: int, stages: Sequence[Any], now_ns: int,
@@ -377,9 +389,8 @@ def _envelope_ok(envelope: Any, now_ns: int, max_count: int, scan_tensor: bool) 
         for name in names:
             if len(name) > MAX_CLASS_NAME:
                 return False
-        if payload.rows_checked and not (boxes.flags.writeable or scores.flags.writeable or
-                                         ids.flags.writeable):
-            return True  # checked by their maker, and unchangeable since
+        if rows_trusted(payload):
+            return True
         return count == 0 or (count <= SCALAR_BOX_ROWS and _rows_ok(
             boxes, scores, ids, MAX_CLASSES if final else (len(names) or MAX_CLASSES),
             (payload.image_width, payload.image_height) if final else None))

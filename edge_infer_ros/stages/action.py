@@ -4,10 +4,11 @@ Detections to a control command: steer toward a target class, stop for a near ob
 Why plain: this is the policy a robotics engineer will replace or tune first, and its rules
 (which detection is the target, when an obstacle is near) must be testable without ROS.
 
-The policy drives an actuator, so it trusts nothing it is given: detections that are not
-finite, inverted, outside the image, with scores outside [0, 1] or unknown class ids are
-ignored and counted (``Command.ignored``), and the command is clamped and checked at the last
-step (:func:`bounded_command`), so it is finite and within the limits whatever came in.
+The policy drives an actuator, so it trusts no row it is given that its maker did not check
+(``validate.rows_trusted``: NMS in this process): detections that are not finite, inverted,
+outside the image, with scores outside [0, 1] or unknown class ids are ignored and counted
+(``Command.ignored``), and the command is clamped and checked at the last step
+(:func:`bounded_command`), so it is finite and within the limits whatever came in.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ class ActionPolicy:
         best_score = -1.0
         near_obstacle = ''
         box_rows, score_rows, class_rows = boxes.tolist(), scores.tolist(), class_ids.tolist()
-        broken = validate.broken_rows(box_rows, score_rows, class_rows, num_classes,
-                                      (width, height))
+        # Rows their maker checked (NMS in this process) are not judged twice.
+        broken = [] if validate.rows_trusted(detections) else validate.broken_rows(
+            box_rows, score_rows, class_rows, num_classes, (width, height))
         ignored = len(broken)
         rows = zip(box_rows, score_rows, class_rows)
         for index, ((x_min, y_min, x_max, y_max), score, class_id) in enumerate(rows):

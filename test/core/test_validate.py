@@ -109,6 +109,22 @@ def test_inverted_candidate_box_is_refused_and_an_inverted_detection_cannot_spee
     assert (command.linear_x, command.angular_z) == (0.0, 0.0)
 
 
+def test_the_policy_judges_rows_unless_their_maker_checked_them() -> None:
+    # Rows said checked (NMS in this process) are taken on their maker's word only while they
+    # cannot have changed since; the command stays within the limits either way.
+    arrays = (np.array([[320, 479, 320, 0]], np.float32), np.array([0.9], np.float32),
+              np.array([0], np.int32))
+    said = DetectionPayload(*arrays, NAMES, 640, 480, rows_checked=True)
+    command = POLICY.decide(said)
+    assert command.ignored == 1 and _within_limits(command)
+    for array in arrays:
+        read_only(array)
+    command = POLICY.decide(said)
+    assert command.ignored == 0 and _within_limits(command)
+    unsaid = POLICY.decide(dataclasses.replace(said, rows_checked=False))
+    assert unsaid.ignored == 1
+
+
 @pytest.mark.parametrize('score', [1.5, -0.1])
 def test_scores_outside_0_1_are_refused(score) -> None:
     _refused('score_out_of_range', convert.candidates_from_msg,
