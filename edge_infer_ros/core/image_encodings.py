@@ -154,7 +154,7 @@ def raw_view(height: int, width: int, encoding: str, step: int, data: Any,
                                                                 else '<u2')
     strides = (step, spec.channels * spec.depth, spec.depth)[:len(shape)]
     view: np.ndarray = np.ndarray(shape, dtype, buffer=buffer, strides=strides)
-    view.flags.writeable = False
+    view.setflags(write=False)
     return view
 
 
