@@ -16,10 +16,13 @@ from dataclasses import dataclass
 import time
 from typing import Any, Callable, Generic, Iterable, Iterator, Optional, TypeVar
 
+from edge_infer_ros.core.records import fast_init
+
 #: The clock every stage stamps with. A module attribute so tests can swap it.
 now_ns: Callable[[], int] = time.time_ns
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StageTiming:
     """When one stage received, started and finished one frame (ns, ROS time)."""
@@ -61,6 +64,7 @@ PayloadT = TypeVar('PayloadT')
 OtherT = TypeVar('OtherT')
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Envelope(Generic[PayloadT]):
     """
@@ -97,6 +101,7 @@ class Envelope(Generic[PayloadT]):
                         self.frame_id, (), payload)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FrameTrace:
     """The whole trace of one frame, as published by the last stage."""

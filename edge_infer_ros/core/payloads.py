@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 from edge_infer_ros.core.geometry import Letterbox
+from edge_infer_ros.core.records import fast_init
 import numpy as np
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ImagePayload:
     """A camera frame: a read-only view in its ROS encoding (see core.image_encodings)."""
@@ -26,6 +28,7 @@ class ImagePayload:
     full_size: Optional[tuple[int, int]] = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TensorPayload:
     """A preprocessed model input and how to map its pixels back to the image."""
@@ -39,6 +42,7 @@ class TensorPayload:
     image_encoding: str = 'bgr8'
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CandidatePayload:
     """Decoded detector output before NMS, in model input pixels."""
@@ -60,6 +64,7 @@ class CandidatePayload:
     rows_checked: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DetectionPayload:
     """Final detections of one frame, in original image pixels."""
@@ -83,6 +88,7 @@ class DetectionPayload:
         return len(self.scores)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Command:
     """The control command derived from one frame's detections."""
