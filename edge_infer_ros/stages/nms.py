@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 from edge_infer_ros.core.geometry import unletterbox
 from edge_infer_ros.core.image import read_only
 from edge_infer_ros.core.payloads import CandidatePayload, DetectionPayload
+from edge_infer_ros.core.validate import rows_trusted
 import numpy as np
 
 try:
@@ -225,13 +226,15 @@ def detections_from_candidates(c: CandidatePayload,
         wanted = [i for i, name in enumerate(c.class_names) if name in settings.classes]
         keep_mask &= np.isin(c.class_ids, wanted)
     boxes, scores, class_ids = c.boxes[keep_mask], c.scores[keep_mask], c.class_ids[keep_mask]
+    # The gate's rule: the maker's word holds only while its arrays cannot have changed.
+    checked = rows_trusted(c)
     keep = batched_nms(boxes, scores, class_ids, settings.iou_threshold,
                        settings.max_detections, class_agnostic=settings.class_agnostic,
-                       presorted=c.rows_checked)
+                       presorted=checked)
     # Checked candidates map to detections within the gate's rules: finite boxes stay
     # ordered through the monotonic map, and the clip puts them inside the image.
     mapped = unletterbox(boxes[keep], c.letterbox, c.image_width, c.image_height)
     return DetectionPayload(read_only(mapped), read_only(scores[keep]),
                             read_only(class_ids[keep]), c.class_names, c.image_width,
                             c.image_height, c.image, image_encoding=c.image_encoding,
-                            rows_checked=c.rows_checked), truncated
+                            rows_checked=checked), truncated
