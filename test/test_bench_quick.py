@@ -247,20 +247,25 @@ def test_quick_lateness_check_results_are_well_formed() -> None:
 
 
 @pytest.mark.bench_format
-def test_ab_pair_of_seed_loop_and_composed_is_well_formed(tmp_path: Path) -> None:
+@pytest.mark.parametrize('compare, other', [('seed_loop', 'composed'),
+                                            ('seed_loop_aa', 'seed_loop_again')])
+def test_ab_pair_with_the_seed_loop_is_well_formed(tmp_path: Path, compare: str,
+                                                   other: str) -> None:
     out = tmp_path / 'ab.json'
-    _run(['bench.ab_composed', '--compare', 'seed_loop', '--rounds', '1', '--frames', '30',
+    _run(['bench.ab_composed', '--compare', compare, '--rounds', '1', '--frames', '30',
           '--json', str(out)], timeout=300)
     result = json.loads(out.read_text())
-    assert [run['setting'] for run in result['runs']] == ['seed_loop', 'composed']
+    assert [run['setting'] for run in result['runs']] == ['seed_loop', other]
     for run in result['runs']:
         assert run['accounted'] is True, run
         for key in ('e2e_p50', 'e2e_p99', 'detector_p50', 'cpu_ms_per_frame'):
             _positive(run[key], f'{run["setting"]}.{key}')
         assert run['e2e_p99'] >= run['e2e_p50'], run
-    assert set(result['medians']) == {'seed_loop', 'composed'}
+    assert set(result['medians']) == {'seed_loop', other}
     verdict = result['verdict']
     assert len(verdict) == 4 and all(line.endswith((': met', ': missed')) for line in verdict)
+    assert all(line.startswith((f'{other} / seed_loop,', f'detector p50, {other} - seed_loop:'))
+               for line in verdict), verdict
 
 
 @pytest.mark.bench_format
