@@ -10,6 +10,7 @@ import threading
 import time
 from unittest import mock
 
+from edge_infer_ros.core.awake import KEEPERS
 from edge_infer_ros.inference.backends.base import BackendError, DetectorBackend
 from edge_infer_ros.inference.backends.factory import (BACKENDS, create_backend, FallbackBackend,
                                                        load_with_fallback)
@@ -124,6 +125,40 @@ def test_pinned_pool_threads_run_on_their_own_cpu(model) -> None:
     with mock.patch.object(os, 'sched_setaffinity', side_effect=AssertionError('moved')):
         unpinned.infer(np.zeros(info.input_shape, np.float32))  # the caller stays put
     unpinned.release()
+
+
+@pytest.mark.skipif(not hasattr(os, 'sched_getaffinity') or len(os.sched_getaffinity(0)) < 2 or
+                    not hasattr(os, 'SCHED_IDLE'),
+                    reason='needs Linux and at least 2 CPUs this process may run on')
+def test_kept_awake_pool_cpus_spin_from_a_frame_until_its_run_ends(model) -> None:
+    # Issue 28: the pool thread's CPU, idle since the last frame, woke late for each run.
+    info, planted = model
+    backend = OnnxRuntimeBackend(info, {'intra_op_threads': 2, 'pin_threads': True,
+                                        'keep_awake': True, 'keep_awake_max_us': 20000})
+    backend.load()
+    try:
+        keeper = backend.keeper
+        assert keeper is not None and keeper.running and keeper.cpus == backend.pinned_cpus
+        assert backend.keep_awake_note == '' and 'kept awake' in backend.description
+        assert keeper in KEEPERS
+        KEEPERS.frame_coming()  # a frame entered the process (preprocessing's first line)
+        assert keeper.armed
+        np.testing.assert_array_equal(backend.infer(np.zeros(info.input_shape, np.float32)),
+                                      planted)
+        assert not keeper.armed  # its inference ended: the helpers sleep again
+        helpers = list(keeper._helpers)
+    finally:
+        backend.release()
+    assert backend.keeper is None and keeper not in KEEPERS
+    assert all(helper.poll() is not None for helper in helpers)
+    # Without pinned pool threads there is no CPU to keep awake, and the note says why.
+    unpinned = OnnxRuntimeBackend(info, {'intra_op_threads': 2, 'keep_awake': True})
+    unpinned.load()
+    assert unpinned.keeper is None and 'not pinned' in unpinned.keep_awake_note
+    unpinned.release()
+    for bad in (0, 100001, -5, True):
+        with pytest.raises(BackendError, match='keep_awake_max_us'):
+            OnnxRuntimeBackend(info, {'keep_awake_max_us': bad})
 
 
 def test_spinning_entries_spin_within_a_run_and_stop_as_it_returns() -> None:

@@ -7,6 +7,10 @@ silent drop.
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+import signal
 import threading
 import time
 from typing import Iterator
@@ -178,6 +182,32 @@ def test_detector_falls_back_to_cpu_when_the_gpu_backend_fails_mid_run(composed)
     assert 'illegal memory access' in detector.fault
     values = {kv.key: kv.value for kv in detector.stage_status().values}
     assert values['backend'] == 'onnxruntime' and 'illegal memory' in values['fallback_reason']
+
+
+@pytest.mark.skipif(not hasattr(os, 'sched_getaffinity') or len(os.sched_getaffinity(0)) < 2 or
+                    not hasattr(os, 'SCHED_IDLE'),
+                    reason='needs Linux and at least 2 CPUs (the pool threads are pinned)')
+def test_detector_keeps_going_when_its_cpu_keeper_is_killed(composed, planted_model) -> None:
+    sha256 = hashlib.sha256(Path(planted_model.path).read_bytes()).hexdigest()
+    container, nodes = composed(frames=0, overrides={'detector': {'model_sha256': sha256}})
+    detector = nodes['detector']
+    assert wait_for(lambda: nodes['action'].commands > 3, 10.0)
+    keeper = detector.backend.active.keeper
+    assert keeper is not None and keeper.arms >= 3  # each frame woke the pool's CPU
+    values = dict(detector.diagnostic_values())
+    assert values['keep_awake'] == 'CPUs ' + ','.join(map(str, keeper.cpus))
+    assert float(values['keep_awake_cpu_ms_per_frame']) >= 0.0
+    # Armed as preprocessing began, not as the run did: the CPU had that long to wake.
+    assert float(values['keep_awake_lead_ms']) > 0.03 and keeper.mean_lead_ms > 0.03
+    for helper in keeper._helpers:
+        os.kill(helper.pid, signal.SIGKILL)
+    before = nodes['action'].commands
+    assert wait_for(lambda: nodes['action'].commands > before + 3, 10.0)
+    assert 'gone' in keeper.error
+    status = detector.stage_status()
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.WARN and 'no longer kept awake' in status.message
+    assert values['keep_awake'].startswith('off: a helper is gone')
 
 
 def test_a_stage_that_raises_drops_the_frame_counts_it_and_goes_on(composed) -> None:

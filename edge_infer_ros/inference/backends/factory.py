@@ -122,6 +122,11 @@ class FallbackBackend(DetectorBackend):
         return self._active.description if self._active is not None else 'not loaded'
 
     @property
+    def active(self) -> Optional[DetectorBackend]:
+        """Return the backend that runs now (None before load() and after release())."""
+        return self._active
+
+    @property
     def on_fallback_backend(self) -> bool:
         """Tell whether the fallback runs in place of the preferred backend."""
         return self.fallback_reason is not None

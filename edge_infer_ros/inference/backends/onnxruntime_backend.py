@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import AbstractSet, Any, Mapping, Optional, Sequence
 
+from edge_infer_ros.core.awake import AwakeError, CpuKeeper, KEEPERS, MAX_SPIN_NS
 from edge_infer_ros.inference.backends.base import BackendError, DetectorBackend
 from edge_infer_ros.inference.model_info import ModelInfo
 import numpy as np
@@ -27,6 +28,9 @@ DEFAULT_PROVIDERS = ('CPUExecutionProvider',)
 #: the gaps between operators, shorter than the serial stretches in which another thread of
 #: the process should get the core (measured: docs/benchmarks.md, issue 28).
 DEFAULT_SPIN_DURATION_US = 100
+#: The longest a frame keeps the pool's CPUs awake before its inference (keep_awake): more than
+#: preprocessing and the hops take, a bound for a frame refused on the way.
+DEFAULT_KEEP_AWAKE_MAX_US = 5000
 
 
 def pool_thread_cpus(threads: int, cpus: Sequence[int]) -> list[int]:
@@ -98,7 +102,10 @@ class OnnxRuntimeBackend(DetectorBackend):
     ``spin_duration_us`` (int, default 100) without work, and stop when it returns; a pool
     thread that sleeps between operators is woken once per operator, and after the camera's
     idle period each wake is slow, while spinning after the run as well would burn a core
-    between frames).
+    between frames), ``keep_awake`` (bool, default False: with pinned pool threads, keep
+    their CPUs out of idle from a frame's arrival in this process until its inference ends,
+    see :mod:`edge_infer_ros.core.awake`; a CPU that idled since the last frame wakes the
+    pool thread late), ``keep_awake_max_us`` (int, default 5000: the longest such wait).
     """
 
     name = 'onnxruntime'
@@ -111,6 +118,15 @@ class OnnxRuntimeBackend(DetectorBackend):
         self.spin_within_run = bool(self.options.get('spin_within_run', False))
         self.spin_duration_us = self._count_option('spin_duration_us', DEFAULT_SPIN_DURATION_US)
         self.pinned_cpus: list[int] = []  # the pool threads' CPUs, after load()
+        self.keep_awake = bool(self.options.get('keep_awake', False))
+        self.keep_awake_max_us = self._count_option('keep_awake_max_us',
+                                                    DEFAULT_KEEP_AWAKE_MAX_US)
+        if not 0 < self.keep_awake_max_us * 1000 <= MAX_SPIN_NS:
+            raise BackendError(f'onnxruntime option keep_awake_max_us is '
+                               f'{self.keep_awake_max_us}: expected 1 to {MAX_SPIN_NS // 1000}')
+        #: keeps the pool's CPUs awake while a frame is on its way (None: off, see keep_awake_note)
+        self.keeper: Optional[CpuKeeper] = None
+        self.keep_awake_note = ''  # why the CPUs are not kept awake ('' when they are)
         providers = self.options.get('providers') or DEFAULT_PROVIDERS
         if isinstance(providers, str):
             providers = [providers]
@@ -185,6 +201,24 @@ class OnnxRuntimeBackend(DetectorBackend):
             self.release()
             raise BackendError(f'onnxruntime output of {path} has shape {list(got.shape)}; '
                                f'model info expects {list(self.model.output_shape)}')
+        self._start_keeper()
+
+    def _start_keeper(self) -> None:
+        """Keep the pool's CPUs awake for frames on their way (keep_awake), or say why not."""
+        self.keep_awake_note = ''
+        if not self.keep_awake:
+            return
+        if not self.pinned_cpus:
+            self.keep_awake_note = 'off: the pool threads are not pinned (pin_threads)'
+            return
+        keeper = CpuKeeper(self.pinned_cpus, self.keep_awake_max_us * 1000)
+        try:
+            keeper.start()
+        except AwakeError as e:
+            self.keep_awake_note = f'off: {e}'
+            return
+        self.keeper = keeper
+        KEEPERS.add(keeper)
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """
@@ -204,18 +238,27 @@ class OnnxRuntimeBackend(DetectorBackend):
         during = caller_cpus_during_run(own, self.pinned_cpus)
         if during:
             os.sched_setaffinity(0, during)
+        keeper = self.keeper
+        if keeper is not None:
+            keeper.before_run()  # armed already when the frame came through this process
         try:
             self._session.run_with_iobinding(self._binding)
         except Exception as e:  # noqa: B902 - surface any engine failure as BackendError
             raise BackendError(f'onnxruntime run of {self.model.path} failed: {e}') from e
         finally:
+            if keeper is not None:
+                keeper.disarm()
             if during:
                 os.sched_setaffinity(0, own)
         assert self._output is not None  # bound at load
         return self._output
 
     def release(self) -> None:
-        """Drop the session and buffers; load() may be called again."""
+        """Drop the session, buffers and CPU keeper; load() may be called again."""
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            KEEPERS.remove(keeper)
+            keeper.close()
         self._binding = None
         self._session = None
         self._output = None
@@ -234,6 +277,8 @@ class OnnxRuntimeBackend(DetectorBackend):
         notes = []
         if self.pinned_cpus:
             notes.append(f"pool on CPU {', '.join(map(str, self.pinned_cpus))}")
+        if self.keeper is not None:
+            notes.append('kept awake for frames on their way')
         if self.allow_spinning:
             notes.append('spinning')
         elif self.spin_within_run:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
+from edge_infer_ros.core.awake import CpuKeeper
 from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.params import ParamSpec
 from edge_infer_ros.core.resources import config_path, resolve_model_path
@@ -71,6 +72,15 @@ class DetectorNode(StageNode):
         ParamSpec('spin_duration_us', 100, 'with spin_within_run: how long an ONNX Runtime '
                   'pool thread spins without work before it sleeps, microseconds',
                   low=1, high=100000, runtime=False),
+        ParamSpec('keep_pool_awake', True, 'with pin_threads: a helper process at idle '
+                  "priority keeps the pool threads' CPUs out of idle from a frame's arrival in "
+                  'this process until its inference ends (a CPU that idled since the last '
+                  'frame starts the pool thread late); any other thread preempts it',
+                  runtime=False),
+        ParamSpec('keep_awake_max_ms', 5.0, 'with keep_pool_awake: the longest one frame keeps '
+                  "the pool threads' CPUs awake, milliseconds (a frame refused on its way "
+                  'never reaches the inference that would end it)', low=0.1, high=100.0,
+                  runtime=False),
         ParamSpec('precision', 'fp16', 'TensorRT precision', choices=('fp32', 'fp16', 'int8'),
                   runtime=False),
         ParamSpec('workspace_mb', 1024, 'TensorRT builder workspace, MiB', low=16,
@@ -114,6 +124,8 @@ class DetectorNode(StageNode):
                 'allow_spinning': self.p['allow_spinning'], 'pin_threads': self.p['pin_threads'],
                 'spin_within_run': self.p['spin_within_run'],
                 'spin_duration_us': self.p['spin_duration_us'],
+                'keep_awake': self.p['keep_pool_awake'],
+                'keep_awake_max_us': int(round(self.p['keep_awake_max_ms'] * 1000)),
                 'precision': self.p['precision'], 'workspace_mb': self.p['workspace_mb'],
                 'engine_cache_dir': self.p['engine_cache_dir'], 'device': self.p['device']}
 
@@ -211,10 +223,18 @@ class DetectorNode(StageNode):
                                                           dropped)
         slow = self.onboarding.warning() if self.onboarding is not None else ''
         unpinned = self.model is not None and not self.model.pinned
+        keeper = self._keeper()
         return (self._output_warning or slow or
                 drop_warning(window_dropped, window_total, self.p['max_drop_share'],
                              DROP_WINDOW_S) or
-                (self._unpinned_message() if unpinned else ''))
+                (self._unpinned_message() if unpinned else '') or
+                (f'pool CPUs no longer kept awake: {keeper.error}'
+                 if keeper is not None and keeper.error else ''))
+
+    def _keeper(self) -> Optional[CpuKeeper]:
+        """Return the running backend's CPU keeper (None: none, see keep_awake_note)."""
+        active = self.backend.active if self.backend is not None else None
+        return getattr(active, 'keeper', None)
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         """Backend in use and why it may not be the preferred one."""
@@ -226,6 +246,7 @@ class DetectorNode(StageNode):
             values.append((keys.BACKEND_DESCRIPTION, self.backend.description))
         if self.fallback_reason:
             values.append((keys.FALLBACK_REASON, self.fallback_reason))
+        values += self._keep_awake_values()
         if self.onboarding is not None:
             values += [('warmup_inference_ms', f'{self.onboarding.inference_ms:.3f}'),
                        ('sustainable_fps', f'{self.onboarding.sustainable_fps:.1f}')]
@@ -234,6 +255,21 @@ class DetectorNode(StageNode):
                        ('model_pinned', str(self.model.pinned).lower()),
                        ('classes', ','.join(self.model.class_names)[:512])]
         return values
+
+    def _keep_awake_values(self) -> list[tuple[str, str]]:
+        """Tell whether the pool's CPUs are kept awake for frames, and at what cost per frame."""
+        keeper = self._keeper()
+        if keeper is None:
+            active = self.backend.active if self.backend is not None else None
+            note = getattr(active, 'keep_awake_note', '')
+            return [('keep_awake', note or 'off')] if active is not None else []
+        if keeper.error:
+            return [('keep_awake', f'off: {keeper.error}')]
+        frames = self.detector.inferences if self.detector is not None else 0
+        cpu_ms = keeper.cpu_ns() / 1e6 / frames if frames else 0.0
+        return [('keep_awake', 'CPUs ' + ','.join(map(str, keeper.cpus))),
+                ('keep_awake_cpu_ms_per_frame', f'{cpu_ms:.3f}'),
+                ('keep_awake_lead_ms', f'{keeper.mean_lead_ms:.3f}')]
 
 
 def main(args: Optional[list[str]] = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
+from edge_infer_ros.core.awake import KEEPERS
 from edge_infer_ros.core.clock import JumpWatch
 from edge_infer_ros.core.frame import Envelope
 from edge_infer_ros.core.geometry import Letterbox
@@ -126,6 +127,7 @@ class PreprocessNode(StageNode):
         return convert_msg(msg, seq)
 
     def _on_image(self, envelope: Envelope, received_ns: int, topic: str) -> None:
+        KEEPERS.frame_coming()  # the inference's CPUs wake while this stage runs, not after
         start = self.clock.mono_ns()
         now = self.clock.now_ns()
         if self._jumps.jumped():
