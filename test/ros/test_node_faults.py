@@ -189,7 +189,8 @@ def test_detector_falls_back_to_cpu_when_the_gpu_backend_fails_mid_run(composed)
                     reason='needs Linux and at least 2 CPUs (the pool threads are pinned)')
 def test_detector_keeps_going_when_its_cpu_keeper_is_killed(composed, planted_model) -> None:
     sha256 = hashlib.sha256(Path(planted_model.path).read_bytes()).hexdigest()
-    container, nodes = composed(frames=0, overrides={'detector': {'model_sha256': sha256}})
+    container, nodes = composed(frames=0, overrides={'detector': {'model_sha256': sha256,
+                                                                  'keep_pool_awake': True}})
     detector = nodes['detector']
     assert wait_for(lambda: nodes['action'].commands > 3, 10.0)
     keeper = detector.backend.active.keeper

@@ -72,10 +72,11 @@ class DetectorNode(StageNode):
         ParamSpec('spin_duration_us', 100, 'with spin_within_run: how long an ONNX Runtime '
                   'pool thread spins without work before it sleeps, microseconds',
                   low=1, high=100000, runtime=False),
-        ParamSpec('keep_pool_awake', True, 'with pin_threads: a helper process at idle '
+        ParamSpec('keep_pool_awake', False, 'with pin_threads: a helper process at idle '
                   "priority keeps the pool threads' CPUs out of idle from a frame's arrival in "
                   'this process until its inference ends (a CPU that idled since the last '
-                  'frame starts the pool thread late); any other thread preempts it',
+                  'frame starts the pool thread late); any other thread preempts it. Off by '
+                  'default: it lowers the median and raised the p99 where measured',
                   runtime=False),
         ParamSpec('keep_awake_max_ms', 5.0, 'with keep_pool_awake: the longest one frame keeps '
                   "the pool threads' CPUs awake, milliseconds (a frame refused on its way "
