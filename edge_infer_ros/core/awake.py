@@ -10,8 +10,9 @@ there preempts it at once), spins from the moment a frame enters the process unt
 inference ends, and never longer than a bound; between frames it sleeps on a pipe.
 
 A process and not a thread: a thread spinning in Python would hold the GIL the stages need.
-The helper imports nothing but ``os``, ``mmap`` and ``time``, reads one shared byte (spin or
-not), and exits when the pipe closes, which the kernel does if this process dies.
+The helper imports only the standard library's ``os``, ``mmap``, ``signal``, ``sys`` and
+``time``, reads one shared byte (spin or not), ignores Ctrl-C (its parent's to handle) and
+exits when the pipe closes, which the kernel does if this process dies.
 """
 
 from __future__ import annotations
@@ -238,6 +239,7 @@ class KeeperRegistry:
             self._keepers = tuple(k for k in self._keepers if k is not keeper)
 
     def __contains__(self, keeper: object) -> bool:
+        """Tell whether ``keeper`` is armed by frames (this very object, not an equal one)."""
         return any(k is keeper for k in self._keepers)
 
     def frame_coming(self) -> None:

@@ -76,7 +76,7 @@ class DetectorNode(StageNode):
                   "priority keeps the pool threads' CPUs out of idle from a frame's arrival in "
                   'this process until its inference ends (a CPU that idled since the last '
                   'frame starts the pool thread late); any other thread preempts it. Off by '
-                  'default: it lowers the median and raised the p99 where measured',
+                  'default: where measured it lowered the median and raised the p99',
                   runtime=False),
         ParamSpec('keep_awake_max_ms', 5.0, 'with keep_pool_awake: the longest one frame keeps '
                   "the pool threads' CPUs awake, milliseconds (a frame refused on its way "
